@@ -1,0 +1,146 @@
+"""Opening inputs through fsspec and reading tar members in place, nested or gzipped."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterator
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from .errors import ArchiveError, BackendMissingError
+from .tarscan import TarMember, iter_members
+
+# Which pip extra brings the backend a URL scheme needs.
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
+
+
+def resolve(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """`fsspec.core.url_to_fs`, with a missing backend reported as the extra to install."""
+    try:
+        return url_to_fs(url, **(storage_options or {}))
+    except ImportError as e:
+        scheme = url.split("://", 1)[0] if "://" in url else "file"
+        extra = EXTRAS.get(scheme)
+        hint = f"install streamprep[{extra}]" if extra else f"install the fsspec backend for '{scheme}://'"
+        raise BackendMissingError(f"{url}: no fsspec backend for '{scheme}://' ({e}); {hint}") from None
+    except ValueError as e:
+        raise BackendMissingError(f"{url}: unknown URL scheme ({e}); use a path or a URL fsspec knows") from None
+
+
+@dataclass
+class Source:
+    """One input archive: where it is, how big it is, and per-thread handles to read it."""
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fs, self.path = resolve(self.url, self.storage_options)
+        try:
+            info = self.fs.info(self.path)
+        except FileNotFoundError:
+            raise ArchiveError(f"{self.url}: not found; check the path or URL") from None
+        if info.get("type") == "directory":
+            raise ArchiveError(f"{self.url}: is a directory, not an archive; pass the downloaded file")
+        self.size: int = int(info["size"])
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def handle(self) -> BinaryIO:
+        """This thread's open handle on the archive (opened once, closed by `close`)."""
+        f = getattr(self._local, "f", None)
+        if f is None:
+            f = self._local.f = self.fs.open(self.path, "rb")
+            handles = self.__dict__.setdefault("_handles", [])
+            handles.append(f)
+        return f
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        f = self.handle()
+        f.seek(offset)
+        return f.read(length)
+
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Bytes of several (offset, length) ranges; remote backends fetch them concurrently."""
+        if not ranges:
+            return []
+        starts = [o for o, _ in ranges]
+        ends = [o + n for o, n in ranges]
+        out = self.fs.cat_ranges([self.path] * len(ranges), starts, ends, on_error="raise")
+        for (offset, length), data in zip(ranges, out):
+            if len(data) != length:
+                raise ArchiveError(
+                    f"{self.url}: expected {length} bytes at offset {offset}, got {len(data)}; "
+                    "the archive changed or is truncated, fetch it again")
+        return out
+
+    def close(self) -> None:
+        for f in self.__dict__.pop("_handles", []):
+            f.close()
+        self._local = threading.local()
+
+
+def members(source: Source) -> Iterator[TarMember]:
+    """The members of a plain tar archive, read header by header."""
+    return iter_members(source.read_at, source.url, source.size)
+
+
+def inner_members(source: Source, outer: TarMember) -> Iterator[TarMember]:
+    """The members of a tar nested in `source` as `outer`; offsets are absolute in `source`."""
+    base, end = outer.offset, outer.offset + outer.size
+    archive = f"{source.url}!{outer.name}"
+
+    def read_at(offset: int, length: int) -> bytes:
+        return source.read_at(base + offset, max(0, min(length, end - base - offset)))
+
+    for m in iter_members(read_at, archive, outer.size):
+        yield TarMember(m.name, base + m.offset, m.size, m.type, m.mtime, m.mode, m.linkname)
+
+
+class _Sequential:
+    """`read_at` over a forward-only stream (a gzip member), skipping by reading."""
+
+    def __init__(self, stream: BinaryIO, url: str) -> None:
+        self.stream, self.url, self.pos = stream, url, 0
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if offset < self.pos:
+            raise ArchiveError(f"{self.url}: tar data out of order at byte {offset}; the archive is corrupt")
+        try:
+            while self.pos < offset:
+                skipped = self.stream.read(min(offset - self.pos, 1 << 20))
+                if not skipped:
+                    return b""
+                self.pos += len(skipped)
+            data = self.stream.read(length)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ArchiveError(
+                f"{self.url}: cannot decompress ({e}); the file is not a valid .tar.gz or is truncated, "
+                "fetch it again") from None
+        self.pos += len(data)
+        return data
+
+
+def gzip_members(source: Source) -> Iterator[tuple[TarMember, bytes]]:
+    """Members of a gzipped tar with their data, in archive order, in one forward pass."""
+    with source.fs.open(source.path, "rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            raise ArchiveError(f"{source.url}: not a gzip file; pass ILSVRC2012_bbox_train_v2.tar.gz as downloaded")
+        raw.seek(0)
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            reader = _Sequential(stream, source.url)
+            for m in iter_members(reader.read_at, source.url):
+                data = reader.read_at(m.offset, m.size) if m.is_file else b""
+                if len(data) < m.size:
+                    raise ArchiveError(
+                        f"{source.url}!{m.name}: truncated member; the download is incomplete, fetch it again")
+                yield m, data

@@ -1,0 +1,129 @@
+"""Bounding-box XML files to the classic bboxes.csv lines, parsed safely (no entities, no network)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from lxml import etree
+
+from .errors import AnnotationError
+
+Box = tuple[float, float, float, float]
+
+_PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                       remove_comments=True, remove_pis=True)
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(**_PARSER_OPTIONS)
+
+
+def _int(text: object, what: str, where: str) -> int:
+    """The classic's `int(float(text))`; a missing element counts as -1, as in the classic."""
+    if text == -1:
+        return -1
+    try:
+        return int(float(text))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise AnnotationError(f"{where}: <{what}> is {text!r}, not a number; fix or remove this XML file") from None
+
+
+def parse_boxes(data: bytes, where: str) -> list[Box]:
+    """The kept boxes of one PASCAL VOC file, scaled, ordered, clamped, as the classic computes them."""
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as e:
+        raise AnnotationError(f"{where}: not well-formed XML ({e}); fix or remove this XML file") from None
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):
+        raise AnnotationError(f"{where}: declares XML entities, which streamprep refuses to expand; "
+                              "remove the DOCTYPE from this XML file")
+
+    def texts(name: str) -> list[object]:
+        return [e.text for e in root.iter(name)]
+
+    xmins = texts("xmin")
+    count = 0
+    while count < len(xmins) and _int(xmins[count], "xmin", where) != -1:
+        count += 1
+    if not count:
+        return []
+    ymins, xmaxs, ymaxs = texts("ymin"), texts("xmax"), texts("ymax")
+    width = float(_int((texts("width") or [-1])[0], "width", where))
+    height = float(_int((texts("height") or [-1])[0], "height", where))
+    if width == 0 or height == 0:
+        raise AnnotationError(f"{where}: image width or height is 0; fix or remove this XML file")
+    boxes = []
+    for i in range(count):
+        def coord(values: list[object], what: str) -> float:
+            return float(_int(values[i] if i < len(values) else -1, what, where))
+
+        xmin = coord(xmins, "xmin") / width
+        ymin = coord(ymins, "ymin") / height
+        xmax = coord(xmaxs, "xmax") / width
+        ymax = coord(ymaxs, "ymax") / height
+        min_x, max_x = min(xmin, xmax), max(xmin, xmax)
+        min_y, max_y = min(ymin, ymax), max(ymin, ymax)
+        box = (min(max(min_x, 0.0), 1.0), min(max(min_y, 0.0), 1.0),
+               min(max(max_x, 0.0), 1.0), min(max(max_y, 0.0), 1.0))
+        if box[0] >= box[2] or box[1] >= box[3]:
+            continue
+        boxes.append(box)
+    return boxes
+
+
+def csv_lines(stem: str, boxes: Iterable[Box]) -> str:
+    return "".join("%s.JPEG,%.4f,%.4f,%.4f,%.4f\n" % (stem, *box) for box in boxes)
+
+
+@dataclass(frozen=True)
+class BoxTable:
+    """All boxes: the bboxes.csv text, and each image's boxes as the classic reads them back."""
+
+    csv: bytes
+    rows: np.ndarray  # float32 (n, 4): xmin, ymin, xmax, ymax as parsed back from the %.4f text
+    xml_rows: np.ndarray  # int64 (files + 1,): file i owns rows[xml_rows[i]:xml_rows[i + 1]]
+    by_image: dict[str, int | tuple[int, ...]]  # "stem.JPEG" -> file number(s) in csv order
+    files: int
+
+    @classmethod
+    def build(cls, parsed: list[tuple[tuple[str, str], list[Box]]]) -> "BoxTable":
+        """From (sort key (folder, file name), boxes) pairs in any order."""
+        parsed.sort(key=lambda item: item[0])
+        csv_parts: list[str] = []
+        values: list[float] = []
+        starts = [0]
+        by_image: dict[str, int | tuple[int, ...]] = {}
+        for number, ((_, file_name), boxes) in enumerate(parsed):
+            stem = file_name[:-len(".xml")]
+            text = csv_lines(stem, boxes)
+            csv_parts.append(text)
+            values.extend(float("%.4f" % v) for box in boxes for v in box)
+            starts.append(starts[-1] + len(boxes))
+            if boxes:
+                key = stem + ".JPEG"
+                seen = by_image.get(key)
+                by_image[key] = number if seen is None else (*((seen,) if isinstance(seen, int) else seen), number)
+        csv = "".join(csv_parts)
+        rows = np.asarray(values, dtype="<f4").reshape(-1, 4)
+        return cls(csv.encode("utf-8", "surrogateescape"), rows, np.asarray(starts, dtype=np.int64), by_image,
+                   len(parsed))
+
+    @classmethod
+    def empty(cls) -> "BoxTable":
+        return cls.build([])
+
+    def boxes_of(self, filename: str) -> np.ndarray:
+        """The (n, 4) float32 boxes of an image base name, in bboxes.csv order."""
+        found = self.by_image.get(filename)
+        if found is None:
+            return self.rows[:0]
+        numbers = (found,) if isinstance(found, int) else found
+        parts = [self.rows[self.xml_rows[n]:self.xml_rows[n + 1]] for n in numbers]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)

@@ -1,0 +1,169 @@
+"""The command line: `streamprep convert`, progress bars and the closing summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, Sequence, TextIO
+
+from . import __version__
+from .config import BBOX_TARGZ, TRAIN_TAR, VAL_TAR, default_workers, load_config, make_options
+from .convert import Summary, convert
+from .errors import ConfigError, StreamprepError
+from .plan import Layout
+from .progress import Event
+
+LOG_INTERVAL = 15.0  # seconds between plain progress lines when stderr is not a terminal
+
+
+def _storage_option(text: str) -> tuple[str, str, str]:
+    """`PROTOCOL.KEY=VALUE`, e.g. `s3.endpoint_url=http://127.0.0.1:5555`."""
+    key, sep, value = text.partition("=")
+    protocol, dot, name = key.partition(".")
+    if not sep or not dot or not protocol or not name:
+        raise argparse.ArgumentTypeError(f"expected PROTOCOL.KEY=VALUE, got {text!r}")
+    return protocol, name, value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="streamprep", description="ImageNet (ILSVRC2012) downloads to TFRecord shards, "
+                                  "straight from the archives.")
+    top.add_argument("--version", action="version", version=f"streamprep {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("convert", help="write the classic train/validation shards and bboxes.csv",
+                       description="Write the classic 1024/128 TFRecord shards and bboxes.csv straight from the "
+                       "three ILSVRC2012 downloads, extracting nothing to disk. Flags override --config.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("downloads", nargs="?", metavar="DOWNLOADS",
+                   help=f"folder or URL holding {TRAIN_TAR}, {VAL_TAR} and {BBOX_TARGZ}")
+    p.add_argument("--config", metavar="TOML", help="config file (see configs/); flags override it")
+    g = p.add_argument_group("inputs (paths or fsspec URLs)")
+    g.add_argument("--train", metavar="URL", help=f"training tar (default: DOWNLOADS/{TRAIN_TAR})")
+    g.add_argument("--val", metavar="URL", help=f"validation tar (default: DOWNLOADS/{VAL_TAR})")
+    g.add_argument("--bbox", metavar="URL", help=f"bounding-box tar.gz (default: DOWNLOADS/{BBOX_TARGZ})")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="URL", help="folder or URL for the shards and bboxes.csv (required)")
+    g = p.add_argument_group("classic layout (defaults reproduce the classic procedure)")
+    layout = Layout()
+    g.add_argument("--train-shards", type=int, metavar="N", help=f"training shards (default: {layout.train_shards})")
+    g.add_argument("--validation-shards", type=int, metavar="N",
+                   help=f"validation shards (default: {layout.validation_shards})")
+    g.add_argument("--classic-threads", type=int, metavar="T",
+                   help=f"the classic's --num_threads, which decides shard boundaries; not how many threads "
+                   f"streamprep runs (default: {layout.classic_threads})")
+    g = p.add_argument_group("label data (default: the copies shipped with streamprep)")
+    g.add_argument("--labels-file", metavar="URL", help="synsets file, line k = label k")
+    g.add_argument("--metadata-file", metavar="URL", help="synset<TAB>text file")
+    g.add_argument("--validation-labels-file", metavar="URL", help="synset of each validation image, by number")
+    g = p.add_argument_group("execution")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help=f"shards written at once; the output does not depend on it (default: {default_workers()})")
+    g.add_argument("--storage-option", type=_storage_option, action="append", default=[], metavar="PROTO.KEY=VALUE",
+                   help="fsspec option for one protocol, e.g. s3.endpoint_url=http://127.0.0.1:5555 (repeatable)")
+    g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    return top
+
+
+def _values(args: argparse.Namespace) -> dict[str, Any]:
+    """Config file values overridden by the flags given."""
+    values: dict[str, Any] = load_config(args.config) if args.config else {}
+    for key in ("downloads", "train", "val", "bbox", "out", "train_shards", "validation_shards", "classic_threads",
+                "labels_file", "metadata_file", "validation_labels_file", "workers"):
+        value = getattr(args, key)
+        if value is not None:
+            values[key.replace("_", "-")] = value
+    options = dict(values.get("storage-options") or {})
+    for protocol, name, value in args.storage_option:
+        options.setdefault(protocol, {})[name] = value
+    values["storage-options"] = options
+    return values
+
+
+class Reporter:
+    """Draws a tqdm bar per phase on a terminal, or writes plain log lines otherwise."""
+
+    def __init__(self, stream: TextIO, bars: bool) -> None:
+        self.stream, self.bars = stream, bars
+        self.state: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "start":
+            st = self.state[event.phase] = {"items": 0, "bytes": 0, "t0": time.monotonic(), "last": time.monotonic(),
+                                            "total": event.total, "unit": event.unit}
+            if self.bars:
+                from tqdm import tqdm
+                st["bar"] = tqdm(total=event.total, desc=event.phase, unit=f" {event.unit}", file=self.stream,
+                                 dynamic_ncols=True, leave=True, smoothing=0.1)
+            else:
+                self.stream.write(f"{event.phase}: started\n")
+            return
+        st = self.state[event.phase]
+        if event.kind == "advance":
+            st["items"] += event.items
+            st["bytes"] += event.nbytes
+            now = time.monotonic()
+            if self.bars:
+                rate = st["bytes"] / max(now - st["t0"], 1e-9) / 1e6
+                st["bar"].set_postfix_str(f"{rate:.1f} MB/s", refresh=False)
+                st["bar"].update(event.items)
+            elif now - st["last"] >= LOG_INTERVAL:
+                st["last"] = now
+                self.stream.write(f"{event.phase}: {self._progress(st, now)}\n")
+            return
+        now = time.monotonic()
+        if self.bars:
+            st["bar"].close()
+        else:
+            self.stream.write(f"{event.phase}: done, {self._progress(st, now)}\n")
+        self.stream.flush()
+
+    @staticmethod
+    def _progress(st: dict[str, Any], now: float) -> str:
+        elapsed = max(now - st["t0"], 1e-9)
+        total = f"/{st['total']:,}" if st["total"] else ""
+        text = f"{st['items']:,}{total} {st['unit']}, {st['bytes'] / 1e6:,.1f} MB, {st['bytes'] / elapsed / 1e6:.1f} MB/s"
+        if st["total"] and st["items"]:
+            eta = elapsed * (st["total"] - st["items"]) / st["items"]
+            text += f", ETA {eta:.0f} s"
+        return text
+
+
+def format_summary(s: Summary) -> str:
+    lines = [f"streamprep: wrote {s.out}"]
+    for name, split in s.splits.items():
+        lines.append(f"  {name:<10} {split.images:>9,} images in {split.shards:,} shards, {split.classes:,} classes, "
+                     f"{split.boxes:,} boxes, {split.nbytes / 1e6:,.1f} MB")
+    lines.append(f"  bboxes.csv {s.boxes_csv_lines:>9,} boxes from {s.box_files:,} XML files")
+    lines.append(f"  fix-ups    {len(s.fixups):>9,}" + (f" ({', '.join(s.fixups[:5])}{' ...' if len(s.fixups) > 5 else ''})"
+                                                        if s.fixups else ""))
+    if s.ignored.counts:
+        lines.append("  ignored members:")
+        for reason, count in sorted(s.ignored.counts.items()):
+            lines.append(f"    {count:,} {reason}, e.g. {', '.join(s.ignored.examples[reason][:2])}")
+    rate = s.bytes_read / max(s.seconds, 1e-9) / 1e6
+    images = sum(x.images for x in s.splits.values())
+    lines.append(f"  wall time {s.seconds:.1f} s, {images / max(s.seconds, 1e-9):,.0f} images/s, {rate:,.1f} MB/s of images")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    stderr = stderr or sys.stderr
+    args = parser().parse_args(argv)
+    try:
+        options = make_options(_values(args))
+        reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
+        summary = convert(options, reporter)
+    except StreamprepError as e:
+        stderr.write(f"streamprep: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        stderr.write("streamprep: interrupted; finished shards are kept, no partial file has a final name\n")
+        return 130
+    if not args.quiet:
+        stderr.write(format_summary(summary))
+    return 0
+
+
+__all__ = ["main", "parser", "ConfigError"]

@@ -1,0 +1,102 @@
+"""Conversion options, and TOML config files that set them (flags override)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .plan import Layout
+
+TRAIN_TAR = "ILSVRC2012_img_train.tar"
+VAL_TAR = "ILSVRC2012_img_val.tar"
+BBOX_TARGZ = "ILSVRC2012_bbox_train_v2.tar.gz"
+
+# Config keys that hold a path, resolved against the config file's folder when relative.
+PATH_KEYS = frozenset({"downloads", "train", "val", "bbox", "out", "labels-file", "metadata-file",
+                       "validation-labels-file"})
+INT_KEYS = frozenset({"train-shards", "validation-shards", "classic-threads", "workers"})
+KEYS = PATH_KEYS | INT_KEYS | {"storage-options"}
+
+
+def default_workers() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything `convert` needs; None label files mean the shipped ones."""
+
+    train: str
+    val: str
+    bbox: str
+    out: str
+    layout: Layout = Layout()
+    labels_file: str | None = None
+    metadata_file: str | None = None
+    validation_labels_file: str | None = None
+    workers: int = field(default_factory=default_workers)
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+def join(folder: str, name: str) -> str:
+    """`folder/name` for a path or a URL."""
+    return f"{folder.rstrip('/')}/{name}"
+
+
+def _is_url(value: str) -> bool:
+    return "://" in value
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """Read a TOML config: flat `key = value` pairs named like the long flags."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: {e}; fix the TOML syntax") from None
+    unknown = sorted(set(data) - KEYS)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(KEYS))}")
+    base = Path(path).resolve().parent
+    for key in PATH_KEYS & set(data):
+        value = data[key]
+        if not isinstance(value, str):
+            raise ConfigError(f"config file {path}: {key} must be a string")
+        if not _is_url(value) and not os.path.isabs(value):
+            data[key] = str(base / value)
+    for key in INT_KEYS & set(data):
+        if not isinstance(data[key], int):
+            raise ConfigError(f"config file {path}: {key} must be an integer")
+    if "storage-options" in data and not isinstance(data["storage-options"], dict):
+        raise ConfigError(f"config file {path}: storage-options must be a table")
+    return data
+
+
+def make_options(values: dict[str, Any]) -> Options:
+    """Options from merged flag/config values (keys as in the config file)."""
+    downloads = values.get("downloads")
+    inputs = {}
+    for key, name in (("train", TRAIN_TAR), ("val", VAL_TAR), ("bbox", BBOX_TARGZ)):
+        value = values.get(key) or (join(downloads, name) if downloads else None)
+        if not value:
+            raise ConfigError(f"no --{key} given; pass --{key} or a DOWNLOADS folder holding {name}")
+        inputs[key] = value
+    if not values.get("out"):
+        raise ConfigError("no --out given; pass the folder (or URL) to write the shards to")
+    defaults = Layout()
+    layout = Layout(values.get("train-shards") or defaults.train_shards,
+                    values.get("validation-shards") or defaults.validation_shards,
+                    values.get("classic-threads") or defaults.classic_threads)
+    workers = values.get("workers") or default_workers()
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    return Options(train=inputs["train"], val=inputs["val"], bbox=inputs["bbox"], out=values["out"], layout=layout,
+                   labels_file=values.get("labels-file"), metadata_file=values.get("metadata-file"),
+                   validation_labels_file=values.get("validation-labels-file"), workers=workers,
+                   storage_options=dict(values.get("storage-options") or {}))

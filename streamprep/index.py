@@ -1,0 +1,261 @@
+"""The index: every image the classic would use, where its bytes sit, and every box; nothing decoded."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .archives import Source, gzip_members, inner_members, members
+from .bboxes import BoxTable, parse_boxes
+from .errors import ArchiveError
+from .labels import LabelData
+from .progress import Callback, Phase
+from .tarscan import TarMember, normalize
+
+VALIDATION_NAME = "ILSVRC2012_val_%08d.JPEG"
+EXAMPLES_KEPT = 5
+
+
+class NameTable:
+    """Many short strings in one bytes object plus offsets (about 30 bytes a name)."""
+
+    def __init__(self, blob: bytes, starts: np.ndarray) -> None:
+        self.blob, self.starts = blob, starts
+
+    @classmethod
+    def of(cls, names: list[str]) -> "NameTable":
+        encoded = [n.encode("utf-8", "surrogateescape") for n in names]
+        starts = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=starts[1:])
+        return cls(b"".join(encoded), starts)
+
+    @classmethod
+    def concat(cls, tables: list["NameTable"]) -> "NameTable":
+        blobs, starts, base = [], [np.zeros(1, dtype=np.int64)], 0
+        for t in tables:
+            blobs.append(t.blob)
+            starts.append(t.starts[1:] + base)
+            base += len(t.blob)
+        return cls(b"".join(blobs), np.concatenate(starts))
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self.blob[self.starts[i]:self.starts[i + 1]].decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class Ignored:
+    """Members skipped on purpose, counted by reason, with a few examples each."""
+
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, reason: str, ref: str) -> None:
+        with self._lock:
+            self.counts[reason] += 1
+            if len(self.examples[reason]) < EXAMPLES_KEPT:
+                self.examples[reason].append(ref)
+
+
+@dataclass(frozen=True, eq=False)
+class SplitIndex:
+    """One split's images in the classic's list order: by synset-file order, then file name."""
+
+    split: str
+    archive: str
+    names: NameTable
+    labels: np.ndarray  # int32, 1-based classic labels
+    offsets: np.ndarray  # int64, where each image's bytes start in the archive
+    sizes: np.ndarray  # int64
+    containers: dict[int, str] = field(default_factory=dict)  # label -> inner tar member (train)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def member(self, i: int) -> str:
+        container = self.containers.get(int(self.labels[i]))
+        inner = f"!{container}" if container else ""
+        return f"{self.archive}{inner}!{self.names[i]}"
+
+    def present_labels(self) -> list[int]:
+        return [int(x) for x in np.unique(self.labels)]
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetIndex:
+    splits: tuple[SplitIndex, ...]
+    boxes: BoxTable
+    ignored: Ignored
+
+
+@dataclass
+class _Group:
+    """The images of one synset, sorted by name."""
+
+    names: NameTable
+    offsets: np.ndarray
+    sizes: np.ndarray
+
+    @classmethod
+    def of(cls, found: dict[str, TarMember]) -> "_Group":
+        names = sorted(found)
+        return cls(NameTable.of(names), np.fromiter((found[n].offset for n in names), np.int64, len(names)),
+                   np.fromiter((found[n].size for n in names), np.int64, len(names)))
+
+
+def _assemble(split: str, archive: str, groups: dict[int, _Group], containers: dict[int, str]) -> SplitIndex:
+    labels = sorted(groups)
+    parts = [groups[k] for k in labels]
+    return SplitIndex(
+        split, archive,
+        NameTable.concat([g.names for g in parts]),
+        np.concatenate([np.full(len(g.names), k, np.int32) for k, g in zip(labels, parts)] or [np.zeros(0, np.int32)]),
+        np.concatenate([g.offsets for g in parts] or [np.zeros(0, np.int64)]),
+        np.concatenate([g.sizes for g in parts] or [np.zeros(0, np.int64)]),
+        containers)
+
+
+def _add_unique(found: dict[str, TarMember], name: str, member: TarMember, where: str) -> None:
+    if name in found:
+        raise ArchiveError(f"{where}!{member.name}: the archive holds this name twice; "
+                           "extraction would keep only one, so streamprep stops. Repack the archive without duplicates")
+    found[name] = member
+
+
+def _refuse_link(member: TarMember, where: str) -> None:
+    if member.is_link:
+        raise ArchiveError(f"{where}!{member.name}: is a link, not a file; streamprep reads regular files only. "
+                           "Repack the archive with the file itself")
+
+
+def _class_images(source: Source, outer: TarMember, ignored: Ignored) -> _Group:
+    where = f"{source.url}!{outer.name}"
+    found: dict[str, TarMember] = {}
+    for m in inner_members(source, outer):
+        name = normalize(m.name)
+        if m.is_dir:
+            continue
+        if "/" in name or not name.endswith(".JPEG"):
+            ignored.add("not a *.JPEG file at the top of a class tar", f"{where}!{m.name}")
+            continue
+        _refuse_link(m, where)
+        if not m.is_file:
+            ignored.add("not a regular file", f"{where}!{m.name}")
+            continue
+        _add_unique(found, name, m, where)
+    return _Group.of(found)
+
+
+def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: int = 4,
+                progress: Callback | None = None) -> SplitIndex:
+    """Walk the outer training tar and, in parallel, each per-class tar inside it."""
+    classes: dict[int, TarMember] = {}
+    containers: dict[int, str] = {}
+    with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index") as pool:
+            futures = {}
+
+            def walk(label: int, outer: TarMember) -> _Group:
+                group = _class_images(source, outer, ignored)
+                phase.advance(len(group.names), outer.size + 512)
+                return group
+
+            for m in members(source):
+                name = normalize(m.name)
+                if m.is_dir:
+                    continue
+                synset = name[:-len(".tar")] if name.endswith(".tar") and "/" not in name else None
+                if synset is None:
+                    ignored.add("not a class tar (nXXXXXXXX.tar) in the training tar", f"{source.url}!{m.name}")
+                    continue
+                label = labels.label(synset)
+                if label is None:
+                    ignored.add("class tar of a synset not in the labels file", f"{source.url}!{m.name}")
+                    continue
+                _refuse_link(m, source.url)
+                if label in classes:
+                    raise ArchiveError(f"{source.url}!{m.name}: the training tar holds this class tar twice; "
+                                       "repack the archive without duplicates")
+                classes[label] = m
+                containers[label] = m.name
+                futures[label] = pool.submit(walk, label, m)
+            try:
+                groups = {label: f.result() for label, f in futures.items()}
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    groups = {k: g for k, g in groups.items() if len(g.names)}
+    return _assemble("train", source.url, groups, containers)
+
+
+def index_validation(source: Source, labels: LabelData, ignored: Ignored,
+                     progress: Callback | None = None) -> SplitIndex:
+    """Walk the validation tar and give each listed image its label by image number."""
+    found: dict[str, TarMember] = {}
+    with Phase(progress, "index validation", total_bytes=source.size) as phase:
+        for m in members(source):
+            phase.advance(1, m.size + 512)
+            name = normalize(m.name)
+            if m.is_dir:
+                continue
+            if "/" in name:
+                ignored.add("validation member not at the top of the archive", f"{source.url}!{m.name}")
+                continue
+            if name.endswith(".JPEG"):
+                _refuse_link(m, source.url)
+            if not m.is_file:
+                ignored.add("not a regular file", f"{source.url}!{m.name}")
+                continue
+            _add_unique(found, name, m, source.url)
+    listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
+    missing = [name for name in listed if name not in found]
+    if missing:
+        raise ArchiveError(
+            f"{source.url}: {len(missing)} image(s) listed in the validation labels file "
+            f"{labels.sources.get('validation', '')} are not in the archive (first: {missing[0]}); "
+            "pass the complete ILSVRC2012_img_val.tar or a --validation-labels-file that matches it")
+    by_label: dict[int, dict[str, TarMember]] = defaultdict(dict)
+    for name, m in found.items():
+        synset = listed.get(name)
+        if synset is None:
+            ignored.add("validation member not listed in the validation labels file", f"{source.url}!{m.name}")
+            continue
+        label = labels.label(synset)
+        if label is None:
+            ignored.add("validation image of a synset not in the labels file", f"{source.url}!{m.name}")
+            continue
+        by_label[label][name] = m
+    return _assemble("validation", source.url, {k: _Group.of(v) for k, v in by_label.items()}, {})
+
+
+def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None) -> BoxTable:
+    """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob."""
+    parsed = []
+    seen: set[str] = set()
+    with Phase(progress, "bounding boxes", unit="files") as phase:
+        for m, data in gzip_members(source):
+            if m.is_dir:
+                continue
+            name = normalize(m.name)
+            parts = name.split("/")
+            if len(parts) != 2 or not parts[1].endswith(".xml") or any(p.startswith(".") or not p for p in parts):
+                ignored.add("not a folder/*.xml annotation in the bounding-box archive", f"{source.url}!{m.name}")
+                continue
+            _refuse_link(m, source.url)
+            if not m.is_file:
+                ignored.add("not a regular file", f"{source.url}!{m.name}")
+                continue
+            if name in seen:
+                raise ArchiveError(f"{source.url}!{m.name}: the archive holds this name twice; "
+                                   "repack the archive without duplicates")
+            seen.add(name)
+            parsed.append(((parts[0], parts[1]), parse_boxes(data, f"{source.url}!{m.name}")))
+            phase.advance(1, len(data))
+    return BoxTable.build(parsed)

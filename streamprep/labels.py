@@ -1,0 +1,106 @@
+"""The classic's three label files: shipped defaults, overridable by path or URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+
+import fsspec
+
+from .errors import LabelDataError
+
+SYNSETS_FILE = "imagenet_lsvrc_2015_synsets.txt"
+METADATA_FILE = "imagenet_metadata.txt"
+VALIDATION_LABELS_FILE = "imagenet_2012_validation_synset_labels.txt"
+
+
+def shipped(name: str) -> str:
+    """Path of a label file shipped inside the package."""
+    return str(resources.files("streamprep") / "data" / name)
+
+
+def _read_lines(url: str, what: str) -> list[str]:
+    try:
+        with fsspec.open(url, "rt", encoding="utf-8") as f:
+            return [line.strip() for line in f.readlines()]
+    except FileNotFoundError:
+        raise LabelDataError(f"{what} {url} not found; pass an existing file or drop the flag to use the shipped one") from None
+    except UnicodeDecodeError as e:
+        raise LabelDataError(f"{what} {url} is not UTF-8 text ({e}); pass the right file") from None
+
+
+def _without_trailing_blanks(lines: list[str], url: str, what: str) -> list[str]:
+    while lines and not lines[-1]:
+        lines.pop()
+    if "" in lines:
+        raise LabelDataError(f"{what} {url} has an empty line {lines.index('') + 1}; remove it")
+    return lines
+
+
+@dataclass(frozen=True)
+class LabelData:
+    """Synsets (line k is label k), synset texts, and the synset of each validation image."""
+
+    synsets: tuple[str, ...]
+    texts: dict[str, str]
+    validation: tuple[str, ...]
+    sources: dict[str, str] = field(default_factory=dict)
+    _labels: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_labels", {s: i + 1 for i, s in enumerate(self.synsets)})
+
+    def label(self, synset: str) -> int | None:
+        """The classic label of a synset (1-based line number), or None if not a challenge synset."""
+        return self._labels.get(synset)
+
+    def text(self, synset: str) -> str:
+        try:
+            return self.texts[synset]
+        except KeyError:
+            raise LabelDataError(
+                f"metadata file {self.sources.get('metadata', '')} has no text for synset {synset}; "
+                "pass a --metadata-file that covers every synset of --labels-file") from None
+
+
+def load_synsets(url: str) -> tuple[str, ...]:
+    lines = _without_trailing_blanks(_read_lines(url, "labels file"), url, "labels file")
+    seen: dict[str, int] = {}
+    for number, synset in enumerate(lines, 1):
+        if synset in seen:
+            raise LabelDataError(f"labels file {url} lists {synset} twice (lines {seen[synset]} and {number}); remove one")
+        seen[synset] = number
+    return tuple(lines)
+
+
+def load_texts(url: str) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for number, line in enumerate(_read_lines(url, "metadata file"), 1):
+        if not line:
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise LabelDataError(
+                f"metadata file {url} line {number} is not 'synset<TAB>text': {line[:80]!r}; fix the line")
+        texts[parts[0]] = parts[1]
+    return texts
+
+
+def load_validation(url: str) -> tuple[str, ...]:
+    return tuple(_without_trailing_blanks(_read_lines(url, "validation labels file"), url, "validation labels file"))
+
+
+def load_label_data(labels_file: str | None = None, metadata_file: str | None = None,
+                    validation_labels_file: str | None = None) -> LabelData:
+    """Read the three label files; None means the copy shipped with streamprep."""
+    sources = {
+        "labels": labels_file or shipped(SYNSETS_FILE),
+        "metadata": metadata_file or shipped(METADATA_FILE),
+        "validation": validation_labels_file or shipped(VALIDATION_LABELS_FILE),
+    }
+    return LabelData(
+        synsets=load_synsets(sources["labels"]),
+        texts=load_texts(sources["metadata"]),
+        validation=load_validation(sources["validation"]),
+        sources=sources,
+    )

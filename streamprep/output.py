@@ -1,0 +1,49 @@
+"""The output location: any fsspec URL; files appear under their final name only when complete."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Iterator
+
+from .archives import resolve
+from .errors import OutputError
+
+
+class Output:
+    """A folder (local or remote) that receives shards and bboxes.csv."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url
+        self.storage_options = storage_options or {}
+        self.fs, self.root = resolve(url, self.storage_options)
+        try:
+            self.fs.makedirs(self.root, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{url}: cannot create the output folder ({e}); choose a writable --out") from None
+
+    def path(self, name: str) -> str:
+        return f"{self.root.rstrip('/')}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return self.fs.exists(self.path(name))
+
+    @contextmanager
+    def atomic(self, name: str) -> Iterator[BinaryIO]:
+        """Write `name` through a hidden temporary file, renamed to `name` once closed without error."""
+        tmp = self.path(f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                yield f
+            self.fs.mv(tmp, self.path(name))
+        except BaseException as e:
+            try:
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+            except OSError:
+                pass
+            if isinstance(e, OSError):
+                raise OutputError(f"{self.path(name)}: cannot write ({e}); check free space and permissions "
+                                  "of --out; finished files are kept") from None
+            raise

@@ -1,0 +1,143 @@
+"""Pure planning: the index and layout options in, frozen shard specs (which image goes where) out."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bboxes import BoxTable
+from .errors import ConfigError
+from .fixups import fixup_kind
+from .index import DatasetIndex, SplitIndex
+from .labels import LabelData
+
+SHUFFLE_SEED = 12345
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The classic's layout parameters: shard counts and the thread count that cuts them."""
+
+    train_shards: int = 1024
+    validation_shards: int = 128
+    classic_threads: int = 8
+
+    def shards(self, split: str) -> int:
+        return self.train_shards if split == "train" else self.validation_shards
+
+    def check(self) -> None:
+        for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards),
+                            ("--classic-threads", self.classic_threads)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards)):
+            if value % self.classic_threads:
+                raise ConfigError(f"{flag} {value} is not a multiple of --classic-threads {self.classic_threads}, "
+                                  "as the classic layout requires; change one of them")
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One output shard: its split, number, and the slice of the shuffled order it holds."""
+
+    split: str
+    number: int
+    count: int
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return "%s-%.5d-of-%.5d" % (self.split, self.number, self.count)
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True, eq=False)
+class RecordSpec:
+    """Everything needed to write one record, except the image bytes."""
+
+    filename: str
+    label: int
+    synset: str
+    text: str
+    member: str  # archive!member, for messages
+    offset: int
+    size: int
+    boxes: np.ndarray  # float32 (n, 4)
+    fixup: str | None
+
+
+def classic_order(n: int) -> np.ndarray:
+    """The classic's shuffle: `random.seed(12345); random.shuffle(list(range(n)))`."""
+    order = list(range(n))
+    rng = random.Random(SHUFFLE_SEED)
+    rng.shuffle(order)
+    return np.asarray(order, dtype=np.int64)
+
+
+def shard_bounds(n: int, shards: int, threads: int) -> list[tuple[int, int]]:
+    """Start and stop of each shard, cut as the classic's threads cut them."""
+    spacing = np.linspace(0, n, threads + 1).astype(int)
+    per_thread = shards // threads
+    bounds = []
+    for t in range(threads):
+        cuts = np.linspace(spacing[t], spacing[t + 1], per_thread + 1).astype(int)
+        bounds.extend((int(cuts[s]), int(cuts[s + 1])) for s in range(per_thread))
+    return bounds
+
+
+@dataclass(frozen=True, eq=False)
+class SplitPlan:
+    index: SplitIndex
+    order: np.ndarray
+    shards: tuple[ShardSpec, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """Which image goes into which shard, in which position; picklable, so any process can write any shard."""
+
+    splits: dict[str, SplitPlan]
+    labels: LabelData
+    boxes: BoxTable
+    layout: Layout
+
+    @property
+    def shards(self) -> tuple[ShardSpec, ...]:
+        return tuple(s for split in self.splits.values() for s in split.shards)
+
+    def archive(self, split: str) -> str:
+        return self.splits[split].index.archive
+
+    def records(self, shard: ShardSpec) -> list[RecordSpec]:
+        split = self.splits[shard.split]
+        index = split.index
+        out = []
+        for i in split.order[shard.start:shard.stop]:
+            i = int(i)
+            name, label = index.names[i], int(index.labels[i])
+            synset = self.labels.synsets[label - 1]
+            out.append(RecordSpec(name, label, synset, self.labels.text(synset), index.member(i),
+                                  int(index.offsets[i]), int(index.sizes[i]), self.boxes.boxes_of(name),
+                                  fixup_kind(name)))
+        return out
+
+
+def make_plan(index: DatasetIndex, labels: LabelData, layout: Layout) -> Plan:
+    """Shuffle each split and cut it into shards exactly as the classic does."""
+    layout.check()
+    splits = {}
+    for split_index in index.splits:
+        n, count = len(split_index), layout.shards(split_index.split)
+        bounds = shard_bounds(n, count, layout.classic_threads)
+        shards = tuple(ShardSpec(split_index.split, k, count, a, b) for k, (a, b) in enumerate(bounds))
+        splits[split_index.split] = SplitPlan(split_index, classic_order(n), shards)
+    for split_index in index.splits:
+        for label in split_index.present_labels():
+            labels.text(labels.synsets[label - 1])  # fail before writing if a text is missing
+    return Plan(splits, labels, index.boxes, layout)
