@@ -69,7 +69,7 @@ def load_config(path: str) -> dict[str, Any]:
         if not isinstance(value, str):
             raise ConfigError(f"config file {path}: {key} must be a string")
         if not _is_url(value) and not os.path.isabs(value):
-            data[key] = str(base / value)
+            data[key] = os.path.normpath(base / value)
     for key in INT_KEYS & set(data):
         if not isinstance(data[key], int):
             raise ConfigError(f"config file {path}: {key} must be an integer")
@@ -89,11 +89,15 @@ def make_options(values: dict[str, Any]) -> Options:
         inputs[key] = value
     if not values.get("out"):
         raise ConfigError("no --out given; pass the folder (or URL) to write the shards to")
+    def given(key: str, default: int) -> int:
+        value = values.get(key)
+        return default if value is None else value
+
     defaults = Layout()
-    layout = Layout(values.get("train-shards") or defaults.train_shards,
-                    values.get("validation-shards") or defaults.validation_shards,
-                    values.get("classic-threads") or defaults.classic_threads)
-    workers = values.get("workers") or default_workers()
+    layout = Layout(given("train-shards", defaults.train_shards), given("validation-shards", defaults.validation_shards),
+                    given("classic-threads", defaults.classic_threads))
+    layout.check()
+    workers = given("workers", default_workers())
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     return Options(train=inputs["train"], val=inputs["val"], bbox=inputs["bbox"], out=values["out"], layout=layout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from .errors import ImageError
@@ -28,6 +29,7 @@ def fixup_kind(filename: str) -> str | None:
 
 def _tensorflow():
     with _tf_lock:  # imported only when a fix-up is needed: most runs never pay for it
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off stderr
         try:
             import tensorflow as tf
         except ImportError as e:

@@ -1,4 +1,4 @@
-"""Image pixel size from the JPEG SOF (or PNG IHDR) header, without decoding."""
+"""Image pixel size from the JPEG frame (SOF) header, without decoding."""
 
 from __future__ import annotations
 
@@ -15,14 +15,24 @@ def is_jpeg(data: bytes) -> bool:
     return data[:3] == b"\xff\xd8\xff"
 
 
-def is_png(data: bytes) -> bool:
-    return data[:8] == b"\x89PNG\r\n\x1a\n"
+_MAGIC = {b"\x89PNG": "a PNG", b"GIF8": "a GIF", b"BM": "a BMP", b"RIFF": "a RIFF (WebP?)", b"II*\0": "a TIFF",
+          b"MM\0*": "a TIFF"}
+
+
+def describe(data: bytes) -> str:
+    """What a non-JPEG file looks like, for error messages."""
+    if not data:
+        return "empty"
+    for magic, what in _MAGIC.items():
+        if data.startswith(magic):
+            return what
+    return "not an image format streamprep knows"
 
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
     """(height, width) from the first SOF segment, as libjpeg reads it."""
     if not is_jpeg(data):
-        raise SizeUnreadable("not a JPEG (no SOI marker)")
+        raise SizeUnreadable(f"not a JPEG: {describe(data)}")
     pos, end = 2, len(data)
     while pos < end:
         # libjpeg skips stray bytes before a marker and any 0xFF fill bytes.
@@ -53,9 +63,3 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
             return height, width
         pos += length
     raise SizeUnreadable("no frame header (SOF) before the image data")
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    if not is_png(data) or data[12:16] != b"IHDR":
-        raise SizeUnreadable("not a PNG with an IHDR chunk")
-    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import example as ex
 from . import fixups
 from .errors import ImageError
-from .imagesize import SizeUnreadable, is_png, jpeg_size, png_size
+from .imagesize import SizeUnreadable, jpeg_size
 from .plan import RecordSpec
 
 _CONSTANT = {
@@ -18,7 +18,7 @@ _CONSTANT = {
 def image_size(data: bytes, member: str) -> tuple[int, int]:
     """(height, width) a full decode would give, read from the header."""
     try:
-        return png_size(data) if is_png(data) else jpeg_size(data)
+        return jpeg_size(data)
     except SizeUnreadable as e:
         raise ImageError(f"{member}: cannot read the image size ({e}); the file is not a usable JPEG. "
                          "Remove it from the archive or replace it with the original download") from None

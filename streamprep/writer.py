@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,17 +59,27 @@ def write_split(plan: Plan, split: str, output: Output, workers: int, progress: 
     """All shards of one split, `workers` at a time; the bytes do not depend on `workers`."""
     split_plan = plan.splits[split]
     source = Source(split_plan.index.archive, storage_options or {})
-    total = len(split_plan.order)
+    failed = threading.Event()
+
+    def task(shard: ShardSpec) -> ShardResult | None:
+        if failed.is_set():  # after a failure, start no new shard; those running finish
+            return None
+        try:
+            return write_shard(plan, shard, output, source, phase)
+        except BaseException:
+            failed.set()
+            raise
+
     try:
-        with Phase(progress, f"write {split}", total=total) as phase, \
+        with Phase(progress, f"write {split}", total=len(split_plan.order)) as phase, \
                 ThreadPoolExecutor(max(1, workers), thread_name_prefix="writer") as pool:
-            futures = [pool.submit(write_shard, plan, s, output, source, phase) for s in split_plan.shards]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
+            futures = [pool.submit(task, s) for s in split_plan.shards]
+            wait(futures, return_when=FIRST_EXCEPTION)
             for f in futures:
-                if f.done() and not f.cancelled() and f.exception():
-                    raise f.exception()  # type: ignore[misc]
-            return [f.result() for f in futures]
+                f.cancel()
+        for f in futures:
+            if not f.cancelled() and f.exception():
+                raise f.exception()  # type: ignore[misc]
+        return [f.result() for f in futures]
     finally:
         source.close()

@@ -1,0 +1,119 @@
+"""The command line: inputs, config files and flags, progress and summary, exit status."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, convert_args, run_cli
+from tiny import write_tiny
+
+SMALL = ("--train-shards", "2", "--validation-shards", "1", "--classic-threads", "1")
+
+
+def shards(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if "-of-" in p.name)
+
+
+def test_downloads_folder_finds_the_three_official_names(tmp_path):
+    paths = write_tiny(tmp_path / "dl")
+    code, err = run_cli("convert", tmp_path / "dl", "--out", tmp_path / "out", "--validation-labels-file",
+                        paths["val_labels"], *SMALL, "--quiet")
+    assert code == 0, err
+    assert shards(tmp_path / "out") == ["train-00000-of-00002", "train-00001-of-00002", "validation-00000-of-00001"]
+    assert (tmp_path / "out" / "bboxes.csv").read_text() == "n01440764_1.JPEG,0.0588,0.0833,0.5882,0.8333\n"
+
+
+def test_flags_override_the_config_file_and_config_paths_are_relative_to_it(tmp_path):
+    paths = write_tiny(tmp_path / "dl")
+    config = tmp_path / "conf" / "c.toml"
+    config.parent.mkdir()
+    config.write_text('downloads = "../dl"\nvalidation-labels-file = "../dl/validation_labels.txt"\n'
+                      'train-shards = 4\nvalidation-shards = 2\nclassic-threads = 2\n')
+    code, err = run_cli("convert", "--config", config, "--out", tmp_path / "out", "--train-shards", "6", "--quiet")
+    assert code == 0, err
+    assert len([n for n in shards(tmp_path / "out") if n.startswith("train-")]) == 6
+    assert len([n for n in shards(tmp_path / "out") if n.startswith("validation-")]) == 2
+    assert paths["train"].exists()
+
+
+def test_sample_config_converts_the_bundled_sample(tmp_path):
+    code, err = run_cli("convert", "--config", ROOT / "configs" / "sample.toml", "--out", tmp_path / "out")
+    assert code == 0, err
+    assert len(shards(tmp_path / "out")) == 8 + 4
+    assert "train             31 images in 8 shards" in err
+    assert "fix-ups            3" in err
+
+
+def test_classic_config_holds_the_classic_defaults():
+    from streamprep.config import load_config
+
+    assert load_config(str(ROOT / "configs" / "classic.toml")) == {
+        "train-shards": 1024, "validation-shards": 128, "classic-threads": 8}
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(sample, tmp_path):
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL))
+    assert code == 0
+    for phase in ("bounding boxes", "index validation", "index train", "write validation", "write train"):
+        assert f"{phase}: started" in err and f"{phase}: done" in err
+    assert "write train: done, 31/31 images" in err
+    summary = err[err.index("streamprep: wrote"):]
+    for text in ("validation        13 images in 1 shards, 5 classes", "bboxes.csv", "ignored members:",
+                 "validation member not listed in the validation labels file", "wall time", "images/s"):
+        assert text in summary
+
+
+def test_quiet_prints_nothing_on_success(sample, tmp_path):
+    assert run_cli(*convert_args(sample, tmp_path / "out", *SMALL, "--quiet")) == (0, "")
+
+
+def test_storage_options_are_grouped_by_protocol():
+    from streamprep.cli import _values, parser
+
+    args = parser().parse_args(["convert", "--out", "x", "--storage-option", "s3.endpoint_url=http://127.0.0.1:1",
+                                "--storage-option", "s3.anon=true"])
+    assert _values(args)["storage-options"] == {"s3": {"endpoint_url": "http://127.0.0.1:1", "anon": "true"}}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["convert", "--out", "o"], "no --train given"),
+    (["convert", "dl"], "no --out given"),
+    (["convert", "dl", "--out", "o", "--train-shards", "10", "--classic-threads", "4"], "not a multiple of --classic-threads"),
+    (["convert", "dl", "--out", "o", "--workers", "0"], "--workers must be at least 1"),
+    (["convert", "dl", "--out", "o", "--config", "nope.toml"], "config file nope.toml not found"),
+], ids=["no-inputs", "no-out", "shards-not-multiple-of-threads", "zero-workers", "missing-config"])
+def test_bad_options_exit_non_zero_with_the_fix(argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(*argv)
+    assert code == 2
+    assert message in err and err.startswith("streamprep: error:")
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    (tmp_path / "c.toml").write_text("train_shards = 4\n")
+    code, err = run_cli("convert", "--config", tmp_path / "c.toml", "--out", tmp_path / "o")
+    assert code == 2 and "unknown key(s) train_shards" in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
+def test_missing_backend_names_the_extra_to_install(tmp_path):
+    code, err = run_cli("convert", "s3://bucket/downloads", "--out", tmp_path / "o")
+    assert code == 2 and "install streamprep[s3]" in err
+
+
+@pytest.mark.parametrize("command", [["streamprep"], [sys.executable, "-m", "streamprep"]], ids=["script", "module"])
+def test_entry_points_run(command):
+    script = Path(sys.executable).parent / "streamprep"
+    if command == ["streamprep"]:
+        command = [str(script)]
+    result = subprocess.run([*command, "convert", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for flag in ("--train-shards", "--validation-shards", "--classic-threads", "--labels-file", "--metadata-file",
+                 "--validation-labels-file", "--out", "--workers", "--train", "--val", "--bbox", "--quiet"):
+        assert flag in result.stdout
+    assert "(default: 1024)" in result.stdout
