@@ -112,6 +112,10 @@ class _Sequential:
     def __init__(self, stream: BinaryIO, url: str) -> None:
         self.stream, self.url, self.pos = stream, url, 0
 
+    def drain(self) -> None:
+        while self.read_at(self.pos, 1 << 20):
+            pass
+
     def read_at(self, offset: int, length: int) -> bytes:
         if offset < self.pos:
             raise ArchiveError(f"{self.url}: tar data out of order at byte {offset}; the archive is corrupt")
@@ -144,3 +148,4 @@ def gzip_members(source: Source) -> Iterator[tuple[TarMember, bytes]]:
                     raise ArchiveError(
                         f"{source.url}!{m.name}: truncated member; the download is incomplete, fetch it again")
                 yield m, data
+            reader.drain()  # read to the end so that gzip checks its CRC and length trailer

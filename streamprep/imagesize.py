@@ -44,7 +44,7 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
             break
         marker = data[pos]
         pos += 1
-        if marker in _STANDALONE:
+        if marker == 0x00 or marker in _STANDALONE:  # FF 00 is a stuffed byte that libjpeg discards
             continue
         if marker in (0xD9, 0xDA):  # EOI or SOS before any frame header
             break

@@ -57,12 +57,14 @@ def _text(field: bytes) -> str:
 
 
 def _checksum_ok(block: bytes) -> bool:
-    stored = _number(block[148:156])
-    unsigned = sum(block[:148]) + 256 + sum(block[156:])
-    if stored == unsigned:
-        return True
-    signed = unsigned - sum(b for b in block[:148] + block[156:] if b > 127) * 2
-    return stored == signed
+    try:
+        stored = _number(block[148:156])
+    except ValueError:
+        return False
+    rest = block[:148] + block[156:]
+    unsigned = sum(rest) + 8 * 32  # the checksum field itself counts as spaces
+    # Some old tar programs summed signed bytes.
+    return stored in (unsigned, unsigned - 256 * sum(1 for b in rest if b > 127))
 
 
 def _pax_records(data: bytes, where: str) -> dict[str, str]:
@@ -96,6 +98,7 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
     pending_pax: dict[str, str] = {}
     long_name: str | None = None
     long_link: str | None = None
+    last = ""
     while True:
         if size is not None and pos >= size:
             return  # end of data without end-of-archive blocks: accepted, as tar does
@@ -103,13 +106,15 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
         if not block:
             return
         if len(block) < BLOCK:
-            raise ArchiveError(
-                f"{archive}: truncated tar header at byte {pos}; the download is incomplete, fetch it again")
+            after = f" (after member {last!r})" if last else ""
+            raise ArchiveError(f"{archive}: truncated tar header at byte {pos}{after}; "
+                               "the download is incomplete, fetch it again")
         if block == bytes(BLOCK):
             return
         where = f"{archive} (header at byte {pos})"
         if not _checksum_ok(block):
-            raise ArchiveError(f"{where}: bad tar header checksum; the archive is corrupt or not a tar file")
+            after = f" after member {last!r}" if last else ""
+            raise ArchiveError(f"{where}: bad tar header checksum{after}; the archive is corrupt or not a tar file")
         try:
             type_ = block[156]
             member_size = _number(block[124:136])
@@ -162,6 +167,7 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
                 f"{archive}!{name}: member runs past the end of the archive (needs {data_offset + length} "
                 f"bytes, archive has {size}); the download is truncated, fetch it again")
         yield TarMember(name, data_offset, length, type_, mtime, mode, linkname)
+        last = name
         pos = data_offset + _padded(length)
 
 

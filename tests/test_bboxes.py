@@ -1,0 +1,212 @@
+"""Tests of bounding-box XML parsing and bboxes.csv (streamprep.bboxes) against the classic semantics."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from classic_reference import write_bboxes_csv
+from fixtures.builders import voc_xml
+from streamprep.bboxes import BoxTable, csv_lines, parse_boxes
+from streamprep.errors import AnnotationError
+
+WHERE = "ILSVRC2012_bbox_train_v2.tar.gz!n01440764/n01440764_1.xml"
+
+
+def raw(size: str, *objects: str, head: str = "") -> bytes:
+    """A minimal annotation: `size` is the <size> content, each object the <bndbox> content."""
+    boxes = "".join(f"<object><name>n1</name><bndbox>{o}</bndbox></object>" for o in objects)
+    return f"{head}<annotation><filename>x</filename><size>{size}</size>{boxes}</annotation>".encode()
+
+
+def box(xmin, ymin, xmax, ymax) -> str:
+    return f"<xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax>"
+
+
+SIZE = "<width>500</width><height>375</height>"
+GOOD = {
+    "integers": voc_xml("n01440764_1", 500, 375, [(10, 20, 300, 200)]),
+    "float-coordinates": voc_xml("x", 500, 375, [("12.5", "20.9", "300.7", "200.01")]),
+    "swapped-min-max": voc_xml("x", 500, 375, [(300, 200, 10, 20)]),
+    "outside-the-image": voc_xml("x", 500, 375, [(-50, -10, 600, 400)]),
+    "zero-width-box": voc_xml("x", 500, 375, [(10, 20, 10, 200), (1, 2, 3, 4)]),
+    "zero-area-after-clamp": voc_xml("x", 500, 375, [(600, 20, 700, 200)]),
+    "several-objects": voc_xml("x", 333, 500, [(1, 2, 300, 400), (0, 0, 333, 500), (40, 41, 42, 43)]),
+    "minus-one-stops-count": voc_xml("x", 500, 375, [(10, 20, 30, 40), (-1, 5, 6, 7), (50, 60, 70, 80)]),
+    "minus-one-float-stops-count": voc_xml("x", 500, 375, [(10, 20, 30, 40), ("-1.7", 5, 6, 7), (1, 2, 3, 4)]),
+    "minus-half-does-not-stop": voc_xml("x", 500, 375, [("-0.5", 5, 60, 70)]),
+    "no-objects": voc_xml("x", 500, 375, []),
+    "size-as-float-text": voc_xml("x", "500.0", "375.9", [(10, 20, 300, 200)]),
+    "whitespace-and-exponent": voc_xml("x", " 500\n", "375", [("\n 1e1 ", "2E1", "+300", " 200")]),
+    "comment-inside-number": voc_xml("x", "5<!-- c -->00", 375, [("1<!-- one -->2", 20, "3<!---->00", 200)]),
+    "missing-ymin-in-last-object": raw(SIZE, box(10, 20, 30, 40), "<xmin>5</xmin><xmax>50</xmax><ymax>60</ymax>"),
+    "missing-ymin-shifts-later-ones": raw(SIZE, "<xmin>5</xmin><xmax>50</xmax><ymax>60</ymax>", box(10, 20, 30, 40)),
+    "missing-width-counts-as-minus-1": raw("<height>375</height>", box("-0.9", 20, -300, 40)),
+    "first-width-wins": raw("<width>100</width><height>100</height><width>7</width>", box(10, 20, 30, 40)),
+    "utf8-declaration-non-ascii": raw(SIZE, box(1, 2, 3, 4), head="<?xml version='1.0' encoding='utf-8'?>")
+    .replace(b"<filename>x", "<filename>caf\u00e9".encode()),
+}
+
+
+def classic_csv(tmp_path, files: dict[str, bytes]) -> str:
+    """bboxes.csv as the classic reference writes it for `folder/name.xml` -> XML bytes."""
+    for name, data in files.items():
+        path = tmp_path / "bboxes" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    write_bboxes_csv(tmp_path / "bboxes", tmp_path / "bboxes.csv")
+    return (tmp_path / "bboxes.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", GOOD, ids=GOOD)
+def test_csv_lines_equal_classic(tmp_path, name):
+    expected = classic_csv(tmp_path, {"n01440764/n01440764_1.xml": GOOD[name]})
+    assert csv_lines("n01440764_1", parse_boxes(GOOD[name], WHERE)) == expected
+
+
+def test_float_text_is_truncated_and_boxes_keep_document_order():
+    assert parse_boxes(GOOD["float-coordinates"], WHERE) == [(12 / 500, 20 / 375, 300 / 500, 200 / 375)]
+    assert len(parse_boxes(GOOD["minus-one-stops-count"], WHERE)) == 1
+    assert csv_lines("s", [(0.1, 0.2, 0.3, 0.4), (0.0, 0.0, 1.0, 1.0)]) == \
+        "s.JPEG,0.1000,0.2000,0.3000,0.4000\ns.JPEG,0.0000,0.0000,1.0000,1.0000\n"
+
+
+BAD = {
+    "non-numeric-xmin": voc_xml("x", 500, 375, [("abc", 2, 3, 4)]),
+    "non-numeric-ymax": voc_xml("x", 500, 375, [(1, 2, 3, "4px")]),
+    "non-numeric-width": voc_xml("x", "wide", 375, [(1, 2, 3, 4)]),
+    "nan-coordinate": voc_xml("x", 500, 375, [(1, "nan", 3, 4)]),
+    "inf-coordinate": voc_xml("x", 500, 375, [(1, 2, "inf", 4)]),
+    "empty-xmin": raw(SIZE, "<xmin></xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax>"),
+    "self-closed-ymin": raw(SIZE, "<xmin>1</xmin><ymin/><xmax>2</xmax><ymax>3</ymax>"),
+    "width-0": voc_xml("x", 0, 375, [(1, 2, 3, 4)]),
+    "height-below-1": voc_xml("x", 500, "0.5", [(1, 2, 3, 4)]),
+    "malformed-xml": b"<annotation><size><width>500</width></annotation>",
+    "empty-file": b"",
+    "not-xml": b"\xff\xd8\xff\xe0 a JPEG maybe",
+}
+
+
+@pytest.mark.parametrize("name", BAD, ids=BAD)
+def test_unusable_xml_raises_annotation_error_naming_where(name):
+    with pytest.raises(AnnotationError) as err:
+        parse_boxes(BAD[name], WHERE)
+    assert WHERE in str(err.value)
+
+
+@pytest.fixture
+def listener():
+    """A TCP server on 127.0.0.1 that records every connection it gets."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.05)
+    connections: list[tuple] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, peer = server.accept()
+            except OSError:
+                continue
+            connections.append(peer)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], connections
+    stop.set()
+    thread.join()
+    server.close()
+
+
+LAUGHS = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+HOSTILE = {
+    "internal-entity": '<!DOCTYPE annotation [<!ENTITY w "500">]>',
+    "billion-laughs": f'<!DOCTYPE annotation [<!ENTITY l0 "lol">{LAUGHS}]>',
+    "external-http": '<!DOCTYPE annotation [<!ENTITY w SYSTEM "http://127.0.0.1:{port}/x">]>',
+    "external-file": '<!DOCTYPE annotation [<!ENTITY w SYSTEM "file:///etc/passwd">]>',
+    "external-parameter-entity": '<!DOCTYPE annotation [<!ENTITY % p SYSTEM "http://127.0.0.1:{port}/p"> %p;]>',
+}
+USES = {"billion-laughs": "&l9;", "external-parameter-entity": "500"}
+
+
+@pytest.mark.parametrize("name", HOSTILE, ids=HOSTILE)
+def test_entities_are_refused_quickly_without_fetching(listener, name):
+    port, connections = listener
+    doctype = HOSTILE[name].replace("{port}", str(port))
+    data = raw(f"<width>{USES.get(name, '&w;')}</width><height>375</height>", box(1, 2, 3, 4), head=doctype)
+    start = time.monotonic()
+    with pytest.raises(AnnotationError, match="entit") as err:
+        parse_boxes(data, WHERE)
+    assert time.monotonic() - start < 2
+    assert WHERE in str(err.value)
+    time.sleep(0.2)
+    assert connections == []
+    socket.create_connection(("127.0.0.1", port)).close()  # the listener does see a real connection
+    deadline = time.monotonic() + 2
+    while not connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(connections) == 1
+
+
+def test_external_dtd_is_not_fetched(listener):
+    port, connections = listener
+    data = raw(SIZE, box(1, 2, 3, 4), head=f'<!DOCTYPE annotation SYSTEM "http://127.0.0.1:{port}/a.dtd">')
+    assert parse_boxes(data, WHERE) == [(1 / 500, 2 / 375, 3 / 500, 4 / 375)]
+    time.sleep(0.2)
+    assert connections == []
+
+
+FILES = {
+    ("n01440764", "n01440764_2.xml"): voc_xml("x", 500, 375, [(10, 20, 300, 200), (0, 0, 499, 374)]),
+    ("n01440764", "n01440764_10.xml"): voc_xml("x", 200, 100, [(300, 200, 10, 20)]),
+    ("n01440764", "n01440764_3.xml"): voc_xml("x", 500, 375, []),
+    ("n01443537", "n01440764_2.xml"): voc_xml("x", 500, 375, [(1, 2, 3, 4)]),  # same image, second folder
+    ("n01443537-x", "n01443537_1.xml"): voc_xml("x", 640, 480, [(5, 6, 600, 470)]),
+    ("n01443537", "n09999999_1.xml"): voc_xml("x", 640, 480, [("1.5", 6, 600, 470)]),  # no such image: kept
+}
+
+
+def _table(seed: int) -> BoxTable:
+    items = [(key, parse_boxes(data, "/".join(key))) for key, data in FILES.items()]
+    random.Random(seed).shuffle(items)
+    return BoxTable.build(items)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2], ids=["order-0", "order-1", "order-2"])
+def test_box_table_csv_is_sorted_by_folder_then_file_and_equals_classic(tmp_path, seed):
+    expected = classic_csv(tmp_path, {f"{folder}/{name}": data for (folder, name), data in FILES.items()})
+    assert _table(seed).csv.decode() == expected
+    assert expected.index("n01443537_1.JPEG") > expected.index("n09999999_1.JPEG")  # n01443537 < n01443537-x
+
+
+def test_boxes_of_are_float32_of_the_csv_text_in_csv_order():
+    table = _table(0)
+    by_image: dict[str, list[list[float]]] = {}
+    for line in table.csv.decode().splitlines():
+        name, *fields = line.split(",")
+        by_image.setdefault(name, []).append([float(f) for f in fields])
+    assert len(by_image["n01440764_2.JPEG"]) == 3                          # two folders' files, both used
+    for name, rows in by_image.items():
+        got = table.boxes_of(name)
+        assert got.dtype == np.float32 and got.shape == (len(rows), 4)
+        np.testing.assert_array_equal(got, np.asarray(rows, dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", ["n01440764_3.JPEG", "n01440764_99.JPEG", "n01440764_2.xml"],
+                         ids=["xml-without-kept-boxes", "no-xml", "not-an-image-name"])
+def test_image_without_boxes_gets_empty_float32_array(name):
+    got = _table(0).boxes_of(name)
+    assert got.shape == (0, 4) and got.dtype == np.float32
+
+
+def test_empty_table_has_no_csv_and_no_boxes():
+    table = BoxTable.build([])
+    assert table.csv == b"" and table.boxes_of("a.JPEG").shape == (0, 4)

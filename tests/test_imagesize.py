@@ -1,0 +1,113 @@
+"""Tests of the header-only image size reader (streamprep.imagesize) against TensorFlow's full decode."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf  # noqa: E402
+
+from fixtures.builders import jpeg, png  # noqa: E402
+from streamprep.errors import ImageError  # noqa: E402
+from streamprep.imagesize import SizeUnreadable, jpeg_size  # noqa: E402
+from streamprep.records import image_size  # noqa: E402
+
+BASE = jpeg(40, 30)
+APP0_END = 4 + int.from_bytes(BASE[4:6], "big")       # SOI, then APP0 marker + its segment
+assert BASE[2:4] == b"\xff\xe0"
+
+
+def segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def after_app0(extra: bytes) -> bytes:
+    return BASE[:APP0_END] + extra + BASE[APP0_END:]
+
+
+CASES = {
+    "baseline": jpeg(64, 48),
+    "progressive": jpeg(50, 70, progressive=True),
+    "grayscale": jpeg(33, 17, mode="L"),
+    "cmyk": jpeg(41, 29, mode="CMYK"),
+    "exif-orientation-6": jpeg(60, 20, exif=True),
+    "icc": jpeg(25, 35, icc=True),
+    "quality-100": jpeg(31, 13, quality=100),
+    "1x1": jpeg(1, 1),
+    "4000x3": jpeg(4000, 3),
+    "3x4000": jpeg(3, 4000, progressive=True),
+    "extra-app-and-com": after_app0(segment(0xE5, b"app5 data") + segment(0xFE, b"a comment") + segment(0xEF, b"")),
+    "app-holding-a-fake-sof": after_app0(segment(0xE1, b"\xff\xc0\x00\x11\x08\x00\x07\x00\x09\x03")),
+    "ff-fill-before-marker": after_app0(b"\xff\xff\xff"),
+    "ff-fill-after-soi": BASE[:2] + b"\xff\xff" + BASE[2:],
+    "stray-bytes-before-marker": after_app0(b"junk"),
+}
+
+
+def tf_size(data: bytes, channels: int = 3) -> tuple[int, int]:
+    return tuple(int(n) for n in tf.io.decode_jpeg(data, channels=channels).shape[:2])
+
+
+@pytest.mark.parametrize("name", CASES, ids=CASES)
+def test_jpeg_size_equals_tensorflow_decode_shape(name):
+    data = CASES[name]
+    assert jpeg_size(data) == tf_size(data, channels=0 if name == "cmyk" else 3)
+
+
+def test_jpeg_size_is_height_then_width():
+    assert jpeg_size(jpeg(4000, 3)) == (3, 4000)
+
+
+def test_stray_ff00_before_marker_is_skipped_like_libjpeg():
+    data = BASE[:2] + b"\xff\x00" + BASE[2:]
+    assert jpeg_size(data) == tf_size(data) == (30, 40)
+
+
+def _sof_at(data: bytes) -> int:
+    return data.index(b"\xff\xc0\x00\x11")  # baseline SOF of a 3-component image
+
+
+def _zero_height() -> bytes:
+    pos = _sof_at(BASE) + 5
+    return BASE[:pos] + b"\x00\x00" + BASE[pos + 2:]
+
+
+BAD = {
+    "png": png(8, 8),
+    "empty": b"",
+    "text": b"hello, not an image",
+    "soi-only": b"\xff\xd8",
+    "truncated-before-sof": BASE[:_sof_at(BASE)],
+    "truncated-inside-sof": BASE[:_sof_at(BASE) + 6],
+    "sos-before-sof": BASE[:APP0_END] + segment(0xDA, b"\x00" * 6) + BASE[APP0_END:],
+    "eoi-before-sof": BASE[:2] + b"\xff\xd9" + BASE[2:],
+    "sof-height-0": _zero_height(),
+    "segment-length-1": after_app0(b"\xff\xe3\x00\x01"),
+}
+
+
+@pytest.mark.parametrize("name", BAD, ids=BAD)
+def test_unusable_header_raises_size_unreadable(name):
+    with pytest.raises(SizeUnreadable):
+        jpeg_size(BAD[name])
+
+
+def test_zero_height_fixture_really_only_changes_the_height():
+    data = _zero_height()
+    sof = _sof_at(data)
+    assert data[sof + 5:sof + 9] == b"\x00\x00\x00\x28" and len(data) == len(BASE)
+
+
+def test_image_size_returns_header_size():
+    assert image_size(BASE, "train.tar!n1.tar!n1_1.JPEG") == (30, 40)
+
+
+@pytest.mark.parametrize("data", [b"GIF89a....", BASE[:_sof_at(BASE)], _zero_height()],
+                         ids=["gif", "truncated", "height-0"])
+def test_image_size_raises_image_error_naming_the_member(data):
+    member = "ILSVRC2012_img_train.tar!n01440764.tar!n01440764_10026.JPEG"
+    with pytest.raises(ImageError) as err:
+        image_size(data, member)
+    assert member in str(err.value)

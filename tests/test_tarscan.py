@@ -1,0 +1,286 @@
+"""Tests of the tar header walker (streamprep.tarscan) and archive access (streamprep.archives)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import tarfile
+
+import pytest
+
+from fixtures.builders import tar_bytes
+from streamprep.archives import Source, gzip_members, inner_members, members
+from streamprep.errors import ArchiveError
+from streamprep.tarscan import _number, iter_members, normalize
+
+LONG = "n01440764/" + "x" * 120 + ".JPEG"          # > 100 chars
+PREFIXED = "p" * 90 + "/" + "f" * 59                 # 150 chars: ustar splits it into prefix + name
+BASE = {"a.JPEG": b"\xff\xd8" + b"a" * 700, "dir/": b"", "dir/b.JPEG": b"bb", "caf\u00e9_\u00fc.JPEG": b"\xc3",
+        PREFIXED: b"p" * 512, "empty.JPEG": b""}
+FORMATS = {
+    "ustar": (tarfile.USTAR_FORMAT, BASE),
+    "gnu": (tarfile.GNU_FORMAT, {**BASE, LONG: b"L" * 1025}),
+    "pax": (tarfile.PAX_FORMAT, {**BASE, LONG: b"L" * 1025}),
+}
+
+
+def reader(data: bytes):
+    return lambda offset, length: data[offset:offset + length]
+
+
+def with_links(fmt: int, files: dict[str, bytes], linkname: str = "a.JPEG", pax_headers=None) -> bytes:
+    """tar_bytes(files) plus a symlink and a hard link to `linkname`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt, encoding="utf-8", pax_headers=pax_headers) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        for name, kind in (("sym", tarfile.SYMTYPE), ("hard", tarfile.LNKTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, linkname
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def reference(data: bytes) -> list[tuple]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return [(m.name, m.offset_data, m.size, m.isdir(), m.issym() or m.islnk(), m.linkname) for m in tar]
+
+
+def walked(data: bytes, size: int | None) -> list[tuple]:
+    return [(normalize(m.name), m.offset, m.size, m.is_dir, m.is_link, m.linkname)
+            for m in iter_members(reader(data), "t.tar", size)]
+
+
+@pytest.mark.parametrize("size_known", [True, False], ids=["size-known", "size-none"])
+@pytest.mark.parametrize("fmt,files", FORMATS.values(), ids=FORMATS.keys())
+def test_walk_matches_tarfile_names_offsets_sizes_and_data(fmt, files, size_known):
+    data = with_links(fmt, files)
+    assert walked(data, len(data) if size_known else None) == reference(data)
+    for m in iter_members(reader(data), "t.tar", len(data)):
+        if m.is_file:
+            assert data[m.offset:m.offset + m.size] == files[m.name]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT], ids=["gnu-longlink", "pax-linkpath"])
+def test_long_link_targets_are_read(fmt):
+    data = with_links(fmt, {LONG: b"x"}, linkname=LONG)
+    links = {m.name: m.linkname for m in iter_members(reader(data), "t.tar") if m.is_link}
+    assert links == {"sym": LONG, "hard": LONG}
+
+
+def test_pax_global_header_is_skipped_and_members_still_match():
+    data = with_links(tarfile.PAX_FORMAT, BASE, pax_headers={"comment": "global"})
+    assert reader(data)(156, 1) == b"g"
+    assert walked(data, len(data)) == reference(data)
+
+
+def test_ustar_long_name_really_uses_the_prefix_field():
+    data = tar_bytes({PREFIXED: b"x"}, format=tarfile.USTAR_FORMAT)
+    assert data[345:345 + 90] == b"p" * 90 and data[:59] == b"f" * 59
+    assert [m.name for m in iter_members(reader(data), "t.tar")] == [PREFIXED]
+
+
+def test_directory_and_symlink_flags():
+    data = with_links(tarfile.PAX_FORMAT, {"d/": b"", "d/f": b"1"})
+    flags = {normalize(m.name): (m.is_file, m.is_dir, m.is_link) for m in iter_members(reader(data), "t.tar")}
+    assert flags == {"d": (False, True, False), "d/f": (True, False, False),
+                     "sym": (False, False, True), "hard": (False, False, True)}
+
+
+@pytest.mark.parametrize("name,expected", [("./a/b/", "a/b"), ("././a", "a"), ("a", "a"), ("dir/", "dir"),
+                                           ("./", "")], ids=["dot-slash-trailing", "double-dot", "plain", "dir",
+                                                             "dot-only"])
+def test_normalize(name, expected):
+    assert normalize(name) == expected
+
+
+def _gnu_header(name: bytes, size_field: bytes) -> bytes:
+    """A GNU tar header built byte by byte, with the given 12-byte size field."""
+    h = bytearray(512)
+    h[:len(name)] = name
+    h[100:108], h[108:116], h[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    h[124:136] = size_field
+    h[136:148] = b"11536560400\0"
+    h[156:157] = b"0"
+    h[257:265] = b"ustar  \0"
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+NINE_GIB = 9 << 30
+
+
+@pytest.mark.parametrize("field,value", [(b"\x80" + NINE_GIB.to_bytes(11, "big"), NINE_GIB),
+                                         (b"\xff" * 11 + b"\xfe", -2),
+                                         (b"00000001750\0", 1000), (b"   1750 \0\0\0\0", 1000)],
+                         ids=["base256-9GiB", "base256-negative", "octal", "octal-spaces"])
+def test_number_field_decodes_like_tarfile(field, value):
+    assert _number(field) == value == tarfile.nti(field)
+
+
+def _pax_big_header() -> bytes:
+    info = tarfile.TarInfo("big.bin")
+    info.size = NINE_GIB
+    return info.tobuf(tarfile.PAX_FORMAT)
+
+
+@pytest.mark.parametrize("header", [_gnu_header(b"big.bin", b"\x80" + NINE_GIB.to_bytes(11, "big")),
+                                    _pax_big_header()], ids=["gnu-base256", "pax-size"])
+def test_member_over_8GiB_is_walked_from_headers_only(header):
+    reads = []
+
+    def read_at(offset, length):
+        reads.append((offset, length))
+        return header[offset:offset + length] if offset < len(header) else b""
+
+    (m,) = iter_members(read_at, "big.tar", None)
+    assert (m.name, m.offset, m.size, m.is_file) == ("big.bin", len(header), NINE_GIB, True)
+    assert reads[-1] == (len(header) + NINE_GIB, 512)      # jumped over the data without reading it
+    assert all(length <= 512 for _, length in reads)
+
+
+def _source(tmp_path, data: bytes, name: str = "t.tar") -> Source:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return Source(str(path))
+
+
+def test_source_members_and_read_ranges_give_member_bytes(tmp_path):
+    files = {"a.JPEG": b"A" * 1000, "b.JPEG": b"B" * 3, "c.JPEG": b""}
+    source = _source(tmp_path, tar_bytes(files))
+    found = list(members(source))
+    assert source.read_ranges([(m.offset, m.size) for m in found]) == list(files.values())
+    assert source.read_ranges([]) == []
+    with pytest.raises(ArchiveError, match="t.tar"):
+        source.read_ranges([(source.size - 10, 20)])
+    source.close()
+
+
+def test_nested_tar_members_have_absolute_offsets(tmp_path):
+    inner_a = {"n1_1.JPEG": b"1" * 600, "n1_2.JPEG": b"22"}
+    inner_b = {"n2_" + "y" * 110 + ".JPEG": b"3" * 5}
+    outer = tar_bytes({"n1.tar": tar_bytes(inner_a, format=tarfile.USTAR_FORMAT), "README": b"hi",
+                       "n2.tar": tar_bytes(inner_b, format=tarfile.GNU_FORMAT)})
+    source = _source(tmp_path, outer)
+    outers = {m.name: m for m in members(source)}
+    for name, files in (("n1.tar", inner_a), ("n2.tar", inner_b)):
+        found = list(inner_members(source, outers[name]))
+        assert [m.name for m in found] == list(files)
+        assert all(m.offset > outers[name].offset for m in found)
+        assert [outer[m.offset:m.offset + m.size] for m in found] == list(files.values())
+    source.close()
+
+
+def _two_members() -> tuple[bytes, int]:
+    data = tar_bytes({"a.JPEG": b"a" * 1000, "b.JPEG": b"b" * 1000}, format=tarfile.USTAR_FORMAT)
+    b_header = 512 + 1024
+    assert data[b_header:b_header + 6] == b"b.JPEG"
+    return data, b_header
+
+
+@pytest.mark.parametrize("cut", [512 + 1024 + 512 + 100, 512 + 1024 + 300, 512 + 1024 + 100],
+                         ids=["mid-data", "mid-header-after-name", "mid-header-in-name"])
+def test_truncated_archive_raises_archive_error_naming_the_archive(tmp_path, cut):
+    data, _ = _two_members()
+    source = _source(tmp_path, data[:cut], "cut.tar")
+    with pytest.raises(ArchiveError, match="cut.tar"):
+        list(members(source))
+    with pytest.raises(ArchiveError, match="cut.tar"):
+        list(iter_members(reader(data[:cut]), "cut.tar", cut))
+
+
+def test_truncated_mid_data_message_names_the_member(tmp_path):
+    data, b_header = _two_members()
+    with pytest.raises(ArchiveError, match=r"cut\.tar!b\.JPEG"):
+        list(members(_source(tmp_path, data[:b_header + 512 + 100], "cut.tar")))
+
+
+def test_truncated_mid_header_message_names_a_member(tmp_path):
+    data, b_header = _two_members()
+    with pytest.raises(ArchiveError) as err:
+        list(members(_source(tmp_path, data[:b_header + 300], "cut.tar")))
+    assert "b.JPEG" in str(err.value) or "a.JPEG" in str(err.value)
+
+
+def test_truncated_inner_tar_names_outer_and_inner_member(tmp_path):
+    data, b_header = _two_members()
+    source = _source(tmp_path, tar_bytes({"n1.tar": data[:b_header + 600]}), "train.tar")
+    (outer,) = members(source)
+    with pytest.raises(ArchiveError, match=r"train\.tar!n1\.tar!b\.JPEG"):
+        list(inner_members(source, outer))
+
+
+def test_flipped_header_byte_fails_the_checksum():
+    data = bytearray(tar_bytes({"a.JPEG": b"a", "b.JPEG": b"b"}, format=tarfile.USTAR_FORMAT))
+    assert data[1024:1030] == b"b.JPEG"
+    data[1026] ^= 0x01                                       # the second header's name: 'b.JPEG' -> 'b.KPEG'
+    with pytest.raises(ArchiveError, match=r"t\.tar.*byte 1024.*checksum"):
+        list(iter_members(reader(bytes(data)), "t.tar", len(data)))
+
+
+def _garbage_checksum_field() -> bytes:
+    data = tar_bytes({"a": b"1"})
+    return data[:148] + b"zzzzzzz\0" + data[156:]
+
+
+@pytest.mark.parametrize("data", [_garbage_checksum_field(), b"hello world\n" * 100],
+                         ids=["garbage-checksum-field", "text-file-not-a-tar"])
+def test_non_octal_checksum_field_raises_archive_error(data):
+    with pytest.raises(ArchiveError):
+        list(iter_members(reader(data), "t.tar", len(data)))
+
+
+def test_signed_checksum_header_is_accepted_like_tarfile():
+    data = bytearray(tar_bytes({"caf\u00e9.JPEG": b"x"}, format=tarfile.USTAR_FORMAT))
+    signed = 256 + sum(struct.unpack_from("148b8x356b", data))
+    data[148:156] = b"%06o\0 " % signed
+    assert [m.name for m in tarfile.open(fileobj=io.BytesIO(bytes(data)))] == ["caf\u00e9.JPEG"]
+    assert [m.name for m in iter_members(reader(bytes(data)), "t.tar")] == ["caf\u00e9.JPEG"]
+
+
+XMLS = {"n1/": b"", "n1/n1_1.xml": b"<a/>" * 200, "n1/n1_2.xml": b"<b/>"}
+
+
+def test_gzip_members_yield_member_data_in_order(tmp_path):
+    source = _source(tmp_path, gzip.compress(tar_bytes(XMLS)), "bbox.tar.gz")
+    got = [(normalize(m.name), m.is_dir, data) for m, data in gzip_members(source)]
+    assert got == [("n1", True, b""), ("n1/n1_1.xml", False, XMLS["n1/n1_1.xml"]), ("n1/n1_2.xml", False, b"<b/>")]
+
+
+@pytest.mark.parametrize("blob", [gzip.compress(tar_bytes(XMLS))[:60], b"PK\x03\x04 not gzip" * 40,
+                                  gzip.compress(tar_bytes(XMLS)[:512 * 3 + 100])],
+                         ids=["gzip-cut-short", "not-gzip", "gzip-of-cut-tar"])
+def test_bad_gzip_raises_archive_error_naming_the_file(tmp_path, blob):
+    source = _source(tmp_path, blob, "bbox.tar.gz")
+    with pytest.raises(ArchiveError, match=r"bbox\.tar\.gz"):
+        list(gzip_members(source))
+
+
+def _flipped_stored_byte() -> bytes:
+    """An uncompressed-deflate .tar.gz with one XML byte changed: only the gzip CRC32 can tell."""
+    blob = bytearray(gzip.compress(tar_bytes(XMLS), compresslevel=0))
+    blob[blob.find(b"<b/>") + 1] ^= 0x20
+    return bytes(blob)
+
+
+@pytest.mark.parametrize("blob", [gzip.compress(tar_bytes(XMLS))[:-5], _flipped_stored_byte()],
+                         ids=["trailer-cut", "crc-mismatch"])
+def test_gzip_trailer_is_verified(tmp_path, blob):
+    with pytest.raises((EOFError, OSError)):  # gzip itself detects the damage
+        gzip.decompress(blob)
+    with pytest.raises(ArchiveError, match=r"bbox\.tar\.gz"):
+        list(gzip_members(_source(tmp_path, blob, "bbox.tar.gz")))
+
+
+@pytest.mark.parametrize("make", [lambda p: str(p / "missing.tar"), lambda p: str(p)], ids=["missing", "directory"])
+def test_source_of_missing_path_or_directory_raises_archive_error(tmp_path, make):
+    with pytest.raises(ArchiveError):
+        Source(make(tmp_path))
