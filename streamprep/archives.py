@@ -73,9 +73,12 @@ class Source:
         """Bytes of several (offset, length) ranges; remote backends fetch them concurrently."""
         if not ranges:
             return []
-        starts = [o for o, _ in ranges]
-        ends = [o + n for o, n in ranges]
-        out = self.fs.cat_ranges([self.path] * len(ranges), starts, ends, on_error="raise")
+        if getattr(self.fs, "async_impl", False):
+            starts = [o for o, _ in ranges]
+            ends = [o + n for o, n in ranges]
+            out = self.fs.cat_ranges([self.path] * len(ranges), starts, ends, on_error="raise")
+        else:  # a synchronous backend would open the file once per range: reuse this thread's handle
+            out = [self.read_at(offset, length) for offset, length in ranges]
         for (offset, length), data in zip(ranges, out):
             if len(data) != length:
                 raise ArchiveError(

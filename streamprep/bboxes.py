@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -74,6 +75,11 @@ def parse_boxes(data: bytes, where: str) -> list[Box]:
     return boxes
 
 
+def sort_key(folder: str, file_name: str) -> str:
+    """Orders XML files by synset folder, then file name."""
+    return f"{folder}\0{file_name}"
+
+
 def csv_lines(stem: str, boxes: Iterable[Box]) -> str:
     return "".join("%s.JPEG,%.4f,%.4f,%.4f,%.4f\n" % (stem, *box) for box in boxes)
 
@@ -89,27 +95,26 @@ class BoxTable:
     files: int
 
     @classmethod
-    def build(cls, parsed: list[tuple[tuple[str, str], list[Box]]]) -> "BoxTable":
-        """From (sort key (folder, file name), boxes) pairs in any order."""
-        parsed.sort(key=lambda item: item[0])
-        csv_parts: list[str] = []
-        values: list[float] = []
-        starts = [0]
+    def build(cls, files: list[tuple[str, str]]) -> "BoxTable":
+        """From (sort key, csv lines) pairs in any order; the key is `folder + "\0" + file name`,
+        which sorts as (folder, file name) does."""
+        files = sorted(files)
+        starts = array("q", [0])
+        values = array("f")
         by_image: dict[str, int | tuple[int, ...]] = {}
-        for number, ((_, file_name), boxes) in enumerate(parsed):
-            stem = file_name[:-len(".xml")]
-            text = csv_lines(stem, boxes)
-            csv_parts.append(text)
-            values.extend(float("%.4f" % v) for box in boxes for v in box)
-            starts.append(starts[-1] + len(boxes))
-            if boxes:
-                key = stem + ".JPEG"
-                seen = by_image.get(key)
-                by_image[key] = number if seen is None else (*((seen,) if isinstance(seen, int) else seen), number)
-        csv = "".join(csv_parts)
-        rows = np.asarray(values, dtype="<f4").reshape(-1, 4)
-        return cls(csv.encode("utf-8", "surrogateescape"), rows, np.asarray(starts, dtype=np.int64), by_image,
-                   len(parsed))
+        for number, (key, text) in enumerate(files):
+            lines = text.splitlines()
+            starts.append(starts[-1] + len(lines))
+            if not lines:
+                continue
+            # The classic reads its own bboxes.csv back: the %.4f text is what the records hold.
+            values.extend(float(v) for line in lines for v in line.rsplit(",", 4)[1:])
+            image = key.partition("\0")[2][:-len(".xml")] + ".JPEG"
+            seen = by_image.get(image)
+            by_image[image] = number if seen is None else (*((seen,) if isinstance(seen, int) else seen), number)
+        csv = "".join(text for _, text in files).encode("utf-8", "surrogateescape")
+        rows = np.frombuffer(values, dtype=np.float32).astype("<f4").reshape(-1, 4)
+        return cls(csv, rows, np.frombuffer(starts, dtype=np.int64), by_image, len(files))
 
     @classmethod
     def empty(cls) -> "BoxTable":

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .archives import Source, gzip_members, inner_members, members
-from .bboxes import BoxTable, parse_boxes
+from .bboxes import BoxTable, csv_lines, parse_boxes, sort_key
 from .errors import ArchiveError
 from .labels import LabelData
 from .progress import Callback, Phase
@@ -237,7 +237,7 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
 
 def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None) -> BoxTable:
     """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob."""
-    parsed = []
+    files: list[tuple[str, str]] = []
     seen: set[str] = set()
     with Phase(progress, "bounding boxes", unit="files") as phase:
         for m, data in gzip_members(source):
@@ -256,6 +256,7 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
                 raise ArchiveError(f"{source.url}!{m.name}: the archive holds this name twice; "
                                    "repack the archive without duplicates")
             seen.add(name)
-            parsed.append(((parts[0], parts[1]), parse_boxes(data, f"{source.url}!{m.name}")))
+            boxes = parse_boxes(data, f"{source.url}!{m.name}")
+            files.append((sort_key(parts[0], parts[1]), csv_lines(parts[1][:-len(".xml")], boxes)))
             phase.advance(1, len(data))
-    return BoxTable.build(parsed)
+    return BoxTable.build(files)

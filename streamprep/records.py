@@ -13,6 +13,10 @@ _CONSTANT = {
     "image/channels": ex.int64_feature(3),
     "image/format": ex.bytes_feature(b"JPEG"),
 }
+_VARYING = ("image/height", "image/width", "image/class/label", "image/class/synset", "image/class/text",
+            "image/object/bbox/xmin", "image/object/bbox/ymin", "image/object/bbox/xmax", "image/object/bbox/ymax",
+            "image/object/bbox/label", "image/filename", "image/encoded")
+SCHEMA = ex.Schema([*_CONSTANT, *_VARYING])
 
 
 def image_size(data: bytes, member: str) -> tuple[int, int]:
@@ -45,4 +49,4 @@ def encode(spec: RecordSpec, data: bytes) -> bytes:
         "image/filename": ex.bytes_feature(spec.filename.encode("utf-8", "surrogateescape")),
         "image/encoded": ex.bytes_feature(data),
     })
-    return ex.serialize(features)
+    return SCHEMA.serialize(features)

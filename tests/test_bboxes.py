@@ -12,7 +12,7 @@ import pytest
 
 from classic_reference import write_bboxes_csv
 from fixtures.builders import voc_xml
-from streamprep.bboxes import BoxTable, csv_lines, parse_boxes
+from streamprep.bboxes import BoxTable, csv_lines, parse_boxes, sort_key
 from streamprep.errors import AnnotationError
 
 WHERE = "ILSVRC2012_bbox_train_v2.tar.gz!n01440764/n01440764_1.xml"
@@ -175,7 +175,7 @@ FILES = {
 
 
 def _table(seed: int) -> BoxTable:
-    items = [(key, parse_boxes(data, "/".join(key))) for key, data in FILES.items()]
+    items = [(sort_key(*key), csv_lines(key[1][:-4], parse_boxes(data, "/".join(key)))) for key, data in FILES.items()]
     random.Random(seed).shuffle(items)
     return BoxTable.build(items)
 
