@@ -137,8 +137,8 @@ class _Sequential:
         return data
 
 
-def gzip_members(source: Source) -> Iterator[tuple[TarMember, bytes]]:
-    """Members of a gzipped tar with their data, in archive order, in one forward pass."""
+def gzip_members(source: Source) -> Iterator[tuple[TarMember, bytes, int]]:
+    """Members of a gzipped tar with their data and the compressed bytes read so far, in one forward pass."""
     with source.fs.open(source.path, "rb") as raw:
         if raw.read(2) != b"\x1f\x8b":
             raise ArchiveError(f"{source.url}: not a gzip file; pass ILSVRC2012_bbox_train_v2.tar.gz as downloaded")
@@ -150,5 +150,5 @@ def gzip_members(source: Source) -> Iterator[tuple[TarMember, bytes]]:
                 if len(data) < m.size:
                     raise ArchiveError(
                         f"{source.url}!{m.name}: truncated member; the download is incomplete, fetch it again")
-                yield m, data
+                yield m, data, raw.tell()
             reader.drain()  # read to the end so that gzip checks its CRC and length trailer

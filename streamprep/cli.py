@@ -81,7 +81,11 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class Reporter:
-    """Draws a tqdm bar per phase on a terminal, or writes plain log lines otherwise."""
+    """Draws a tqdm bar per phase on a terminal, or writes plain log lines otherwise.
+
+    A phase whose item count is known (writing) counts items; one that only knows its byte size
+    (walking an archive) counts bytes. Either way the bar shows MB/s and an ETA.
+    """
 
     def __init__(self, stream: TextIO, bars: bool) -> None:
         self.stream, self.bars = stream, bars
@@ -89,43 +93,51 @@ class Reporter:
 
     def __call__(self, event: Event) -> None:
         if event.kind == "start":
-            st = self.state[event.phase] = {"items": 0, "bytes": 0, "t0": time.monotonic(), "last": time.monotonic(),
-                                            "total": event.total, "unit": event.unit}
+            now = time.monotonic()
+            by_bytes = event.total is None and event.total_bytes is not None
+            st = self.state[event.phase] = {"items": 0, "bytes": 0, "t0": now, "last": now, "unit": event.unit,
+                                            "by_bytes": by_bytes, "total": event.total_bytes if by_bytes else event.total}
             if self.bars:
                 from tqdm import tqdm
-                st["bar"] = tqdm(total=event.total, desc=event.phase, unit=f" {event.unit}", file=self.stream,
-                                 dynamic_ncols=True, leave=True, smoothing=0.1)
+                options = dict(unit="B", unit_scale=True, unit_divisor=1024) if by_bytes else dict(unit=f" {event.unit}")
+                st["bar"] = tqdm(total=st["total"], desc=event.phase, file=self.stream, dynamic_ncols=True,
+                                 smoothing=0.1, **options)
             else:
                 self.stream.write(f"{event.phase}: started\n")
             return
         st = self.state[event.phase]
+        now = time.monotonic()
         if event.kind == "advance":
             st["items"] += event.items
             st["bytes"] += event.nbytes
-            now = time.monotonic()
             if self.bars:
                 rate = st["bytes"] / max(now - st["t0"], 1e-9) / 1e6
-                st["bar"].set_postfix_str(f"{rate:.1f} MB/s", refresh=False)
-                st["bar"].update(event.items)
+                extra = f"{st['items']:,} {st['unit']}" if st["by_bytes"] else f"{rate:.1f} MB/s"
+                st["bar"].set_postfix_str(extra, refresh=False)
+                st["bar"].update(event.nbytes if st["by_bytes"] else event.items)
             elif now - st["last"] >= LOG_INTERVAL:
                 st["last"] = now
                 self.stream.write(f"{event.phase}: {self._progress(st, now)}\n")
             return
-        now = time.monotonic()
         if self.bars:
+            if st["by_bytes"] and st["total"]:
+                st["bar"].update(st["total"] - st["bar"].n)  # headers, padding and skipped members: read too
             st["bar"].close()
         else:
-            self.stream.write(f"{event.phase}: done, {self._progress(st, now)}\n")
+            self.stream.write(f"{event.phase}: done, {self._progress(st, now, done=True)}\n")
         self.stream.flush()
 
     @staticmethod
-    def _progress(st: dict[str, Any], now: float) -> str:
+    def _progress(st: dict[str, Any], now: float, done: bool = False) -> str:
         elapsed = max(now - st["t0"], 1e-9)
-        total = f"/{st['total']:,}" if st["total"] else ""
-        text = f"{st['items']:,}{total} {st['unit']}, {st['bytes'] / 1e6:,.1f} MB, {st['bytes'] / elapsed / 1e6:.1f} MB/s"
-        if st["total"] and st["items"]:
-            eta = elapsed * (st["total"] - st["items"]) / st["items"]
-            text += f", ETA {eta:.0f} s"
+        total = f"/{st['total']:,}" if st["total"] and not st["by_bytes"] else ""
+        text = (f"{st['items']:,}{total} {st['unit']}, {st['bytes'] / 1e6:,.1f} MB, "
+                f"{st['bytes'] / elapsed / 1e6:.1f} MB/s")
+        counted = st["bytes"] if st["by_bytes"] else st["items"]
+        if done:
+            text += f", {elapsed:.1f} s"
+        elif st["total"] and counted:
+            text += f", ETA {elapsed * (st['total'] - counted) / counted:.0f} s"
         return text
 
 

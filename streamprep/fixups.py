@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from .errors import ImageError
 
@@ -27,20 +30,49 @@ def fixup_kind(filename: str) -> str | None:
     return None
 
 
-def _tensorflow():
-    with _tf_lock:  # imported only when a fix-up is needed: most runs never pay for it
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter off stderr
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null: TensorFlow's C++ start-up messages ignore its log level."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tensorflow():
+    """TensorFlow, imported on first use only: most runs never need it."""
+    with _tf_lock:
+        if "tensorflow" in sys.modules:
+            return sys.modules["tensorflow"]
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
-            import tensorflow as tf
+            with _native_stderr_silenced():
+                import tensorflow as tf
+                tf.io.encode_jpeg(tf.zeros((1, 1, 3), tf.uint8))  # loads the kernels while silenced
         except ImportError as e:
             raise ImageError(f"TensorFlow is needed to re-encode the classic's PNG/CMYK files ({e}); "
                              "install tensorflow") from None
         return tf
 
 
+def named_in(blob: bytes) -> bool:
+    """Whether any fix-up file name occurs in `blob` (cheap pre-check on an index's names)."""
+    return any(name.encode() in blob for name in (PNG_NAME, *CMYK_NAMES))
+
+
 def apply(kind: str, data: bytes, member: str) -> bytes:
     """The bytes the classic stores for a fix-up file: TensorFlow decode, then quality-100 RGB JPEG."""
-    tf = _tensorflow()
+    tf = tensorflow()
     try:
         if kind == "png":
             image = tf.io.decode_png(data, channels=3)

@@ -239,8 +239,11 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
     """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob."""
     files: list[tuple[str, str]] = []
     seen: set[str] = set()
-    with Phase(progress, "bounding boxes", unit="files") as phase:
-        for m, data in gzip_members(source):
+    read = 0
+    with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase:
+        for m, data, compressed in gzip_members(source):
+            phase.advance(0, compressed - read)
+            read = compressed
             if m.is_dir:
                 continue
             name = normalize(m.name)
@@ -258,5 +261,5 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
             seen.add(name)
             boxes = parse_boxes(data, f"{source.url}!{m.name}")
             files.append((sort_key(parts[0], parts[1]), csv_lines(parts[1][:-len(".xml")], boxes)))
-            phase.advance(1, len(data))
+            phase.advance(1)
     return BoxTable.build(files)

@@ -7,7 +7,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import records, tfrecord
+from . import fixups, records, tfrecord
 from .archives import Source
 from .output import Output
 from .plan import Plan, ShardSpec
@@ -58,6 +58,8 @@ def write_split(plan: Plan, split: str, output: Output, workers: int, progress: 
                 storage_options: dict[str, Any] | None = None) -> list[ShardResult]:
     """All shards of one split, `workers` at a time; the bytes do not depend on `workers`."""
     split_plan = plan.splits[split]
+    if fixups.named_in(split_plan.index.names.blob):
+        fixups.tensorflow()  # import it here, once, rather than in the middle of a writer thread
     source = Source(split_plan.index.archive, storage_options or {})
     failed = threading.Event()
 

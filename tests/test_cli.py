@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,20 @@ def test_entry_points_run(command):
                  "--validation-labels-file", "--out", "--workers", "--train", "--val", "--bbox", "--quiet"):
         assert flag in result.stdout
     assert "(default: 1024)" in result.stdout
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_bars_with_rate_and_eta_on_a_terminal(sample, tmp_path):
+    from streamprep.cli import main
+
+    err = Terminal()
+    assert main([str(a) for a in convert_args(sample, tmp_path / "out", *SMALL)], stderr=err) == 0
+    text = err.getvalue()
+    assert "write train: 100%" in text and "31/31" in text and "MB/s" in text
+    assert "index train: 100%" in text and "31 images" in text
+    assert "<" in text  # tqdm's elapsed<remaining (ETA) field
+    assert "streamprep: wrote" in text
