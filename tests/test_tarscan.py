@@ -251,8 +251,11 @@ XMLS = {"n1/": b"", "n1/n1_1.xml": b"<a/>" * 200, "n1/n1_2.xml": b"<b/>"}
 
 def test_gzip_members_yield_member_data_in_order(tmp_path):
     source = _source(tmp_path, gzip.compress(tar_bytes(XMLS)), "bbox.tar.gz")
-    got = [(normalize(m.name), m.is_dir, data) for m, data in gzip_members(source)]
+    walked = list(gzip_members(source))
+    got = [(normalize(m.name), m.is_dir, data) for m, data, _ in walked]
     assert got == [("n1", True, b""), ("n1/n1_1.xml", False, XMLS["n1/n1_1.xml"]), ("n1/n1_2.xml", False, b"<b/>")]
+    compressed = [position for _, _, position in walked]
+    assert compressed == sorted(compressed) and 0 < compressed[-1] <= source.size
 
 
 @pytest.mark.parametrize("blob", [gzip.compress(tar_bytes(XMLS))[:60], b"PK\x03\x04 not gzip" * 40,
