@@ -129,10 +129,15 @@ def _add_unique(found: dict[str, TarMember], name: str, member: TarMember, where
     found[name] = member
 
 
-def _refuse_link(member: TarMember, where: str) -> None:
+def _regular(member: TarMember, where: str, ignored: Ignored) -> bool:
+    """Whether a wanted member is a regular file: links are refused, other entry types ignored."""
     if member.is_link:
         raise ArchiveError(f"{where}!{member.name}: is a link, not a file; streamprep reads regular files only. "
                            "Repack the archive with the file itself")
+    if not member.is_file:
+        ignored.add("not a regular file", f"{where}!{member.name}")
+        return False
+    return True
 
 
 def _class_images(source: Source, outer: TarMember, ignored: Ignored) -> _Group:
@@ -145,18 +150,14 @@ def _class_images(source: Source, outer: TarMember, ignored: Ignored) -> _Group:
         if "/" in name or not name.endswith(".JPEG"):
             ignored.add("not a *.JPEG file at the top of a class tar", f"{where}!{m.name}")
             continue
-        _refuse_link(m, where)
-        if not m.is_file:
-            ignored.add("not a regular file", f"{where}!{m.name}")
-            continue
-        _add_unique(found, name, m, where)
+        if _regular(m, where, ignored):
+            _add_unique(found, name, m, where)
     return _Group.of(found)
 
 
 def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: int = 4,
                 progress: Callback | None = None) -> SplitIndex:
     """Walk the outer training tar and, in parallel, each per-class tar inside it."""
-    classes: dict[int, TarMember] = {}
     containers: dict[int, str] = {}
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index") as pool:
@@ -179,11 +180,11 @@ def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: in
                 if label is None:
                     ignored.add("class tar of a synset not in the labels file", f"{source.url}!{m.name}")
                     continue
-                _refuse_link(m, source.url)
-                if label in classes:
+                if not _regular(m, source.url, ignored):
+                    continue
+                if label in containers:
                     raise ArchiveError(f"{source.url}!{m.name}: the training tar holds this class tar twice; "
                                        "repack the archive without duplicates")
-                classes[label] = m
                 containers[label] = m.name
                 futures[label] = pool.submit(walk, label, m)
             try:
@@ -201,19 +202,18 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
     found: dict[str, TarMember] = {}
     with Phase(progress, "index validation", total_bytes=source.size) as phase:
         for m in members(source):
-            phase.advance(1, m.size + 512)
+            phase.advance(0, m.size + 512)
             name = normalize(m.name)
             if m.is_dir:
                 continue
             if "/" in name:
                 ignored.add("validation member not at the top of the archive", f"{source.url}!{m.name}")
                 continue
-            if name.endswith(".JPEG"):
-                _refuse_link(m, source.url)
-            if not m.is_file:
-                ignored.add("not a regular file", f"{source.url}!{m.name}")
-                continue
-            _add_unique(found, name, m, source.url)
+            if not name.endswith(".JPEG"):
+                ignored.add("validation member not named *.JPEG", f"{source.url}!{m.name}")
+            elif _regular(m, source.url, ignored):
+                _add_unique(found, name, m, source.url)
+                phase.advance(1)
     listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
     missing = [name for name in listed if name not in found]
     if missing:
@@ -251,9 +251,7 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
             if len(parts) != 2 or not parts[1].endswith(".xml") or any(p.startswith(".") or not p for p in parts):
                 ignored.add("not a folder/*.xml annotation in the bounding-box archive", f"{source.url}!{m.name}")
                 continue
-            _refuse_link(m, source.url)
-            if not m.is_file:
-                ignored.add("not a regular file", f"{source.url}!{m.name}")
+            if not _regular(m, source.url, ignored):
                 continue
             if name in seen:
                 raise ArchiveError(f"{source.url}!{m.name}: the archive holds this name twice; "
