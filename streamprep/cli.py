@@ -43,7 +43,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--val", metavar="URL", help=f"validation tar (default: DOWNLOADS/{VAL_TAR})")
     g.add_argument("--bbox", metavar="URL", help=f"bounding-box tar.gz (default: DOWNLOADS/{BBOX_TARGZ})")
     g = p.add_argument_group("output")
-    g.add_argument("--out", metavar="URL", help="folder or URL for the shards and bboxes.csv (required)")
+    g.add_argument("--out", metavar="URL", help="folder or URL for the shards and bboxes.csv (required unless --no-shards)")
+    g.add_argument("--materialize", metavar="BASE", help="also write the classic folder layout under this local folder: "
+                   "bboxes/, bboxes.csv, ILSVRC2012_img_val/<synset>/, ILSVRC2012_img_train/<synset>/")
+    g.add_argument("--no-shards", dest="shards", action="store_false", default=None,
+                   help="write only the --materialize layout, no shards")
     g = p.add_argument_group("classic layout (defaults reproduce the classic procedure)")
     layout = Layout()
     g.add_argument("--train-shards", type=int, metavar="N", help=f"training shards (default: {layout.train_shards})")
@@ -68,8 +72,8 @@ def parser() -> argparse.ArgumentParser:
 def _values(args: argparse.Namespace) -> dict[str, Any]:
     """Config file values overridden by the flags given."""
     values: dict[str, Any] = load_config(args.config) if args.config else {}
-    for key in ("downloads", "train", "val", "bbox", "out", "train_shards", "validation_shards", "classic_threads",
-                "labels_file", "metadata_file", "validation_labels_file", "workers"):
+    for key in ("downloads", "train", "val", "bbox", "out", "materialize", "shards", "train_shards", "validation_shards",
+                "classic_threads", "labels_file", "metadata_file", "validation_labels_file", "workers"):
         value = getattr(args, key)
         if value is not None:
             values[key.replace("_", "-")] = value
@@ -141,8 +145,24 @@ class Reporter:
         return text
 
 
+UNLISTED_SHOWN = 10
+
+
 def format_summary(s: Summary) -> str:
-    lines = [f"streamprep: wrote {s.out}"]
+    lines = []
+    if s.layout:
+        lines.append(f"streamprep: wrote the folder layout under {s.layout.base}")
+        for name, part in s.layout.parts.items():
+            lines.append(f"  {name:<10} {part.written:>9,} files written ({part.nbytes / 1e6:,.1f} MB), "
+                         f"{part.kept:,} already complete")
+        unlisted = s.layout.unlisted_validation
+        if unlisted:
+            shown = ", ".join(sorted(unlisted)[:UNLISTED_SHOWN]) + (" ..." if len(unlisted) > UNLISTED_SHOWN else "")
+            lines.append(f"  {len(unlisted):,} validation image(s) not in the validation labels file, left in "
+                         f"{s.layout.base}/ILSVRC2012_img_val/ as the classic leaves them: {shown}")
+    if not s.shard_results and not s.out:
+        return "\n".join(lines) + "\n"
+    lines.append(f"streamprep: wrote {s.out}")
     for name, split in s.splits.items():
         lines.append(f"  {name:<10} {split.images:>9,} images in {split.shards:,} shards, {split.classes:,} classes, "
                      f"{split.boxes:,} boxes, {split.nbytes / 1e6:,.1f} MB")

@@ -16,10 +16,10 @@ VAL_TAR = "ILSVRC2012_img_val.tar"
 BBOX_TARGZ = "ILSVRC2012_bbox_train_v2.tar.gz"
 
 # Config keys that hold a path, resolved against the config file's folder when relative.
-PATH_KEYS = frozenset({"downloads", "train", "val", "bbox", "out", "labels-file", "metadata-file",
+PATH_KEYS = frozenset({"downloads", "train", "val", "bbox", "out", "materialize", "labels-file", "metadata-file",
                        "validation-labels-file"})
 INT_KEYS = frozenset({"train-shards", "validation-shards", "classic-threads", "workers"})
-KEYS = PATH_KEYS | INT_KEYS | {"storage-options"}
+KEYS = PATH_KEYS | INT_KEYS | {"storage-options", "shards"}
 
 
 def default_workers() -> int:
@@ -33,13 +33,15 @@ class Options:
     train: str
     val: str
     bbox: str
-    out: str
+    out: str | None
     layout: Layout = Layout()
     labels_file: str | None = None
     metadata_file: str | None = None
     validation_labels_file: str | None = None
     workers: int = field(default_factory=default_workers)
     storage_options: dict[str, Any] = field(default_factory=dict)
+    materialize: str | None = None  # base folder for the classic layout
+    shards: bool = True
 
 
 def join(folder: str, name: str) -> str:
@@ -73,6 +75,8 @@ def load_config(path: str) -> dict[str, Any]:
     for key in INT_KEYS & set(data):
         if not isinstance(data[key], int):
             raise ConfigError(f"config file {path}: {key} must be an integer")
+    if "shards" in data and not isinstance(data["shards"], bool):
+        raise ConfigError(f"config file {path}: shards must be true or false")
     if "storage-options" in data and not isinstance(data["storage-options"], dict):
         raise ConfigError(f"config file {path}: storage-options must be a table")
     return data
@@ -87,8 +91,17 @@ def make_options(values: dict[str, Any]) -> Options:
         if not value:
             raise ConfigError(f"no --{key} given; pass --{key} or a DOWNLOADS folder holding {name}")
         inputs[key] = value
-    if not values.get("out"):
+    shards = values.get("shards", True)
+    materialize = values.get("materialize")
+    if shards and not values.get("out"):
         raise ConfigError("no --out given; pass the folder (or URL) to write the shards to")
+    if not shards and not materialize:
+        raise ConfigError("--no-shards without --materialize leaves nothing to do; pass --materialize BASE")
+    if materialize and _is_url(materialize) and not materialize.startswith("file://"):
+        raise ConfigError(f"--materialize {materialize}: the folder layout is written to a local folder only "
+                          "(it relies on file modification times and renames); pass a local path")
+    if materialize and materialize.startswith("file://"):
+        materialize = materialize[len("file://"):]
     def given(key: str, default: int) -> int:
         value = values.get(key)
         return default if value is None else value
@@ -100,7 +113,8 @@ def make_options(values: dict[str, Any]) -> Options:
     workers = given("workers", default_workers())
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    return Options(train=inputs["train"], val=inputs["val"], bbox=inputs["bbox"], out=values["out"], layout=layout,
+    return Options(train=inputs["train"], val=inputs["val"], bbox=inputs["bbox"], out=values.get("out") if shards else None,
+                   layout=layout, materialize=materialize, shards=shards,
                    labels_file=values.get("labels-file"), metadata_file=values.get("metadata-file"),
                    validation_labels_file=values.get("validation-labels-file"), workers=workers,
                    storage_options=dict(values.get("storage-options") or {}))

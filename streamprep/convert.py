@@ -10,6 +10,7 @@ from .errors import ConfigError
 from .config import Options
 from .index import DatasetIndex, Ignored, index_boxes, index_train, index_validation
 from .labels import load_label_data
+from .materialize import LayoutSummary, materialize
 from .output import Output
 from .plan import Plan, make_plan
 from .progress import Callback
@@ -36,8 +37,9 @@ class Summary:
     ignored: Ignored
     seconds: float
     bytes_read: int
-    out: str
+    out: str | None
     shard_results: list[ShardResult] = field(default_factory=list, repr=False)
+    layout: LayoutSummary | None = None
 
 
 def build_index(options: Options, labels, progress: Callback | None = None) -> DatasetIndex:
@@ -62,16 +64,28 @@ def convert(options: Options, progress: Callback | None = None) -> Summary:
     options.layout.check()
     labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file)
     index = build_index(options, labels, progress)
-    plan = make_plan(index, labels, options.layout)
-    output = Output(options.out, options.storage_options)
-    write_bboxes(plan, output)
+    plan = make_plan(index, labels, options.layout)  # fails here, before anything is written, if a text is missing
+    layout = None
+    if options.materialize:
+        sources = [Source(getattr(options, k), options.storage_options) for k in ("train", "val", "bbox")]
+        try:
+            layout = materialize(options.materialize, *sources, labels, index.boxes.csv, options.workers, progress)
+        finally:
+            for s in sources:
+                s.close()
     results: list[ShardResult] = []
-    for split in plan.splits:
-        results += write_split(plan, split, output, options.workers, progress, options.storage_options)
-    return _summary(plan, index, results, output, time.monotonic() - started)
+    if options.shards:
+        output = Output(options.out, options.storage_options)
+        write_bboxes(plan, output)
+        for split in plan.splits:
+            results += write_split(plan, split, output, options.workers, progress, options.storage_options,
+                                   layout=layout.base if layout else None)
+    summary = _summary(plan, index, results, options.out, time.monotonic() - started)
+    summary.layout = layout
+    return summary
 
 
-def _summary(plan: Plan, index: DatasetIndex, results: list[ShardResult], output: Output, seconds: float) -> Summary:
+def _summary(plan: Plan, index: DatasetIndex, results: list[ShardResult], out: str | None, seconds: float) -> Summary:
     splits = {}
     for name, split_plan in plan.splits.items():
         mine = [r for r in results if r.shard.split == name]
@@ -80,4 +94,4 @@ def _summary(plan: Plan, index: DatasetIndex, results: list[ShardResult], output
                                     sum(r.boxes for r in mine), sum(r.nbytes for r in mine))
     read = sum(int(s.index.sizes.sum()) for s in plan.splits.values())
     return Summary(splits, plan.boxes.files, plan.boxes.count, sorted(f for r in results for f in r.fixups),
-                   index.ignored, seconds, read, output.url, results)
+                   index.ignored, seconds, read if results else 0, out, results)

@@ -10,6 +10,7 @@ from .errors import ArchiveError
 BLOCK = 512
 REGULAR_TYPES = frozenset(b"0\x007")
 LINK_TYPES = frozenset(b"12")
+DEVICE_TYPES = frozenset(b"346")  # character device, block device, FIFO
 # Entry types that never have data blocks after the header (as in tarfile and GNU tar).
 NO_DATA_TYPES = frozenset(b"123456")
 
@@ -24,7 +25,7 @@ class TarMember:
     offset: int
     size: int
     type: int
-    mtime: int
+    mtime: float  # seconds; PAX headers may give a fraction
     mode: int
     linkname: str = ""
 
@@ -39,6 +40,10 @@ class TarMember:
     @property
     def is_link(self) -> bool:
         return self.type in LINK_TYPES
+
+    @property
+    def is_device(self) -> bool:
+        return self.type in DEVICE_TYPES
 
 
 def _number(field: bytes) -> int:
@@ -156,7 +161,7 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
             if "size" in pax:
                 member_size = int(pax["size"])
             if "mtime" in pax:
-                mtime = int(float(pax["mtime"]))
+                mtime = float(pax["mtime"])
         except ValueError:
             raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt") from None
         pending_pax, long_name, long_link = {}, None, None

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import fixups, records, tfrecord
 from .archives import Source
 from .output import Output
-from .plan import Plan, ShardSpec
+from .errors import OutputError
+from .materialize import layout_path
+from .plan import Plan, RecordSpec, ShardSpec
 from .progress import Callback, Phase
 
 BATCH = 64  # images fetched together (one concurrent range request batch on remote storage)
@@ -26,14 +28,41 @@ class ShardResult:
     fixups: list[str] = field(default_factory=list)
 
 
-def write_shard(plan: Plan, shard: ShardSpec, output: Output, source: Source, phase: Phase | None = None) -> ShardResult:
-    """Write one shard, complete, under its final name. Needs only the plan and the archive."""
+Reader = Callable[[list[RecordSpec]], list[bytes]]
+
+
+def archive_reader(source: Source) -> Reader:
+    """Image bytes from their byte ranges in the download."""
+    return lambda batch: source.read_ranges([(s.offset, s.size) for s in batch])
+
+
+def layout_reader(base: str, split: str) -> Reader:
+    """Image bytes from the classic folder layout that `--materialize` wrote (same bytes, local disk)."""
+    def read(batch: list[RecordSpec]) -> list[bytes]:
+        out = []
+        for spec in batch:
+            path = layout_path(base, spec, split)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise OutputError(f"{path}: cannot read the materialized image ({e}); rerun to complete the layout") from None
+            if len(data) != spec.size:
+                raise OutputError(f"{path}: {len(data)} bytes, the archive's {spec.member} has {spec.size}; "
+                                  "the layout was changed, delete the file and rerun")
+            out.append(data)
+        return out
+    return read
+
+
+def write_shard(plan: Plan, shard: ShardSpec, output: Output, read: Reader, phase: Phase | None = None) -> ShardResult:
+    """Write one shard, complete, under its final name. Needs only the plan and a way to read images."""
     result = ShardResult(shard, 0, 0)
     specs = plan.records(shard)
     with output.atomic(shard.name) as f:
         for start in range(0, len(specs), BATCH):
             batch = specs[start:start + BATCH]
-            datas = source.read_ranges([(s.offset, s.size) for s in batch])
+            datas = read(batch)
             nbytes = 0
             for spec, data in zip(batch, datas):
                 framed = tfrecord.frame(records.encode(spec, data))
@@ -55,19 +84,23 @@ def write_bboxes(plan: Plan, output: Output) -> None:
 
 
 def write_split(plan: Plan, split: str, output: Output, workers: int, progress: Callback | None = None,
-                storage_options: dict[str, Any] | None = None) -> list[ShardResult]:
-    """All shards of one split, `workers` at a time; the bytes do not depend on `workers`."""
+                storage_options: dict[str, Any] | None = None, layout: str | None = None) -> list[ShardResult]:
+    """All shards of one split, `workers` at a time; the bytes do not depend on `workers`.
+
+    Images are read from the download, or from the folder layout at `layout` when one was just written.
+    """
     split_plan = plan.splits[split]
     if fixups.named_in(split_plan.index.names.blob):
         fixups.tensorflow()  # import it here, once, rather than in the middle of a writer thread
     source = Source(split_plan.index.archive, storage_options or {})
+    read = layout_reader(layout, split) if layout else archive_reader(source)
     failed = threading.Event()
 
     def task(shard: ShardSpec) -> ShardResult | None:
         if failed.is_set():  # after a failure, start no new shard; those running finish
             return None
         try:
-            return write_shard(plan, shard, output, source, phase)
+            return write_shard(plan, shard, output, read, phase)
         except BaseException:
             failed.set()
             raise

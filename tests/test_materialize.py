@@ -1,0 +1,184 @@
+"""--materialize: the classic folder layout, equal to tar extraction plus the validation re-organisation."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import METADATA, SYNSETS, convert_args, run_cli
+from fixtures import builders
+from tiny import A, B, tiny_classes, write_tiny
+
+LAYOUT = ("--train-shards", "8", "--validation-shards", "4", "--classic-threads", "2")
+
+
+def tree(base: Path, skip=lambda rel: False) -> dict[str, tuple]:
+    """relative path -> (size, sha256, mtime) for files, ('dir',) for folders."""
+    out = {}
+    for root, dirs, files in os.walk(base):
+        for name in dirs + files:
+            path = Path(root) / name
+            rel = str(path.relative_to(base))
+            if skip(rel):
+                continue
+            if path.is_dir():
+                out[rel] = ("dir",)
+            else:
+                data = path.read_bytes()
+                out[rel] = (len(data), hashlib.sha256(data).hexdigest(), int(path.stat().st_mtime))
+    return out
+
+
+def manual_tree(classic_work: Path) -> dict[str, tuple]:
+    """What the manual steps leave, without the per-class tars users delete and bboxes.csv's mtime."""
+    def skip(rel):
+        return rel.startswith("ILSVRC2012_img_train/") and rel.endswith(".tar") and rel.count("/") == 1
+    found = tree(classic_work, skip)
+    found["bboxes.csv"] = found["bboxes.csv"][:2]
+    return found
+
+
+def layout_tree(base: Path) -> dict[str, tuple]:
+    found = tree(base, lambda rel: rel == "processed" or rel.startswith("processed/"))
+    found["bboxes.csv"] = found["bboxes.csv"][:2]
+    return found
+
+
+@pytest.mark.parametrize("shards", [True, False], ids=["with-shards", "layout-only"])
+def test_layout_equals_tar_extraction_plus_the_classic_reorganisation(sample, classic, tmp_path, shards):
+    reference = classic(8, 4, 2)  # the reference run leaves the manual layout beside its output
+    base = tmp_path / "base"
+    extra = ("--materialize", base, *LAYOUT) if shards else ("--materialize", base, "--no-shards")
+    argv = convert_args(sample, base / "processed", *extra, "--quiet")
+    if not shards:
+        argv = [a for a in argv if a not in ("--out", base / "processed")]
+    code, err = run_cli(*argv)
+    assert code == 0, err
+    expected = manual_tree(reference.parent / "work")
+    assert layout_tree(base) == expected
+    assert sum(1 for v in expected.values() if v != ("dir",)) == 25 + 1 + 16 + 36
+    assert (base / "processed").exists() == shards
+
+
+def test_shards_written_with_the_layout_equal_a_shards_only_run(sample, tmp_path):
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    assert run_cli(*convert_args(sample, both / "processed", "--materialize", both, *LAYOUT, "--quiet"))[0] == 0
+    assert run_cli(*convert_args(sample, alone, *LAYOUT, "--quiet"))[0] == 0
+    assert tree(both / "processed") == tree(alone)
+
+
+def test_summary_names_unlisted_validation_images_and_counts_files(sample, tmp_path):
+    code, err = run_cli(*convert_args(sample, tmp_path / "p", "--materialize", tmp_path / "base", "--no-shards"))
+    assert code == 0
+    assert "1 validation image(s) not in the validation labels file" in err and "ILSVRC2012_val_00000015.JPEG" in err
+    assert "train             36 files written" in err
+    code, err = run_cli(*convert_args(sample, tmp_path / "p", "--materialize", tmp_path / "base", "--no-shards"))
+    assert code == 0 and "train              0 files written (0.0 MB), 36 already complete" in err
+
+
+def _tar(entries: list[tarfile.TarInfo], data: dict[str, bytes] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info in entries:
+            payload = (data or {}).get(info.name) if info.isreg() else None  # links and devices carry no data
+            if payload is not None:
+                info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload) if payload is not None else None)
+    return buf.getvalue()
+
+
+def _entry(name: str, type_=tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mtime = type_, linkname, 1_300_000_000
+    return info
+
+
+HOSTILE = {
+    "absolute-path": lambda outside: _entry(str(outside / "escaped.JPEG")),
+    "dotdot-path": lambda outside: _entry("../../escaped.JPEG"),
+    "symlink-out": lambda outside: _entry("link.JPEG", tarfile.SYMTYPE, str(outside)),
+    "hardlink-out": lambda outside: _entry("hard.JPEG", tarfile.LNKTYPE, "../../../escaped.JPEG"),
+    "device": lambda outside: _entry("dev.JPEG", tarfile.CHRTYPE),
+}
+WHERE = ["train-inner", "train-outer", "validation", "bbox"]
+
+
+@pytest.mark.parametrize("where", WHERE, ids=WHERE)
+@pytest.mark.parametrize("kind", sorted(HOSTILE), ids=sorted(HOSTILE))
+def test_hostile_members_are_refused_and_nothing_lands_outside_base(tmp_path, kind, where):
+    sandbox = tmp_path / "sandbox"
+    base = sandbox / "base"
+    outside = tmp_path / "outside"
+    hostile = HOSTILE[kind](outside)
+    paths = write_tiny(tmp_path / "dl")
+    payload = {hostile.name: b"\xff\xd8\xff evil"}
+    if where == "train-inner":
+        classes = tiny_classes()
+        inner = _tar([_entry(n) for n in classes[B]] + [hostile], {**classes[B], **payload})
+        paths["train"].write_bytes(builders.tar_bytes({f"{A}.tar": builders.tar_bytes(classes[A]), f"{B}.tar": inner}))
+    elif where == "train-outer":
+        classes = tiny_classes()
+        members = {f"{A}.tar": builders.tar_bytes(classes[A]), f"{B}.tar": builders.tar_bytes(classes[B])}
+        paths["train"].write_bytes(_tar([_entry(n) for n in members] + [hostile], {**members, **payload}))
+    elif where == "validation":
+        val = {f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9) for i in (1, 2, 3)}
+        paths["val"].write_bytes(_tar([_entry(n) for n in val] + [hostile], {**val, **payload}))
+    else:
+        import gzip
+        xml = {f"{A}/{A}_1.xml": builders.voc_xml("x", 10, 10, [(1, 1, 5, 5)])}
+        paths["bbox"].write_bytes(gzip.compress(_tar([_entry(n) for n in xml] + [hostile], {**xml, **payload})))
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--validation-labels-file", paths["val_labels"], "--materialize", base, "--no-shards")
+    assert code == 2, err
+    assert "escaped" in err or "link" in err or "dev.JPEG" in err
+    assert err.strip().splitlines()[-1].startswith("streamprep: error:")
+    assert not outside.exists() and not (tmp_path / "escaped.JPEG").exists()
+    assert not sandbox.exists() or sorted(p.name for p in sandbox.iterdir()) == ["base"]
+    assert not any(p.is_symlink() for p in sandbox.rglob("*"))
+
+
+def _big_downloads(folder: Path) -> dict[str, Path]:
+    classes = {synset: {f"{synset}_{i}.JPEG": builders.jpeg(64, 48, seed=i) + os.urandom(20_000)
+                        for i in range(700, 0, -1)} for synset in (A, B)}
+    return write_tiny(folder, classes=classes)
+
+
+def test_killed_materialization_resumes_to_the_uninterrupted_result(tmp_path):
+    paths = _big_downloads(tmp_path / "dl")
+    command = [sys.executable, "-m", "streamprep", "convert", "--train", paths["train"], "--val", paths["val"],
+               "--bbox", paths["bbox"], "--validation-labels-file", paths["val_labels"], "--no-shards",
+               "--workers", "1", "--quiet", "--materialize"]
+    reference = tmp_path / "reference"
+    subprocess.run([*map(str, command), str(reference)], check=True, timeout=300)
+
+    base = tmp_path / "base"
+    process = subprocess.Popen([*map(str, command), str(base)])
+    train = base / "ILSVRC2012_img_train"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sum(1 for _ in train.rglob("*.JPEG")) < 300:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    expected = tree(reference)
+    partial = {rel: v for rel, v in tree(base).items() if "streamprep-tmp" not in rel}
+    done = [rel for rel in partial if rel.endswith(".JPEG")]
+    assert 300 <= len(done) < 1400, "the run must be killed part-way"
+    for rel in done:  # nothing incomplete under a final name
+        assert partial[rel] == expected[rel], rel
+    inodes = {rel: (base / rel).stat().st_ino for rel in done}
+
+    subprocess.run([*map(str, command), str(base)], check=True, timeout=300)
+    expected["bboxes.csv"] = expected["bboxes.csv"][:2]
+    resumed = tree(base)
+    resumed["bboxes.csv"] = resumed["bboxes.csv"][:2]
+    assert resumed == expected
+    assert all((base / rel).stat().st_ino == inode for rel, inode in inodes.items()), "complete files were rewritten"
