@@ -18,12 +18,26 @@ from .tarscan import TarMember, iter_members
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
 
 
+def protocol_of(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else "file"
+
+
+def options_for(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The options given for this URL's protocol (`{"s3": {...}, "gs": {...}}` holds them per protocol)."""
+    options = storage_options or {}
+    protocol = protocol_of(url)
+    aliases = {"s3a": "s3", "gcs": "gs", "https": "http"}
+    merged = dict(options.get(aliases.get(protocol, protocol), {}))
+    merged.update(options.get(protocol, {}))
+    return merged
+
+
 def resolve(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """`fsspec.core.url_to_fs`, with a missing backend reported as the extra to install."""
+    """`fsspec.core.url_to_fs` with this protocol's options; a missing backend names the extra to install."""
     try:
-        return url_to_fs(url, **(storage_options or {}))
+        return url_to_fs(url, **options_for(url, storage_options))
     except ImportError as e:
-        scheme = url.split("://", 1)[0] if "://" in url else "file"
+        scheme = protocol_of(url)
         extra = EXTRAS.get(scheme)
         hint = f"install streamprep[{extra}]" if extra else f"install the fsspec backend for '{scheme}://'"
         raise BackendMissingError(f"{url}: no fsspec backend for '{scheme}://' ({e}); {hint}") from None

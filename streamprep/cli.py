@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any, Sequence, TextIO
@@ -23,7 +24,11 @@ def _storage_option(text: str) -> tuple[str, str, str]:
     protocol, dot, name = key.partition(".")
     if not sep or not dot or not protocol or not name:
         raise argparse.ArgumentTypeError(f"expected PROTOCOL.KEY=VALUE, got {text!r}")
-    return protocol, name, value
+    try:  # true, 3, {"a": 1} ... as JSON; anything else stays text
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    return protocol, name, parsed
 
 
 def parser() -> argparse.ArgumentParser:

@@ -78,7 +78,17 @@ def test_storage_options_are_grouped_by_protocol():
 
     args = parser().parse_args(["convert", "--out", "x", "--storage-option", "s3.endpoint_url=http://127.0.0.1:1",
                                 "--storage-option", "s3.anon=true"])
-    assert _values(args)["storage-options"] == {"s3": {"endpoint_url": "http://127.0.0.1:1", "anon": "true"}}
+    assert _values(args)["storage-options"] == {"s3": {"endpoint_url": "http://127.0.0.1:1", "anon": True}}
+
+
+def test_each_url_gets_only_its_own_protocols_options():
+    from streamprep.archives import options_for
+
+    options = {"s3": {"anon": True}, "http": {"block_size": 0}, "memory": {}}
+    assert options_for("s3://b/k", options) == {"anon": True}
+    assert options_for("s3a://b/k", options) == {"anon": True}
+    assert options_for("https://h/x", options) == {"block_size": 0}
+    assert options_for("/local/path", options) == {}
 
 
 @pytest.mark.parametrize("argv, message", [
