@@ -111,10 +111,10 @@ def test_unknown_config_key_is_named(tmp_path):
     assert code == 2 and "unknown key(s) train_shards" in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed")
 def test_missing_backend_names_the_extra_to_install(tmp_path):
-    code, err = run_cli("convert", "s3://bucket/downloads", "--out", tmp_path / "o")
-    assert code == 2 and "install streamprep[s3]" in err
+    code, err = run_cli("convert", "gs://bucket/downloads", "--out", tmp_path / "o")
+    assert code == 2 and "install streamprep[gcs]" in err
 
 
 @pytest.mark.parametrize("command", [["streamprep"], [sys.executable, "-m", "streamprep"]], ids=["script", "module"])
