@@ -11,6 +11,7 @@ from typing import Any, BinaryIO, Iterator
 import fsspec
 from fsspec.core import url_to_fs
 
+from . import retry
 from .errors import ArchiveError, BackendMissingError
 from .tarscan import TarMember, iter_members
 
@@ -54,8 +55,9 @@ class Source:
 
     def __post_init__(self) -> None:
         self.fs, self.path = resolve(self.url, self.storage_options)
+        self.remote = bool(getattr(self.fs, "async_impl", False))  # S3, GCS, HTTP...: every read is a request
         try:
-            info = self.fs.info(self.path)
+            info = retry.call(lambda: f"{self.url}: cannot read its size", lambda: self.fs.info(self.path))
         except FileNotFoundError:
             raise ArchiveError(f"{self.url}: not found; check the path or URL") from None
         if info.get("type") == "directory":
@@ -79,18 +81,26 @@ class Source:
         return f
 
     def read_at(self, offset: int, length: int) -> bytes:
+        """Up to `length` bytes at `offset` (fewer at the end of the file)."""
+        end = min(offset + length, self.size)
+        if end <= offset:
+            return b""
+        if self.remote:  # one ranged request, no read-ahead cache
+            return retry.call(lambda: f"{self.url} bytes {offset}-{end - 1}",
+                              lambda: self.fs.cat_file(self.path, start=offset, end=end))
         f = self.handle()
         f.seek(offset)
-        return f.read(length)
+        return f.read(end - offset)
 
     def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """Bytes of several (offset, length) ranges; remote backends fetch them concurrently."""
         if not ranges:
             return []
-        if getattr(self.fs, "async_impl", False):
+        if self.remote:  # all ranges requested concurrently
             starts = [o for o, _ in ranges]
             ends = [o + n for o, n in ranges]
-            out = self.fs.cat_ranges([self.path] * len(ranges), starts, ends, on_error="raise")
+            out = retry.call(lambda: f"{self.url} bytes {starts[0]}-{ends[-1] - 1} ({len(ranges)} ranges)",
+                             lambda: self.fs.cat_ranges([self.path] * len(ranges), starts, ends, on_error="raise"))
         else:  # a synchronous backend would open the file once per range: reuse this thread's handle
             out = [self.read_at(offset, length) for offset, length in ranges]
         for (offset, length), data in zip(ranges, out):
@@ -108,16 +118,48 @@ class Source:
 
 def members(source: Source) -> Iterator[TarMember]:
     """The members of a plain tar archive, read header by header."""
-    return iter_members(source.read_at, source.url, source.size)
+    reader = _Chunks(source, source.size).read_at if source.remote else source.read_at
+    return iter_members(reader, source.url, source.size)
+
+
+REMOTE_CHUNK = 8 << 20  # bytes fetched at once when headers are close together
+SMALL_READ = 64 << 10
+
+
+class _Chunks:
+    """Header reads on remote storage: one request per header would cost a round trip per image.
+
+    When consecutive headers are close (small members: images, XML), the reads are served from
+    8 MB chunks, a few requests per thousand members. When they are far apart (the per-class
+    tars inside the training tar), only a small read is made, so the data is not fetched.
+    """
+
+    def __init__(self, source: Source, end: int) -> None:
+        self.source, self.end = source, end
+        self.start, self.data, self.last = 0, b"", -(1 << 62)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        stop = min(offset + length, self.end)
+        if not (self.start <= offset and stop <= self.start + len(self.data)):
+            near = offset - self.last <= REMOTE_CHUNK // 16
+            want = max(REMOTE_CHUNK if near else SMALL_READ, length)
+            self.start = offset
+            self.data = self.source.read_at(offset, min(want, self.end - offset))
+        self.last = offset
+        return self.data[offset - self.start:stop - self.start]
 
 
 def inner_members(source: Source, outer: TarMember) -> Iterator[TarMember]:
-    """The members of a tar nested in `source` as `outer`; offsets are absolute in `source`."""
+    """The members of a tar nested in `source` as `outer`; offsets are absolute in `source`.
+
+    Locally each header is one small read; remotely see `_Chunks`.
+    """
     base, end = outer.offset, outer.offset + outer.size
     archive = f"{source.url}!{outer.name}"
+    reader = _Chunks(source, end).read_at if source.remote else source.read_at
 
     def read_at(offset: int, length: int) -> bytes:
-        return source.read_at(base + offset, max(0, min(length, end - base - offset)))
+        return reader(base + offset, max(0, min(length, end - base - offset)))
 
     for m in iter_members(read_at, archive, outer.size):
         yield TarMember(m.name, base + m.offset, m.size, m.type, m.mtime, m.mode, m.linkname)
@@ -143,7 +185,7 @@ class _Sequential:
                     return b""
                 self.pos += len(skipped)
             data = self.stream.read(length)
-        except (OSError, EOFError, zlib.error) as e:
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # other OSErrors are storage trouble: retried
             raise ArchiveError(
                 f"{self.url}: cannot decompress ({e}); the file is not a valid .tar.gz or is truncated, "
                 "fetch it again") from None

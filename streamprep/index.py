@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import retry
 from .archives import Source, gzip_members, inner_members, members
 from .bboxes import BoxTable, csv_lines, parse_boxes, sort_key
 from .errors import ArchiveError
@@ -18,6 +19,7 @@ from .tarscan import TarMember, normalize
 
 VALIDATION_NAME = "ILSVRC2012_val_%08d.JPEG"
 EXAMPLES_KEPT = 5
+REMOTE_INDEX_THREADS = 16  # per-class tars walked at once on remote storage, where each walk waits on the network
 
 
 class NameTable:
@@ -56,6 +58,11 @@ class Ignored:
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def merge(self, other: "Ignored") -> None:
+        for reason, count in other.counts.items():
+            self.counts[reason] += count
+            self.examples[reason] = (self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
 
     def add(self, reason: str, ref: str) -> None:
         with self._lock:
@@ -159,8 +166,9 @@ def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: in
                 progress: Callback | None = None) -> SplitIndex:
     """Walk the outer training tar and, in parallel, each per-class tar inside it."""
     containers: dict[int, str] = {}
+    threads = max(workers, REMOTE_INDEX_THREADS) if source.remote else max(1, workers)
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
-        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index") as pool:
+        with ThreadPoolExecutor(threads, thread_name_prefix="index") as pool:
             futures = {}
 
             def walk(label: int, outer: TarMember) -> _Group:
@@ -236,7 +244,20 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
 
 
 def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None) -> BoxTable:
-    """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob."""
+    """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob.
+
+    A gzip stream cannot resume mid-way, so a transient storage error restarts the (small) archive.
+    """
+    def once() -> BoxTable:
+        attempt = Ignored()
+        table = _index_boxes(source, attempt, progress)
+        ignored.merge(attempt)
+        return table
+
+    return retry.call(lambda: f"{source.url}: cannot read", once)
+
+
+def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None) -> BoxTable:
     files: list[tuple[str, str]] = []
     seen: set[str] = set()
     read = 0

@@ -45,5 +45,5 @@ class Output:
                 pass
             if isinstance(e, OSError):
                 raise OutputError(f"{self.path(name)}: cannot write ({e}); check free space and permissions "
-                                  "of --out; finished files are kept") from None
+                                  "of --out; finished files are kept") from e
             raise

@@ -7,7 +7,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import fixups, records, tfrecord
+from . import fixups, records, retry, tfrecord
 from .archives import Source
 from .output import Output
 from .errors import OutputError
@@ -99,8 +99,9 @@ def write_split(plan: Plan, split: str, output: Output, workers: int, progress: 
     def task(shard: ShardSpec) -> ShardResult | None:
         if failed.is_set():  # after a failure, start no new shard; those running finish
             return None
-        try:
-            return write_shard(plan, shard, output, read, phase)
+        try:  # a shard is rewritten from the start if storage fails in a way a retry may cure
+            return retry.call(lambda: f"{output.path(shard.name)}: cannot write",
+                              lambda: write_shard(plan, shard, output, read, phase), error=OutputError)
         except BaseException:
             failed.set()
             raise

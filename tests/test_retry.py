@@ -1,0 +1,76 @@
+"""Which storage errors are retried, and what a persistent one reports."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from streamprep import retry
+from streamprep.errors import ArchiveError, OutputError
+
+
+class Status(Exception):
+    def __init__(self, status):
+        super().__init__(f"status {status}")
+        self.status = status
+
+
+def wrapped(inner: BaseException) -> Exception:
+    try:
+        raise inner
+    except BaseException as e:
+        try:
+            raise OutputError("cannot write") from e
+        except OutputError as outer:
+            return outer
+
+
+@pytest.mark.parametrize("error, expected", [
+    (ConnectionResetError(), True), (TimeoutError(), True), (OSError(errno.EIO, "io"), True),
+    (Status(503), True), (Status(429), True), (Status(404), False), (Status(403), False),
+    (FileNotFoundError(), False), (PermissionError(), False), (OSError(errno.ENOSPC, "full"), False),
+    (ValueError("bug"), False), (ArchiveError("bad archive"), False),
+    (wrapped(ConnectionResetError()), True), (wrapped(OSError(errno.ENOSPC, "full")), False),
+], ids=["reset", "timeout", "eio", "503", "429", "404", "403", "not-found", "permission", "disk-full", "bug",
+        "our-own-error", "output-error-caused-by-reset", "output-error-caused-by-disk-full"])
+def test_transient_errors_are_told_from_permanent_ones(error, expected):
+    assert retry.transient(error) is expected
+
+
+def test_transient_failures_are_retried_until_success(monkeypatch):
+    monkeypatch.setattr(retry, "pause", lambda attempt: None)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 4:
+            raise ConnectionResetError("reset by peer")
+        return "data"
+
+    assert retry.call(lambda: "s3://b/k bytes 0-9", flaky) == "data"
+    assert len(calls) == 4
+
+
+def test_persistent_failure_names_what_failed_and_keeps_the_cause(monkeypatch):
+    monkeypatch.setattr(retry, "pause", lambda attempt: None)
+
+    def down():
+        raise Status(503)
+
+    with pytest.raises(ArchiveError, match=r"s3://b/k bytes 0-9: Status: status 503 \(failed 6 attempts\)") as e:
+        retry.call(lambda: "s3://b/k bytes 0-9", down)
+    assert isinstance(e.value.__cause__, Status)
+
+
+def test_permanent_errors_are_not_retried(monkeypatch):
+    monkeypatch.setattr(retry, "pause", lambda attempt: None)
+    calls = []
+
+    def missing():
+        calls.append(1)
+        raise FileNotFoundError("gone")
+
+    with pytest.raises(FileNotFoundError):
+        retry.call(lambda: "x", missing)
+    assert len(calls) == 1
