@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import fixups, records, retry, tfrecord
 from .archives import Source
@@ -55,14 +55,29 @@ def layout_reader(base: str, split: str) -> Reader:
     return read
 
 
-def write_shard(plan: Plan, shard: ShardSpec, output: Output, read: Reader, phase: Phase | None = None) -> ShardResult:
+def _batches(specs: list[RecordSpec], read: Reader, prefetch: bool) -> Iterator[tuple[list[RecordSpec], list[bytes]]]:
+    """The shard's images a batch at a time; with `prefetch`, the next batch is fetched while this one is encoded."""
+    batches = [specs[i:i + BATCH] for i in range(0, len(specs), BATCH)]
+    if not prefetch or len(batches) < 2:
+        for batch in batches:
+            yield batch, read(batch)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
+        pending = pool.submit(read, batches[0])
+        for i, batch in enumerate(batches):
+            datas = pending.result()
+            if i + 1 < len(batches):
+                pending = pool.submit(read, batches[i + 1])
+            yield batch, datas
+
+
+def write_shard(plan: Plan, shard: ShardSpec, output: Output, read: Reader, phase: Phase | None = None,
+                prefetch: bool = False) -> ShardResult:
     """Write one shard, complete, under its final name. Needs only the plan and a way to read images."""
     result = ShardResult(shard, 0, 0)
     specs = plan.records(shard)
     with output.atomic(shard.name) as f:
-        for start in range(0, len(specs), BATCH):
-            batch = specs[start:start + BATCH]
-            datas = read(batch)
+        for batch, datas in _batches(specs, read, prefetch):
             nbytes = 0
             for spec, data in zip(batch, datas):
                 framed = tfrecord.frame(records.encode(spec, data))
@@ -101,7 +116,8 @@ def write_split(plan: Plan, split: str, output: Output, workers: int, progress: 
             return None
         try:  # a shard is rewritten from the start if storage fails in a way a retry may cure
             return retry.call(lambda: f"{output.path(shard.name)}: cannot write",
-                              lambda: write_shard(plan, shard, output, read, phase), error=OutputError)
+                              lambda: write_shard(plan, shard, output, read, phase, prefetch=source.remote),
+                              error=OutputError)
         except BaseException:
             failed.set()
             raise

@@ -74,3 +74,21 @@ def test_permanent_errors_are_not_retried(monkeypatch):
     with pytest.raises(FileNotFoundError):
         retry.call(lambda: "x", missing)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("count", [0, 1, 64, 65, 300], ids=["empty", "one", "one-batch", "batch-and-one", "many"])
+def test_prefetching_reader_yields_the_same_batches_in_order(count):
+    from streamprep.writer import BATCH, _batches
+
+    specs = list(range(count))
+    reads = []
+
+    def read(batch):
+        reads.append(batch[0])
+        return [f"image {s}" for s in batch]
+
+    plain = list(_batches(specs, read, prefetch=False))
+    prefetched = list(_batches(specs, read, prefetch=True))
+    assert prefetched == plain
+    assert [s for batch, _ in plain for s in batch] == specs
+    assert len(plain) == -(-count // BATCH)
