@@ -57,13 +57,23 @@ class Source:
         self.fs, self.path = resolve(self.url, self.storage_options)
         self.remote = bool(getattr(self.fs, "async_impl", False))  # S3, GCS, HTTP...: every read is a request
         try:
-            info = retry.call(lambda: f"{self.url}: cannot read its size", lambda: self.fs.info(self.path))
+            info = retry.call(lambda: f"{self.url}: cannot read its size", self._info)
         except FileNotFoundError:
             raise ArchiveError(f"{self.url}: not found; check the path or URL") from None
         if info.get("type") == "directory":
             raise ArchiveError(f"{self.url}: is a directory, not an archive; pass the downloaded file")
         self.size: int = int(info["size"])
         self._local = threading.local()
+
+    def _info(self) -> dict[str, Any]:
+        try:
+            return self.fs.info(self.path)
+        except FileNotFoundError as e:
+            if not self.remote:
+                raise
+            # fsspec's HTTP backend reports any failed HEAD/GET (a 503 too) as not found: let it be retried.
+            self.fs.invalidate_cache(self.path)
+            raise ConnectionError(f"not found or unavailable: {e}") from e
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "storage_options": self.storage_options}
@@ -96,11 +106,8 @@ class Source:
         """Bytes of several (offset, length) ranges; remote backends fetch them concurrently."""
         if not ranges:
             return []
-        if self.remote:  # all ranges requested concurrently
-            starts = [o for o, _ in ranges]
-            ends = [o + n for o, n in ranges]
-            out = retry.call(lambda: f"{self.url} bytes {starts[0]}-{ends[-1] - 1} ({len(ranges)} ranges)",
-                             lambda: self.fs.cat_ranges([self.path] * len(ranges), starts, ends, on_error="raise"))
+        if self.remote:
+            out = self._cat_ranges(ranges)
         else:  # a synchronous backend would open the file once per range: reuse this thread's handle
             out = [self.read_at(offset, length) for offset, length in ranges]
         for (offset, length), data in zip(ranges, out):
@@ -109,6 +116,31 @@ class Source:
                     f"{self.url}: expected {length} bytes at offset {offset}, got {len(data)}; "
                     "the archive changed or is truncated, fetch it again")
         return out
+
+    def _cat_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """All ranges requested concurrently; those that fail transiently are requested again."""
+        out: list[bytes | None] = [None] * len(ranges)
+        todo = list(range(len(ranges)))
+        for attempt in range(retry.ATTEMPTS):
+            got = self.fs.cat_ranges([self.path] * len(todo), [ranges[i][0] for i in todo],
+                                     [ranges[i][0] + ranges[i][1] for i in todo], on_error="return")
+            failed = []
+            for i, data in zip(todo, got):
+                if isinstance(data, BaseException):
+                    if not retry.transient(data):
+                        raise data
+                    failed.append((i, data))
+                else:
+                    out[i] = data
+            if not failed:
+                return out  # type: ignore[return-value]
+            todo = [i for i, _ in failed]
+            if attempt < retry.ATTEMPTS - 1:
+                retry.pause(attempt)
+        i, error = failed[0]
+        offset, length = ranges[i]
+        raise retry.exhausted(ArchiveError, f"{self.url} bytes {offset}-{offset + length - 1}: "
+                              f"{type(error).__name__}: {str(error)[:200]}") from error
 
     def close(self) -> None:
         for f in self.__dict__.pop("_handles", []):

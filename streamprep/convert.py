@@ -62,7 +62,8 @@ def convert(options: Options, progress: Callback | None = None) -> Summary:
     """Produce the classic shards and bboxes.csv under `options.out`; returns a summary."""
     started = time.monotonic()
     options.layout.check()
-    labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file)
+    labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file,
+                             options.storage_options)
     index = build_index(options, labels, progress)
     plan = make_plan(index, labels, options.layout)  # fails here, before anything is written, if a text is missing
     layout = None

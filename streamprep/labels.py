@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import resources
-
-import fsspec
+from typing import Any
 
 from .errors import LabelDataError
 
@@ -19,9 +18,12 @@ def shipped(name: str) -> str:
     return str(resources.files("streamprep") / "data" / name)
 
 
-def _read_lines(url: str, what: str) -> list[str]:
+def _read_lines(url: str, what: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    from .archives import resolve
+
+    fs, path = resolve(url, storage_options)
     try:
-        with fsspec.open(url, "rt", encoding="utf-8") as f:
+        with fs.open(path, "rt", encoding="utf-8") as f:
             return [line.strip() for line in f.readlines()]
     except FileNotFoundError:
         raise LabelDataError(f"{what} {url} not found; pass an existing file or drop the flag to use the shipped one") from None
@@ -63,8 +65,8 @@ class LabelData:
                 "pass a --metadata-file that covers every synset of --labels-file") from None
 
 
-def load_synsets(url: str) -> tuple[str, ...]:
-    lines = _without_trailing_blanks(_read_lines(url, "labels file"), url, "labels file")
+def load_synsets(url: str, storage_options: dict[str, Any] | None = None) -> tuple[str, ...]:
+    lines = _without_trailing_blanks(_read_lines(url, "labels file", storage_options), url, "labels file")
     seen: dict[str, int] = {}
     for number, synset in enumerate(lines, 1):
         if synset in seen:
@@ -73,9 +75,9 @@ def load_synsets(url: str) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def load_texts(url: str) -> dict[str, str]:
+def load_texts(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
     texts: dict[str, str] = {}
-    for number, line in enumerate(_read_lines(url, "metadata file"), 1):
+    for number, line in enumerate(_read_lines(url, "metadata file", storage_options), 1):
         if not line:
             continue
         parts = line.split("\t")
@@ -86,21 +88,23 @@ def load_texts(url: str) -> dict[str, str]:
     return texts
 
 
-def load_validation(url: str) -> tuple[str, ...]:
-    return tuple(_without_trailing_blanks(_read_lines(url, "validation labels file"), url, "validation labels file"))
+def load_validation(url: str, storage_options: dict[str, Any] | None = None) -> tuple[str, ...]:
+    lines = _read_lines(url, "validation labels file", storage_options)
+    return tuple(_without_trailing_blanks(lines, url, "validation labels file"))
 
 
 def load_label_data(labels_file: str | None = None, metadata_file: str | None = None,
-                    validation_labels_file: str | None = None) -> LabelData:
-    """Read the three label files; None means the copy shipped with streamprep."""
+                    validation_labels_file: str | None = None,
+                    storage_options: dict[str, Any] | None = None) -> LabelData:
+    """Read the three label files (paths or URLs); None means the copy shipped with streamprep."""
     sources = {
         "labels": labels_file or shipped(SYNSETS_FILE),
         "metadata": metadata_file or shipped(METADATA_FILE),
         "validation": validation_labels_file or shipped(VALIDATION_LABELS_FILE),
     }
     return LabelData(
-        synsets=load_synsets(sources["labels"]),
-        texts=load_texts(sources["metadata"]),
-        validation=load_validation(sources["validation"]),
+        synsets=load_synsets(sources["labels"], storage_options),
+        texts=load_texts(sources["metadata"], storage_options),
+        validation=load_validation(sources["validation"], storage_options),
         sources=sources,
     )

@@ -21,6 +21,8 @@ def transient(error: BaseException) -> bool:
 
     seen = 0
     while error is not None and seen < 5:
+        if getattr(error, "retried", False):  # already retried to exhaustion
+            return False
         if isinstance(error, PERMANENT):
             return False
         status = getattr(error, "status", None) or getattr(error, "code", None)
@@ -49,10 +51,17 @@ def call(what: Callable[[], str], fn: Callable[[], T], attempts: int = ATTEMPTS,
             if not transient(e):
                 raise
             if attempt == attempts - 1:
-                raise error(f"{what()}: {type(e).__name__}: {str(e)[:200]} (failed {attempts} attempts); "
-                                   "check the connection and the URL, then rerun: finished shards are kept") from e
+                raise exhausted(error, f"{what()}: {type(e).__name__}: {str(e)[:200]}", attempts) from e
             pause(attempt)
     raise AssertionError("unreachable")
+
+
+def exhausted(error: type, text: str, attempts: int = ATTEMPTS) -> Exception:
+    """The error reporting that retries ran out; it is never retried again further up."""
+    final = error(f"{text} (failed {attempts} attempts); check the connection and the URL, then rerun: "
+                  "finished shards are kept")
+    final.retried = True
+    return final
 
 
 def pause(attempt: int) -> None:
