@@ -69,11 +69,12 @@ class Source:
         try:
             return self.fs.info(self.path)
         except FileNotFoundError as e:
-            if not self.remote:
-                raise
-            # fsspec's HTTP backend reports any failed HEAD/GET (a 503 too) as not found: let it be retried.
-            self.fs.invalidate_cache(self.path)
-            raise ConnectionError(f"not found or unavailable: {e}") from e
+            # fsspec's HTTP backend reports any failed HEAD/GET as not found, keeping the HTTP error as the
+            # cause: a 5xx there is unavailability, to be retried, not absence.
+            if self.remote and e.__cause__ is not None and retry.transient(e.__cause__):
+                self.fs.invalidate_cache(self.path)
+                raise ConnectionError(f"unavailable: {e.__cause__}") from e
+            raise
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "storage_options": self.storage_options}

@@ -1,0 +1,250 @@
+"""Remote storage against real servers on 127.0.0.1: S3 (moto's server), HTTP (nginx), and HTTP faults (a 503 proxy).
+
+Each conversion is compared byte for byte with the same conversion of the local sample files.
+The servers are started by the fixtures below and stopped when the session ends (see servers.py).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import convert_args, run_cli
+from servers import FaultProxy, moto_s3_server, nginx_server, range_starts_at, require_nginx
+
+LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2", "--quiet")
+SHARD_NAME = re.compile(r"^(train|validation)-\d{5}-of-\d{5}$")
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def local_reference(sample, tmp_path_factory) -> dict[str, bytes]:
+    """File name -> bytes of the same conversion from the local sample files (shards and bboxes.csv)."""
+    out = tmp_path_factory.mktemp("local-reference")
+    code, err = run_cli(*convert_args(sample, out, *LAYOUT))
+    assert code == 0, err
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(files) == 4 + 2 + 1, sorted(files)
+    return files
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> str:
+    """moto's standalone S3 server on a free 127.0.0.1 port, for the whole session: its endpoint URL."""
+    pytest.importorskip("s3fs")
+    with moto_s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+# Where an S3 client that was not given --storage-option's endpoint goes: a closed local port, so that such a
+# client fails on this machine (after botocore's own retries, ~10 s) instead of reaching out to the real AWS.
+NOWHERE = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+def aws_env(monkeypatch) -> None:
+    """Fake credentials and region in the environment, as botocore looks for them; no default endpoint but NOWHERE."""
+    for key, value in AWS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", NOWHERE)
+    monkeypatch.delenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", raising=False)
+
+
+@pytest.fixture
+def s3(s3_endpoint, aws_env):
+    """An s3fs filesystem on the moto server (region from the environment: a `region_name` in client_kwargs would
+    make s3fs's mkdir send LocationConstraint=us-east-1, which S3 and moto refuse)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key=AWS["AWS_ACCESS_KEY_ID"], secret=AWS["AWS_SECRET_ACCESS_KEY"],
+                           client_kwargs={"endpoint_url": s3_endpoint})
+    fs.invalidate_cache()
+    return fs
+
+
+@pytest.fixture(scope="session")
+def served(sample, tmp_path_factory) -> tuple[str, Path]:
+    """nginx serving a copy of the sample downloads: (base URL, served folder)."""
+    exe = require_nginx()
+    www = tmp_path_factory.mktemp("www")
+    for path in sample.values():
+        shutil.copyfile(path, www / path.name)
+    with nginx_server(www, tmp_path_factory.mktemp("nginx"), exe=exe) as url:
+        yield url, www
+
+
+@pytest.fixture
+def fault_proxy():
+    """fault_proxy(target_url, **rules) -> a running FaultProxy (see servers.py), stopped after the test."""
+    started: list[FaultProxy] = []
+
+    def start(target_url: str, **rules) -> FaultProxy:
+        proxy = FaultProxy.to(target_url, **rules).start()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def http_urls(base: str, sample: dict[str, Path], labels_over_http: bool = True) -> dict[str, str | Path]:
+    urls: dict[str, str | Path] = {role: f"{base}/{path.name}" for role, path in sample.items()}
+    if not labels_over_http:
+        urls["val_labels"] = sample["val_labels"]
+    return urls
+
+
+def assert_same_files(actual: dict[str, bytes], reference: dict[str, bytes]) -> None:
+    assert sorted(actual) == sorted(reference)
+    for name, data in reference.items():
+        assert actual[name] == data, f"{name} differs from the local run"
+
+
+def local_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def image_data_offsets(train_tar: Path) -> list[int]:
+    """Absolute offsets of the data of every file inside the per-class tars of the training tar."""
+    offsets = []
+    with tarfile.open(train_tar) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data)) as inner:
+                    offsets += [member.offset_data + m.offset_data for m in inner.getmembers() if m.isfile()]
+            except tarfile.TarError:
+                continue
+    return offsets
+
+
+def record_count(path: Path) -> int:
+    """Records in a TFRecord file, every one parsed as an Example; raises if the file is cut or corrupt."""
+    import tensorflow as tf
+
+    count = 0
+    for raw in tf.data.TFRecordDataset([str(path)]):
+        tf.train.Example.FromString(raw.numpy())
+        count += 1
+    return count
+
+
+# --------------------------------------------------------------------------------------------- S3
+
+@pytest.mark.parametrize("route, labels_on_s3", [("direct", True), ("direct", False), ("proxy", False)],
+                         ids=["direct-labels-on-s3", "direct-labels-local", "via-proxy-503-every-10th-request"])
+def test_s3_inputs_and_output_on_moto_match_a_local_run_byte_for_byte(sample, local_reference, s3, s3_endpoint,
+                                                                     fault_proxy, request, route, labels_on_s3):
+    case = request.node.callspec.id
+    bucket_in, bucket_out = f"downloads-{case}", f"processed-{case}"
+    for bucket in (bucket_in, bucket_out):
+        s3.mkdir(bucket)
+    urls = {}
+    for role, path in sample.items():
+        urls[role] = f"s3://{bucket_in}/ilsvrc2012/{path.name}"
+        s3.put(str(path), urls[role])
+    if not labels_on_s3:
+        urls["val_labels"] = sample["val_labels"]
+    endpoint = s3_endpoint
+    proxy = None
+    if route == "proxy":
+        proxy = fault_proxy(s3_endpoint, fail_every=10)  # botocore backs off ~0.5 s a 503
+        endpoint = proxy.url
+    out = f"s3://{bucket_out}/out"
+
+    code, err = run_cli(*convert_args(urls, out, *LAYOUT, "--storage-option", f"s3.endpoint_url={endpoint}",
+                                      "--storage-option", "s3.key=testing", "--storage-option", "s3.secret=testing"))
+
+    assert code == 0, err
+    s3.invalidate_cache()
+    keys = s3.find(out)
+    names = [k.rsplit("/", 1)[1] for k in keys]
+    assert not [n for n in names if n.startswith(".")], f"temporary objects left: {names}"
+    assert_same_files({k.rsplit("/", 1)[1]: s3.cat(k) for k in keys}, local_reference)
+    if proxy is not None:
+        assert proxy.faults > 0, "the proxy injected no 503: the test did not test what it says"
+
+
+# --------------------------------------------------------------------------------------------- HTTP
+
+@pytest.mark.parametrize("labels_over_http", [True, False], ids=["labels-over-http", "labels-local"])
+def test_http_inputs_served_by_nginx_match_a_local_run_byte_for_byte(sample, local_reference, served, tmp_path,
+                                                                    labels_over_http):
+    base, _ = served
+    out = tmp_path / "out"
+
+    code, err = run_cli(*convert_args(http_urls(base, sample, labels_over_http), out, *LAYOUT))
+
+    assert code == 0, err
+    assert_same_files(local_files(out), local_reference)
+
+
+@pytest.mark.parametrize("fail_every", [5], ids=["503-every-5th-request"])
+def test_http_conversion_through_a_503_proxy_retries_and_matches_a_local_run(sample, local_reference, served,
+                                                                           fault_proxy, tmp_path, fail_every):
+    base, _ = served
+    proxy = fault_proxy(base, fail_every=fail_every)
+    out = tmp_path / "out"
+
+    code, err = run_cli(*convert_args(http_urls(proxy.url, sample), out, *LAYOUT))
+
+    assert code == 0, err
+    assert_same_files(local_files(out), local_reference)
+    assert proxy.faults > 0, "the proxy injected no 503: the test did not test what it says"
+    assert proxy.requests > proxy.faults
+
+
+TRAIN_PATH = "/" + "ILSVRC2012_img_train.tar"
+
+
+@pytest.mark.parametrize("rules", [
+    {"fail_path": TRAIN_PATH},
+    {"fail_path": TRAIN_PATH, "fail_range": re.compile(r"^bytes=")},
+    {"fail_path": TRAIN_PATH, "fail_range": "image data offsets"},
+], ids=["every-request-for-the-train-tar", "every-ranged-read-of-the-train-tar", "every-image-read-of-the-train-tar"])
+def test_persistent_503_exits_2_naming_the_url_and_leaves_only_complete_shards(sample, local_reference, served,
+                                                                               fault_proxy, tmp_path, rules):
+    base, _ = served
+    rules = dict(rules)
+    if rules.get("fail_range") == "image data offsets":  # indexing reads headers; only the shard writers read these
+        rules["fail_range"] = range_starts_at(image_data_offsets(sample["train"]))
+    proxy = fault_proxy(base, **rules)
+    urls = http_urls(proxy.url, sample)
+    out = tmp_path / "out"
+
+    code, err = run_cli(*convert_args(urls, out, *LAYOUT))
+
+    assert proxy.faults > 0, "the proxy injected no 503: the test did not test what it says"
+    assert code == 2, err
+    assert err.startswith("streamprep: error: ") and err.count("\n") == 1, err
+    assert urls["train"] in err, err
+    assert re.search(r"attempt|byte|offset|range", err, re.IGNORECASE), err
+    if out.exists():
+        left = sorted(p.name for p in out.iterdir())
+        assert not [n for n in left if n.startswith(".")], f"temporary files left: {left}"
+        for name in left:
+            assert SHARD_NAME.match(name) or name == "bboxes.csv", name
+            if SHARD_NAME.match(name):
+                assert record_count(out / name) > 0, name
+            assert (out / name).read_bytes() == local_reference[name], f"{name} is not the complete file"
+
+
+def test_missing_http_file_is_reported_as_not_found_without_retrying(sample, served, tmp_path):
+    base_url, _ = served
+    paths = dict(sample)
+    paths["train"] = f"{base_url}/no-such-file.tar"
+    code, err = run_cli(*convert_args(paths, tmp_path / "out", *LAYOUT))
+    assert code == 2
+    assert f"{base_url}/no-such-file.tar: not found" in err and "attempts" not in err
