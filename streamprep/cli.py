@@ -11,7 +11,7 @@ from typing import Any, Sequence, TextIO
 from . import __version__
 from .config import BBOX_TARGZ, TRAIN_TAR, VAL_TAR, default_workers, load_config, make_options
 from .convert import Summary, convert
-from .errors import ConfigError, StreamprepError
+from .errors import StreamprepError
 from .plan import Layout
 from .progress import Event
 
@@ -203,4 +203,4 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
     return 0
 
 
-__all__ = ["main", "parser", "ConfigError"]
+__all__ = ["main", "parser"]

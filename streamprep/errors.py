@@ -36,7 +36,3 @@ class OutputError(StreamprepError):
 class BackendMissingError(StreamprepError):
     """An fsspec backend needed for a URL is not installed."""
 
-
-def member_ref(archive: str, member: str) -> str:
-    """The `archive!member` notation used in every message about a member."""
-    return f"{archive}!{member}"

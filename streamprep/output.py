@@ -26,9 +26,6 @@ class Output:
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
 
-    def exists(self, name: str) -> bool:
-        return self.fs.exists(self.path(name))
-
     @contextmanager
     def atomic(self, name: str) -> Iterator[BinaryIO]:
         """Write `name` through a hidden temporary file, renamed to `name` once closed without error."""
