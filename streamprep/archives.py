@@ -13,7 +13,7 @@ from fsspec.core import url_to_fs
 
 from . import retry
 from .errors import ArchiveError, BackendMissingError
-from .tarscan import TarMember, iter_members
+from .tarscan import ReadAt, TarMember, iter_members
 
 # Which pip extra brings the backend a URL scheme needs.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
@@ -149,10 +149,14 @@ class Source:
         self._local = threading.local()
 
 
-def members(source: Source) -> Iterator[TarMember]:
+def sequential_reader(source: Source, end: int) -> ReadAt:
+    """`read_at` for reads that move forward through the archive up to `end`: chunked on remote storage."""
+    return _Chunks(source, end).read_at if source.remote else source.read_at
+
+
+def members(source: Source, read_at: ReadAt | None = None) -> Iterator[TarMember]:
     """The members of a plain tar archive, read header by header."""
-    reader = _Chunks(source, source.size).read_at if source.remote else source.read_at
-    return iter_members(reader, source.url, source.size)
+    return iter_members(read_at or sequential_reader(source, source.size), source.url, source.size)
 
 
 REMOTE_CHUNK = 8 << 20  # bytes fetched at once when headers are close together
@@ -182,19 +186,19 @@ class _Chunks:
         return self.data[offset - self.start:stop - self.start]
 
 
-def inner_members(source: Source, outer: TarMember) -> Iterator[TarMember]:
+def inner_members(source: Source, outer: TarMember, read_at: ReadAt | None = None) -> Iterator[TarMember]:
     """The members of a tar nested in `source` as `outer`; offsets are absolute in `source`.
 
     Locally each header is one small read; remotely see `_Chunks`.
     """
     base, end = outer.offset, outer.offset + outer.size
     archive = f"{source.url}!{outer.name}"
-    reader = _Chunks(source, end).read_at if source.remote else source.read_at
+    reader = read_at or sequential_reader(source, end)
 
-    def read_at(offset: int, length: int) -> bytes:
+    def relative(offset: int, length: int) -> bytes:
         return reader(base + offset, max(0, min(length, end - base - offset)))
 
-    for m in iter_members(read_at, archive, outer.size):
+    for m in iter_members(relative, archive, outer.size):
         yield TarMember(m.name, base + m.offset, m.size, m.type, m.mtime, m.mode, m.linkname)
 
 

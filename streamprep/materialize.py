@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .archives import Source, gzip_members, inner_members, members
+from .archives import Source, gzip_members, inner_members, members, sequential_reader
 from .errors import ArchiveError, OutputError
 from .index import VALIDATION_NAME
 from .labels import LabelData
 from .plan import RecordSpec
 from .progress import Callback, Phase
-from .tarscan import TarMember, normalize
+from .tarscan import ReadAt, TarMember, normalize
 
 TRAIN_DIR, VAL_DIR, BBOX_DIR, BBOXES_CSV = "ILSVRC2012_img_train", "ILSVRC2012_img_val", "bboxes", "bboxes.csv"
 TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.streamprep-tmp")
@@ -141,11 +141,12 @@ def _extract(tree: Tree, member: TarMember, parts: list[str], read, summary: Par
     phase.advance(1, member.size)
 
 
-def _source_reader(source: Source):
+def _member_reader(source: Source, read_at: ReadAt, where: str):
+    """A member's data through the same forward reader as the headers (one chunked stream remotely)."""
     def read(member: TarMember) -> bytes:
-        data = source.read_at(member.offset, member.size)
+        data = read_at(member.offset, member.size)
         if len(data) != member.size:
-            raise ArchiveError(f"{source.url}!{member.name}: truncated member; the download is incomplete")
+            raise ArchiveError(f"{where}!{member.name}: truncated member; the download is incomplete")
         return data
     return read
 
@@ -166,9 +167,10 @@ def _validation(tree: Tree, source: Source, labels: LabelData, summary: LayoutSu
                 progress: Callback | None) -> None:
     part = summary.parts.setdefault("validation", PartSummary())
     listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
-    read = _source_reader(source)
+    read_at = sequential_reader(source, source.size)
+    read = _member_reader(source, read_at, source.url)
     with Phase(progress, "materialize validation", total_bytes=source.size, unit="files") as phase:
-        for m in members(source):
+        for m in members(source, read_at):
             parts = safe_parts(m, source.url)
             if m.is_dir:
                 tree.directory([VAL_DIR, *parts], m.mtime)
@@ -186,13 +188,16 @@ def _validation(tree: Tree, source: Source, labels: LabelData, summary: LayoutSu
 
 def _train(tree: Tree, source: Source, workers: int, summary: LayoutSummary, progress: Callback | None) -> None:
     part = summary.parts.setdefault("train", PartSummary())
-    read = _source_reader(source)
+    read_at = sequential_reader(source, source.size)
+    read = _member_reader(source, read_at, source.url)
     with Phase(progress, "materialize train", total_bytes=source.size, unit="files") as phase, \
             ThreadPoolExecutor(max(1, workers), thread_name_prefix="materialize") as pool:
 
         def class_tar(outer: TarMember, folder: list[str]) -> None:
             where = f"{source.url}!{outer.name}"
-            for m in inner_members(source, outer):
+            class_read_at = sequential_reader(source, outer.offset + outer.size)
+            read = _member_reader(source, class_read_at, where)
+            for m in inner_members(source, outer, class_read_at):
                 parts = [*folder, *safe_parts(m, where)]
                 if m.is_dir:
                     tree.directory(parts, m.mtime)
@@ -200,7 +205,7 @@ def _train(tree: Tree, source: Source, workers: int, summary: LayoutSummary, pro
                     _extract(tree, m, parts, read, part, phase)
 
         futures = []
-        for m in members(source):
+        for m in members(source, read_at):
             parts = safe_parts(m, source.url)
             if m.is_dir:
                 tree.directory([TRAIN_DIR, *parts], m.mtime)

@@ -248,3 +248,23 @@ def test_missing_http_file_is_reported_as_not_found_without_retrying(sample, ser
     code, err = run_cli(*convert_args(paths, tmp_path / "out", *LAYOUT))
     assert code == 2
     assert f"{base_url}/no-such-file.tar: not found" in err and "attempts" not in err
+
+
+def _files(base: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(base)): (p.read_bytes(), int(p.stat().st_mtime)) for p in sorted(base.rglob("*"))
+            if p.is_file() and p.name != "bboxes.csv"}
+
+
+def test_layout_materialized_from_http_equals_the_one_from_local_files(sample, served, tmp_path):
+    base_url, _ = served
+    urls = {role: f"{base_url}/{path.name}" for role, path in sample.items() if role != "val_labels"}
+    urls["val_labels"] = sample["val_labels"]
+    code, err = run_cli(*convert_args(urls, tmp_path / "remote" / "processed", "--materialize", tmp_path / "remote",
+                                      *LAYOUT))
+    assert code == 0, err
+    code, err = run_cli(*convert_args(sample, tmp_path / "p", "--materialize", tmp_path / "local", "--no-shards",
+                                      "--quiet"))
+    assert code == 0, err
+    remote = {k: v for k, v in _files(tmp_path / "remote").items() if not k.startswith("processed/")}
+    local = _files(tmp_path / "local")
+    assert remote == local and len(local) == 25 + 16 + 36
