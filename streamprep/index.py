@@ -169,39 +169,45 @@ def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: in
     threads = max(workers, REMOTE_INDEX_THREADS) if source.remote else max(1, workers)
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
         with ThreadPoolExecutor(threads, thread_name_prefix="index") as pool:
-            futures = {}
 
             def walk(label: int, outer: TarMember) -> _Group:
                 group = _class_images(source, outer, ignored)
                 phase.advance(len(group.names), outer.size + 512)
                 return group
 
-            for m in members(source):
-                name = normalize(m.name)
-                if m.is_dir:
-                    continue
-                synset = name[:-len(".tar")] if name.endswith(".tar") and "/" not in name else None
-                if synset is None:
-                    ignored.add("not a class tar (nXXXXXXXX.tar) in the training tar", f"{source.url}!{m.name}")
-                    continue
-                label = labels.label(synset)
-                if label is None:
-                    ignored.add("class tar of a synset not in the labels file", f"{source.url}!{m.name}")
-                    continue
-                if not _regular(m, source.url, ignored):
-                    continue
-                if label in containers:
-                    raise ArchiveError(f"{source.url}!{m.name}: the training tar holds this class tar twice; "
-                                       "repack the archive without duplicates")
-                containers[label] = m.name
-                futures[label] = pool.submit(walk, label, m)
             try:
-                groups = {label: f.result() for label, f in futures.items()}
-            except BaseException:
+                groups = _walk_classes(source, labels, ignored, pool, walk, containers)
+            except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     groups = {k: g for k, g in groups.items() if len(g.names)}
     return _assemble("train", source.url, groups, containers)
+
+
+def _walk_classes(source: Source, labels: LabelData, ignored: Ignored, pool: ThreadPoolExecutor, walk,
+                  containers: dict[int, str]) -> dict[int, "_Group"]:
+    """Walk the outer training tar, handing each class tar to `walk` on the pool; their groups by label."""
+    futures = {}
+    for m in members(source):
+        name = normalize(m.name)
+        if m.is_dir:
+            continue
+        synset = name[:-len(".tar")] if name.endswith(".tar") and "/" not in name else None
+        if synset is None:
+            ignored.add("not a class tar (nXXXXXXXX.tar) in the training tar", f"{source.url}!{m.name}")
+            continue
+        label = labels.label(synset)
+        if label is None:
+            ignored.add("class tar of a synset not in the labels file", f"{source.url}!{m.name}")
+            continue
+        if not _regular(m, source.url, ignored):
+            continue
+        if label in containers:
+            raise ArchiveError(f"{source.url}!{m.name}: the training tar holds this class tar twice; "
+                               "repack the archive without duplicates")
+        containers[label] = m.name
+        futures[label] = pool.submit(walk, label, m)
+    return {label: f.result() for label, f in futures.items()}
 
 
 def index_validation(source: Source, labels: LabelData, ignored: Ignored,

@@ -205,19 +205,19 @@ def _train(tree: Tree, source: Source, workers: int, summary: LayoutSummary, pro
                     _extract(tree, m, parts, read, part, phase)
 
         futures = []
-        for m in members(source, read_at):
-            parts = safe_parts(m, source.url)
-            if m.is_dir:
-                tree.directory([TRAIN_DIR, *parts], m.mtime)
-            elif m.is_file and len(parts) == 1 and parts[0].endswith(".tar"):
-                # The manual route extracts each nXXXXXXXX.tar into nXXXXXXXX/; the tar itself is never written.
-                futures.append(pool.submit(class_tar, m, [TRAIN_DIR, parts[0][:-len(".tar")]]))
-            elif m.is_file:
-                _extract(tree, m, [TRAIN_DIR, *parts], read, part, phase)
         try:
+            for m in members(source, read_at):
+                parts = safe_parts(m, source.url)
+                if m.is_dir:
+                    tree.directory([TRAIN_DIR, *parts], m.mtime)
+                elif m.is_file and len(parts) == 1 and parts[0].endswith(".tar"):
+                    # The manual route extracts each nXXXXXXXX.tar into nXXXXXXXX/; the tar is never written.
+                    futures.append(pool.submit(class_tar, m, [TRAIN_DIR, parts[0][:-len(".tar")]]))
+                elif m.is_file:
+                    _extract(tree, m, [TRAIN_DIR, *parts], read, part, phase)
             for f in futures:
                 f.result()
-        except BaseException:
+        except BaseException:  # an error or Ctrl-C: drop the class tars not yet started
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 

@@ -126,9 +126,12 @@ def write_split(plan: Plan, split: str, output: Output, workers: int, progress: 
         with Phase(progress, f"write {split}", total=len(split_plan.order)) as phase, \
                 ThreadPoolExecutor(max(1, workers), thread_name_prefix="writer") as pool:
             futures = [pool.submit(task, s) for s in split_plan.shards]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            for f in futures:
-                f.cancel()
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:  # an error or Ctrl-C: queued shards are dropped, running ones finish
+                failed.set()
+                for f in futures:
+                    f.cancel()
         for f in futures:
             if not f.cancelled() and f.exception():
                 raise f.exception()  # type: ignore[misc]

@@ -133,3 +133,32 @@ def test_missing_archive_is_named(tmp_path):
     paths["bbox"].unlink()
     code, err = convert({**paths}, tmp_path / "out")
     assert code == 2 and "ILSVRC2012_bbox_train_v2.tar.gz: not found" in err
+
+
+def test_ctrl_c_stops_the_run_promptly_and_leaves_only_complete_shards(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    classes = {synset: {f"{synset}_{i}.JPEG": builders.jpeg(32, 24, seed=i) + os.urandom(150_000)
+                        for i in range(400, 0, -1)} for synset in (A, B)}
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "streamprep", "convert", "--train", paths["train"], "--val", paths["val"],
+               "--bbox", paths["bbox"], "--validation-labels-file", paths["val_labels"], "--out", out,
+               "--train-shards", "200", "--validation-shards", "1", "--classic-threads", "1", "--workers", "1"]
+    process = subprocess.Popen([str(c) for c in command], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.exists() and any(out.glob("train-*"))):
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    written = sorted(p.name for p in out.glob("train-*"))
+    assert 1 <= len(written) < 200, "the run must stop, not write every queued shard"
+    for name in written:
+        assert len(read_examples(out / name)) == 4  # 800 images in 200 shards: each complete
+    assert leftovers(out) == []
