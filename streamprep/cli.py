@@ -38,8 +38,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("convert", help="write the classic train/validation shards and bboxes.csv",
                        description="Write the classic 1024/128 TFRecord shards and bboxes.csv straight from the "
-                       "three ILSVRC2012 downloads, extracting nothing to disk. Flags override --config.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "three ILSVRC2012 downloads, extracting nothing to disk. Flags override --config.")
     p.add_argument("downloads", nargs="?", metavar="DOWNLOADS",
                    help=f"folder or URL holding {TRAIN_TAR}, {VAL_TAR} and {BBOX_TARGZ}")
     p.add_argument("--config", metavar="TOML", help="config file (see configs/); flags override it")
@@ -62,9 +61,12 @@ def parser() -> argparse.ArgumentParser:
                    help=f"the classic's --num_threads, which decides shard boundaries; not how many threads "
                    f"streamprep runs (default: {layout.classic_threads})")
     g = p.add_argument_group("label data (default: the copies shipped with streamprep)")
-    g.add_argument("--labels-file", metavar="URL", help="synsets file, line k = label k")
-    g.add_argument("--metadata-file", metavar="URL", help="synset<TAB>text file")
-    g.add_argument("--validation-labels-file", metavar="URL", help="synset of each validation image, by number")
+    g.add_argument("--labels-file", metavar="URL",
+                   help="synsets file, line k = label k (default: the shipped imagenet_lsvrc_2015_synsets.txt)")
+    g.add_argument("--metadata-file", metavar="URL",
+                   help="synset<TAB>text file (default: the shipped imagenet_metadata.txt)")
+    g.add_argument("--validation-labels-file", metavar="URL", help="synset of each validation image, by number "
+                   "(default: the shipped imagenet_2012_validation_synset_labels.txt)")
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, metavar="N",
                    help=f"shards written at once; the output does not depend on it (default: {default_workers()})")
