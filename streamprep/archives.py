@@ -62,6 +62,9 @@ class Source:
             raise ArchiveError(f"{self.url}: not found; check the path or URL") from None
         if info.get("type") == "directory":
             raise ArchiveError(f"{self.url}: is a directory, not an archive; pass the downloaded file")
+        if info.get("size") is None:
+            raise ArchiveError(f"{self.url}: the server does not report the file's size; streamprep needs a server "
+                               "that answers HEAD with Content-Length and supports range requests")
         self.size: int = int(info["size"])
         self._local = threading.local()
 
