@@ -42,8 +42,12 @@ def parse_boxes(data: bytes, where: str) -> list[Box]:
         raise AnnotationError(f"{where}: declares XML entities, which streamprep refuses to expand; "
                               "remove the DOCTYPE from this XML file")
 
+    found: dict[str, list[object]] = {"xmin": [], "ymin": [], "xmax": [], "ymax": [], "width": [], "height": []}
+    for element in root.iter(*found):  # one walk, each tag's elements in document order
+        found[element.tag].append(element.text)
+
     def texts(name: str) -> list[object]:
-        return [e.text for e in root.iter(name)]
+        return found[name]
 
     xmins = texts("xmin")
     count = 0

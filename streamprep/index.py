@@ -269,7 +269,7 @@ def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None) ->
     read = 0
     with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase:
         for m, data, compressed in gzip_members(source):
-            phase.advance(0, compressed - read)
+            phase.advance(int(m.is_file), compressed - read)
             read = compressed
             if m.is_dir:
                 continue
@@ -286,5 +286,4 @@ def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None) ->
             seen.add(name)
             boxes = parse_boxes(data, f"{source.url}!{m.name}")
             files.append((sort_key(parts[0], parts[1]), csv_lines(parts[1][:-len(".xml")], boxes)))
-            phase.advance(1)
     return BoxTable.build(files)

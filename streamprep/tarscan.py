@@ -68,8 +68,10 @@ def _checksum_ok(block: bytes) -> bool:
         return False
     rest = block[:148] + block[156:]
     unsigned = sum(rest) + 8 * 32  # the checksum field itself counts as spaces
+    if stored == unsigned:
+        return True
     # Some old tar programs summed signed bytes.
-    return stored in (unsigned, unsigned - 256 * sum(1 for b in rest if b > 127))
+    return stored == unsigned - 256 * sum(1 for b in rest if b > 127)
 
 
 def _pax_records(data: bytes, where: str) -> dict[str, str]:
