@@ -36,6 +36,8 @@ def tiny_jpeg() -> bytes:
 def _member(name: str, data: bytes) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 1_300_000_000, 0o644
+    if name.endswith("/"):
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
     return info.tobuf(tarfile.GNU_FORMAT) + data + bytes(-len(data) % 512)
 
 
@@ -53,7 +55,7 @@ def build(cache: Path) -> dict[str, Path]:
     cache.mkdir(parents=True, exist_ok=True)
     paths = {"train": cache / "ILSVRC2012_img_train.tar", "val": cache / "ILSVRC2012_img_val.tar",
              "bbox": cache / "ILSVRC2012_bbox_train_v2.tar.gz"}
-    done = cache / "done.json"
+    done = cache / "done-v2.json"  # bump when the generated data changes
     if done.exists():
         return paths
     synsets = (ROOT / "streamprep/data/imagenet_lsvrc_2015_synsets.txt").read_text().split()

@@ -167,6 +167,8 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
         except ValueError:
             raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt") from None
         pending_pax, long_name, long_link = {}, None, None
+        if type_ == 0 and name.endswith("/"):  # pre-POSIX tars mark directories by the trailing slash only
+            type_ = ord("5")
         has_data = type_ not in NO_DATA_TYPES
         length = member_size if has_data else 0
         if size is not None and data_offset + length > size:

@@ -287,3 +287,11 @@ def test_gzip_trailer_is_verified(tmp_path, blob):
 def test_source_of_missing_path_or_directory_raises_archive_error(tmp_path, make):
     with pytest.raises(ArchiveError):
         Source(make(tmp_path))
+
+
+def test_old_style_directory_entry_with_a_trailing_slash_is_a_directory():
+    info = tarfile.TarInfo("n01440764/")
+    info.type = tarfile.AREGTYPE  # "\0": a V7 tar's regular-or-directory entry
+    data = info.tobuf(tarfile.USTAR_FORMAT) + bytes(1024)
+    (member,) = list(iter_members(lambda offset, length: data[offset:offset + length], "old.tar", len(data)))
+    assert member.is_dir and not member.is_file
