@@ -42,19 +42,20 @@ class Summary:
     layout: LayoutSummary | None = None
 
 
-def build_index(options: Options, labels, progress: Callback | None = None) -> DatasetIndex:
-    """Walk the three archives (headers only for the image tars)."""
-    ignored = Ignored()
+def open_sources(options: Options) -> dict[str, Source]:
+    """The three downloads, opened once for the whole run (one size lookup each)."""
     sources = {k: Source(getattr(options, k), options.storage_options) for k in ("train", "val", "bbox")}
     if sources["train"].url == sources["val"].url:
         raise ConfigError(f"--train and --val name the same file {sources['train'].url}; pass each download once")
-    try:
-        boxes = index_boxes(sources["bbox"], ignored, progress)
-        validation = index_validation(sources["val"], labels, ignored, progress)
-        train = index_train(sources["train"], labels, ignored, options.workers, progress)
-    finally:
-        for s in sources.values():
-            s.close()
+    return sources
+
+
+def build_index(sources: dict[str, Source], labels, workers: int, progress: Callback | None = None) -> DatasetIndex:
+    """Walk the three archives (headers only for the image tars)."""
+    ignored = Ignored()
+    boxes = index_boxes(sources["bbox"], ignored, progress)
+    validation = index_validation(sources["val"], labels, ignored, progress)
+    train = index_train(sources["train"], labels, ignored, workers, progress)
     return DatasetIndex((validation, train), boxes, ignored)
 
 
@@ -64,23 +65,24 @@ def convert(options: Options, progress: Callback | None = None) -> Summary:
     options.layout.check()
     labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file,
                              options.storage_options)
-    index = build_index(options, labels, progress)
-    plan = make_plan(index, labels, options.layout)  # fails here, before anything is written, if a text is missing
-    layout = None
-    if options.materialize:
-        sources = [Source(getattr(options, k), options.storage_options) for k in ("train", "val", "bbox")]
-        try:
-            layout = materialize(options.materialize, *sources, labels, index.boxes.csv, options.workers, progress)
-        finally:
-            for s in sources:
-                s.close()
-    results: list[ShardResult] = []
-    if options.shards:
-        output = Output(options.out, options.storage_options)
-        write_bboxes(plan, output)
-        for split in plan.splits:
-            results += write_split(plan, split, output, options.workers, progress, options.storage_options,
-                                   layout=layout.base if layout else None)
+    sources = open_sources(options)
+    try:
+        index = build_index(sources, labels, options.workers, progress)
+        plan = make_plan(index, labels, options.layout)  # fails here, before anything is written, if a text is missing
+        layout = None
+        if options.materialize:
+            layout = materialize(options.materialize, sources["train"], sources["val"], sources["bbox"], labels,
+                                 index.boxes.csv, options.workers, progress)
+        results: list[ShardResult] = []
+        if options.shards:
+            output = Output(options.out, options.storage_options)
+            write_bboxes(plan, output)
+            for split, key in (("validation", "val"), ("train", "train")):
+                results += write_split(plan, split, output, options.workers, progress, options.storage_options,
+                                       layout=layout.base if layout else None, source=sources[key])
+    finally:
+        for source in sources.values():
+            source.close()
     summary = _summary(plan, index, results, options.out, time.monotonic() - started)
     summary.layout = layout
     return summary

@@ -99,15 +99,18 @@ def write_bboxes(plan: Plan, output: Output) -> None:
 
 
 def write_split(plan: Plan, split: str, output: Output, workers: int, progress: Callback | None = None,
-                storage_options: dict[str, Any] | None = None, layout: str | None = None) -> list[ShardResult]:
+                storage_options: dict[str, Any] | None = None, layout: str | None = None,
+                source: Source | None = None) -> list[ShardResult]:
     """All shards of one split, `workers` at a time; the bytes do not depend on `workers`.
 
-    Images are read from the download, or from the folder layout at `layout` when one was just written.
+    Images are read from the download (`source`, opened from the plan's URL if not given), or from
+    the folder layout at `layout` when one was just written.
     """
     split_plan = plan.splits[split]
     if fixups.named_in(split_plan.index.names.blob):
         fixups.tensorflow()  # import it here, once, rather than in the middle of a writer thread
-    source = Source(split_plan.index.archive, storage_options or {})
+    own = source is None
+    source = source or Source(split_plan.index.archive, storage_options or {})
     read = layout_reader(layout, split) if layout else archive_reader(source)
     failed = threading.Event()
 
@@ -137,4 +140,5 @@ def write_split(plan: Plan, split: str, output: Output, workers: int, progress: 
                 raise f.exception()  # type: ignore[misc]
         return [f.result() for f in futures]
     finally:
-        source.close()
+        if own:  # close only what this call opened
+            source.close()
