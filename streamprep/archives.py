@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import threading
 import zlib
+from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator
 
@@ -152,54 +155,101 @@ class Source:
         self._local = threading.local()
 
 
-def sequential_reader(source: Source, end: int) -> ReadAt:
-    """`read_at` for reads that move forward through the archive up to `end`: chunked on remote storage."""
-    return _Chunks(source, end).read_at if source.remote else source.read_at
+@contextmanager
+def sequential_reader(source: Source, end: int | None = None) -> Iterator[ReadAt]:
+    """`read_at` for reads that move forward through the archive up to `end`: read ahead on remote storage."""
+    if not source.remote:
+        yield source.read_at
+        return
+    reader = Readahead(source, source.size if end is None else end)
+    try:
+        yield reader.read_at
+    finally:
+        reader.close()
 
 
 def members(source: Source, read_at: ReadAt | None = None) -> Iterator[TarMember]:
-    """The members of a plain tar archive, read header by header."""
-    return iter_members(read_at or sequential_reader(source, source.size), source.url, source.size)
+    """The members of a plain tar archive, read header by header (through `read_at` if given)."""
+    if read_at is not None:
+        yield from iter_members(read_at, source.url, source.size)
+        return
+    with sequential_reader(source) as read_at:
+        yield from iter_members(read_at, source.url, source.size)
 
 
-REMOTE_CHUNK = 8 << 20  # bytes fetched at once when headers are close together
-SMALL_READ = 64 << 10
+READAHEAD_CHUNK = 4 << 20  # bytes per request
+READAHEAD_DEPTH = 16  # requests in flight: 64 MB of buffers at most
 
 
-class _Chunks:
-    """Header reads on remote storage: one request per header would cost a round trip per image.
+class Readahead:
+    """Forward reads over a remote archive, its next chunks requested concurrently before they are needed.
 
-    When consecutive headers are close (small members: images, XML), the reads are served from
-    8 MB chunks, a few requests per thousand members. When they are far apart (the per-class
-    tars inside the training tar), only a small read is made, so the data is not fetched.
+    A header-by-header walk would cost one round trip per image, in sequence. Instead the bytes up
+    to `end` stream in as fixed chunks, `depth` requests in flight, so a walk of the training tar
+    and all its class tars waits on bandwidth, not latency. A read beyond the window (a large
+    member skipped) restarts it there. Needs an async fsspec backend (`source.remote`).
     """
 
-    def __init__(self, source: Source, end: int) -> None:
-        self.source, self.end = source, end
-        self.start, self.data, self.last = 0, b"", -(1 << 62)
+    def __init__(self, source: Source, end: int, chunk: int = READAHEAD_CHUNK, depth: int = READAHEAD_DEPTH) -> None:
+        self.source, self.end, self.chunk, self.depth = source, min(end, source.size), chunk, depth
+        self.pending: dict[int, Future] = {}  # chunk start -> its bytes
+        self.frontier = 0  # the next chunk start to request
+        self.data, self.data_start = b"", 0  # the chunk being read
+
+    def _request(self, start: int) -> Future:
+        fs = self.source.fs
+        coro = fs._cat_file(self.source.path, start=start, end=min(start + self.chunk, self.end))
+        return asyncio.run_coroutine_threadsafe(coro, fs.loop)
+
+    def _take(self, start: int) -> bytes:
+        """Chunk `start`, requesting it and the ones after it as needed."""
+        if not (start in self.pending or self.frontier == start):  # outside the window: start one here
+            for future in self.pending.values():
+                future.cancel()
+            self.pending, self.frontier = {}, start
+        while self.frontier < self.end and len(self.pending) < self.depth:
+            self.pending[self.frontier] = self._request(self.frontier)
+            self.frontier += self.chunk
+        future = self.pending.pop(start)
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 - asked again through the retrying path, which names the URL and range
+            return self.source.read_at(start, min(self.chunk, self.end - start))
 
     def read_at(self, offset: int, length: int) -> bytes:
         stop = min(offset + length, self.end)
-        if not (self.start <= offset and stop <= self.start + len(self.data)):
-            near = offset - self.last <= REMOTE_CHUNK // 16
-            want = max(REMOTE_CHUNK if near else SMALL_READ, length)
-            self.start = offset
-            self.data = self.source.read_at(offset, min(want, self.end - offset))
-        self.last = offset
-        return self.data[offset - self.start:stop - self.start]
+        parts = []
+        while offset < stop:
+            start = offset - offset % self.chunk
+            if start != self.data_start or not self.data:
+                self.data, self.data_start = self._take(start), start
+            piece = self.data[offset - start:stop - start]
+            if not piece:
+                break  # the file is shorter than it was: the caller reports the truncation
+            parts.append(piece)
+            offset += len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        for future in self.pending.values():
+            future.cancel()
+        self.pending = {}
 
 
 def inner_members(source: Source, outer: TarMember, read_at: ReadAt | None = None) -> Iterator[TarMember]:
     """The members of a tar nested in `source` as `outer`; offsets are absolute in `source`.
 
-    Locally each header is one small read; remotely see `_Chunks`.
+    Locally each header is one small read; remotely see `Readahead`.
     """
     base, end = outer.offset, outer.offset + outer.size
     archive = f"{source.url}!{outer.name}"
-    reader = read_at or sequential_reader(source, end)
+    if read_at is None:
+        with sequential_reader(source, end) as read_at:
+            yield from inner_members(source, outer, read_at)
+        return
 
     def relative(offset: int, length: int) -> bytes:
-        return reader(base + offset, max(0, min(length, end - base - offset)))
+        return read_at(base + offset, max(0, min(length, end - base - offset)))
 
     for m in iter_members(relative, archive, outer.size):
         yield TarMember(m.name, base + m.offset, m.size, m.type, m.mtime, m.mode, m.linkname)

@@ -6,20 +6,20 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
 from . import retry
-from .archives import Source, gzip_members, inner_members, members
+from .archives import Source, gzip_members, inner_members, members, sequential_reader
 from .bboxes import BoxTable, csv_lines, parse_boxes, sort_key
 from .errors import ArchiveError
 from .labels import LabelData
 from .progress import Callback, Phase
-from .tarscan import TarMember, normalize
+from .tarscan import ReadAt, TarMember, normalize
 
 VALIDATION_NAME = "ILSVRC2012_val_%08d.JPEG"
 EXAMPLES_KEPT = 5
-REMOTE_INDEX_THREADS = 16  # per-class tars walked at once on remote storage, where each walk waits on the network
 
 
 class NameTable:
@@ -147,10 +147,10 @@ def _regular(member: TarMember, where: str, ignored: Ignored) -> bool:
     return True
 
 
-def _class_images(source: Source, outer: TarMember, ignored: Ignored) -> _Group:
+def _class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: ReadAt | None = None) -> _Group:
     where = f"{source.url}!{outer.name}"
     found: dict[str, TarMember] = {}
-    for m in inner_members(source, outer):
+    for m in inner_members(source, outer, read_at):
         name = normalize(m.name)
         if m.is_dir:
             continue
@@ -164,31 +164,42 @@ def _class_images(source: Source, outer: TarMember, ignored: Ignored) -> _Group:
 
 def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: int = 4,
                 progress: Callback | None = None) -> SplitIndex:
-    """Walk the outer training tar and, in parallel, each per-class tar inside it."""
+    """Walk the outer training tar and each per-class tar inside it.
+
+    Locally the class tars are walked in parallel, header by header. Remotely the whole tar
+    streams through one `Readahead` and is walked in order: requests overlap, nothing waits on a
+    chain of round trips.
+    """
     containers: dict[int, str] = {}
-    threads = max(workers, REMOTE_INDEX_THREADS) if source.remote else max(1, workers)
+    groups: dict[int, _Group] = {}
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
-        with ThreadPoolExecutor(threads, thread_name_prefix="index") as pool:
 
-            def walk(label: int, outer: TarMember) -> _Group:
-                group = _class_images(source, outer, ignored)
-                phase.advance(len(group.names), outer.size + 512)
-                return group
+        def walk(outer: TarMember, read_at: ReadAt | None = None) -> _Group:
+            group = _class_images(source, outer, ignored, read_at)
+            phase.advance(len(group.names), outer.size + 512)
+            return group
 
-            try:
-                groups = _walk_classes(source, labels, ignored, pool, walk, containers)
-            except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        if source.remote:
+            with sequential_reader(source) as read_at:
+                for label, outer in _class_tars(source, labels, ignored, containers, read_at):
+                    groups[label] = walk(outer, read_at)
+        else:
+            with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index") as pool:
+                try:
+                    futures = {label: pool.submit(walk, outer)
+                               for label, outer in _class_tars(source, labels, ignored, containers)}
+                    groups = {label: f.result() for label, f in futures.items()}
+                except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
     groups = {k: g for k, g in groups.items() if len(g.names)}
     return _assemble("train", source.url, groups, containers)
 
 
-def _walk_classes(source: Source, labels: LabelData, ignored: Ignored, pool: ThreadPoolExecutor, walk,
-                  containers: dict[int, str]) -> dict[int, "_Group"]:
-    """Walk the outer training tar, handing each class tar to `walk` on the pool; their groups by label."""
-    futures = {}
-    for m in members(source):
+def _class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: dict[int, str],
+                read_at: ReadAt | None = None) -> Iterator[tuple[int, TarMember]]:
+    """The class tars of the outer training tar with their labels, in archive order; others recorded as ignored."""
+    for m in members(source, read_at):
         name = normalize(m.name)
         if m.is_dir:
             continue
@@ -206,8 +217,7 @@ def _walk_classes(source: Source, labels: LabelData, ignored: Ignored, pool: Thr
             raise ArchiveError(f"{source.url}!{m.name}: the training tar holds this class tar twice; "
                                "repack the archive without duplicates")
         containers[label] = m.name
-        futures[label] = pool.submit(walk, label, m)
-    return {label: f.result() for label, f in futures.items()}
+        yield label, m
 
 
 def index_validation(source: Source, labels: LabelData, ignored: Ignored,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -167,9 +168,9 @@ def _validation(tree: Tree, source: Source, labels: LabelData, summary: LayoutSu
                 progress: Callback | None) -> None:
     part = summary.parts.setdefault("validation", PartSummary())
     listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
-    read_at = sequential_reader(source, source.size)
-    read = _member_reader(source, read_at, source.url)
-    with Phase(progress, "materialize validation", total_bytes=source.size, unit="files") as phase:
+    with Phase(progress, "materialize validation", total_bytes=source.size, unit="files") as phase, \
+            sequential_reader(source) as read_at:
+        read = _member_reader(source, read_at, source.url)
         for m in members(source, read_at):
             parts = safe_parts(m, source.url)
             if m.is_dir:
@@ -187,23 +188,26 @@ def _validation(tree: Tree, source: Source, labels: LabelData, summary: LayoutSu
 
 
 def _train(tree: Tree, source: Source, workers: int, summary: LayoutSummary, progress: Callback | None) -> None:
+    """The training tar: class tars walked in parallel locally, in order through one readahead remotely."""
     part = summary.parts.setdefault("train", PartSummary())
-    read_at = sequential_reader(source, source.size)
-    read = _member_reader(source, read_at, source.url)
     with Phase(progress, "materialize train", total_bytes=source.size, unit="files") as phase, \
+            sequential_reader(source) as read_at, \
             ThreadPoolExecutor(max(1, workers), thread_name_prefix="materialize") as pool:
 
-        def class_tar(outer: TarMember, folder: list[str]) -> None:
+        def class_tar(outer: TarMember, folder: list[str], class_read_at: ReadAt | None = None) -> None:
             where = f"{source.url}!{outer.name}"
-            class_read_at = sequential_reader(source, outer.offset + outer.size)
-            read = _member_reader(source, class_read_at, where)
-            for m in inner_members(source, outer, class_read_at):
-                parts = [*folder, *safe_parts(m, where)]
-                if m.is_dir:
-                    tree.directory(parts, m.mtime)
-                elif m.is_file:
-                    _extract(tree, m, parts, read, part, phase)
+            with contextlib.ExitStack() as stack:
+                if class_read_at is None:
+                    class_read_at = stack.enter_context(sequential_reader(source, outer.offset + outer.size))
+                read = _member_reader(source, class_read_at, where)
+                for m in inner_members(source, outer, class_read_at):
+                    parts = [*folder, *safe_parts(m, where)]
+                    if m.is_dir:
+                        tree.directory(parts, m.mtime)
+                    elif m.is_file:
+                        _extract(tree, m, parts, read, part, phase)
 
+        read = _member_reader(source, read_at, source.url)
         futures = []
         try:
             for m in members(source, read_at):
@@ -212,7 +216,11 @@ def _train(tree: Tree, source: Source, workers: int, summary: LayoutSummary, pro
                     tree.directory([TRAIN_DIR, *parts], m.mtime)
                 elif m.is_file and len(parts) == 1 and parts[0].endswith(".tar"):
                     # The manual route extracts each nXXXXXXXX.tar into nXXXXXXXX/; the tar is never written.
-                    futures.append(pool.submit(class_tar, m, [TRAIN_DIR, parts[0][:-len(".tar")]]))
+                    folder = [TRAIN_DIR, parts[0][:-len(".tar")]]
+                    if source.remote:
+                        class_tar(m, folder, read_at)
+                    else:
+                        futures.append(pool.submit(class_tar, m, folder))
                 elif m.is_file:
                     _extract(tree, m, [TRAIN_DIR, *parts], read, part, phase)
             for f in futures:

@@ -268,3 +268,75 @@ def test_layout_materialized_from_http_equals_the_one_from_local_files(sample, s
     remote = {k: v for k, v in _files(tmp_path / "remote").items() if not k.startswith("processed/")}
     local = _files(tmp_path / "local")
     assert remote == local and len(local) == 25 + 16 + 36
+
+
+# --------------------------------------------------------------------------------------------- readahead
+
+def _requested_starts(proxy: FaultProxy, path: str) -> list[int]:
+    return [int(re.match(r"bytes=(\d+)-", s.range).group(1)) for s in proxy.seen
+            if s.path == path and s.method == "GET" and s.range]
+
+
+@pytest.fixture
+def blob_url(served, fault_proxy):
+    """A 1 MB file of random bytes served by nginx behind a counting proxy: (url, bytes, proxy)."""
+    import random
+
+    base, www = served
+    data = random.Random(7).randbytes(1 << 20)
+    (www / "blob.bin").write_bytes(data)
+    proxy = fault_proxy(base)
+    return f"{proxy.url}/blob.bin", data, proxy
+
+
+def test_readahead_serves_forward_reads_across_chunk_edges_requesting_each_chunk_once(blob_url):
+    from streamprep.archives import Readahead, Source
+
+    url, data, proxy = blob_url
+    source = Source(url)
+    reader = Readahead(source, source.size, chunk=64 << 10, depth=4)
+    offset, reads = 0, 0
+    while offset < len(data):  # header-like reads and member-like reads, some spanning two or three chunks
+        length = 512 if reads % 2 else 512 + (reads * 37_001) % 150_000
+        assert reader.read_at(offset, length) == data[offset:offset + length]
+        offset += length + (reads * 9_973) % 40_000
+        reads += 1
+    reader.close()
+    source.close()
+
+    starts = _requested_starts(proxy, "/blob.bin")
+    assert sorted(starts) == list(range(0, len(data), 64 << 10))  # every chunk once, none twice
+    assert reads > 10
+
+
+def test_readahead_restarts_its_window_past_a_large_skip_without_fetching_the_gap(blob_url):
+    from streamprep.archives import Readahead, Source
+
+    url, data, proxy = blob_url
+    source = Source(url)
+    reader = Readahead(source, source.size, chunk=64 << 10, depth=2)
+    assert reader.read_at(100, 512) == data[100:612]
+    far = 800_000
+    assert reader.read_at(far, 1000) == data[far:far + 1000]
+    reader.close()
+    source.close()
+
+    starts = set(_requested_starts(proxy, "/blob.bin"))
+    gap = set(range(3 * (64 << 10), far - far % (64 << 10), 64 << 10))
+    assert far - far % (64 << 10) in starts
+    assert not starts & gap, f"chunks in the skipped gap were fetched: {sorted(starts & gap)}"
+
+
+def test_readahead_asks_again_for_a_chunk_whose_request_failed(blob_url, fault_proxy, served):
+    from streamprep.archives import Readahead, Source
+
+    url, data, _ = blob_url
+    proxy = fault_proxy(served[0], fail_every=3)
+    source = Source(f"{proxy.url}/blob.bin")
+    reader = Readahead(source, source.size, chunk=64 << 10, depth=4)
+    got = b"".join(reader.read_at(o, 100_000) for o in range(0, len(data), 100_000))
+    reader.close()
+    source.close()
+
+    assert got == data
+    assert proxy.faults > 0
