@@ -5,7 +5,8 @@ folder with a small threaded HTTP/1.1 server on 127.0.0.1 that sleeps LATENCY be
 request (HEAD and single `Range: bytes=a-b` GETs, 206 + Content-Range), then runs the same
 `streamprep convert` twice, on local paths and on http:// URLs, checks that both outputs are
 byte-identical and reports wall time, images/s, MB/s of image data, the remote/local throughput
-ratio and the HTTP requests and bytes the remote run cost.
+ratio and the HTTP requests and bytes the remote run cost. It then replays those requests with fsspec
+alone in a fresh process (the transfer floor: no fsspec client making them is faster here).
 
     python benchmarks/remote.py [--classes 40] [--images-per-class 50] [--val-images 500]
                                 [--latency-ms 20] [--workers N] [--phases] [--write-docs PATH]
@@ -158,7 +159,7 @@ class Stats:
 
     def reset(self) -> None:
         with self.lock:
-            self.log: list[tuple[float, str, str, int, int, int]] = []
+            self.log: list[tuple[float, str, str, int, int, int, int]] = []  # ..., status, first byte
             self.connections = self.in_flight = self.max_in_flight = self.aborted = 0
 
     def enter(self) -> None:
@@ -166,10 +167,10 @@ class Stats:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
-    def leave(self, arrived: float, method: str, path: str, asked: int, sent: int, status: int) -> None:
+    def leave(self, arrived: float, method: str, path: str, asked: int, sent: int, status: int, start: int) -> None:
         with self.lock:
             self.in_flight -= 1
-            self.log.append((arrived, method, path, asked, sent, status))
+            self.log.append((arrived, method, path, asked, sent, status, start))
 
     def connected(self) -> None:
         with self.lock:
@@ -234,19 +235,19 @@ class Handler(BaseHTTPRequestHandler):
         arrived = time.monotonic()
         stats = self.server.stats
         stats.enter()
-        name, asked, sent, status = "?", 0, 0, 0
+        name, asked, sent, status, start = "?", 0, 0, 0, 0
         try:
             time.sleep(self.server.latency)
-            name, asked, sent, status = self._respond(head)
+            name, asked, sent, status, start = self._respond(head)
         finally:
-            stats.leave(arrived, self.command, name, asked, sent, status)
+            stats.leave(arrived, self.command, name, asked, sent, status, start)
 
-    def _respond(self, head: bool) -> tuple[str, int, int, int]:
+    def _respond(self, head: bool) -> tuple[str, int, int, int, int]:
         rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
         path = (self.server.root / rel).resolve()
         if self.server.root not in path.parents or not path.is_file():
             self.send_error(404)
-            return rel, 0, 0, 404
+            return rel, 0, 0, 404, 0
         size = path.stat().st_size
         start, stop, status = 0, size, 200  # stop is exclusive
         header = self.headers.get("Range")
@@ -262,7 +263,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                return rel, 0, 0, 416
+                return rel, 0, 0, 416, 0
             status = 206
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
@@ -273,7 +274,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Last-Modified", self.date_time_string(int(path.stat().st_mtime)))
         self.end_headers()
         if head:
-            return rel, stop - start, 0, status
+            return rel, stop - start, 0, status, start
         sent = 0
         try:
             with open(path, "rb") as f:  # zero-copy from the page cache: the server should not be the bottleneck
@@ -282,7 +283,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with self.server.stats.lock:
                 self.server.stats.aborted += 1
-        return rel, stop - start, sent, status
+        return rel, stop - start, sent, status, start
 
 
 class LatencyServer(ThreadingHTTPServer):
@@ -370,6 +371,37 @@ def run_with_phases(cmd: list[str], out: Path, timeout: float) -> tuple[dict[str
             "stderr_tail": "\n".join(l for _, l in lines)[-2000:] if code != 0 else ""}, lines
 
 
+REPLAY = """
+import json, sys
+import fsspec
+requests = json.load(open(sys.argv[1]))
+fs = fsspec.filesystem("http")
+for method, url, start, stop in requests:
+    if method == "HEAD":
+        fs.info(url)
+gets = [r for r in requests if r[0] == "GET"]
+data = fs.cat_ranges([r[1] for r in gets], [r[2] for r in gets], [r[3] for r in gets], batch_size=int(sys.argv[2]))
+assert all(len(d) == r[3] - r[2] for d, r in zip(data, gets)), "short read"
+"""
+
+
+def transfer_floor(log: list, port: int, workdir: Path, timeout: float, concurrency: int = 128) -> dict[str, Any]:
+    """The same requests the remote run made, replayed by fsspec alone in a fresh process: every GET in one
+    concurrent `cat_ranges` (`concurrency` in flight), nothing parsed, encoded or written. No fsspec client
+    reading these bytes from this server can do the remote run in less time than this."""
+    requests = [[e[1], f"http://127.0.0.1:{port}/{e[2]}", e[6], e[6] + e[3]] for e in log if e[5] in (200, 206)]
+    listing = workdir / "replay.json"
+    listing.write_text(json.dumps(requests))
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", REPLAY, str(listing), str(concurrency)], stderr=subprocess.PIPE,
+                       text=True, timeout=timeout)
+    wall = time.monotonic() - t0
+    listing.unlink()
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr)
+    return {"wall_s": wall, "returncode": p.returncode, "requests": len(requests), "concurrency": concurrency}
+
+
 def attribute(log: list, lines: list[tuple[float, str]]) -> dict[str, Any]:
     """Requests per phase, by arrival time between a phase's `started` and `done` lines."""
     spans: list[list[Any]] = []
@@ -431,7 +463,13 @@ def table(r: dict[str, Any]) -> str:
     rows.append(f"| local disk | {loc['wall_s']:.2f} | {loc['images_per_s']:,.0f} | {loc['mb_per_s']:.1f} | | |")
     rows.append(f"| HTTP, {lat:g} ms per request | {rem['wall_s']:.2f} | {rem['images_per_s']:,.0f} | "
                 f"{rem['mb_per_s']:.1f} | {rem['http']['requests']:,} | {rem['http']['mb']:,.1f} |")
+    fl = r["floor"]
+    rows.append(f"| same requests, fsspec alone, nothing else ({fl['concurrency']} in flight) | {fl['wall_s']:.2f} | "
+                f"{fl['images_per_s']:,.0f} | {fl['mb_per_s']:.1f} | {fl['http']['requests']:,} | "
+                f"{fl['http']['mb']:,.1f} |")
     rows.append(f"| **remote / local throughput** | | **{r['ratio']:.2f}** | | | |")
+    rows.append(f"| the same ratio for the transfer alone: the best an fsspec client can reach here | | "
+                f"{r['floor_ratio']:.2f} | | | |")
     return "\n".join(rows)
 
 
@@ -453,7 +491,10 @@ def section(r: dict[str, Any]) -> str:
             f"({'checked' if r['identical'] else 'NOT identical'}, {r['files_compared']} files).",
             f"Scale: {s['classes']} classes x {s['images_per_class']} images + {s['val_images']} validation images "
             f"({s['images']:,} JPEGs, {s['image_bytes'] / 1e6:,.0f} MB, {s['jpeg_kb']['mean']:.0f} KB on average); "
-            f"streamprep workers: {r['workers'] or 'default'}.", "", table(r), ""]
+            f"streamprep workers: {r['workers'] or 'default'}.",
+            "The third row replays the remote run's requests (logged by the server) with fsspec alone in a fresh "
+            "process, every GET in one concurrent `cat_ranges`, nothing parsed, encoded or written: the transfer "
+            "floor of this client and server on this machine.", "", table(r), ""]
     if r.get("phases"):
         text += ["HTTP requests per phase (a separate run without `--quiet`, whose progress lines mark the phases):", "",
                  phases_table(r["phases"]), ""]
@@ -513,6 +554,11 @@ def main() -> None:
         server.stats.reset()
         remote = run(remote_cmd, outs["remote"], args.timeout)
         remote["http"] = server.stats.summary()
+        with server.stats.lock:
+            remote_log = list(server.stats.log)
+        server.stats.reset()
+        floor = transfer_floor(remote_log, port, args.cache, args.timeout)
+        floor["http"] = server.stats.summary()
         phases, phases_check = None, None
         if args.phases and remote["returncode"] == 0:
             server.stats.reset()
@@ -528,22 +574,22 @@ def main() -> None:
         server.shutdown()
         server.server_close()
 
-    ok = local["returncode"] == 0 and remote["returncode"] == 0
+    ok = local["returncode"] == 0 and remote["returncode"] == 0 and floor["returncode"] == 0
     same = compare(outs["local"], outs["remote"]) if ok else {"identical": False, "files": 0, "differing": []}
     images, nbytes = meta["images"], meta["image_bytes"]
     ratio = local["wall_s"] / remote["wall_s"]  # (images / remote wall) / (images / local wall)
-    for r in (local, remote):
+    for r in (local, remote, floor):
         r["images_per_s"] = round(images / r["wall_s"], 1)
         r["mb_per_s"] = round(nbytes / 1e6 / r["wall_s"], 2)
         r["wall_s"] = round(r["wall_s"], 2)
-        if not r["stderr_tail"]:
-            r.pop("stderr_tail")
+        if not r.get("stderr_tail"):
+            r.pop("stderr_tail", None)
     result = {
         "scale": {k: meta[k] for k in ("classes", "images_per_class", "val_images", "train_images", "images",
                                        "xml_files", "image_bytes", "jpeg_kb", "archive_bytes")},
         "latency_ms": args.latency_ms, "workers": args.workers, "server_check": check,
-        "local": local, "remote": remote,
-        "ratio": round(ratio, 3),
+        "local": local, "remote": remote, "floor": floor,
+        "ratio": round(ratio, 3), "floor_ratio": round(local["wall_s"] / floor["wall_s"], 3),
         "identical": same["identical"], "files_compared": same["files"],
         **({"differing": same["differing"]} if same["differing"] else {}),
         **({"phases": phases, "phases_run": phases_check} if phases is not None else {}),
