@@ -69,6 +69,7 @@ class Source:
             raise ArchiveError(f"{self.url}: the server does not report the file's size; streamprep needs a server "
                                "that answers HEAD with Content-Length and supports range requests")
         self.size: int = int(info["size"])
+        self.info: dict[str, Any] = info
         self._local = threading.local()
 
     def _info(self) -> dict[str, Any]:
@@ -274,17 +275,31 @@ class _Sequential:
                 if not skipped:
                     return b""
                 self.pos += len(skipped)
-            data = self.stream.read(length)
+            parts = []
+            while length > 0:  # in bounded reads: a header may claim far more than the stream holds
+                part = self.stream.read(min(length, 1 << 20))
+                if not part:
+                    break
+                parts.append(part)
+                length -= len(part)
         except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # other OSErrors are storage trouble: retried
             raise ArchiveError(
                 f"{self.url}: cannot decompress ({e}); the file is not a valid .tar.gz or is truncated, "
                 "fetch it again") from None
+        data = b"".join(parts)
         self.pos += len(data)
         return data
 
 
-def gzip_members(source: Source) -> Iterator[tuple[TarMember, bytes, int]]:
-    """Members of a gzipped tar with their data and the compressed bytes read so far, in one forward pass."""
+MAX_GZIP_MEMBER = 32 << 20  # bytes of one .tar.gz member read into memory; bounding-box XML files are a few KB
+
+
+def gzip_members(source: Source, max_member: int = MAX_GZIP_MEMBER) -> Iterator[tuple[TarMember, bytes, int]]:
+    """Members of a gzipped tar with their data and the compressed bytes read so far, in one forward pass.
+
+    A file member over `max_member` bytes is refused before it is read: a gzip bomb, or a header
+    claiming gigabytes, cannot fill the memory.
+    """
     with source.fs.open(source.path, "rb") as raw:
         if raw.read(2) != b"\x1f\x8b":
             raise ArchiveError(f"{source.url}: not a gzip file; pass ILSVRC2012_bbox_train_v2.tar.gz as downloaded")
@@ -292,6 +307,11 @@ def gzip_members(source: Source) -> Iterator[tuple[TarMember, bytes, int]]:
         with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
             reader = _Sequential(stream, source.url)
             for m in iter_members(reader.read_at, source.url):
+                if m.is_file and m.size > max_member:
+                    raise ArchiveError(
+                        f"{source.url}!{m.name}: member of {m.size} bytes, over the {max_member} bytes streamprep "
+                        "reads from a .tar.gz (bounding-box XML files are a few KB); the archive is corrupt or "
+                        "not ILSVRC2012_bbox_train_v2.tar.gz, fetch it again")
                 data = reader.read_at(m.offset, m.size) if m.is_file else b""
                 if len(data) < m.size:
                     raise ArchiveError(

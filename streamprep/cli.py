@@ -67,12 +67,43 @@ def parser() -> argparse.ArgumentParser:
                    help="synset<TAB>text file (default: the shipped imagenet_metadata.txt)")
     g.add_argument("--validation-labels-file", metavar="URL", help="synset of each validation image, by number "
                    "(default: the shipped imagenet_2012_validation_synset_labels.txt)")
+    g = p.add_argument_group("checks and bad input")
+    g.add_argument("--check-md5", action="store_true", default=None,
+                   help="first check the downloads against the MD5 sums published for ILSVRC2012; on a mismatch "
+                   "nothing is written (default: off; reads every byte once more)")
+    g.add_argument("--on-bad-image", choices=("fail", "skip"),
+                   help="an image that is not a usable JPEG: stop with an error, or leave it out and list it in the "
+                   "summary and manifest (default: fail)")
+    g.add_argument("--on-bad-xml", choices=("fail", "skip"),
+                   help="a bounding-box XML file that cannot be used: stop, or leave it out and list it "
+                   "(default: fail)")
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, metavar="N",
                    help=f"shards written at once; the output does not depend on it (default: {default_workers()})")
     g.add_argument("--storage-option", type=_storage_option, action="append", default=[], metavar="PROTO.KEY=VALUE",
                    help="fsspec option for one protocol, e.g. s3.endpoint_url=http://127.0.0.1:5555 (repeatable)")
     g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+
+    v = sub.add_parser("verify", help="check a finished output: framing, schema, labels, counts and sha256",
+                       description="Check every record of an output folder: length and data CRCs, the classic "
+                       "feature schema, labels in range, and (with manifest.json, as convert writes it) every "
+                       "shard's size, sha256 and record count and each split's label counts; optionally decode "
+                       "every image. Works on the classic procedure's shards too (no manifest). The report goes "
+                       "to stdout: one line per problem, then a summary. Exit status: 0 all is well, 1 problems "
+                       "found, 2 OUT cannot be verified.")
+    v.add_argument("out", metavar="OUT", help="the output folder or URL (convert's --out)")
+    g = v.add_argument_group("checks")
+    g.add_argument("--decode", action="store_true",
+                   help="also decode every image with TensorFlow (decode_jpeg, 3 channels) and check its size "
+                   "against image/height and image/width (default: off; slower)")
+    g.add_argument("--num-classes", type=int, default=1000, metavar="N",
+                   help="image/class/label must be in 1..N (default: 1000)")
+    g = v.add_argument_group("execution")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help=f"shards checked at once (default: {default_workers()})")
+    g.add_argument("--storage-option", type=_storage_option, action="append", default=[], metavar="PROTO.KEY=VALUE",
+                   help="fsspec option for one protocol, e.g. s3.endpoint_url=http://127.0.0.1:5555 (repeatable)")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (the report is still printed)")
     return top
 
 
@@ -80,7 +111,8 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
     """Config file values overridden by the flags given."""
     values: dict[str, Any] = load_config(args.config) if args.config else {}
     for key in ("downloads", "train", "val", "bbox", "out", "materialize", "shards", "train_shards", "validation_shards",
-                "classic_threads", "labels_file", "metadata_file", "validation_labels_file", "workers"):
+                "classic_threads", "labels_file", "metadata_file", "validation_labels_file", "workers", "check_md5",
+                "on_bad_image", "on_bad_xml"):
         value = getattr(args, key)
         if value is not None:
             values[key.replace("_", "-")] = value
@@ -103,6 +135,10 @@ class Reporter:
         self.state: dict[str, dict[str, Any]] = {}
 
     def __call__(self, event: Event) -> None:
+        if event.kind == "warning":
+            self.stream.write(f"streamprep: warning: {event.phase}\n")
+            self.stream.flush()
+            return
         if event.kind == "start":
             now = time.monotonic()
             by_bytes = event.total is None and event.total_bytes is not None
@@ -176,6 +212,19 @@ def format_summary(s: Summary) -> str:
     lines.append(f"  bboxes.csv {s.boxes_csv_lines:>9,} boxes from {s.box_files:,} XML files")
     lines.append(f"  fix-ups    {len(s.fixups):>9,}" + (f" ({', '.join(s.fixups[:5])}{' ...' if len(s.fixups) > 5 else ''})"
                                                         if s.fixups else ""))
+    kept = sum(r.kept for r in s.shard_results)
+    if kept:
+        lines.append(f"  resumed    {kept:>9,} of {len(s.shard_results):,} shards were already complete (sha256 "
+                     "checked against the manifest) and were kept")
+    if s.index_reused:
+        lines.append("  index      reused the index saved by an earlier run (the downloads are unchanged)")
+    skipped = [*s.ignored.skipped, *(x for r in s.shard_results for x in r.skipped)]
+    if skipped:
+        lines.append(f"  skipped {len(skipped):,} bad input file(s) (also listed in manifest.json):")
+        for item in skipped[:UNLISTED_SHOWN]:
+            lines.append(f"    {item['member']}: {item['reason']}")
+        if len(skipped) > UNLISTED_SHOWN:
+            lines.append(f"    ... and {len(skipped) - UNLISTED_SHOWN:,} more")
     if s.ignored.counts:
         lines.append("  ignored members:")
         for reason, count in sorted(s.ignored.counts.items()):
@@ -186,10 +235,35 @@ def format_summary(s: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int:
+def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`streamprep verify`: the report on stdout; 0 if all is well, 1 if problems were found."""
+    from .verify import verify
+
+    options: dict[str, dict[str, Any]] = {}
+    for protocol, name, value in args.storage_option:
+        options.setdefault(protocol, {})[name] = value
+    try:
+        reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
+        workers = default_workers() if args.workers is None else args.workers
+        report = verify(args.out, options, decode=args.decode, workers=workers, num_classes=args.num_classes,
+                        progress=reporter)
+    except StreamprepError as e:
+        stderr.write(f"streamprep: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        stderr.write("streamprep: interrupted; verification stopped\n")
+        return 130
+    stdout.write("".join(line + "\n" for line in report.lines()))
+    stdout.flush()
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
     stderr = stderr or sys.stderr
     args = parser().parse_args(argv)
+    if args.command == "verify":
+        return _verify_command(args, stdout or sys.stdout, stderr)
     try:
         options = make_options(_values(args))
         reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())

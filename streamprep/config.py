@@ -19,7 +19,9 @@ BBOX_TARGZ = "ILSVRC2012_bbox_train_v2.tar.gz"
 PATH_KEYS = frozenset({"downloads", "train", "val", "bbox", "out", "materialize", "labels-file", "metadata-file",
                        "validation-labels-file"})
 INT_KEYS = frozenset({"train-shards", "validation-shards", "classic-threads", "workers"})
-KEYS = PATH_KEYS | INT_KEYS | {"storage-options", "shards"}
+POLICY_KEYS = frozenset({"on-bad-image", "on-bad-xml"})
+POLICIES = ("fail", "skip")
+KEYS = PATH_KEYS | INT_KEYS | POLICY_KEYS | {"storage-options", "shards", "check-md5"}
 
 
 def default_workers() -> int:
@@ -42,6 +44,18 @@ class Options:
     storage_options: dict[str, Any] = field(default_factory=dict)
     materialize: str | None = None  # base folder for the classic layout
     shards: bool = True
+    on_bad_image: str = "fail"  # or "skip": leave the image out and list it
+    on_bad_xml: str = "fail"  # or "skip"
+    check_md5: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """The options as the manifest records them (storage options left out: they may hold credentials)."""
+        return {"train": self.train, "val": self.val, "bbox": self.bbox, "out": self.out,
+                "train_shards": self.layout.train_shards, "validation_shards": self.layout.validation_shards,
+                "classic_threads": self.layout.classic_threads, "labels_file": self.labels_file,
+                "metadata_file": self.metadata_file, "validation_labels_file": self.validation_labels_file,
+                "materialize": self.materialize, "on_bad_image": self.on_bad_image, "on_bad_xml": self.on_bad_xml,
+                "check_md5": self.check_md5}
 
 
 def join(folder: str, name: str) -> str:
@@ -75,8 +89,12 @@ def load_config(path: str) -> dict[str, Any]:
     for key in INT_KEYS & set(data):
         if not isinstance(data[key], int):
             raise ConfigError(f"config file {path}: {key} must be an integer")
-    if "shards" in data and not isinstance(data["shards"], bool):
-        raise ConfigError(f"config file {path}: shards must be true or false")
+    for key in ("shards", "check-md5"):
+        if key in data and not isinstance(data[key], bool):
+            raise ConfigError(f"config file {path}: {key} must be true or false")
+    for key in POLICY_KEYS & set(data):
+        if data[key] not in POLICIES:
+            raise ConfigError(f"config file {path}: {key} must be one of {', '.join(POLICIES)}")
     if "storage-options" in data and not isinstance(data["storage-options"], dict):
         raise ConfigError(f"config file {path}: storage-options must be a table")
     return data
@@ -117,4 +135,6 @@ def make_options(values: dict[str, Any]) -> Options:
                    layout=layout, materialize=materialize, shards=shards,
                    labels_file=values.get("labels-file"), metadata_file=values.get("metadata-file"),
                    validation_labels_file=values.get("validation-labels-file"), workers=workers,
-                   storage_options=dict(values.get("storage-options") or {}))
+                   storage_options=dict(values.get("storage-options") or {}),
+                   on_bad_image=values.get("on-bad-image") or "fail", on_bad_xml=values.get("on-bad-xml") or "fail",
+                   check_md5=bool(values.get("check-md5")))

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
+from . import __version__, checksums, indexstore, manifest
 from .archives import Source
 from .errors import ConfigError
 from .config import Options
 from .index import DatasetIndex, Ignored, index_boxes, index_train, index_validation
 from .labels import load_label_data
 from .materialize import LayoutSummary, materialize
-from .output import Output
+from .output import Output, sweep
 from .plan import Plan, make_plan
 from .progress import Callback
-from .writer import ShardResult, write_bboxes, write_split
+from .writer import SHARD_FILES, ShardResult, write_bboxes, write_split
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Summary:
     out: str | None
     shard_results: list[ShardResult] = field(default_factory=list, repr=False)
     layout: LayoutSummary | None = None
+    index_reused: bool = False
 
 
 def open_sources(options: Options) -> dict[str, Source]:
@@ -50,42 +53,105 @@ def open_sources(options: Options) -> dict[str, Source]:
     return sources
 
 
-def build_index(sources: dict[str, Source], labels, workers: int, progress: Callback | None = None) -> DatasetIndex:
+def build_index(sources: dict[str, Source], labels, workers: int, progress: Callback | None = None,
+                skip_bad_xml: bool = False) -> DatasetIndex:
     """Walk the three archives (headers only for the image tars)."""
     ignored = Ignored()
-    boxes = index_boxes(sources["bbox"], ignored, progress)
+    boxes = index_boxes(sources["bbox"], ignored, progress, skip_bad_xml)
     validation = index_validation(sources["val"], labels, ignored, progress)
     train = index_train(sources["train"], labels, ignored, workers, progress)
     return DatasetIndex((validation, train), boxes, ignored)
 
 
 def convert(options: Options, progress: Callback | None = None) -> Summary:
-    """Produce the classic shards and bboxes.csv under `options.out`; returns a summary."""
+    """Produce the classic shards, bboxes.csv and manifest.json under `options.out`; returns a summary.
+
+    Rerunning the same command after an interruption keeps the shards the manifest lists as
+    finished (once their sha256 is checked), writes the rest, and reuses the saved index when the
+    downloads have not changed.
+    """
     started = time.monotonic()
     options.layout.check()
     labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file,
                              options.storage_options)
     sources = open_sources(options)
     try:
-        index = build_index(sources, labels, options.workers, progress)
+        identities = {k: manifest.identity(s) for k, s in sources.items()}
+        output = Output(options.out, options.storage_options, create=False) if options.shards else None
+        previous = manifest.load(output) if output else None
+        md5 = {}
+        if options.check_md5:  # before anything is written
+            md5 = checksums.check(sources, checksums.known_sums(previous, identities), progress)
+        policies = {"on_bad_image": options.on_bad_image, "on_bad_xml": options.on_bad_xml}
+        run = {"inputs": identities, "labels": labels.digest(), "layout": dataclasses.asdict(options.layout), **policies,
+               "streamprep": __version__}
+        if output:
+            output.create()
+            sweep(output, {*SHARD_FILES, *options.layout.shard_names()})
+        index, reused = _index(sources, labels, options, output, run, progress)
         plan = make_plan(index, labels, options.layout)  # fails here, before anything is written, if a text is missing
         layout = None
         if options.materialize:
             layout = materialize(options.materialize, sources["train"], sources["val"], sources["bbox"], labels,
                                  index.boxes.csv, options.workers, progress)
         results: list[ShardResult] = []
-        if options.shards:
-            output = Output(options.out, options.storage_options)
-            write_bboxes(plan, output)
+        if output:
+            head = {"run": run, "options": options.public(),
+                    "md5": {k: {"identity": identities[k], "md5": v} for k, v in md5.items()}}
+            keep = manifest.reusable(previous, run)
+            journal = manifest.Journal(output, head, list(keep.values()))
+            csv_entry = write_bboxes(plan, output)
             for split, key in (("validation", "val"), ("train", "train")):
                 results += write_split(plan, split, output, options.workers, progress, options.storage_options,
-                                       layout=layout.base if layout else None, source=sources[key])
+                                       layout=layout.base if layout else None, source=sources[key], keep=keep,
+                                       finished=lambda r: journal.finished(r.entry()),
+                                       skip_bad_images=options.on_bad_image == "skip")
+            journal.shards = {r.shard.name: r.entry() for r in results}  # exactly this run's shards
+            journal.write(complete=True, tail=_tail(plan, index, results, csv_entry))
     finally:
         for source in sources.values():
             source.close()
     summary = _summary(plan, index, results, options.out, time.monotonic() - started)
-    summary.layout = layout
+    summary.layout, summary.index_reused = layout, reused
     return summary
+
+
+def _index(sources: dict[str, Source], labels, options: Options, output: Output | None, run: dict,
+           progress: Callback | None) -> tuple[DatasetIndex, bool]:
+    """The saved index if the downloads are unchanged, else a walk of the archives (then saved); whether reused."""
+    k = None
+    if output and manifest.identifiable(run["inputs"]):
+        k = indexstore.key(run["inputs"], run["labels"], {"on_bad_xml": options.on_bad_xml})
+        index = indexstore.load(output, k)
+        if index is not None:
+            return index, True
+    index = build_index(sources, labels, options.workers, progress, options.on_bad_xml == "skip")
+    if k:
+        indexstore.save(output, k, index)
+    return index, False
+
+
+def _tail(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv_entry: dict) -> dict:
+    """The closing part of the manifest: per-split counts, bboxes.csv, fix-ups, skipped and ignored members."""
+    splits = {}
+    for name, split_plan in plan.splits.items():
+        mine = [r for r in results if r.shard.split == name]
+        skipped = {s["member"] for r in mine for s in r.skipped}
+        split_index = split_plan.index
+        counts: dict[str, int] = {}
+        for i in range(len(split_index)):
+            if skipped and split_index.member(i) in skipped:
+                continue
+            label = str(int(split_index.labels[i]))
+            counts[label] = counts.get(label, 0) + 1
+        splits[name] = {"images": sum(r.records for r in mine), "shards": len(split_plan.shards),
+                        "classes": len(counts), "class_counts": counts, "boxes": sum(r.boxes for r in mine),
+                        "bytes": sum(r.nbytes for r in mine)}
+    return {"splits": splits, "bboxes_csv": csv_entry,
+            "fixups": sorted(f for r in results for f in r.fixups),
+            "skipped": [*index.ignored.skipped, *(s for r in results for s in r.skipped)],
+            "ignored": {reason: {"count": count, "examples": index.ignored.examples[reason]}
+                        for reason, count in sorted(index.ignored.counts.items())}}
 
 
 def _summary(plan: Plan, index: DatasetIndex, results: list[ShardResult], out: str | None, seconds: float) -> Summary:

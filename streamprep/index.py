@@ -13,7 +13,7 @@ import numpy as np
 from . import retry
 from .archives import Source, gzip_members, inner_members, members, sequential_reader
 from .bboxes import BoxTable, csv_lines, parse_boxes, sort_key
-from .errors import ArchiveError
+from .errors import AnnotationError, ArchiveError
 from .labels import LabelData
 from .progress import Callback, Phase
 from .tarscan import ReadAt, TarMember, normalize
@@ -57,12 +57,18 @@ class Ignored:
 
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    skipped: list[dict[str, str]] = field(default_factory=list)  # bad input left out by policy: all listed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def merge(self, other: "Ignored") -> None:
         for reason, count in other.counts.items():
             self.counts[reason] += count
             self.examples[reason] = (self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
+        self.skipped.extend(other.skipped)
+
+    def skip(self, ref: str, reason: str) -> None:
+        with self._lock:
+            self.skipped.append({"member": ref, "reason": reason})
 
     def add(self, reason: str, ref: str) -> None:
         with self._lock:
@@ -259,21 +265,23 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
     return _assemble("validation", source.url, {k: _Group.of(v) for k, v in by_label.items()}, {})
 
 
-def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None) -> BoxTable:
+def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None,
+                skip_bad_xml: bool = False) -> BoxTable:
     """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob.
 
     A gzip stream cannot resume mid-way, so a transient storage error restarts the (small) archive.
+    An XML file that cannot be used stops the run, or with `skip_bad_xml` is left out and listed.
     """
     def once() -> BoxTable:
         attempt = Ignored()
-        table = _index_boxes(source, attempt, progress)
+        table = _index_boxes(source, attempt, progress, skip_bad_xml)
         ignored.merge(attempt)
         return table
 
     return retry.call(lambda: f"{source.url}: cannot read", once)
 
 
-def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None) -> BoxTable:
+def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None, skip_bad_xml: bool) -> BoxTable:
     files: list[tuple[str, str]] = []
     seen: set[str] = set()
     read = 0
@@ -294,6 +302,12 @@ def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None) ->
                 raise ArchiveError(f"{source.url}!{m.name}: the archive holds this name twice; "
                                    "repack the archive without duplicates")
             seen.add(name)
-            boxes = parse_boxes(data, f"{source.url}!{m.name}")
+            try:
+                boxes = parse_boxes(data, f"{source.url}!{m.name}")
+            except AnnotationError as e:
+                if not skip_bad_xml:
+                    raise
+                ignored.skip(f"{source.url}!{m.name}", str(e))
+                continue
             files.append((sort_key(parts[0], parts[1]), csv_lines(parts[1][:-len(".xml")], boxes)))
     return BoxTable.build(files)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -51,6 +53,13 @@ class LabelData:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_labels", {s: i + 1 for i, s in enumerate(self.synsets)})
+
+    def digest(self) -> str:
+        """sha256 of everything here that reaches the records (synsets, their texts, validation labels)."""
+        h = hashlib.sha256()
+        for part in (self.synsets, [f"{k}\t{v}" for k, v in sorted(self.texts.items())], self.validation):
+            h.update("\n".join(part).encode("utf-8", "surrogateescape") + b"\0")
+        return h.hexdigest()
 
     def label(self, synset: str) -> int | None:
         """The classic label of a synset (1-based line number), or None if not a challenge synset."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator
@@ -14,10 +15,15 @@ from .errors import OutputError
 class Output:
     """A folder (local or remote) that receives shards and bboxes.csv."""
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None, create: bool = True) -> None:
         self.url = url
         self.storage_options = storage_options or {}
         self.fs, self.root = resolve(url, self.storage_options)
+        if create:
+            self.create()
+
+    def create(self) -> None:
+        url = self.url
         try:
             self.fs.makedirs(self.root, exist_ok=True)
         except OSError as e:
@@ -29,7 +35,8 @@ class Output:
     @contextmanager
     def atomic(self, name: str) -> Iterator[BinaryIO]:
         """Write `name` through a hidden temporary file, renamed to `name` once closed without error."""
-        tmp = self.path(f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        folder, _, base = name.rpartition("/")
+        tmp = self.path(f"{folder}{'/' if folder else ''}.{base}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
         try:
             with self.fs.open(tmp, "wb") as f:
                 yield f
@@ -44,3 +51,24 @@ class Output:
                 raise OutputError(f"{self.path(name)}: cannot write ({e}); check free space and permissions "
                                   "of --out; finished files are kept") from e
             raise
+
+
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+
+
+def sweep(output: Output, names: set[str]) -> list[str]:
+    """Remove temporary files that runs killed before finishing left for any of `names`; their paths."""
+    removed = []
+    try:
+        listing = output.fs.ls(output.root, detail=False)
+    except FileNotFoundError:
+        return removed
+    for path in listing:
+        m = TEMPORARY.match(path.rstrip("/").rsplit("/", 1)[-1])
+        if m and m["name"] in names and int(m["pid"]) != os.getpid():
+            try:
+                output.fs.rm(path)
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+    return removed

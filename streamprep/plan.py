@@ -27,6 +27,10 @@ class Layout:
     def shards(self, split: str) -> int:
         return self.train_shards if split == "train" else self.validation_shards
 
+    def shard_names(self) -> list[str]:
+        return [ShardSpec(split, i, self.shards(split), 0, 0).name
+                for split in ("validation", "train") for i in range(self.shards(split))]
+
     def check(self) -> None:
         for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards),
                             ("--classic-threads", self.classic_threads)):

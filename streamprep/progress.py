@@ -9,9 +9,9 @@ from typing import Callable, Literal, Optional
 
 @dataclass(frozen=True)
 class Event:
-    """A phase starting, moving on (by `items` and `nbytes`), or ending."""
+    """A phase starting, moving on (by `items` and `nbytes`), or ending; or a warning (its text in `phase`)."""
 
-    kind: Literal["start", "advance", "end"]
+    kind: Literal["start", "advance", "end", "warning"]
     phase: str
     total: Optional[int] = None
     total_bytes: Optional[int] = None
@@ -25,6 +25,11 @@ Callback = Callable[[Event], None]
 
 def ignore(event: Event) -> None:
     """The default callback: no progress reporting."""
+
+
+def warn(callback: Callback | None, message: str) -> None:
+    """Tell the user something that does not stop the run (the CLI prints it at once)."""
+    (callback or ignore)(Event("warning", message))
 
 
 class Phase:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -10,13 +11,15 @@ from typing import Any, Callable, Iterator
 from . import fixups, records, retry, tfrecord
 from .archives import Source
 from .output import Output
-from .errors import OutputError
+from .errors import ImageError, OutputError
+from .manifest import MANIFEST, file_matches
 from .materialize import layout_path
 from .plan import Plan, RecordSpec, ShardSpec
 from .progress import Callback, Phase
 
 BATCH = 64  # images fetched together (one concurrent range request batch on remote storage)
 BBOXES_CSV = "bboxes.csv"
+SHARD_FILES = {BBOXES_CSV, MANIFEST}  # written beside the shards
 
 
 @dataclass
@@ -26,6 +29,19 @@ class ShardResult:
     nbytes: int
     boxes: int = 0
     fixups: list[str] = field(default_factory=list)
+    sha256: str = ""
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"member", "reason"} under --on-bad-image skip
+    kept: bool = False  # finished by an earlier run, checked and kept
+
+    def entry(self) -> dict[str, Any]:
+        """This shard as the manifest lists it."""
+        return {"name": self.shard.name, "split": self.shard.split, "records": self.records, "bytes": self.nbytes,
+                "sha256": self.sha256, "boxes": self.boxes, "fixups": self.fixups, "skipped": self.skipped}
+
+    @classmethod
+    def of_entry(cls, shard: ShardSpec, entry: dict[str, Any]) -> "ShardResult":
+        return cls(shard, entry["records"], entry["bytes"], entry.get("boxes", 0), list(entry.get("fixups", [])),
+                   entry["sha256"], list(entry.get("skipped", [])), kept=True)
 
 
 Reader = Callable[[list[RecordSpec]], list[bytes]]
@@ -72,40 +88,60 @@ def _batches(specs: list[RecordSpec], read: Reader, prefetch: bool) -> Iterator[
 
 
 def write_shard(plan: Plan, shard: ShardSpec, output: Output, read: Reader, phase: Phase | None = None,
-                prefetch: bool = False) -> ShardResult:
-    """Write one shard, complete, under its final name. Needs only the plan and a way to read images."""
+                prefetch: bool = False, skip_bad_images: bool = False) -> ShardResult:
+    """Write one shard, complete, under its final name. Needs only the plan and a way to read images.
+
+    An image that cannot be used stops the run, or with `skip_bad_images` is left out and listed.
+    """
     result = ShardResult(shard, 0, 0)
+    digest = hashlib.sha256()
     specs = plan.records(shard)
     with output.atomic(shard.name) as f:
         for batch, datas in _batches(specs, read, prefetch):
             nbytes = 0
             for spec, data in zip(batch, datas):
-                framed = tfrecord.frame(records.encode(spec, data))
+                try:
+                    framed = tfrecord.frame(records.encode(spec, data))
+                except ImageError as e:
+                    if not skip_bad_images:
+                        raise
+                    result.skipped.append({"member": spec.member, "reason": str(e)})
+                    continue
                 f.write(framed)
+                digest.update(framed)
                 nbytes += len(framed)
+                result.records += 1
                 result.boxes += len(spec.boxes)
                 if spec.fixup:
                     result.fixups.append(spec.filename)
-            result.records += len(batch)
             result.nbytes += nbytes
             if phase:
                 phase.advance(len(batch), nbytes)
+    result.sha256 = digest.hexdigest()
     return result
 
 
-def write_bboxes(plan: Plan, output: Output) -> None:
+def write_bboxes(plan: Plan, output: Output) -> dict[str, Any]:
+    """bboxes.csv, complete, under its final name; its manifest entry."""
     with output.atomic(BBOXES_CSV) as f:
         f.write(plan.boxes.csv)
+    return {"name": BBOXES_CSV, "bytes": len(plan.boxes.csv), "sha256": hashlib.sha256(plan.boxes.csv).hexdigest(),
+            "boxes": plan.boxes.count, "files": plan.boxes.files}
 
 
 def write_split(plan: Plan, split: str, output: Output, workers: int, progress: Callback | None = None,
                 storage_options: dict[str, Any] | None = None, layout: str | None = None,
-                source: Source | None = None) -> list[ShardResult]:
+                source: Source | None = None, keep: dict[str, dict[str, Any]] | None = None,
+                finished: Callable[[ShardResult], None] | None = None,
+                skip_bad_images: bool = False) -> list[ShardResult]:
     """All shards of one split, `workers` at a time; the bytes do not depend on `workers`.
 
     Images are read from the download (`source`, opened from the plan's URL if not given), or from
-    the folder layout at `layout` when one was just written.
+    the folder layout at `layout` when one was just written. A shard listed in `keep` (manifest
+    entries of an earlier run) is kept if its file still has the listed size and sha256.
+    `finished` is called with each shard's result as soon as it is done.
     """
+    keep = keep or {}
     split_plan = plan.splits[split]
     if fixups.named_in(split_plan.index.names.blob):
         fixups.tensorflow()  # import it here, once, rather than in the middle of a writer thread
@@ -117,10 +153,19 @@ def write_split(plan: Plan, split: str, output: Output, workers: int, progress: 
     def task(shard: ShardSpec) -> ShardResult | None:
         if failed.is_set():  # after a failure, start no new shard; those running finish
             return None
-        try:  # a shard is rewritten from the start if storage fails in a way a retry may cure
-            return retry.call(lambda: f"{output.path(shard.name)}: cannot write",
-                              lambda: write_shard(plan, shard, output, read, phase, prefetch=source.remote),
-                              error=OutputError)
+        try:
+            entry = keep.get(shard.name)
+            if entry is not None and file_matches(output, entry):
+                result = ShardResult.of_entry(shard, entry)
+                phase.advance(result.records + len(result.skipped), result.nbytes)
+            else:  # a shard is rewritten from the start if storage fails in a way a retry may cure
+                result = retry.call(lambda: f"{output.path(shard.name)}: cannot write",
+                                    lambda: write_shard(plan, shard, output, read, phase, prefetch=source.remote,
+                                                        skip_bad_images=skip_bad_images),
+                                    error=OutputError)
+            if finished:
+                finished(result)
+            return result
         except BaseException:
             failed.set()
             raise

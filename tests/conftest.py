@@ -33,6 +33,16 @@ def run_cli(*argv: str) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+def is_result(name: str) -> bool:
+    """Shards and bboxes.csv: the files that must be byte-identical between runs (not manifest.json, whose
+    paths and time differ, nor the hidden .streamprep/ state)."""
+    return not name.startswith(".") and name != "manifest.json"
+
+
+def result_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and is_result(p.name)}
+
+
 def convert_args(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return ["convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
             "--validation-labels-file", paths["val_labels"], "--out", out, *extra]

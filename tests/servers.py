@@ -278,6 +278,7 @@ class Seen:
 class FaultProxy:
     """A reverse proxy to `target_host:target_port` that injects `503 Service Unavailable`.
 
+    - `delay=S`: every request waits S seconds before it is answered or forwarded (a slow network).
     - `fail_every=N` (N > 0): the Nth, 2Nth, ... request received (counting all requests) gets a 503.
     - `fail_path` and/or `fail_range`: every request whose path (without the query) and Range header both match
       gets a 503, always (a persistent error). A rule is an exact string, a compiled regex (searched) or a
@@ -290,9 +291,10 @@ class FaultProxy:
     """
 
     def __init__(self, target_host: str, target_port: int, fail_every: int = 0, fail_path: Rule = None,
-                 fail_range: Rule = None) -> None:
+                 fail_range: Rule = None, delay: float = 0.0) -> None:
         self.target = (target_host, int(target_port))
         self.fail_every, self.fail_path, self.fail_range = fail_every, fail_path, fail_range
+        self.delay = delay  # seconds each request waits before it is forwarded (a slow network)
         self._lock = threading.Lock()
         self.requests = 0
         self.faults = 0
@@ -409,6 +411,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         range_header = self.headers.get("Range")
         body = self._body()
+        if self.owner.delay:
+            time.sleep(self.owner.delay)
         if self.owner.decide(self.path, range_header):
             payload = b"Service Unavailable (injected by the test proxy)\n"
             self.send_response_only(503, "Service Unavailable")

@@ -26,8 +26,8 @@ def convert(paths: dict[str, Path], out: Path, *extra: str) -> tuple[int, str]:
 
 
 def leftovers(out: Path) -> list[str]:
-    """Files in the output that are not complete results (temporary names)."""
-    return sorted(p.name for p in out.iterdir() if p.name.startswith(".")) if out.exists() else []
+    """Files in the output that are not complete results (temporary names), anywhere below it."""
+    return sorted(str(p.relative_to(out)) for p in out.rglob(".*.tmp")) if out.exists() else []
 
 
 def truncate(path: Path, keep: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fsspec
 
-from conftest import convert_args, run_cli
+from conftest import convert_args, is_result, result_files, run_cli
 
 LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2", "--quiet")
 
@@ -21,7 +21,9 @@ def test_memory_filesystem_inputs_and_output_match_a_local_run(sample, tmp_path)
         local = tmp_path / "local"
         assert run_cli(*convert_args(sample, local, *LAYOUT))[0] == 0
         remote = {p.rsplit("/", 1)[1]: fs.cat(p) for p in fs.ls("/processed", detail=False)}
-        assert sorted(remote) == sorted(p.name for p in local.iterdir())
+        assert "manifest.json" in remote
+        remote = {name: data for name, data in remote.items() if is_result(name)}
+        assert sorted(remote) == sorted(result_files(local))
         assert len(remote) == 4 + 2 + 1
         for name, data in remote.items():
             assert data == (local / name).read_bytes(), name

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from classic_reference import read_examples
-from conftest import convert_args, run_cli
+from conftest import convert_args, result_files, run_cli
 
 LAYOUTS = [(8, 4, 2), (6, 3, 3), (4, 4, 4), (1024, 128, 8), (2, 1, 1)]
 
@@ -57,6 +57,6 @@ def test_two_runs_give_byte_identical_shards(sample, tmp_path, workers):
         out = tmp_path / run
         assert run_cli(*convert_args(sample, out, "--train-shards", 8, "--validation-shards", 4,
                                      "--classic-threads", 2, "--workers", workers, "--quiet"))[0] == 0
-        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()})
+        digests.append({name: hashlib.sha256(data).hexdigest() for name, data in result_files(out).items()})
     assert digests[0] == digests[1]
     assert len(digests[0]) == 8 + 4 + 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import convert_args, run_cli
+from conftest import convert_args, is_result, result_files, run_cli
 from servers import FaultProxy, moto_s3_server, nginx_server, range_starts_at, require_nginx
 
 LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2", "--quiet")
@@ -30,7 +30,7 @@ def local_reference(sample, tmp_path_factory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("local-reference")
     code, err = run_cli(*convert_args(sample, out, *LAYOUT))
     assert code == 0, err
-    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    files = result_files(out)
     assert len(files) == 4 + 2 + 1, sorted(files)
     return files
 
@@ -111,7 +111,7 @@ def assert_same_files(actual: dict[str, bytes], reference: dict[str, bytes]) -> 
 
 
 def local_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    return result_files(folder)
 
 
 def image_data_offsets(train_tar: Path) -> list[int]:
@@ -171,8 +171,10 @@ def test_s3_inputs_and_output_on_moto_match_a_local_run_byte_for_byte(sample, lo
     s3.invalidate_cache()
     keys = s3.find(out)
     names = [k.rsplit("/", 1)[1] for k in keys]
-    assert not [n for n in names if n.startswith(".")], f"temporary objects left: {names}"
-    assert_same_files({k.rsplit("/", 1)[1]: s3.cat(k) for k in keys}, local_reference)
+    assert not [n for n in names if n.endswith(".tmp")], f"temporary objects left: {names}"
+    assert "manifest.json" in names
+    assert_same_files({k.rsplit("/", 1)[1]: s3.cat(k) for k in keys if is_result(k.split("/out/", 1)[1])},
+                      local_reference)
     if proxy is not None:
         assert proxy.faults > 0, "the proxy injected no 503: the test did not test what it says"
 
@@ -232,9 +234,8 @@ def test_persistent_503_exits_2_naming_the_url_and_leaves_only_complete_shards(s
     assert urls["train"] in err, err
     assert re.search(r"attempt|byte|offset|range", err, re.IGNORECASE), err
     if out.exists():
-        left = sorted(p.name for p in out.iterdir())
-        assert not [n for n in left if n.startswith(".")], f"temporary files left: {left}"
-        for name in left:
+        assert not list(out.rglob("*.tmp")), f"temporary files left: {sorted(out.rglob('*'))}"
+        for name in sorted(p.name for p in out.iterdir() if is_result(p.name)):
             assert SHARD_NAME.match(name) or name == "bboxes.csv", name
             if SHARD_NAME.match(name):
                 assert record_count(out / name) > 0, name

@@ -1,0 +1,271 @@
+"""Resume: a conversion killed at any moment (kill -9) is finished by the same command, byte for byte;
+the manifest lists what was written; the saved index spares a rerun the walk over unchanged downloads.
+
+The kill tests read the downloads over HTTP (nginx) through a proxy that delays every request, so
+that the run is slow enough to be killed at a chosen point, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SYNSETS, run_cli
+from fixtures import builders
+from servers import FaultProxy, nginx_server, require_nginx
+
+SYNSET_LIST = SYNSETS.read_text().split()[:6]
+LAYOUT = ("--train-shards", "12", "--validation-shards", "4", "--classic-threads", "4")
+NAMES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_bbox_train_v2.tar.gz")
+
+
+def build(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = {s: {f"{s}_{i}.JPEG": builders.jpeg(20 + i, 16 + k, seed=7 * k + i) for i in range(12, 0, -1)}
+               for k, s in enumerate(SYNSET_LIST)}
+    val_labels = [SYNSET_LIST[i % 6] for i in range(24)]
+    val = {f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(18, 18, seed=500 + i) for i in range(24, 0, -1)}
+    xmls = {f"{s}/{s}_{i}.xml": builders.voc_xml(f"{s}_{i}", 20 + i, 16, [(1, 1, 9, 9)])
+            for s in SYNSET_LIST for i in (1, 2)}
+    paths = {"train": builders.write_train_tar(folder / NAMES[0], classes),
+             "val": builders.write_val_tar(folder / NAMES[1], val),
+             "bbox": builders.write_bbox_targz(folder / NAMES[2], xmls),
+             "val_labels": folder / "validation_labels.txt"}
+    paths["val_labels"].write_text("".join(f"{s}\n" for s in val_labels))
+    return paths
+
+
+def args(inputs: dict[str, object], labels: Path, out: Path, *extra: str) -> list[str]:
+    return ["convert", "--train", str(inputs["train"]), "--val", str(inputs["val"]), "--bbox", str(inputs["bbox"]),
+            "--validation-labels-file", str(labels), "--out", str(out), *LAYOUT, *extra]
+
+
+def results(out: Path) -> dict[str, bytes]:
+    """Shards and bboxes.csv: what must be byte-identical to an uninterrupted run."""
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json"}
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def inodes(out: Path, names) -> dict[str, int]:
+    return {n: (out / n).stat().st_ino for n in names}
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory) -> dict[str, Path]:
+    return build(tmp_path_factory.mktemp("resume-dl"))
+
+
+@pytest.fixture(scope="module")
+def reference(downloads, tmp_path_factory) -> tuple[dict[str, bytes], dict]:
+    """An uninterrupted run: its shards and bboxes.csv, and its manifest."""
+    out = tmp_path_factory.mktemp("resume-ref") / "out"
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))
+    assert code == 0, err
+    return results(out), manifest(out)
+
+
+# --------------------------------------------------------------------------------------------- the manifest
+
+def test_manifest_lists_every_shard_with_its_count_size_and_sha256(downloads, reference, tmp_path):
+    files, m = reference
+    assert m["format"] == "streamprep-manifest/1" and m["complete"] is True
+    listed = {s["name"]: s for s in m["shards"]}
+    assert set(listed) == {n for n in files if n != "bboxes.csv"}
+    assert len(listed) == 16
+    for name, entry in listed.items():
+        assert entry["bytes"] == len(files[name])
+        assert entry["sha256"] == hashlib.sha256(files[name]).hexdigest()
+    assert m["splits"]["train"]["images"] == sum(s["records"] for s in m["shards"] if s["split"] == "train") == 72
+    assert m["splits"]["validation"]["images"] == 24
+    assert m["splits"]["train"]["class_counts"] == {str(i): 12 for i in range(1, 7)}
+    assert m["splits"]["train"]["boxes"] == 12
+    assert m["bboxes_csv"]["sha256"] == hashlib.sha256(files["bboxes.csv"]).hexdigest()
+    assert m["run"]["inputs"]["train"]["size"] == downloads["train"].stat().st_size
+    assert m["run"]["inputs"]["train"]["mtime"] is not None
+
+
+def test_manifest_leaves_storage_options_out_because_they_may_hold_credentials(downloads, tmp_path):
+    out = tmp_path / "out"
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--quiet",
+                              "--storage-option", "s3.secret=hunter2"))
+    assert code == 0, err
+    assert "hunter2" not in (out / "manifest.json").read_text()
+
+
+# --------------------------------------------------------------------------------------------- rerun, no kill
+
+def test_rerun_of_a_finished_output_keeps_every_shard_and_reuses_the_index(downloads, reference, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))[0] == 0
+    before = inodes(out, [s["name"] for s in reference[1]["shards"]])
+
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out))
+
+    assert code == 0, err
+    assert "index train: started" not in err and "bounding boxes: started" not in err
+    assert "16 of 16 shards were already complete" in err
+    assert inodes(out, before) == before
+    assert results(out) == reference[0]
+
+
+def test_a_changed_download_is_walked_again_and_nothing_is_kept(downloads, reference, tmp_path):
+    out = tmp_path / "out"
+    copies = {k: shutil.copy(p, tmp_path / Path(p).name) for k, p in downloads.items()}
+    assert run_cli(*args(copies, downloads["val_labels"], out, "--quiet"))[0] == 0
+    stamp = Path(copies["train"]).stat().st_mtime + 100
+    os.utime(copies["train"], (stamp, stamp))
+
+    code, err = run_cli(*args(copies, downloads["val_labels"], out))
+
+    assert code == 0, err
+    assert "index train: started" in err
+    assert "already complete" not in err
+    assert results(out) == reference[0]
+    assert len(list((out / ".streamprep").glob("index-*.npz"))) == 1  # the stale index was removed
+
+
+def test_a_damaged_finished_shard_is_written_again_and_the_others_are_kept(downloads, reference, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))[0] == 0
+    names = [s["name"] for s in reference[1]["shards"]]
+    damaged = "train-00003-of-00012"
+    data = bytearray((out / damaged).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different content
+    (out / damaged).write_bytes(bytes(data))
+    before = inodes(out, names)
+
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out))
+
+    assert code == 0, err
+    assert "15 of 16 shards were already complete" in err
+    after = inodes(out, names)
+    assert after[damaged] != before[damaged]
+    assert {n: i for n, i in after.items() if n != damaged} == {n: i for n, i in before.items() if n != damaged}
+    assert results(out) == reference[0]
+
+
+def test_temporary_files_left_by_a_killed_run_are_removed(downloads, reference, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".train-00001-of-00012.99999999-0123abcd.tmp", out / ".manifest.json.4242-deadbeef.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a shard")
+    unrelated = out / ".notes.txt"
+    unrelated.write_text("mine")
+
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))
+
+    assert code == 0, err
+    assert not any(p.exists() for p in stale)
+    assert unrelated.read_text() == "mine"
+    assert results(out) == reference[0]
+
+
+def test_an_incomplete_manifest_from_an_interrupted_run_is_completed(downloads, reference, tmp_path):
+    """The state a kill leaves after some shards: some listed, some files missing, `complete` false."""
+    out = tmp_path / "out"
+    assert run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))[0] == 0
+    m = manifest(out)
+    listed = m["shards"][:5]
+    for s in m["shards"][5:]:
+        (out / s["name"]).unlink()
+    m.update(complete=False, shards=listed)
+    for key in ("splits", "bboxes_csv", "fixups", "skipped", "ignored"):
+        m.pop(key)
+    (out / "manifest.json").write_text(json.dumps(m))
+
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out))
+
+    assert code == 0, err
+    assert "5 of 16 shards were already complete" in err
+    assert results(out) == reference[0]
+    final = manifest(out)
+    assert final["complete"] is True
+    assert final["shards"] == reference[1]["shards"]
+
+
+# --------------------------------------------------------------------------------------------- kill -9
+
+@pytest.fixture(scope="module")
+def slow_http(downloads, tmp_path_factory):
+    """The downloads served by nginx behind a proxy that delays each request: (proxy, URLs)."""
+    exe = require_nginx()
+    www = tmp_path_factory.mktemp("resume-www")
+    for key in ("train", "val", "bbox"):
+        shutil.copyfile(downloads[key], www / downloads[key].name)
+    with nginx_server(www, tmp_path_factory.mktemp("resume-nginx"), exe=exe) as base:
+        with FaultProxy.to(base) as proxy:
+            urls = {k: f"{proxy.url}/{downloads[k].name}" for k in ("train", "val", "bbox")}
+            yield proxy, urls
+
+
+def _listed(out: Path, split: str) -> int:
+    try:
+        m = json.loads((out / "manifest.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return 0
+    return sum(1 for s in m.get("shards", []) if s["split"] == split)
+
+
+KILL_POINTS = {
+    # name: (condition on (stderr lines, output folder), whether finished shards must have been kept)
+    "while-indexing": (lambda lines, out: any(l.startswith("index validation: started") for l in lines), False),
+    "while-writing-validation": (lambda lines, out: any(l.startswith("write validation: started") for l in lines)
+                                 and any(out.glob(".validation-*.tmp")), False),
+    "with-train-shards-listed-and-one-half-written": (
+        lambda lines, out: _listed(out, "train") >= 2 and any(out.glob(".train-*.tmp")), True),
+}
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS), ids=sorted(KILL_POINTS))
+def test_killed_run_is_finished_by_the_same_command_byte_for_byte(downloads, reference, slow_http, tmp_path, point):
+    proxy, urls = slow_http
+    condition, kept_expected = KILL_POINTS[point]
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "streamprep", *args(urls, downloads["val_labels"], out, "--workers", "1")]
+    proxy.delay = 0.15
+    lines: list[str] = []
+    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # its progress lines
+    deadline = time.monotonic() + 120
+    try:
+        while not condition(lines, out):
+            assert proc.poll() is None, f"the run ended before the kill point: {''.join(lines)[-2000:]}"
+            assert time.monotonic() < deadline, "the kill point never came"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proxy.delay = 0.0
+    assert proc.returncode == -signal.SIGKILL
+    listed = {s["name"] for s in manifest(out)["shards"]} if (out / "manifest.json").exists() else set()
+    survivors = {n: (out / n).stat().st_ino for n in listed if (out / n).exists()}
+    if kept_expected:
+        assert survivors, "no finished shard was listed at the kill: the test did not test keeping"
+
+    code, err = run_cli(*args(urls, downloads["val_labels"], out))
+
+    assert code == 0, err
+    assert results(out) == reference[0]
+    assert manifest(out)["complete"] is True
+    assert manifest(out)["shards"] == reference[1]["shards"]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert {n: (out / n).stat().st_ino for n in survivors} == survivors  # finished shards were kept, not rewritten
+    if kept_expected:
+        assert f"{len(survivors)} of 16 shards were already complete" in err
