@@ -36,3 +36,7 @@ class OutputError(StreamprepError):
 class BackendMissingError(StreamprepError):
     """An fsspec backend needed for a URL is not installed."""
 
+
+
+class VerifyError(StreamprepError):
+    """An output cannot be verified at all: missing, not a folder, or unreadable."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +16,11 @@ from .archives import Source, gzip_members, inner_members, members, sequential_r
 from .bboxes import BoxTable, csv_lines, parse_boxes, sort_key
 from .errors import AnnotationError, ArchiveError
 from .labels import LabelData
-from .progress import Callback, Phase
+from .progress import Callback, Phase, warn
 from .tarscan import ReadAt, TarMember, normalize
 
 VALIDATION_NAME = "ILSVRC2012_val_%08d.JPEG"
+VALIDATION_PATTERN = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
 EXAMPLES_KEPT = 5
 
 
@@ -198,8 +200,23 @@ def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: in
                 except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
+    if not containers:
+        raise ArchiveError(_no_class_tars(source, ignored))
     groups = {k: g for k, g in groups.items() if len(g.names)}
     return _assemble("train", source.url, groups, containers)
+
+
+def _no_class_tars(source: Source, ignored: Ignored) -> str:
+    """Why a training tar without a single usable class tar is the wrong file."""
+    examples = [ref.rsplit("!", 1)[-1] for refs in ignored.examples.values() for ref in refs
+                if ref.startswith(f"{source.url}!") and ref.count("!") == source.url.count("!") + 1]
+    if any(VALIDATION_PATTERN.fullmatch(normalize(e)) for e in examples):
+        return (f"{source.url}: holds validation images (e.g. {examples[0]}), not class tars: this is the validation "
+                "tar; pass ILSVRC2012_img_train.tar as --train")
+    if not examples:
+        return f"{source.url}: the archive is empty; the download is incomplete, fetch ILSVRC2012_img_train.tar again"
+    return (f"{source.url}: holds no class tar (nXXXXXXXX.tar) of a synset in the labels file (first member: "
+            f"{examples[0]}); pass ILSVRC2012_img_train.tar as --train, or a --labels-file that matches it")
 
 
 def _class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: dict[int, str],
@@ -244,6 +261,12 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
             elif _regular(m, source.url, ignored):
                 _add_unique(found, name, m, source.url)
                 phase.advance(1)
+    if not found:
+        if any(ref.endswith(".tar") for ref in ignored.examples.get("validation member not named *.JPEG", [])):
+            raise ArchiveError(f"{source.url}: holds tars, not validation images: this looks like the training tar; "
+                               "pass ILSVRC2012_img_val.tar as --val")
+        raise ArchiveError(f"{source.url}: holds no validation image (*.JPEG); the download is incomplete or not "
+                           "ILSVRC2012_img_val.tar, fetch it again")
     listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
     missing = [name for name in listed if name not in found]
     if missing:
@@ -252,16 +275,23 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
             f"{labels.sources.get('validation', '')} are not in the archive (first: {missing[0]}); "
             "pass the complete ILSVRC2012_img_val.tar or a --validation-labels-file that matches it")
     by_label: dict[int, dict[str, TarMember]] = defaultdict(dict)
+    unlisted = []
     for name, m in found.items():
         synset = listed.get(name)
         if synset is None:
             ignored.add("validation member not listed in the validation labels file", f"{source.url}!{m.name}")
+            unlisted.append(m.name)
             continue
         label = labels.label(synset)
         if label is None:
             ignored.add("validation image of a synset not in the labels file", f"{source.url}!{m.name}")
             continue
         by_label[label][name] = m
+    if unlisted:
+        warn(progress, f"{source.url}: {len(unlisted):,} validation image(s) are not in the validation labels file "
+                       f"{labels.sources.get('validation', '')}, which lists {len(listed):,} (e.g. "
+                       f"{min(unlisted)}); they are left out, as the classic leaves them. If the labels file is "
+                       "short, pass the complete one with --validation-labels-file")
     return _assemble("validation", source.url, {k: _Group.of(v) for k, v in by_label.items()}, {})
 
 
@@ -284,9 +314,10 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
 def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None, skip_bad_xml: bool) -> BoxTable:
     files: list[tuple[str, str]] = []
     seen: set[str] = set()
-    read = 0
+    read = members = 0
     with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase:
         for m, data, compressed in gzip_members(source):
+            members += 1
             phase.advance(int(m.is_file), compressed - read)
             read = compressed
             if m.is_dir:
@@ -310,4 +341,7 @@ def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None, sk
                 ignored.skip(f"{source.url}!{m.name}", str(e))
                 continue
             files.append((sort_key(parts[0], parts[1]), csv_lines(parts[1][:-len(".xml")], boxes)))
+    if not members:
+        raise ArchiveError(f"{source.url}: the archive is empty; the download is incomplete, "
+                           "fetch ILSVRC2012_bbox_train_v2.tar.gz again")
     return BoxTable.build(files)

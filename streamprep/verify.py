@@ -20,90 +20,23 @@ reports progress through the optional callback.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import math
-import re
-import struct
 import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 from .archives import resolve
 from .config import default_workers
-from .errors import ConfigError, StreamprepError
+from .errors import ConfigError, VerifyError
+from .manifest import FORMAT as MANIFEST_FORMAT, MANIFEST
 from .progress import Callback, Phase
-from .tfrecord import masked_crc
+from .shardcheck import PROBLEMS_KEPT, READ_BLOCK, SHARD_NAME, Problem, ShardCheck, ShardChecker, tensorflow
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "streamprep-manifest/1"
-BBOXES_CSV = "bboxes.csv"
-SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})$")
 SPLITS = ("train", "validation")
 NUM_CLASSES = 1000
-PROBLEMS_KEPT = 100  # per shard: a shard with more keeps the first ones and counts the rest
-READ_BLOCK = 8 << 20  # read-ahead for remote shards
-ADVANCE_EVERY = 64  # records between progress events
-
-INT64, BYTES, FLOAT = "int64_list", "bytes_list", "float_list"
-SCALARS = {"image/height": INT64, "image/width": INT64, "image/channels": INT64, "image/class/label": INT64,
-           "image/colorspace": BYTES, "image/class/synset": BYTES, "image/class/text": BYTES,
-           "image/format": BYTES, "image/filename": BYTES, "image/encoded": BYTES}
-BOX_KEYS = tuple(f"image/object/bbox/{k}" for k in ("xmin", "ymin", "xmax", "ymax"))
-LISTS = {**{k: FLOAT for k in BOX_KEYS}, "image/object/bbox/label": INT64}
-FEATURES = {**SCALARS, **LISTS}  # exactly the classic's keys (shared/spec/classic-pipeline.md, "One record")
-CONSTANTS = {"image/colorspace": b"RGB", "image/channels": 3, "image/format": b"JPEG"}
-
-
-class VerifyError(StreamprepError):
-    """The output cannot be verified at all: missing, not a folder, or unreadable."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong, where it is: a file of the output (or a split), and a record of a shard."""
-
-    where: str
-    what: str
-    record: int | None = None  # 0-based position in the shard
-    offset: int | None = None  # byte offset of the record in the shard
-    filename: str | None = None  # the record's image/filename, when it parses
-
-    def __str__(self) -> str:
-        at = self.where
-        if self.record is not None:
-            at += f": record {self.record}" + (f" at byte {self.offset}" if self.offset is not None else "")
-        if self.filename is not None:
-            at += f" ({self.filename})"
-        return f"{at}: {self.what}"
-
-
-@dataclass
-class ShardCheck:
-    """What reading one shard found."""
-
-    name: str
-    split: str
-    size: int | None = None  # bytes, as listed
-    records: int = 0  # records whose framing was read (damaged data included)
-    boxes: int = 0
-    decoded: int = 0
-    labels: Counter = field(default_factory=Counter)
-    sha256: str | None = None  # of the whole file; None unless read to its end
-    complete: bool = False  # framing read to the end of the file
-    trusted: bool = True  # every record intact and parsed with a label: its label counts are exact
-    problems: list[Problem] = field(default_factory=list)
-    omitted: int = 0  # problems beyond PROBLEMS_KEPT
-
-    def problem(self, what: str, record: int | None = None, offset: int | None = None,
-                filename: str | None = None) -> None:
-        if len(self.problems) < PROBLEMS_KEPT:
-            self.problems.append(Problem(self.name, what, record, offset, filename))
-        else:
-            self.omitted += 1
 
 
 @dataclass
@@ -151,209 +84,6 @@ class VerifyReport:
             out.append(f"streamprep verify: FAILED: {self.url}: {total:,} problem(s) in {len(bad):,} file(s) or "
                        f"split(s); {what}; checked {checked}; {self.seconds:.1f} s")
         return out
-
-
-def _tensorflow():
-    if importlib.util.find_spec("tensorflow") is None:
-        raise VerifyError("TensorFlow is needed to parse the records (and decode the images); install tensorflow")
-    from .fixups import tensorflow
-
-    return tensorflow()
-
-
-def _text(value: bytes) -> str:
-    return value.decode("utf-8", "backslashreplace")
-
-
-class _Checker:
-    """Reads shards and checks their records; one instance shared by the worker threads."""
-
-    def __init__(self, fs: Any, root: str, url: str, decode: bool, num_classes: int, phase: Phase,
-                 stop: threading.Event) -> None:
-        self.fs, self.root, self.url = fs, root, url
-        self.decode, self.num_classes, self.phase, self.stop = decode, num_classes, phase, stop
-        self.tf = _tensorflow()
-        self.Example = self.tf.train.Example
-        self.remote = bool(getattr(fs, "async_impl", False))
-
-    def path(self, name: str) -> str:
-        return f"{self.root.rstrip('/')}/{name}"
-
-    def _open(self, name: str) -> BinaryIO:
-        if self.remote:  # sequential reads: a large read-ahead block, one request per block
-            return self.fs.open(self.path(name), "rb", block_size=READ_BLOCK, cache_type="readahead")
-        return self.fs.open(self.path(name), "rb")
-
-    def shard(self, name: str, size: int | None) -> ShardCheck:
-        m = SHARD_NAME.match(name)
-        check = ShardCheck(name, m[1] if m else "", size)
-        try:
-            with self._open(name) as f:
-                self._read(f, check)
-        except FileNotFoundError:
-            check.problem("disappeared while being verified; is a conversion still writing to this folder?")
-            check.trusted = False
-        except OSError as e:
-            raise VerifyError(f"{self.path(name)}: cannot read ({e}); check the connection and permissions, "
-                              "then run verify again") from None
-        return check
-
-    def _read(self, f: BinaryIO, check: ShardCheck) -> None:
-        digest = hashlib.sha256()
-        offset = record = pending = pending_bytes = 0
-        try:
-            while not self.stop.is_set():
-                head = f.read(12)
-                digest.update(head)
-                if not head:
-                    check.complete = True
-                    break
-                if len(head) < 12:
-                    check.problem(f"truncated: the file ends {len(head)} bytes into a 12-byte record header",
-                                  record, offset)
-                    break
-                length, length_crc = struct.unpack("<QI", head)
-                if masked_crc(head[:8]) != length_crc:
-                    check.problem("length CRC mismatch: the record framing is damaged; the rest of this shard "
-                                  "cannot be read", record, offset)
-                    break
-                left = None if check.size is None else check.size - offset - 12
-                if left is not None and length + 4 > left:
-                    check.problem(f"truncated: the record holds {length:,} bytes but the file ends {left:,} bytes "
-                                  "after its header", record, offset)
-                    break
-                data = f.read(length)
-                tail = f.read(4)
-                digest.update(data)
-                digest.update(tail)
-                if len(data) < length or len(tail) < 4:
-                    check.problem(f"truncated: the file ends inside this record of {length:,} bytes", record, offset)
-                    break
-                self._record(check, record, offset, data, masked_crc(data) == struct.unpack("<I", tail)[0])
-                record += 1
-                offset += 16 + length
-                pending += 1
-                pending_bytes += 16 + length
-                if pending >= ADVANCE_EVERY:
-                    self.phase.advance(pending, pending_bytes)
-                    pending = pending_bytes = 0
-        finally:
-            self.phase.advance(pending, pending_bytes)
-            check.records = record
-        if check.complete:
-            check.sha256 = digest.hexdigest()
-        else:
-            check.trusted = False
-
-    def _record(self, check: ShardCheck, record: int, offset: int, data: bytes, crc_ok: bool) -> None:
-        try:
-            example = self.Example.FromString(data)
-        except Exception:  # google.protobuf's DecodeError (its module differs between protobuf builds)
-            example = None
-        filename = None
-        if example is not None and "image/filename" in example.features.feature:
-            names = example.features.feature["image/filename"].bytes_list.value
-            filename = _text(names[0]) if len(names) == 1 else None
-        if not crc_ok:
-            check.trusted = False
-            check.problem("data CRC mismatch: the record's bytes are damaged", record, offset, filename)
-            return
-        if example is None:
-            check.trusted = False
-            check.problem("does not parse as a tf.train.Example", record, offset)
-            return
-        problems, values = self._schema(example)
-        label = values.get("image/class/label")
-        if label is None:
-            check.trusted = False
-        else:
-            check.labels[label] += 1
-        check.boxes += len(values.get("image/object/bbox/xmin", ()))
-        if self.decode and values.get("image/encoded"):
-            problems += self._decode(values)
-            check.decoded += 1
-        for what in problems:
-            check.problem(what, record, offset, filename)
-
-    def _schema(self, example: Any) -> tuple[list[str], dict[str, Any]]:
-        """The record's problems, and the values of its well-typed features."""
-        feature = example.features.feature
-        keys = set(feature.keys())
-        problems = [f"missing feature {k}" for k in sorted(FEATURES.keys() - keys)]
-        problems += [f"unknown feature {k} (the classic writes exactly {len(FEATURES)} features)"
-                     for k in sorted(keys - FEATURES.keys())]
-        values: dict[str, Any] = {}
-        for key, kind in FEATURES.items():
-            if key not in feature:
-                continue
-            got = feature[key].WhichOneof("kind")
-            if got is None and key in LISTS:  # an empty Feature: an empty list of any type
-                values[key] = []
-                continue
-            if got != kind:
-                problems.append(f"{key} is a {got or 'Feature without values'}, expected a {kind}")
-                continue
-            items = getattr(feature[key], kind).value
-            if key in SCALARS:
-                if len(items) != 1:
-                    problems.append(f"{key} holds {len(items)} values, expected 1")
-                    continue
-                values[key] = items[0]
-            else:
-                values[key] = list(items)
-        for key, expected in CONSTANTS.items():
-            if key in values and values[key] != expected:
-                problems.append(f"{key} is {values[key]!r}, expected {expected!r}")
-        label = values.get("image/class/label")
-        if label is not None and not 1 <= label <= self.num_classes:
-            problems.append(f"image/class/label {label} is out of range 1..{self.num_classes}")
-        for key in ("image/height", "image/width"):
-            if key in values and values[key] < 1:
-                problems.append(f"{key} is {values[key]}, expected at least 1")
-        if values.get("image/encoded") == b"":
-            problems.append("image/encoded is empty")
-        problems += self._boxes(values)
-        return problems, values
-
-    @staticmethod
-    def _boxes(values: dict[str, Any]) -> list[str]:
-        lists = {k: values[k] for k in (*BOX_KEYS, "image/object/bbox/label") if k in values}
-        if len(lists) < 5:
-            return []  # a missing or mistyped list is reported already
-        lengths = {len(v) for v in lists.values()}
-        if len(lengths) > 1:
-            return ["box lists differ in length (" + ", ".join(f"{k.rsplit('/', 1)[1]} {len(v)}"
-                                                               for k, v in lists.items()) + ")"]
-        problems = []
-        xmin, ymin, xmax, ymax = (lists[k] for k in BOX_KEYS)
-        coords = [*xmin, *ymin, *xmax, *ymax]
-        if not all(0.0 <= c <= 1.0 for c in coords):  # NaN fails too
-            bad = next(c for c in coords if not 0.0 <= c <= 1.0)
-            problems.append(f"box coordinate {bad if math.isnan(bad) else round(bad, 6)} is outside [0, 1]")
-        if any(a > b for a, b in zip(xmin, xmax)) or any(a > b for a, b in zip(ymin, ymax)):
-            problems.append("a box has xmin > xmax or ymin > ymax")
-        label = values.get("image/class/label")
-        if label is not None and any(v != label for v in lists["image/object/bbox/label"]):
-            problems.append(f"image/object/bbox/label differs from image/class/label {label}")
-        return problems
-
-    def _decode(self, values: dict[str, Any]) -> list[str]:
-        encoded = values.get("image/encoded")
-        if not encoded:
-            return []
-        if not encoded.startswith(b"\xff\xd8"):  # decode_jpeg would also take a PNG, GIF or BMP
-            return [f"image/encoded is not a JPEG (it starts with {encoded[:4].hex(' ')}), but image/format says JPEG"]
-        tf = self.tf
-        try:
-            shape = tf.io.decode_jpeg(encoded, channels=3).shape
-        except (tf.errors.OpError, ValueError) as e:
-            message = str(e).split("}}")[-1].split("[Op:")[0].strip() or type(e).__name__
-            return [f"image/encoded does not decode as a JPEG ({message})"]
-        height, width = values.get("image/height"), values.get("image/width")
-        if height is not None and width is not None and (shape[0], shape[1]) != (height, width):
-            return [f"the image decodes to {shape[1]}x{shape[0]} (width x height), but image/width x image/height "
-                    f"say {width}x{height}"]
-        return []
 
 
 def _listed(value: Any) -> str:
@@ -543,11 +273,11 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
         notes.append(f"no {MANIFEST} (an output of the classic procedure?): record counts, label counts and "
                      "sha256 were not checked")
 
-    _tensorflow()  # imported before the progress phase starts: it takes a few seconds
+    tensorflow()  # imported before the progress phase starts: it takes a few seconds
     stop = threading.Event()
     sizes = {n: files[n].get("size") for n in todo}
     with Phase(progress, "verify", total_bytes=sum(s or 0 for s in sizes.values()), unit="records") as phase:
-        checker = _Checker(fs, root, url, decode, num_classes, phase, stop)
+        checker = ShardChecker(fs, root, url, decode, num_classes, phase, stop)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
             futures = [pool.submit(checker.shard, n, sizes[n]) for n in todo]
             try:

@@ -62,6 +62,31 @@ def cut_inside(member: str):
     return damage
 
 
+def empty_tar(paths, folder, key):
+    paths[key].write_bytes(builders.tar_bytes({}))
+    return paths
+
+
+def swapped(paths, folder, key, other):
+    """`key` replaced by a copy of the other image archive (each under its official name)."""
+    paths[key].write_bytes(paths[other].read_bytes())
+    return paths
+
+
+def truncated_jpeg_header(paths, folder):
+    classes = tiny_classes()
+    classes[A][f"{A}_3.JPEG"] = classes[A][f"{A}_3.JPEG"][:40]  # SOI and the start of APP0, no frame header
+    return write_tiny(folder, classes=classes)
+
+
+BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                  + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+                             for i in range(1, 10))
+                  + b']><annotation><size><width>&lol9;</width></size></annotation>')
+EXTERNAL_ENTITY = (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY ext SYSTEM "http://127.0.0.1:PORT/secret">]>'
+                   b"<annotation><filename>&ext;</filename></annotation>")
+
+
 CASES = {
     "truncated-outer-tar": (cut_inside(f"{B}.tar"), ["ILSVRC2012_img_train.tar", f"{B}.tar", "truncated", "fetch it again"]),
     "truncated-inside-first-class": (cut_inside(f"{A}.tar"), ["ILSVRC2012_img_train.tar", f"{A}.tar", "truncated"]),
@@ -78,6 +103,20 @@ CASES = {
                                         ["ILSVRC2012_val_00000004.JPEG", "--validation-labels-file"]),
     "duplicate-member": (duplicate_member, [f"{B}.tar", f"{B}_1.JPEG", "twice"]),
     "not-a-jpeg": (corrupt_class, [f"ILSVRC2012_img_train.tar!{B}.tar!{B}_2.JPEG", "not a JPEG"]),
+    "unreadable-jpeg-header": (truncated_jpeg_header, [f"ILSVRC2012_img_train.tar!{A}.tar!{A}_3.JPEG",
+                                                       "cannot read the image size"]),
+    "xml-billion-laughs": (lambda p, f: write_tiny(f, xmls={f"{A}/{A}_1.xml": BILLION_LAUGHS}),
+                           [f"{A}/{A}_1.xml", "fix or remove this XML file"]),
+    "xml-external-entity": (lambda p, f: write_tiny(f, xmls={f"{A}/{A}_1.xml": EXTERNAL_ENTITY.replace(b"PORT", b"9")}),
+                            [f"{A}/{A}_1.xml", "entities"]),
+    "validation-tar-as-training-tar": (lambda p, f: swapped(p, f, "train", "val"),
+                                       ["ILSVRC2012_img_train.tar", "this is the validation tar", "--train"]),
+    "training-tar-as-validation-tar": (lambda p, f: swapped(p, f, "val", "train"),
+                                       ["ILSVRC2012_img_val.tar", "looks like the training tar", "--val"]),
+    "empty-training-tar": (lambda p, f: empty_tar(p, f, "train"), ["ILSVRC2012_img_train.tar", "empty"]),
+    "empty-validation-tar": (lambda p, f: empty_tar(p, f, "val"), ["ILSVRC2012_img_val.tar", "no validation image"]),
+    "empty-bbox-archive": (lambda p, f: (p["bbox"].write_bytes(__import__("gzip").compress(builders.tar_bytes({}))), p)[1],
+                           ["ILSVRC2012_bbox_train_v2.tar.gz", "empty"]),
 }
 
 
@@ -161,4 +200,152 @@ def test_ctrl_c_stops_the_run_promptly_and_leaves_only_complete_shards(tmp_path)
     assert 1 <= len(written) < 200, "the run must stop, not write every queued shard"
     for name in written:
         assert len(read_examples(out / name)) == 4  # 800 images in 200 shards: each complete
+    assert leftovers(out) == []
+
+
+# --------------------------------------------------------------------------------------------- skip policies
+
+def _manifest(out: Path) -> dict:
+    import json
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_on_bad_image_skip_leaves_the_image_out_lists_it_and_writes_the_rest(tmp_path):
+    paths = corrupt_class(None, tmp_path / "dl")
+    out = tmp_path / "out"
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--validation-labels-file", paths["val_labels"], "--out", out, "--on-bad-image", "skip")
+    assert code == 0, err
+    bad = f"ILSVRC2012_img_train.tar!{B}.tar!{B}_2.JPEG"
+    assert "skipped 1 bad input file(s)" in err and bad in err
+    m = _manifest(out)
+    assert [s["member"].endswith(bad) for s in m["skipped"]] == [True]
+    assert "not a JPEG" in m["skipped"][0]["reason"]
+    assert m["splits"]["train"]["images"] == 7
+    assert m["splits"]["train"]["class_counts"] == {"1": 4, "2": 3}
+    names = [r.features.feature["image/filename"].bytes_list.value[0].decode()
+             for shard in sorted(out.glob("train-*")) for r in read_examples(shard)]
+    assert sorted(names) == sorted(n for c in tiny_classes().values() for n in c if n != f"{B}_2.JPEG")
+
+
+def test_on_bad_xml_skip_leaves_the_file_out_of_bboxes_csv_and_lists_it(tmp_path):
+    good = builders.voc_xml(f"{B}_1", 17, 12, [(2, 2, 9, 9)])
+    paths = write_tiny(tmp_path / "dl", xmls={f"{A}/{A}_1.xml": b"<annotation><size>", f"{B}/{B}_1.xml": good})
+    out = tmp_path / "out"
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--validation-labels-file", paths["val_labels"], "--out", out, "--on-bad-xml", "skip")
+    assert code == 0, err
+    assert f"{A}/{A}_1.xml" in err
+    assert (out / "bboxes.csv").read_text().splitlines() == [f"{B}_1.JPEG,0.1176,0.1667,0.5294,0.7500"]
+    assert [s["member"].rsplit("!", 1)[1] for s in _manifest(out)["skipped"]] == [f"{A}/{A}_1.xml"]
+
+
+# --------------------------------------------------------------------------------------------- hostile XML
+
+def test_xml_external_entities_fetch_nothing(tmp_path):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    accepted: list[object] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept())
+            except OSError:
+                pass
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    xml = EXTERNAL_ENTITY.replace(b"PORT", str(port).encode())
+    parameter = (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY %% p SYSTEM "http://127.0.0.1:%d/dtd"> %%p;]>'
+                 b"<annotation/>" % port)
+    try:
+        for i, data in enumerate((xml, parameter)):
+            paths = write_tiny(tmp_path / f"dl{i}", xmls={f"{A}/{A}_1.xml": data})
+            code, err = convert(paths, tmp_path / f"out{i}")
+            assert code == 2 and f"{A}/{A}_1.xml" in err, err
+    finally:
+        stop.set()
+        watcher.join(2)
+        listener.close()
+    assert accepted == [], "parsing the XML opened a connection"
+
+
+def test_billion_laughs_does_not_blow_up_memory(tmp_path):
+    """Peak memory of a run over the billion-laughs XML stays that of a run over a plain one (subprocesses)."""
+    import subprocess
+    import sys
+
+    def peak_rss_kb(xml: bytes, name: str) -> tuple[int, str]:
+        paths = write_tiny(tmp_path / name, xmls={f"{A}/{A}_1.xml": xml})
+        code = ("import resource, sys; from streamprep.cli import main; rc = main(sys.argv[1:]); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+        p = subprocess.run([sys.executable, "-c", code, "convert", "--train", str(paths["train"]), "--val",
+                            str(paths["val"]), "--bbox", str(paths["bbox"]), "--validation-labels-file",
+                            str(paths["val_labels"]), "--out", str(tmp_path / f"out-{name}"), "--quiet"],
+                           capture_output=True, text=True, timeout=120)
+        return int(p.stdout.split()[-1]), p.stderr
+
+    plain, _ = peak_rss_kb(builders.voc_xml(f"{A}_1", 17, 12, [(1, 1, 10, 10)]), "plain")
+    laughs, err = peak_rss_kb(BILLION_LAUGHS, "laughs")
+    assert f"{A}/{A}_1.xml" in err and "fix or remove this XML file" in err
+    assert laughs < plain + 50_000, f"peak RSS {laughs} kB against {plain} kB for a plain XML"
+
+
+# --------------------------------------------------------------------------------------------- labels file length
+
+def test_validation_labels_shorter_than_the_archive_warn_and_leave_the_rest_out_as_the_classic(tmp_path):
+    paths = write_tiny(tmp_path / "dl", val_labels=[A, B], val={
+        f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9, seed=i) for i in (3, 1, 2)})
+    out = tmp_path / "out"
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--validation-labels-file", paths["val_labels"], "--out", out)
+    assert code == 0, err
+    assert "warning" in err and "ILSVRC2012_val_00000003.JPEG" in err and "which lists 2" in err
+    assert _manifest(out)["splits"]["validation"]["images"] == 2
+
+
+# --------------------------------------------------------------------------------------------- a full disk
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KB tmpfs mounted for the test (needs root; CI runs as root, elsewhere the test is skipped)."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if p.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a small tmpfs under CI: {p.stderr.strip()}")
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {p.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_run_clearly_and_keeps_only_complete_shards(tmp_path, small_disk):
+    classes = tiny_classes(images_per_class=12)
+    for synset in classes:  # about 6 KB of incompressible data per image: the disk fills after a few shards
+        classes[synset] = {n: d + bytes(__import__("random").Random(n).randbytes(6000)) for n, d in classes[synset].items()}
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    out = small_disk / "out"
+    code, err = convert(paths, out, "--train-shards", "12", "--validation-shards", "1", "--classic-threads", "1",
+                        "--workers", "1")
+    assert code == 2, err
+    assert err.startswith("streamprep: error:") and "No space left" in err and "check free space" in err
+    written = sorted(p.name for p in out.glob("train-*"))
+    assert written, "no shard was finished before the disk filled: the test did not test keeping them"
+    assert len(written) < 12
+    for name in written:
+        assert len(read_examples(out / name)) == 2
     assert leftovers(out) == []
