@@ -28,7 +28,11 @@ def identity(source: Source) -> dict[str, Any]:
     etag = next((info[k] for k in ETAG_KEYS if info.get(k)), None)
     if isinstance(mtime, datetime.datetime):
         mtime = mtime.timestamp()
-    return {"url": source.url, "size": source.size, "mtime": mtime if mtime is None else str(mtime),
+    try:  # one spelling per file: a relative path and its absolute form are the same download
+        url = source.fs.unstrip_protocol(source.path)
+    except Exception:  # noqa: BLE001 - a backend without it: the URL as given
+        url = source.url
+    return {"url": url, "size": source.size, "mtime": mtime if mtime is None else str(mtime),
             "etag": None if etag is None else str(etag).strip('"')}
 
 

@@ -269,3 +269,16 @@ def test_killed_run_is_finished_by_the_same_command_byte_for_byte(downloads, ref
     assert {n: (out / n).stat().st_ino for n in survivors} == survivors  # finished shards were kept, not rewritten
     if kept_expected:
         assert f"{len(survivors)} of 16 shards were already complete" in err
+
+
+def test_a_rerun_naming_the_downloads_by_relative_paths_still_keeps_everything(downloads, reference, tmp_path,
+                                                                                 monkeypatch):
+    out = tmp_path / "out"
+    assert run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))[0] == 0
+    monkeypatch.chdir(downloads["train"].parent)
+    relative = {k: Path(p.name) for k, p in downloads.items()}
+
+    code, err = run_cli(*args(relative, relative["val_labels"], out))
+
+    assert code == 0, err
+    assert "16 of 16 shards were already complete" in err and "reused the index" in err
