@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import __version__, checksums, indexstore, manifest
 from .archives import Source
 from .errors import ConfigError
 from .config import Options
-from .index import DatasetIndex, Ignored, index_boxes, index_train, index_validation
+from .boxindex import index_boxes
+from .index import DatasetIndex, Ignored, index_train, index_validation
 from .labels import load_label_data
 from .materialize import LayoutSummary, materialize
 from .output import Output, sweep
 from .plan import Plan, make_plan
-from .progress import Callback
+from .progress import Callback, Event
 from .writer import SHARD_FILES, ShardResult, write_bboxes, write_split
 
 
@@ -53,14 +56,42 @@ def open_sources(options: Options) -> dict[str, Source]:
     return sources
 
 
+class _Stopped(Exception):
+    """Raised in one walk when the other one failed, so that the run stops at once."""
+
+
 def build_index(sources: dict[str, Source], labels, workers: int, progress: Callback | None = None,
                 skip_bad_xml: bool = False) -> DatasetIndex:
-    """Walk the three archives (headers only for the image tars)."""
+    """Walk the three archives (headers only for the image tars): the bounding boxes on a thread of
+    their own, beside the validation and training tars. Whichever fails first stops the other."""
     ignored = Ignored()
-    boxes = index_boxes(sources["bbox"], ignored, progress, skip_bad_xml)
-    validation = index_validation(sources["val"], labels, ignored, progress)
-    train = index_train(sources["train"], labels, ignored, workers, progress)
-    return DatasetIndex((validation, train), boxes, ignored)
+    stop = threading.Event()
+
+    def stoppable(event: Event) -> None:
+        if stop.is_set() and event.kind == "advance":
+            raise _Stopped()
+        if progress:
+            progress(event)
+
+    def boxes_walk():
+        try:
+            return index_boxes(sources["bbox"], ignored, stoppable, skip_bad_xml)
+        except BaseException:
+            stop.set()
+            raise
+
+    with ThreadPoolExecutor(1, thread_name_prefix="bboxes") as pool:
+        boxes = pool.submit(boxes_walk)
+        try:
+            validation = index_validation(sources["val"], labels, ignored, stoppable)
+            train = index_train(sources["train"], labels, ignored, workers, stoppable)
+        except _Stopped:
+            boxes.result()  # raises the error that stopped the walk
+            raise
+        except BaseException:
+            stop.set()
+            raise
+        return DatasetIndex((validation, train), boxes.result(), ignored)
 
 
 def convert(options: Options, progress: Callback | None = None) -> Summary:

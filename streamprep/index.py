@@ -11,10 +11,9 @@ from typing import Iterator
 
 import numpy as np
 
-from . import retry
-from .archives import Source, gzip_members, inner_members, members, sequential_reader
-from .bboxes import BoxTable, csv_lines, parse_boxes, sort_key
-from .errors import AnnotationError, ArchiveError
+from .archives import Source, inner_members, members, sequential_reader
+from .bboxes import BoxTable
+from .errors import ArchiveError
 from .labels import LabelData
 from .progress import Callback, Phase, warn
 from .tarscan import ReadAt, TarMember, normalize
@@ -63,10 +62,11 @@ class Ignored:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def merge(self, other: "Ignored") -> None:
-        for reason, count in other.counts.items():
-            self.counts[reason] += count
-            self.examples[reason] = (self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
-        self.skipped.extend(other.skipped)
+        with self._lock:
+            for reason, count in other.counts.items():
+                self.counts[reason] += count
+                self.examples[reason] = (self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
+            self.skipped.extend(other.skipped)
 
     def skip(self, ref: str, reason: str) -> None:
         with self._lock:
@@ -144,7 +144,7 @@ def _add_unique(found: dict[str, TarMember], name: str, member: TarMember, where
     found[name] = member
 
 
-def _regular(member: TarMember, where: str, ignored: Ignored) -> bool:
+def regular_file(member: TarMember, where: str, ignored: Ignored) -> bool:
     """Whether a wanted member is a regular file: links are refused, other entry types ignored."""
     if member.is_link:
         raise ArchiveError(f"{where}!{member.name}: is a link, not a file; streamprep reads regular files only. "
@@ -165,7 +165,7 @@ def _class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: R
         if "/" in name or not name.endswith(".JPEG"):
             ignored.add("not a *.JPEG file at the top of a class tar", f"{where}!{m.name}")
             continue
-        if _regular(m, where, ignored):
+        if regular_file(m, where, ignored):
             _add_unique(found, name, m, where)
     return _Group.of(found)
 
@@ -234,7 +234,7 @@ def _class_tars(source: Source, labels: LabelData, ignored: Ignored, containers:
         if label is None:
             ignored.add("class tar of a synset not in the labels file", f"{source.url}!{m.name}")
             continue
-        if not _regular(m, source.url, ignored):
+        if not regular_file(m, source.url, ignored):
             continue
         if label in containers:
             raise ArchiveError(f"{source.url}!{m.name}: the training tar holds this class tar twice; "
@@ -258,7 +258,7 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
                 continue
             if not name.endswith(".JPEG"):
                 ignored.add("validation member not named *.JPEG", f"{source.url}!{m.name}")
-            elif _regular(m, source.url, ignored):
+            elif regular_file(m, source.url, ignored):
                 _add_unique(found, name, m, source.url)
                 phase.advance(1)
     if not found:
@@ -293,55 +293,3 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
                        f"{min(unlisted)}); they are left out, as the classic leaves them. If the labels file is "
                        "short, pass the complete one with --validation-labels-file")
     return _assemble("validation", source.url, {k: _Group.of(v) for k, v in by_label.items()}, {})
-
-
-def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None,
-                skip_bad_xml: bool = False) -> BoxTable:
-    """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob.
-
-    A gzip stream cannot resume mid-way, so a transient storage error restarts the (small) archive.
-    An XML file that cannot be used stops the run, or with `skip_bad_xml` is left out and listed.
-    """
-    def once() -> BoxTable:
-        attempt = Ignored()
-        table = _index_boxes(source, attempt, progress, skip_bad_xml)
-        ignored.merge(attempt)
-        return table
-
-    return retry.call(lambda: f"{source.url}: cannot read", once)
-
-
-def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None, skip_bad_xml: bool) -> BoxTable:
-    files: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    read = members = 0
-    with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase:
-        for m, data, compressed in gzip_members(source):
-            members += 1
-            phase.advance(int(m.is_file), compressed - read)
-            read = compressed
-            if m.is_dir:
-                continue
-            name = normalize(m.name)
-            parts = name.split("/")
-            if len(parts) != 2 or not parts[1].endswith(".xml") or any(p.startswith(".") or not p for p in parts):
-                ignored.add("not a folder/*.xml annotation in the bounding-box archive", f"{source.url}!{m.name}")
-                continue
-            if not _regular(m, source.url, ignored):
-                continue
-            if name in seen:
-                raise ArchiveError(f"{source.url}!{m.name}: the archive holds this name twice; "
-                                   "repack the archive without duplicates")
-            seen.add(name)
-            try:
-                boxes = parse_boxes(data, f"{source.url}!{m.name}")
-            except AnnotationError as e:
-                if not skip_bad_xml:
-                    raise
-                ignored.skip(f"{source.url}!{m.name}", str(e))
-                continue
-            files.append((sort_key(parts[0], parts[1]), csv_lines(parts[1][:-len(".xml")], boxes)))
-    if not members:
-        raise ArchiveError(f"{source.url}: the archive is empty; the download is incomplete, "
-                           "fetch ILSVRC2012_bbox_train_v2.tar.gz again")
-    return BoxTable.build(files)

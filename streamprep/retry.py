@@ -34,7 +34,9 @@ def transient(error: BaseException) -> bool:
             return getattr(error, "errno", None) not in (28, 30)  # no space left, read-only: not transient
         if type(error).__module__.split(".")[0] in NETWORK_MODULES or type(error).__name__ == "FSTimeoutError":
             return True
-        error = error.__cause__ or error.__context__
+        # `raise ... from None` disowns the context: a corrupt archive reported while a gzip error was
+        # being handled is not a storage failure to retry.
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
         seen += 1
     return False
 

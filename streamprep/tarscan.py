@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -13,6 +14,8 @@ LINK_TYPES = frozenset(b"12")
 DEVICE_TYPES = frozenset(b"346")  # character device, block device, FIFO
 # Entry types that never have data blocks after the header (as in tarfile and GNU tar).
 NO_DATA_TYPES = frozenset(b"123456")
+# Largest PAX or GNU long-name record read into memory (libarchive's limit too): real ones hold a path or two.
+MAX_EXTENDED = 1 << 20
 
 ReadAt = Callable[[int, int], bytes]
 
@@ -129,6 +132,8 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
             mode = _number(block[100:108])
         except ValueError:
             raise ArchiveError(f"{where}: unreadable tar header field; the archive is corrupt") from None
+        if member_size < 0:  # the walk would step back and read the same headers forever
+            raise ArchiveError(f"{where}: negative member size {member_size}; the archive is corrupt")
         name = _text(block[0:100])
         if block[257:263] == b"ustar\0":  # POSIX ustar: name may be split with a prefix
             prefix = _text(block[345:500])
@@ -137,6 +142,9 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
         linkname = _text(block[157:257])
         data_offset = pos + BLOCK
         if type_ in (ord("x"), ord("g"), ord("L"), ord("K")):
+            if member_size > MAX_EXTENDED:
+                raise ArchiveError(f"{where}: extended header of {member_size} bytes (at most {MAX_EXTENDED} "
+                                   "expected); the archive is corrupt")
             data = read_at(data_offset, member_size)
             if len(data) < member_size:
                 raise ArchiveError(f"{where}: truncated extended header; the download is incomplete")
@@ -166,6 +174,9 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
                 mtime = float(pax["mtime"])
         except ValueError:
             raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt") from None
+        if member_size < 0 or not math.isfinite(mtime):  # as GNU tar, refuse what no file can have
+            raise ArchiveError(f"{where}: PAX size {member_size} or mtime {mtime} of {name!r} is out of range; "
+                               "the archive is corrupt")
         pending_pax, long_name, long_link = {}, None, None
         if type_ == 0 and name.endswith("/"):  # pre-POSIX tars mark directories by the trailing slash only
             type_ = ord("5")
