@@ -26,6 +26,46 @@ def _field(number: int, payload: bytes) -> bytes:
     return _SMALL[number << 3 | 2] + _varint(len(payload)) + payload
 
 
+def _prefix(number: int, length: int) -> bytes:
+    """The tag and length of a length-delimited field whose payload (of `length` bytes) follows apart."""
+    return _SMALL[number << 3 | 2] + _varint(length)
+
+
+_KEY_FIELDS: dict[str, bytes] = {}
+
+
+def entry(key: str, feature: bytes) -> bytes:
+    """One `Features.feature` map entry: the key and an encoded Feature (see the *_feature helpers)."""
+    key_field = _KEY_FIELDS.get(key)
+    if key_field is None:
+        key_field = _KEY_FIELDS[key] = _field(1, key.encode())
+    body_length = len(key_field) + 1 + len(feature)
+    feature_length = _varint(len(feature))
+    return _SMALL[10] + _varint(body_length + len(feature_length)) + key_field + _SMALL[18] + feature_length + feature
+
+
+def int64_entry(key: str, value: int) -> bytes:
+    """entry(key, int64_feature(value)) for one value, the common case, with fewer steps."""
+    v = _varint(value)
+    return entry(key, _SMALL[26] + _SMALL[len(v) + 2] + _SMALL[10] + _SMALL[len(v)] + v)
+
+
+def bytes_entry_head(key: str, length: int) -> bytes:
+    """The map entry of a single-value bytes feature up to its value, which (`length` bytes) follows apart:
+    entry(key, bytes_feature(value)) == bytes_entry_head(key, len(value)) + value."""
+    key_field = _field(1, key.encode())
+    value = _prefix(1, length)  # BytesList.value
+    feature = _prefix(1, len(value) + length)  # Feature.bytes_list
+    entry_value = _prefix(2, len(feature) + len(value) + length)  # MapEntry.value
+    body = len(key_field) + len(entry_value) + len(feature) + len(value) + length
+    return _prefix(1, body) + key_field + entry_value + feature + value
+
+
+def example_head(entries_length: int) -> bytes:
+    """Example.features up to its map entries, which (`entries_length` bytes) follow apart."""
+    return _prefix(1, entries_length)
+
+
 def bytes_feature(*values: bytes) -> bytes:
     """Feature{bytes_list: BytesList{value: values}}."""
     return _field(1, b"".join([_field(1, v) for v in values]))

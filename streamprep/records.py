@@ -30,23 +30,55 @@ def image_size(data: bytes, member: str) -> tuple[int, int]:
 
 def encode(spec: RecordSpec, data: bytes) -> bytes:
     """The serialised tf.train.Example the classic writes for this image (sorted feature keys)."""
+    return b"".join(encode_parts(spec, data))
+
+
+_ENCODED = "image/encoded"
+_BEFORE = [k for k in SCHEMA.keys if k < _ENCODED]  # channels, class/label, class/synset, class/text, colorspace
+_AFTER = [k for k in SCHEMA.keys if k > _ENCODED]  # filename, format, height, object/bbox/*, width
+assert _BEFORE == ["image/channels", "image/class/label", "image/class/synset", "image/class/text",
+                   "image/colorspace"] and _AFTER[:3] == ["image/filename", "image/format", "image/height"]
+_BOX_KEYS = ("image/object/bbox/label", "image/object/bbox/xmax", "image/object/bbox/xmin", "image/object/bbox/ymax",
+             "image/object/bbox/ymin")
+assert _AFTER[3:] == [*_BOX_KEYS, "image/width"]
+_CHANNELS, _COLORSPACE, _FORMAT = (ex.entry(k, _CONSTANT[k]) for k in ("image/channels", "image/colorspace",
+                                                                       "image/format"))
+_NO_BOXES = b"".join([ex.entry(_BOX_KEYS[0], ex.int64_feature()),
+                      *(ex.entry(k, ex.float_feature(b"")) for k in _BOX_KEYS[1:])])
+_classes: dict[tuple[int, str, str], bytes] = {}  # the label, synset and text entries of each class
+
+
+def _class_entries(spec: RecordSpec) -> bytes:
+    key = (spec.label, spec.synset, spec.text)
+    found = _classes.get(key)
+    if found is None:
+        found = _classes[key] = b"".join([
+            ex.entry("image/class/label", ex.int64_feature(spec.label)),
+            ex.entry("image/class/synset", ex.bytes_feature(spec.synset.encode())),
+            ex.entry("image/class/text", ex.bytes_feature(spec.text.encode("utf-8")))])
+    return found
+
+
+def _box_entries(spec: RecordSpec) -> bytes:
+    boxes = spec.boxes
+    if not len(boxes):
+        return _NO_BOXES
+    return b"".join([ex.entry(_BOX_KEYS[0], ex.int64_feature(*[spec.label] * len(boxes))),
+                     ex.entry(_BOX_KEYS[1], ex.float_feature(boxes[:, 2].tobytes())),
+                     ex.entry(_BOX_KEYS[2], ex.float_feature(boxes[:, 0].tobytes())),
+                     ex.entry(_BOX_KEYS[3], ex.float_feature(boxes[:, 3].tobytes())),
+                     ex.entry(_BOX_KEYS[4], ex.float_feature(boxes[:, 1].tobytes()))])
+
+
+def encode_parts(spec: RecordSpec, data: bytes) -> tuple[bytes, bytes, bytes]:
+    """The record as (head, image bytes, tail): `encode` without copying the image into the record."""
     if spec.fixup:
         data = fixups.apply(spec.fixup, data, spec.member)
     height, width = image_size(data, spec.member)
-    boxes = spec.boxes
-    features = dict(_CONSTANT)
-    features.update({
-        "image/height": ex.int64_feature(height),
-        "image/width": ex.int64_feature(width),
-        "image/class/label": ex.int64_feature(spec.label),
-        "image/class/synset": ex.bytes_feature(spec.synset.encode()),
-        "image/class/text": ex.bytes_feature(spec.text.encode("utf-8")),
-        "image/object/bbox/xmin": ex.float_feature(boxes[:, 0].tobytes()),
-        "image/object/bbox/ymin": ex.float_feature(boxes[:, 1].tobytes()),
-        "image/object/bbox/xmax": ex.float_feature(boxes[:, 2].tobytes()),
-        "image/object/bbox/ymax": ex.float_feature(boxes[:, 3].tobytes()),
-        "image/object/bbox/label": ex.int64_feature(*[spec.label] * len(boxes)),
-        "image/filename": ex.bytes_feature(spec.filename.encode("utf-8", "surrogateescape")),
-        "image/encoded": ex.bytes_feature(data),
-    })
-    return SCHEMA.serialize(features)
+    before = _CHANNELS + _class_entries(spec) + _COLORSPACE
+    image = ex.bytes_entry_head(_ENCODED, len(data))
+    after = b"".join([ex.entry("image/filename", ex.bytes_feature(spec.filename.encode("utf-8", "surrogateescape"))),
+                      _FORMAT, ex.int64_entry("image/height", height), _box_entries(spec),
+                      ex.int64_entry("image/width", width)])
+    head = ex.example_head(len(before) + len(image) + len(data) + len(after)) + before + image
+    return head, data, after

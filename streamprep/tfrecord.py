@@ -9,14 +9,26 @@ import crc32c as _crc32c
 
 
 def masked_crc(data: bytes) -> int:
-    crc = _crc32c.crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    return _mask(_crc32c.crc32c(data))
 
 
 def frame(record: bytes) -> bytes:
     """One record as it sits in a TFRecord file."""
     length = struct.pack("<Q", len(record))
     return b"".join((length, struct.pack("<I", masked_crc(length)), record, struct.pack("<I", masked_crc(record))))
+
+
+def frame_parts(parts: tuple[bytes, ...]) -> list[bytes]:
+    """`frame(b"".join(parts))` as pieces, without joining them (the CRC runs over them in turn)."""
+    length = struct.pack("<Q", sum(len(p) for p in parts))
+    crc = 0
+    for part in parts:
+        crc = _crc32c.crc32c(part, crc)
+    return [length, struct.pack("<I", masked_crc(length)), *parts, struct.pack("<I", _mask(crc))]
+
+
+def _mask(crc: int) -> int:
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def read_records(f: BinaryIO, name: str = "") -> Iterator[bytes]:

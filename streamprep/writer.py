@@ -101,15 +101,16 @@ def write_shard(plan: Plan, shard: ShardSpec, output: Output, read: Reader, phas
             nbytes = 0
             for spec, data in zip(batch, datas):
                 try:
-                    framed = tfrecord.frame(records.encode(spec, data))
+                    pieces = tfrecord.frame_parts(records.encode_parts(spec, data))
                 except ImageError as e:
                     if not skip_bad_images:
                         raise
                     result.skipped.append({"member": spec.member, "reason": str(e)})
                     continue
-                f.write(framed)
-                digest.update(framed)
-                nbytes += len(framed)
+                for piece in pieces:  # the image bytes are written as read, never copied into a record
+                    f.write(piece)
+                    digest.update(piece)
+                    nbytes += len(piece)
                 result.records += 1
                 result.boxes += len(spec.boxes)
                 if spec.fixup:
