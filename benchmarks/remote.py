@@ -53,13 +53,14 @@ SHARDS = ["--train-shards", "16", "--validation-shards", "8", "--classic-threads
 
 # --------------------------------------------------------------------------- the download set
 
-def noise_jpeg(rng) -> bytes:
-    """A 400x350 RGB noise JPEG of roughly 100 KB (the noise strength, hence the size, varies)."""
+def noise_jpeg(rng, width: int = WIDTH, height: int = HEIGHT) -> bytes:
+    """A width x height (default 400x350) RGB noise JPEG of roughly 100 KB at the default size (the noise
+    strength, hence the size, varies)."""
     import numpy as np
     from PIL import Image
 
     base = rng.integers(40, 216, (1, 1, 3))
-    pixels = np.clip(base + rng.normal(0, rng.uniform(55, 140), (HEIGHT, WIDTH, 3)), 0, 255).astype(np.uint8)
+    pixels = np.clip(base + rng.normal(0, rng.uniform(55, 140), (height, width, 3)), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buf, "JPEG", quality=QUALITY)
     return buf.getvalue()
@@ -73,21 +74,32 @@ def _info(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInf
     return info
 
 
-def voc_xml(synset: str, stem: str, rng) -> bytes:
+def voc_xml(synset: str, stem: str, rng, width: int = WIDTH, height: int = HEIGHT) -> bytes:
     objects = []
     for _ in range(int(rng.integers(1, 3))):
-        x0, y0 = int(rng.integers(0, WIDTH // 2)), int(rng.integers(0, HEIGHT // 2))
-        x1, y1 = int(rng.integers(x0 + 10, WIDTH)), int(rng.integers(y0 + 10, HEIGHT))
+        x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+        x1, y1 = int(rng.integers(x0 + 10, width)), int(rng.integers(y0 + 10, height))
         objects.append(f"<object><name>{synset}</name><pose>Unspecified</pose><truncated>0</truncated>"
                        f"<difficult>0</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
                        f"<ymax>{y1}</ymax></bndbox></object>")
     return (f"<annotation><folder>{synset}</folder><filename>{stem}</filename><source><database>ImageNet database"
-            f"</database></source><size><width>{WIDTH}</width><height>{HEIGHT}</height><depth>3</depth></size>"
+            f"</database></source><size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
             f"<segmented>0</segmented>{''.join(objects)}</annotation>\n").encode()
 
 
-def build(folder: Path, classes: int, per_class: int, val_images: int, seed: int) -> dict[str, Any]:
-    """Write the three downloads and a validation labels file into `folder`, unless already there."""
+def _dims(rng, size_range: tuple[int, int] | None) -> tuple[int, int]:
+    """(width, height): the fixed 400x350, or each side drawn from `size_range` (inclusive pixels)."""
+    if size_range is None:  # no draw, so the default data set stays byte-identical to earlier builds
+        return WIDTH, HEIGHT
+    lo, hi = size_range
+    return int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1))
+
+
+def build(folder: Path, classes: int, per_class: int, val_images: int, seed: int,
+          size_range: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Write the three downloads and a validation labels file into `folder`, unless already there.
+
+    JPEGs are 400x350, or with `size_range=(lo, hi)` each side drawn between lo and hi pixels."""
     done = folder / "done.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -98,7 +110,7 @@ def build(folder: Path, classes: int, per_class: int, val_images: int, seed: int
         raise SystemExit(f"--classes {classes}: the synsets file lists only {len(synsets)}")
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    train_bytes, sizes, names = 0, [], {}
+    train_bytes, sizes, names, dims = 0, [], {}, {}
     with tarfile.open(folder / (TRAIN_TAR + ".part"), "w", format=tarfile.GNU_FORMAT) as outer:
         for k, synset in enumerate(synsets):
             rng = np.random.default_rng([seed, 1, k])
@@ -107,7 +119,8 @@ def build(folder: Path, classes: int, per_class: int, val_images: int, seed: int
             inner = io.BytesIO()
             with tarfile.open(fileobj=inner, mode="w", format=tarfile.GNU_FORMAT) as tar:
                 for stem in names[synset]:
-                    jpeg = noise_jpeg(rng)
+                    dims[stem] = _dims(rng, size_range)
+                    jpeg = noise_jpeg(rng, *dims[stem])
                     train_bytes += len(jpeg)
                     sizes.append(len(jpeg))
                     tar.addfile(_info(f"{stem}.JPEG", len(jpeg)), io.BytesIO(jpeg))
@@ -117,7 +130,7 @@ def build(folder: Path, classes: int, per_class: int, val_images: int, seed: int
     val_bytes = 0
     with tarfile.open(folder / (VAL_TAR + ".part"), "w", format=tarfile.GNU_FORMAT) as tar:
         for i in range(1, val_images + 1):
-            jpeg = noise_jpeg(rng)
+            jpeg = noise_jpeg(rng, *_dims(rng, size_range))
             val_bytes += len(jpeg)
             sizes.append(len(jpeg))
             tar.addfile(_info(f"ILSVRC2012_val_{i:08d}.JPEG", len(jpeg)), io.BytesIO(jpeg))
@@ -130,7 +143,7 @@ def build(folder: Path, classes: int, per_class: int, val_images: int, seed: int
         for synset in synsets:
             tar.addfile(_info(f"{synset}/", 0, tarfile.DIRTYPE))
             for stem in names[synset][:XMLS_PER_CLASS]:
-                xml = voc_xml(synset, stem, rng)
+                xml = voc_xml(synset, stem, rng, *dims[stem])
                 tar.addfile(_info(f"{synset}/{stem}.xml", len(xml)), io.BytesIO(xml))
                 xml_files += 1
     for name in (TRAIN_TAR, VAL_TAR, BBOX_TARGZ):
@@ -144,6 +157,8 @@ def build(folder: Path, classes: int, per_class: int, val_images: int, seed: int
         "archive_bytes": {n: (folder / n).stat().st_size for n in (TRAIN_TAR, VAL_TAR, BBOX_TARGZ)},
         "build_s": round(time.monotonic() - t0, 1),
     }
+    if size_range is not None:
+        meta["size_range"] = list(size_range)
     done.write_text(json.dumps(meta, indent=1))
     return meta
 

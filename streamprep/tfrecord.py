@@ -18,13 +18,11 @@ def frame(record: bytes) -> bytes:
     return b"".join((length, struct.pack("<I", masked_crc(length)), record, struct.pack("<I", masked_crc(record))))
 
 
-def frame_parts(parts: tuple[bytes, ...]) -> list[bytes]:
-    """`frame(b"".join(parts))` as pieces, without joining them (the CRC runs over them in turn)."""
-    length = struct.pack("<Q", sum(len(p) for p in parts))
-    crc = 0
-    for part in parts:
-        crc = _crc32c.crc32c(part, crc)
-    return [length, struct.pack("<I", masked_crc(length)), *parts, struct.pack("<I", _mask(crc))]
+def frame_parts(head: bytes, body: bytes, tail: bytes) -> tuple[bytes, bytes, bytes]:
+    """`frame(head + body + tail)` as three pieces, the (large) body not copied: the CRC runs over the parts."""
+    length = struct.pack("<Q", len(head) + len(body) + len(tail))
+    crc = _crc32c.crc32c(tail, _crc32c.crc32c(body, _crc32c.crc32c(head)))
+    return length + struct.pack("<I", masked_crc(length)) + head, body, tail + struct.pack("<I", _mask(crc))
 
 
 def _mask(crc: int) -> int:

@@ -101,7 +101,7 @@ def write_shard(plan: Plan, shard: ShardSpec, output: Output, read: Reader, phas
             nbytes = 0
             for spec, data in zip(batch, datas):
                 try:
-                    pieces = tfrecord.frame_parts(records.encode_parts(spec, data))
+                    pieces = tfrecord.frame_parts(*records.encode_parts(spec, data))
                 except ImageError as e:
                     if not skip_bad_images:
                         raise

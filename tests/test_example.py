@@ -128,3 +128,28 @@ def test_read_records_detects_any_changed_byte(mask):
 def test_read_records_detects_truncation(cut):
     with pytest.raises(OutputError, match="shard"):
         list(read_records(io.BytesIO(SMALL[:cut]), "shard"))
+
+
+@pytest.mark.parametrize("length", [0, 1, 127, 128, 16_383, 16_384, (1 << 21) + 5],
+                         ids=lambda n: f"{n}-bytes")
+def test_entry_head_of_a_large_bytes_value_equals_the_whole_entry(length):
+    from streamprep.example import Schema, bytes_entry_head, entry
+
+    value = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    whole = Schema(["image/encoded"]).serialize({"image/encoded": bytes_feature(value)})
+    assert entry("image/encoded", bytes_feature(value)) == bytes_entry_head("image/encoded", len(value)) + value
+    assert whole.endswith(entry("image/encoded", bytes_feature(value)))
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 4000, 2**40], ids=str)
+def test_single_int64_entry_equals_the_generic_one(value):
+    from streamprep.example import entry, int64_entry
+
+    assert int64_entry("image/height", value) == entry("image/height", int64_feature(value))
+
+
+def test_framing_in_parts_equals_framing_the_joined_record():
+    from streamprep.tfrecord import frame_parts
+
+    head, body, tail = b"\x0a\x95\x01head", MEGABYTE_IMAGE, b"tail"
+    assert b"".join(frame_parts(head, body, tail)) == frame(head + body + tail)
