@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import __version__, checksums, indexstore, manifest
 from .archives import Source
 from .errors import ConfigError
 from .config import Options
-from .boxindex import index_boxes
+from .boxindex import BoxWalk
 from .index import DatasetIndex, Ignored, index_train, index_validation
 from .labels import load_label_data
 from .materialize import LayoutSummary, materialize
@@ -57,13 +56,13 @@ def open_sources(options: Options) -> dict[str, Source]:
 
 
 class _Stopped(Exception):
-    """Raised in one walk when the other one failed, so that the run stops at once."""
+    """Raised in the image walks when the bounding-box walk failed, so that the run stops at once."""
 
 
 def build_index(sources: dict[str, Source], labels, workers: int, progress: Callback | None = None,
                 skip_bad_xml: bool = False) -> DatasetIndex:
-    """Walk the three archives (headers only for the image tars): the bounding boxes on a thread of
-    their own, beside the validation and training tars. Whichever fails first stops the other."""
+    """Walk the three archives (headers only for the image tars): the bounding boxes beside the
+    validation and training tars (see `BoxWalk`). Whichever fails first stops the other."""
     ignored = Ignored()
     stop = threading.Event()
 
@@ -73,25 +72,20 @@ def build_index(sources: dict[str, Source], labels, workers: int, progress: Call
         if progress:
             progress(event)
 
-    def boxes_walk():
-        try:
-            return index_boxes(sources["bbox"], ignored, stoppable, skip_bad_xml)
-        except BaseException:
-            stop.set()
-            raise
-
-    with ThreadPoolExecutor(1, thread_name_prefix="bboxes") as pool:
-        boxes = pool.submit(boxes_walk)
-        try:
-            validation = index_validation(sources["val"], labels, ignored, stoppable)
-            train = index_train(sources["train"], labels, ignored, workers, stoppable)
-        except _Stopped:
-            boxes.result()  # raises the error that stopped the walk
-            raise
-        except BaseException:
-            stop.set()
-            raise
-        return DatasetIndex((validation, train), boxes.result(), ignored)
+    boxes = BoxWalk(sources["bbox"], progress, skip_bad_xml, failed=stop.set)
+    try:
+        validation = index_validation(sources["val"], labels, ignored, stoppable)
+        train = index_train(sources["train"], labels, ignored, workers, stoppable)
+    except _Stopped:
+        boxes.result()  # raises the error that stopped the walks
+        raise
+    except BaseException:
+        stop.set()
+        boxes.cancel()
+        raise
+    table, box_ignored = boxes.result()
+    ignored.merge(box_ignored)
+    return DatasetIndex((validation, train), table, ignored)
 
 
 def convert(options: Options, progress: Callback | None = None) -> Summary:
