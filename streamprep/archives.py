@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
+import os
 import threading
 import zlib
 from concurrent.futures import Future
@@ -106,6 +108,15 @@ class Source:
         if self.remote:  # one ranged request, no read-ahead cache
             return retry.call(lambda: f"{self.url} bytes {offset}-{end - 1}",
                               lambda: self.fs.cat_file(self.path, start=offset, end=end))
+        fd = getattr(self._local, "fd", None)
+        if fd is None:
+            f = self.handle()
+            try:  # a file with a descriptor (local disk): one pread, no seek, no buffer copy
+                fd = self._local.fd = f.fileno()
+            except (AttributeError, OSError, io.UnsupportedOperation):
+                fd = self._local.fd = -1
+        if fd >= 0:
+            return os.pread(fd, end - offset, offset)
         f = self.handle()
         f.seek(offset)
         return f.read(end - offset)
@@ -242,18 +253,16 @@ def inner_members(source: Source, outer: TarMember, read_at: ReadAt | None = Non
 
     Locally each header is one small read; remotely see `Readahead`.
     """
-    base, end = outer.offset, outer.offset + outer.size
-    archive = f"{source.url}!{outer.name}"
+    end = outer.offset + outer.size
     if read_at is None:
         with sequential_reader(source, end) as read_at:
             yield from inner_members(source, outer, read_at)
         return
 
-    def relative(offset: int, length: int) -> bytes:
-        return read_at(base + offset, max(0, min(length, end - base - offset)))
+    def bounded(offset: int, length: int) -> bytes:  # never past the inner tar's end
+        return read_at(offset, max(0, min(length, end - offset)))
 
-    for m in iter_members(relative, archive, outer.size):
-        yield TarMember(m.name, base + m.offset, m.size, m.type, m.mtime, m.mode, m.linkname)
+    yield from iter_members(bounded, f"{source.url}!{outer.name}", outer.size, base=outer.offset)
 
 
 class _Sequential:

@@ -69,11 +69,11 @@ def _checksum_ok(block: bytes) -> bool:
         stored = _number(block[148:156])
     except ValueError:
         return False
-    rest = block[:148] + block[156:]
-    unsigned = sum(rest) + 8 * 32  # the checksum field itself counts as spaces
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 32  # the checksum field itself counts as spaces
     if stored == unsigned:
         return True
     # Some old tar programs summed signed bytes.
+    rest = block[:148] + block[156:]
     return stored == unsigned - 256 * sum(1 for b in rest if b > 127)
 
 
@@ -96,12 +96,17 @@ def _pax_records(data: bytes, where: str) -> dict[str, str]:
     return records
 
 
-def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iterator[TarMember]:
+ZERO_BLOCK = bytes(BLOCK)
+EXTENDED_TYPES = frozenset(b"xgLK")
+
+
+def iter_members(read_at: ReadAt, archive: str, size: int | None = None, base: int = 0) -> Iterator[TarMember]:
     """Yield the members of the tar readable through `read_at(offset, length)`.
 
     `size` is the tar's length when known (an inner tar, a local or remote file); a member
     whose data would run past it is reported as truncation. Only headers are read here,
-    plus the data of GNU long-name and PAX records.
+    plus the data of GNU long-name and PAX records. The tar starts at byte `base` of what
+    `read_at` reads (a tar nested in another), and the members' offsets count from there too.
     """
     pos = 0
     global_pax: dict[str, str] = {}
@@ -112,16 +117,16 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
     while True:
         if size is not None and pos >= size:
             return  # end of data without end-of-archive blocks: accepted, as tar does
-        block = read_at(pos, BLOCK)
+        block = read_at(base + pos, BLOCK)
         if not block:
             return
         if len(block) < BLOCK:
             after = f" (after member {last!r})" if last else ""
             raise ArchiveError(f"{archive}: truncated tar header at byte {pos}{after}; "
                                "the download is incomplete, fetch it again")
-        if block == bytes(BLOCK):
+        if block == ZERO_BLOCK:
             return
-        where = f"{archive} (header at byte {pos})"
+        where = _Where(archive, pos)
         if not _checksum_ok(block):
             after = f" after member {last!r}" if last else ""
             raise ArchiveError(f"{where}: bad tar header checksum{after}; the archive is corrupt or not a tar file")
@@ -141,11 +146,11 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
                 name = f"{prefix}/{name}"
         linkname = _text(block[157:257])
         data_offset = pos + BLOCK
-        if type_ in (ord("x"), ord("g"), ord("L"), ord("K")):
+        if type_ in EXTENDED_TYPES:
             if member_size > MAX_EXTENDED:
                 raise ArchiveError(f"{where}: extended header of {member_size} bytes (at most {MAX_EXTENDED} "
                                    "expected); the archive is corrupt")
-            data = read_at(data_offset, member_size)
+            data = read_at(base + data_offset, member_size)
             if len(data) < member_size:
                 raise ArchiveError(f"{where}: truncated extended header; the download is incomplete")
             if type_ == ord("x"):
@@ -160,24 +165,26 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
             continue
         if type_ == ord("S"):
             raise ArchiveError(f"{where}: GNU sparse member {name!r} is not supported; repack the archive")
-        pax = {**global_pax, **pending_pax}
         if long_name is not None:
             name = long_name
         if long_link is not None:
             linkname = long_link
-        name = pax.get("path", name)
-        linkname = pax.get("linkpath", linkname)
-        try:
-            if "size" in pax:
-                member_size = int(pax["size"])
-            if "mtime" in pax:
-                mtime = float(pax["mtime"])
-        except ValueError:
-            raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt") from None
-        if member_size < 0 or not math.isfinite(mtime):  # as GNU tar, refuse what no file can have
-            raise ArchiveError(f"{where}: PAX size {member_size} or mtime {mtime} of {name!r} is out of range; "
-                               "the archive is corrupt")
-        pending_pax, long_name, long_link = {}, None, None
+        if global_pax or pending_pax:
+            pax = {**global_pax, **pending_pax}
+            name = pax.get("path", name)
+            linkname = pax.get("linkpath", linkname)
+            try:
+                if "size" in pax:
+                    member_size = int(pax["size"])
+                if "mtime" in pax:
+                    mtime = float(pax["mtime"])
+            except ValueError:
+                raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt") from None
+            if member_size < 0 or not math.isfinite(mtime):  # as GNU tar, refuse what no file can have
+                raise ArchiveError(f"{where}: PAX size {member_size} or mtime {mtime} of {name!r} is out of range; "
+                                   "the archive is corrupt")
+            pending_pax = {}
+        long_name = long_link = None
         if type_ == 0 and name.endswith("/"):  # pre-POSIX tars mark directories by the trailing slash only
             type_ = ord("5")
         has_data = type_ not in NO_DATA_TYPES
@@ -186,9 +193,24 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None) -> Iter
             raise ArchiveError(
                 f"{archive}!{name}: member runs past the end of the archive (needs {data_offset + length} "
                 f"bytes, archive has {size}); the download is truncated, fetch it again")
-        yield TarMember(name, data_offset, length, type_, mtime, mode, linkname)
+        yield TarMember(name, base + data_offset, length, type_, mtime, mode, linkname)
         last = name
         pos = data_offset + _padded(length)
+
+
+class _Where:
+    """`archive (header at byte N)` for messages, formatted only when one is written."""
+
+    __slots__ = ("archive", "pos")
+
+    def __init__(self, archive: str, pos: int) -> None:
+        self.archive, self.pos = archive, pos
+
+    def __str__(self) -> str:
+        return f"{self.archive} (header at byte {self.pos})"
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
 
 
 def _padded(n: int) -> int:
