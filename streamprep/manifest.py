@@ -106,9 +106,8 @@ class Journal:
     def write(self, complete: bool, tail: dict[str, Any] | None = None) -> None:
         with self.lock:
             self.last = self.clock()
-            body = {"format": FORMAT, "streamprep": __version__, "complete": complete,
-                    "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    **self.head, **(tail or {}),
+            # No timestamp: the same conversion gives the same manifest, byte for byte.
+            body = {"format": FORMAT, "streamprep": __version__, "complete": complete, **self.head, **(tail or {}),
                     "shards": [self.shards[k] for k in sorted(self.shards)]}
             text = json.dumps(body, indent=1, sort_keys=False).encode() + b"\n"
             with self.output.atomic(MANIFEST) as f:

@@ -282,3 +282,13 @@ def test_a_rerun_naming_the_downloads_by_relative_paths_still_keeps_everything(d
 
     assert code == 0, err
     assert "16 of 16 shards were already complete" in err and "reused the index" in err
+
+
+def test_the_same_conversion_writes_the_same_manifest_byte_for_byte(downloads, tmp_path):
+    out = tmp_path / "out"
+    texts = []
+    for workers in ("1", "3"):
+        shutil.rmtree(out, ignore_errors=True)
+        assert run_cli(*args(downloads, downloads["val_labels"], out, "--quiet", "--workers", workers))[0] == 0
+        texts.append((out / "manifest.json").read_bytes())
+    assert texts[0] == texts[1]
