@@ -145,3 +145,23 @@ def test_progress_draws_bars_with_rate_and_eta_on_a_terminal(sample, tmp_path):
     assert "index train: 100%" in text and "31 images" in text
     assert "<" in text  # tqdm's elapsed<remaining (ETA) field
     assert "streamprep: wrote" in text
+
+
+def test_config_file_sets_the_checks_and_bad_input_policies(tmp_path):
+    from streamprep.config import load_config, make_options
+
+    config = tmp_path / "c.toml"
+    config.write_text('downloads = "dl"\nout = "o"\ncheck-md5 = true\non-bad-image = "skip"\non-bad-xml = "fail"\n')
+    options = make_options(load_config(str(config)))
+    assert (options.check_md5, options.on_bad_image, options.on_bad_xml) == (True, "skip", "fail")
+
+
+@pytest.mark.parametrize("line", ['on-bad-image = "ignore"', 'check-md5 = "yes"'], ids=["bad-policy", "not-a-bool"])
+def test_config_file_with_a_wrong_check_value_is_refused_naming_the_key(tmp_path, line):
+    from streamprep.config import load_config
+    from streamprep.errors import ConfigError
+
+    config = tmp_path / "c.toml"
+    config.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=line.split(" ")[0]):
+        load_config(str(config))
