@@ -13,7 +13,6 @@ import argparse
 import gzip
 import io
 import json
-import os
 import resource
 import subprocess
 import sys

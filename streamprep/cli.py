@@ -9,9 +9,9 @@ import time
 from typing import Any, Sequence, TextIO
 
 from . import __version__
-from .config import BBOX_TARGZ, TRAIN_TAR, VAL_TAR, default_workers, load_config, make_options
+from .config import BBOX_TARGZ, ENGINES, TRAIN_TAR, VAL_TAR, default_workers, load_config, make_options
 from .convert import Summary, convert
-from .errors import StreamprepError
+from .errors import BackendMissingError, ConfigError, StreamprepError
 from .plan import Layout
 from .progress import Event
 
@@ -80,6 +80,10 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, metavar="N",
                    help=f"shards written at once; the output does not depend on it (default: {default_workers()})")
+    g.add_argument("--engine", choices=ENGINES,
+                   help="where the conversion runs: this process, or an Apache Beam pipeline (Dataflow, Flink, Spark) "
+                   "whose options follow a `--`, e.g. `--engine beam -- --runner=DataflowRunner --project=P`; the "
+                   "output is the same (default: local)")
     g.add_argument("--storage-option", type=_storage_option, action="append", default=[], metavar="PROTO.KEY=VALUE",
                    help="fsspec option for one protocol, e.g. s3.endpoint_url=http://127.0.0.1:5555 (repeatable)")
     g.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
@@ -112,7 +116,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = load_config(args.config) if args.config else {}
     for key in ("downloads", "train", "val", "bbox", "out", "materialize", "shards", "train_shards", "validation_shards",
                 "classic_threads", "labels_file", "metadata_file", "validation_labels_file", "workers", "check_md5",
-                "on_bad_image", "on_bad_xml"):
+                "on_bad_image", "on_bad_xml", "engine"):
         value = getattr(args, key)
         if value is not None:
             values[key.replace("_", "-")] = value
@@ -258,15 +262,40 @@ def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     return 0 if report.ok else 1
 
 
+def _beam_engine() -> Any:
+    """streamprep.beam, which imports Apache Beam; only `--engine beam` loads it."""
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError as e:
+        raise BackendMissingError(f"--engine beam needs Apache Beam, which is not installed ({e}); "
+                                  "install streamprep[beam]") from None
+    from . import beam
+    return beam
+
+
 def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
     stderr = stderr or sys.stderr
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    passthrough: list[str] | None = None
+    if "--" in argv:  # `convert ... --engine beam -- --runner=...`: the rest goes to Beam untouched
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
     if args.command == "verify":
         return _verify_command(args, stdout or sys.stdout, stderr)
     try:
         options = make_options(_values(args))
         reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
+        if options.engine == "beam":
+            beam = _beam_engine()
+            text = beam.format_summary(beam.convert(options, passthrough or [], reporter))
+            if not args.quiet:
+                stderr.write(text)
+            return 0
+        if passthrough is not None:
+            raise ConfigError(f"arguments after `--` ({' '.join(passthrough) or 'none'}) are Apache Beam pipeline "
+                              "options; pass them with --engine beam")
         summary = convert(options, reporter)
     except StreamprepError as e:
         stderr.write(f"streamprep: error: {e}\n")

@@ -21,7 +21,8 @@ PATH_KEYS = frozenset({"downloads", "train", "val", "bbox", "out", "materialize"
 INT_KEYS = frozenset({"train-shards", "validation-shards", "classic-threads", "workers"})
 POLICY_KEYS = frozenset({"on-bad-image", "on-bad-xml"})
 POLICIES = ("fail", "skip")
-KEYS = PATH_KEYS | INT_KEYS | POLICY_KEYS | {"storage-options", "shards", "check-md5"}
+ENGINES = ("local", "beam")  # where the conversion runs: this process, or an Apache Beam pipeline (docs/distributed.md)
+KEYS = PATH_KEYS | INT_KEYS | POLICY_KEYS | {"storage-options", "shards", "check-md5", "engine"}
 
 
 def default_workers() -> int:
@@ -47,6 +48,7 @@ class Options:
     on_bad_image: str = "fail"  # or "skip": leave the image out and list it
     on_bad_xml: str = "fail"  # or "skip"
     check_md5: bool = False
+    engine: str = "local"  # not in the manifest: the output does not depend on it
 
     def public(self) -> dict[str, Any]:
         """The options as the manifest records them (storage options left out: they may hold credentials)."""
@@ -95,6 +97,8 @@ def load_config(path: str) -> dict[str, Any]:
     for key in POLICY_KEYS & set(data):
         if data[key] not in POLICIES:
             raise ConfigError(f"config file {path}: {key} must be one of {', '.join(POLICIES)}")
+    if "engine" in data and data["engine"] not in ENGINES:
+        raise ConfigError(f"config file {path}: engine must be one of {', '.join(ENGINES)}")
     if "storage-options" in data and not isinstance(data["storage-options"], dict):
         raise ConfigError(f"config file {path}: storage-options must be a table")
     return data
@@ -137,4 +141,4 @@ def make_options(values: dict[str, Any]) -> Options:
                    validation_labels_file=values.get("validation-labels-file"), workers=workers,
                    storage_options=dict(values.get("storage-options") or {}),
                    on_bad_image=values.get("on-bad-image") or "fail", on_bad_xml=values.get("on-bad-xml") or "fail",
-                   check_md5=bool(values.get("check-md5")))
+                   check_md5=bool(values.get("check-md5")), engine=values.get("engine") or "local")

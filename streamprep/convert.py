@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import __version__, checksums, indexstore, manifest
 from .archives import Source
@@ -13,7 +14,7 @@ from .errors import ConfigError
 from .config import Options
 from .boxindex import BoxWalk
 from .index import DatasetIndex, Ignored, index_train, index_validation
-from .labels import load_label_data
+from .labels import LabelData, load_label_data
 from .materialize import LayoutSummary, materialize
 from .output import Output, sweep
 from .plan import Plan, make_plan
@@ -53,6 +54,21 @@ def open_sources(options: Options) -> dict[str, Source]:
     if sources["train"].url == sources["val"].url:
         raise ConfigError(f"--train and --val name the same file {sources['train'].url}; pass each download once")
     return sources
+
+
+def open_inputs(options: Options) -> tuple[LabelData, dict[str, Source], dict[str, dict[str, Any]]]:
+    """What every engine starts with: the layout checked, the label data, the three downloads opened
+    (close them when done) and their identities."""
+    options.layout.check()
+    labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file,
+                             options.storage_options)
+    sources = open_sources(options)
+    try:
+        return labels, sources, {k: manifest.identity(s) for k, s in sources.items()}
+    except BaseException:
+        for source in sources.values():
+            source.close()
+        raise
 
 
 class _Stopped(Exception):
@@ -96,20 +112,14 @@ def convert(options: Options, progress: Callback | None = None) -> Summary:
     downloads have not changed.
     """
     started = time.monotonic()
-    options.layout.check()
-    labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file,
-                             options.storage_options)
-    sources = open_sources(options)
+    labels, sources, identities = open_inputs(options)
     try:
-        identities = {k: manifest.identity(s) for k, s in sources.items()}
         output = Output(options.out, options.storage_options, create=False) if options.shards else None
         previous = manifest.load(output) if output else None
         md5 = {}
         if options.check_md5:  # before anything is written
             md5 = checksums.check(sources, checksums.known_sums(previous, identities), progress)
-        policies = {"on_bad_image": options.on_bad_image, "on_bad_xml": options.on_bad_xml}
-        run = {"inputs": identities, "labels": labels.digest(), "layout": dataclasses.asdict(options.layout), **policies,
-               "streamprep": __version__}
+        run = run_record(options, identities, labels)
         if output:
             output.create()
             sweep(output, {*SHARD_FILES, *options.layout.shard_names()})
@@ -121,8 +131,7 @@ def convert(options: Options, progress: Callback | None = None) -> Summary:
                                  index.boxes.csv, options.workers, progress)
         results: list[ShardResult] = []
         if output:
-            head = {"run": run, "options": options.public(),
-                    "md5": {k: {"identity": identities[k], "md5": v} for k, v in md5.items()}}
+            head = manifest_head(options, run, identities, md5)
             keep = manifest.reusable(previous, run)
             journal = manifest.Journal(output, head, list(keep.values()))
             csv_entry = write_bboxes(plan, output)
@@ -131,14 +140,33 @@ def convert(options: Options, progress: Callback | None = None) -> Summary:
                                        layout=layout.base if layout else None, source=sources[key], keep=keep,
                                        finished=lambda r: journal.finished(r.entry()),
                                        skip_bad_images=options.on_bad_image == "skip")
-            journal.shards = {r.shard.name: r.entry() for r in results}  # exactly this run's shards
-            journal.write(complete=True, tail=_tail(plan, index, results, csv_entry))
+            finish_manifest(journal, plan, index, results, csv_entry)
     finally:
         for source in sources.values():
             source.close()
     summary = _summary(plan, index, results, options.out, time.monotonic() - started)
     summary.layout, summary.index_reused = layout, reused
     return summary
+
+
+def run_record(options: Options, identities: dict[str, dict], labels) -> dict:
+    """What the output depends on (inputs, label data, layout, policies): the manifest's `run`, shared by both engines."""
+    policies = {"on_bad_image": options.on_bad_image, "on_bad_xml": options.on_bad_xml}
+    return {"inputs": identities, "labels": labels.digest(), "layout": dataclasses.asdict(options.layout), **policies,
+            "streamprep": __version__}
+
+
+def manifest_head(options: Options, run: dict, identities: dict[str, dict], md5: dict[str, str]) -> dict:
+    """The opening part of the manifest: the run, the public options, the checked MD5s."""
+    return {"run": run, "options": options.public(),
+            "md5": {k: {"identity": identities[k], "md5": v} for k, v in md5.items()}}
+
+
+def finish_manifest(journal: manifest.Journal, plan: Plan, index: DatasetIndex, results: list[ShardResult],
+                    csv_entry: dict) -> None:
+    """The complete manifest: exactly these shards (validation then train, in shard order) and the tail."""
+    journal.shards = {r.shard.name: r.entry() for r in results}  # exactly this run's shards
+    journal.write(complete=True, tail=_tail(plan, index, results, csv_entry))
 
 
 def _index(sources: dict[str, Source], labels, options: Options, output: Output | None, run: dict,

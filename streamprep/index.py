@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from collections import defaultdict
@@ -65,7 +66,7 @@ class Ignored:
         with self._lock:
             for reason, count in other.counts.items():
                 self.counts[reason] += count
-                self.examples[reason] = (self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
+                self.examples[reason] = sorted(self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
             self.skipped.extend(other.skipped)
 
     def skip(self, ref: str, reason: str) -> None:
@@ -73,10 +74,13 @@ class Ignored:
             self.skipped.append({"member": ref, "reason": reason})
 
     def add(self, reason: str, ref: str) -> None:
+        """Count one; the examples kept are the first few by name, whatever order threads add them in."""
         with self._lock:
             self.counts[reason] += 1
-            if len(self.examples[reason]) < EXAMPLES_KEPT:
-                self.examples[reason].append(ref)
+            kept = self.examples[reason]
+            if len(kept) < EXAMPLES_KEPT or ref < kept[-1]:
+                bisect.insort(kept, ref)
+                del kept[EXAMPLES_KEPT:]
 
 
 @dataclass(frozen=True, eq=False)
