@@ -25,11 +25,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from . import fixups, indexstore, manifest, retry
 from .archives import Source
-from .boxindex import _ignored_from, _ignored_state, index_boxes
+from .boxindex import index_boxes
 from .config import Options
 from .convert import finish_manifest, manifest_head, open_inputs, run_record
 from .errors import ArchiveError, ConfigError, OutputError, StreamprepError
-from .index import DatasetIndex, Ignored, _assemble, _class_images, _class_tars, _no_class_tars, index_validation
+from .index import (DatasetIndex, Ignored, assemble, class_images, class_tars, index_validation,
+                    no_class_tars_message)
 from .labels import LabelData
 from .output import Output, sweep
 from .plan import Plan, ShardSpec, make_plan
@@ -85,10 +86,10 @@ def prepare(options: Options) -> Job:
             job.index_key = indexstore.key(identities, run["labels"], {"on_bad_xml": options.on_bad_xml})
         train = sources["train"]
         recorder = _Recorder(job.outer)  # one ranged read per outer header; the class tars are walked by workers
-        for label, member in _class_tars(train, labels, recorder, job.containers, train.read_at):
+        for label, member in class_tars(train, labels, recorder, job.containers, train.read_at):
             job.outer.append(("class", label, member))
         if not job.containers:
-            raise ArchiveError(_no_class_tars(train, recorder))
+            raise ArchiveError(no_class_tars_message(train, recorder))
         output.create()
         sweep(output, {*SHARD_FILES, *options.layout.shard_names()})
         manifest.Journal(output, job.head, list(keep.values()))  # as the local engine: kept shards listed at once
@@ -112,7 +113,7 @@ def _walk_validation(_: Any, job: Job) -> tuple:
         split = index_validation(source, job.labels, ignored, _log_warning)
     finally:
         source.close()
-    return ("validation", split, _ignored_state(ignored))
+    return ("validation", split, ignored.state())
 
 
 def _walk_boxes(_: Any, job: Job) -> tuple:
@@ -122,7 +123,7 @@ def _walk_boxes(_: Any, job: Job) -> tuple:
         table = index_boxes(source, ignored, None, job.options.on_bad_xml == "skip")
     finally:
         source.close()
-    return ("boxes", table, _ignored_state(ignored))
+    return ("boxes", table, ignored.state())
 
 
 class WalkClassTar(beam.DoFn):
@@ -137,8 +138,8 @@ class WalkClassTar(beam.DoFn):
         if self.source is None:
             self.source = Source(self.url, self.storage_options)
         ignored = Ignored()
-        group = _class_images(self.source, outer, ignored)
-        yield ("class", label, group, _ignored_state(ignored))
+        group = class_images(self.source, outer, ignored)
+        yield ("class", label, group, ignored.state())
 
     def teardown(self) -> None:
         if self.source is not None:
@@ -151,22 +152,22 @@ def _plan(parts: list[tuple], job: Job) -> tuple[Plan, dict[str, Any]]:
     classes = {p[1]: p for p in parts if p[0] == "class"}
     _, validation, state = by_kind["validation"]
     ignored = Ignored()
-    ignored.merge(_ignored_from(state))
+    ignored.merge(Ignored.from_state(state))
     groups = {}
     for event in job.outer:
         if event[0] == "ignored":
             ignored.add(event[1], event[2])
         else:
             _, label, group, state = classes[event[1]]
-            ignored.merge(_ignored_from(state))
+            ignored.merge(Ignored.from_state(state))
             groups[label] = group
-    train = _assemble("train", job.options.train, {k: g for k, g in groups.items() if len(g.names)}, job.containers)
+    train = assemble("train", job.options.train, {k: g for k, g in groups.items() if len(g.names)}, job.containers)
     _, table, state = by_kind["boxes"]
-    ignored.merge(_ignored_from(state))
+    ignored.merge(Ignored.from_state(state))
     index = DatasetIndex((validation, train), table, ignored)
     if job.index_key:
         indexstore.save(Output(job.options.out, job.options.storage_options, create=False), job.index_key, index)
-    return make_plan(index, job.labels, job.options.layout), _ignored_state(ignored)
+    return make_plan(index, job.labels, job.options.layout), ignored.state()
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -233,7 +234,7 @@ def _finish(results: list[ShardResult], planned: tuple[Plan, dict[str, Any]], jo
     sweep(output, {*SHARD_FILES, *job.options.layout.shard_names()})  # left by workers that died mid-shard
     csv_entry = write_bboxes(plan, output)
     journal = manifest.Journal(output, job.head, [r.entry() for r in results])
-    index = DatasetIndex(tuple(s.index for s in plan.splits.values()), plan.boxes, _ignored_from(state))
+    index = DatasetIndex(tuple(s.index for s in plan.splits.values()), plan.boxes, Ignored.from_state(state))
     finish_manifest(journal, plan, index, results, csv_entry)
     return {"shards": len(results), "images": sum(r.records for r in results)}
 

@@ -165,7 +165,7 @@ class BoxWalk:
                     self.progress(message[1])
                 continue
             if message[0] == "done":
-                message = ("done", message[1], _ignored_from(message[2]))
+                message = ("done", message[1], Ignored.from_state(message[2]))
             self._finish(message)
             return
 
@@ -183,18 +183,6 @@ class BoxWalk:
         if self.process is not None and self.process.is_alive():
             self.process.terminate()
             self.process.join(5)
-
-
-def _ignored_state(ignored: Ignored) -> dict[str, Any]:
-    return {"counts": dict(ignored.counts), "examples": dict(ignored.examples), "skipped": ignored.skipped}
-
-
-def _ignored_from(state: dict[str, Any]) -> Ignored:
-    ignored = Ignored()
-    ignored.counts.update(state["counts"])
-    ignored.examples.update(state["examples"])
-    ignored.skipped.extend(state["skipped"])
-    return ignored
 
 
 def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: Any) -> None:
@@ -222,7 +210,7 @@ def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: A
     try:
         ignored = Ignored()
         table = index_boxes(Source(url, storage_options), ignored, relay, skip_bad_xml)
-        out.put(("done", table, _ignored_state(ignored)))
+        out.put(("done", table, ignored.state()))
     except BaseException as e:  # noqa: BLE001 - sent to the parent, which raises it
         try:
             out.put(("error", e))

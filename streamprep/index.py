@@ -8,7 +8,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -68,6 +68,20 @@ class Ignored:
                 self.counts[reason] += count
                 self.examples[reason] = sorted(self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
             self.skipped.extend(other.skipped)
+
+    def state(self) -> dict[str, Any]:
+        """Plain data (JSON, pickle): to save with the index, or to send from another process or worker."""
+        with self._lock:
+            return {"counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()},
+                    "skipped": list(self.skipped)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Ignored":
+        ignored = cls()
+        ignored.counts.update(state["counts"])
+        ignored.examples.update({k: list(v) for k, v in state["examples"].items()})
+        ignored.skipped.extend(state["skipped"])
+        return ignored
 
     def skip(self, ref: str, reason: str) -> None:
         with self._lock:
@@ -129,7 +143,7 @@ class _Group:
                    np.fromiter((found[n].size for n in names), np.int64, len(names)))
 
 
-def _assemble(split: str, archive: str, groups: dict[int, _Group], containers: dict[int, str]) -> SplitIndex:
+def assemble(split: str, archive: str, groups: dict[int, _Group], containers: dict[int, str]) -> SplitIndex:
     labels = sorted(groups)
     parts = [groups[k] for k in labels]
     return SplitIndex(
@@ -159,7 +173,7 @@ def regular_file(member: TarMember, where: str, ignored: Ignored) -> bool:
     return True
 
 
-def _class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: ReadAt | None = None) -> _Group:
+def class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: ReadAt | None = None) -> _Group:
     where = f"{source.url}!{outer.name}"
     found: dict[str, TarMember] = {}
     for m in inner_members(source, outer, read_at):
@@ -187,30 +201,30 @@ def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: in
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
 
         def walk(outer: TarMember, read_at: ReadAt | None = None) -> _Group:
-            group = _class_images(source, outer, ignored, read_at)
+            group = class_images(source, outer, ignored, read_at)
             phase.advance(len(group.names), outer.size + 512)
             return group
 
         if source.remote:
             with sequential_reader(source) as read_at:
-                for label, outer in _class_tars(source, labels, ignored, containers, read_at):
+                for label, outer in class_tars(source, labels, ignored, containers, read_at):
                     groups[label] = walk(outer, read_at)
         else:
             with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index") as pool:
                 try:
                     futures = {label: pool.submit(walk, outer)
-                               for label, outer in _class_tars(source, labels, ignored, containers)}
+                               for label, outer in class_tars(source, labels, ignored, containers)}
                     groups = {label: f.result() for label, f in futures.items()}
                 except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
     if not containers:
-        raise ArchiveError(_no_class_tars(source, ignored))
+        raise ArchiveError(no_class_tars_message(source, ignored))
     groups = {k: g for k, g in groups.items() if len(g.names)}
-    return _assemble("train", source.url, groups, containers)
+    return assemble("train", source.url, groups, containers)
 
 
-def _no_class_tars(source: Source, ignored: Ignored) -> str:
+def no_class_tars_message(source: Source, ignored: Ignored) -> str:
     """Why a training tar without a single usable class tar is the wrong file."""
     examples = [ref.rsplit("!", 1)[-1] for refs in ignored.examples.values() for ref in refs
                 if ref.startswith(f"{source.url}!") and ref.count("!") == source.url.count("!") + 1]
@@ -223,7 +237,7 @@ def _no_class_tars(source: Source, ignored: Ignored) -> str:
             f"{examples[0]}); pass ILSVRC2012_img_train.tar as --train, or a --labels-file that matches it")
 
 
-def _class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: dict[int, str],
+def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: dict[int, str],
                 read_at: ReadAt | None = None) -> Iterator[tuple[int, TarMember]]:
     """The class tars of the outer training tar with their labels, in archive order; others recorded as ignored."""
     for m in members(source, read_at):
@@ -296,4 +310,4 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
                        f"{labels.sources.get('validation', '')}, which lists {len(listed):,} (e.g. "
                        f"{min(unlisted)}); they are left out, as the classic leaves them. If the labels file is "
                        "short, pass the complete one with --validation-labels-file")
-    return _assemble("validation", source.url, {k: _Group.of(v) for k, v in by_label.items()}, {})
+    return assemble("validation", source.url, {k: _Group.of(v) for k, v in by_label.items()}, {})

@@ -44,8 +44,7 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
     b = index.boxes
     arrays.update({"boxes.csv": np.frombuffer(b.csv, dtype=np.uint8), "boxes.rows": b.rows, "boxes.xml_rows": b.xml_rows})
     meta = {"format": FORMAT, "splits": splits, "files": b.files, "by_image": b.by_image,
-            "ignored": {"counts": dict(index.ignored.counts), "examples": dict(index.ignored.examples),
-                        "skipped": index.ignored.skipped}}
+            "ignored": index.ignored.state()}
     arrays["meta"] = _text(meta)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -76,11 +75,7 @@ def load(output: Output, k: str) -> DatasetIndex | None:
         by_image = {k: v if isinstance(v, int) else tuple(v) for k, v in meta["by_image"].items()}
         boxes = BoxTable(arrays["boxes.csv"].tobytes(), arrays["boxes.rows"], arrays["boxes.xml_rows"], by_image,
                          meta["files"])
-        ignored = Ignored()
-        ignored.counts.update(meta["ignored"]["counts"])
-        ignored.examples.update(meta["ignored"]["examples"])
-        ignored.skipped.extend(meta["ignored"]["skipped"])
-        return DatasetIndex(tuple(splits), boxes, ignored)
+        return DatasetIndex(tuple(splits), boxes, Ignored.from_state(meta["ignored"]))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
