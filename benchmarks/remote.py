@@ -48,6 +48,8 @@ WIDTH, HEIGHT, QUALITY = 400, 350, 85
 XMLS_PER_CLASS = 3
 MTIME = 1_300_000_000
 SECTION = "## Remote reading (benchmarks/remote.py)"
+PHASE_FILE = {"bounding boxes": BBOX_TARGZ, "index validation": VAL_TAR, "write validation": VAL_TAR,
+              "index train": TRAIN_TAR, "write train": TRAIN_TAR}  # which download each phase reads
 SHARDS = ["--train-shards", "16", "--validation-shards", "8", "--classic-threads", "8"]
 
 
@@ -432,9 +434,9 @@ def attribute(log: list, lines: list[tuple[float, str]]) -> dict[str, Any]:
                     span[2] = t
                     break
     phases: dict[str, list] = defaultdict(list)
-    for e in log:
-        name = next((s[0] for s in spans if s[1] <= e[0] <= (s[2] if s[2] is not None else float("inf"))),
-                    "outside phases")
+    for e in log:  # phases run side by side (the bounding boxes beside the index walks): match the file too
+        live = [s[0] for s in spans if s[1] <= e[0] <= (s[2] if s[2] is not None else float("inf"))]
+        name = next((n for n in live if PHASE_FILE.get(n) == e[2]), live[0] if live else "outside phases")
         phases[name].append(e)
     order = [s[0] for s in spans] + ["outside phases"]
     return {name: {**_group(phases[name]), "seconds": round(s[2] - s[1], 2) if (s := next(
