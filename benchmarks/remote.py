@@ -521,10 +521,10 @@ def section(r: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
-def write_docs(path: Path, text: str) -> None:
-    """Replace the section (up to the next `## ` heading) or append it."""
+def write_docs(path: Path, text: str, heading: str = SECTION) -> None:
+    """Replace the section `heading` (up to the next `## ` heading) or append it."""
     lines = path.read_text().splitlines(keepends=True) if path.exists() else []
-    start = next((i for i, l in enumerate(lines) if l.rstrip() == SECTION), None)
+    start = next((i for i, l in enumerate(lines) if l.rstrip() == heading), None)
     if start is None:
         body = "".join(lines)
         body = body.rstrip("\n") + "\n\n" if body.strip() else ""

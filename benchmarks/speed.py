@@ -555,20 +555,6 @@ def section(r: dict[str, Any], chart_name: str | None) -> str:
     return "\n".join(text)
 
 
-def write_docs(path: Path, text: str) -> None:
-    """Replace the section (up to the next `## ` heading) or append it (as benchmarks/remote.py does)."""
-    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        body = "".join(lines)
-        body = body.rstrip("\n") + "\n\n" if body.strip() else ""
-        path.write_text(body + text)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + text + ("\n" + tail if tail else ""))
-
-
 # --------------------------------------------------------------------------- main
 
 def render(result: dict[str, Any], doc: Path) -> None:
@@ -576,7 +562,7 @@ def render(result: dict[str, Any], doc: Path) -> None:
     png = doc.parent / CHART
     png.parent.mkdir(parents=True, exist_ok=True)
     chart(result, png)
-    write_docs(doc, section(result, CHART))
+    remote.write_docs(doc, section(result, CHART), SECTION)
     print(f"\nwrote the section '{SECTION}' in {doc} and the chart {png}")
 
 

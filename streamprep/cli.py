@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from . import __version__
 from .config import BBOX_TARGZ, ENGINES, TRAIN_TAR, VAL_TAR, default_workers, load_config, make_options
@@ -120,10 +120,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key)
         if value is not None:
             values[key.replace("_", "-")] = value
-    options = dict(values.get("storage-options") or {})
-    for protocol, name, value in args.storage_option:
-        options.setdefault(protocol, {})[name] = value
-    values["storage-options"] = options
+    values["storage-options"] = _storage_options(args, values.get("storage-options"))
     return values
 
 
@@ -239,27 +236,53 @@ def format_summary(s: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """`streamprep verify`: the report on stdout; 0 if all is well, 1 if problems were found."""
-    from .verify import verify
-
-    options: dict[str, dict[str, Any]] = {}
+def _storage_options(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The `--storage-option PROTOCOL.KEY=VALUE` flags, on top of `base` (a config file's table)."""
+    options = {k: dict(v) if isinstance(v, dict) else v for k, v in (base or {}).items()}
     for protocol, name, value in args.storage_option:
         options.setdefault(protocol, {})[name] = value
+    return options
+
+
+def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int]) -> int:
+    """Run a command: streamprep's own errors are one line and exit status 2, Ctrl-C is 130."""
     try:
-        reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
-        workers = default_workers() if args.workers is None else args.workers
-        report = verify(args.out, options, decode=args.decode, workers=workers, num_classes=args.num_classes,
-                        progress=reporter)
+        return work()
     except StreamprepError as e:
         stderr.write(f"streamprep: error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:
-        stderr.write("streamprep: interrupted; verification stopped\n")
+        stderr.write(f"streamprep: interrupted; {interrupted}\n")
         return 130
+
+
+def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`streamprep verify`: the report on stdout; 0 if all is well, 1 if problems were found."""
+    from .verify import verify
+
+    report = verify(args.out, _storage_options(args), decode=args.decode,
+                    workers=default_workers() if args.workers is None else args.workers,
+                    num_classes=args.num_classes, progress=None if args.quiet else Reporter(stderr, stderr.isatty()))
     stdout.write("".join(line + "\n" for line in report.lines()))
     stdout.flush()
     return 0 if report.ok else 1
+
+
+def _convert_command(args: argparse.Namespace, passthrough: list[str] | None, stderr: TextIO) -> int:
+    """`streamprep convert`, on the local engine or (`--engine beam`) on Apache Beam."""
+    options = make_options(_values(args))
+    reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
+    if options.engine == "beam":
+        beam = _beam_engine()
+        text = beam.format_summary(beam.convert(options, passthrough or [], reporter))
+    else:
+        if passthrough is not None:
+            raise ConfigError(f"arguments after `--` ({' '.join(passthrough) or 'none'}) are Apache Beam pipeline "
+                              "options; pass them with --engine beam")
+        text = format_summary(convert(options, reporter))
+    if not args.quiet:
+        stderr.write(text)
+    return 0
 
 
 def _beam_engine() -> Any:
@@ -283,29 +306,9 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout
         argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
     if args.command == "verify":
-        return _verify_command(args, stdout or sys.stdout, stderr)
-    try:
-        options = make_options(_values(args))
-        reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
-        if options.engine == "beam":
-            beam = _beam_engine()
-            text = beam.format_summary(beam.convert(options, passthrough or [], reporter))
-            if not args.quiet:
-                stderr.write(text)
-            return 0
-        if passthrough is not None:
-            raise ConfigError(f"arguments after `--` ({' '.join(passthrough) or 'none'}) are Apache Beam pipeline "
-                              "options; pass them with --engine beam")
-        summary = convert(options, reporter)
-    except StreamprepError as e:
-        stderr.write(f"streamprep: error: {e}\n")
-        return e.exit_code
-    except KeyboardInterrupt:
-        stderr.write("streamprep: interrupted; finished shards are kept, no partial file has a final name\n")
-        return 130
-    if not args.quiet:
-        stderr.write(format_summary(summary))
-    return 0
+        return _guarded(stderr, "verification stopped", lambda: _verify_command(args, stdout or sys.stdout, stderr))
+    return _guarded(stderr, "finished shards are kept, no partial file has a final name",
+                    lambda: _convert_command(args, passthrough, stderr))
 
 
 __all__ = ["main", "parser"]

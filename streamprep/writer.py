@@ -142,10 +142,11 @@ def write_split(plan: Plan, split: str, output: Output, workers: int, progress: 
     entries of an earlier run) is kept if its file still has the listed size and sha256.
     `finished` is called with each shard's result as soon as it is done.
     """
-    keep = keep or {}
     split_plan = plan.splits[split]
-    if fixups.named_in(split_plan.index.names.blob):
-        fixups.tensorflow()  # import it here, once, rather than in the middle of a writer thread
+    keep = keep or {}
+    if fixups.named_in(split_plan.index.names.blob) and any(s.name not in keep for s in split_plan.shards):
+        fixups.tensorflow()  # import it here, once, rather than in the middle of a writer thread (not on a resume
+        # that keeps every shard; a kept shard found damaged imports it when it meets its fix-up)
     own = source is None
     source = source or Source(split_plan.index.archive, storage_options or {})
     read = layout_reader(layout, split) if layout else archive_reader(source)

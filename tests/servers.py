@@ -155,6 +155,36 @@ def moto_s3_server(log_dir: Path, attempts: int = 3) -> Iterator[str]:
             return
 
 
+# --------------------------------------------------------------------------------------------- a listening port
+
+@contextmanager
+def connection_recorder() -> Iterator[tuple[int, list]]:
+    """A TCP port on 127.0.0.1 that records every connection made to it: (port, peers). Anything fetched
+    while parsing hostile input would show up here."""
+    server = socket.create_server((HOST, 0))
+    server.settimeout(0.05)
+    connections: list = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, peer = server.accept()
+            except OSError:
+                continue
+            connections.append(peer)
+            conn.close()
+
+    thread = threading.Thread(target=serve, name="connection-recorder", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], connections
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
 # --------------------------------------------------------------------------------------------- nginx (HTTP)
 
 NGINX = "nginx"

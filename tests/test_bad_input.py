@@ -243,39 +243,17 @@ def test_on_bad_xml_skip_leaves_the_file_out_of_bboxes_csv_and_lists_it(tmp_path
 # --------------------------------------------------------------------------------------------- hostile XML
 
 def test_xml_external_entities_fetch_nothing(tmp_path):
-    import socket
-    import threading
+    from servers import connection_recorder
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    port = listener.getsockname()[1]
-    accepted: list[object] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept())
-            except OSError:
-                pass
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    xml = EXTERNAL_ENTITY.replace(b"PORT", str(port).encode())
-    parameter = (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY %% p SYSTEM "http://127.0.0.1:%d/dtd"> %%p;]>'
-                 b"<annotation/>" % port)
-    try:
+    with connection_recorder() as (port, connections):
+        xml = EXTERNAL_ENTITY.replace(b"PORT", str(port).encode())
+        parameter = (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY %% p SYSTEM "http://127.0.0.1:%d/dtd"> %%p;]>'
+                     b"<annotation/>" % port)
         for i, data in enumerate((xml, parameter)):
             paths = write_tiny(tmp_path / f"dl{i}", xmls={f"{A}/{A}_1.xml": data})
             code, err = convert(paths, tmp_path / f"out{i}")
             assert code == 2 and f"{A}/{A}_1.xml" in err, err
-    finally:
-        stop.set()
-        watcher.join(2)
-        listener.close()
-    assert accepted == [], "parsing the XML opened a connection"
+    assert connections == [], "parsing the XML opened a connection"
 
 
 def test_billion_laughs_does_not_blow_up_memory(tmp_path):

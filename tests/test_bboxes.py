@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import socket
-import threading
 import time
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 
 from classic_reference import write_bboxes_csv
 from fixtures.builders import voc_xml
+from servers import connection_recorder
 from streamprep.bboxes import BoxTable, csv_lines, parse_boxes, sort_key
 from streamprep.errors import AnnotationError
 
@@ -102,28 +102,8 @@ def test_unusable_xml_raises_annotation_error_naming_where(name):
 @pytest.fixture
 def listener():
     """A TCP server on 127.0.0.1 that records every connection it gets."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.05)
-    connections: list[tuple] = []
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, peer = server.accept()
-            except OSError:
-                continue
-            connections.append(peer)
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], connections
-    stop.set()
-    thread.join()
-    server.close()
+    with connection_recorder() as recorder:
+        yield recorder
 
 
 LAUGHS = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))

@@ -13,9 +13,7 @@ from __future__ import annotations
 import gzip
 import math
 import signal
-import socket
 import tarfile
-import threading
 import tracemalloc
 from unittest import mock
 
@@ -24,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures.builders import jpeg, tar_bytes, voc_xml
+from servers import connection_recorder
 from streamprep import retry
 from streamprep.archives import Source, gzip_members, inner_members, members
 from streamprep.bboxes import parse_boxes
@@ -442,26 +441,8 @@ def damaged_xml(draw) -> str:
 @pytest.fixture(scope="module")
 def listener():
     """A local TCP server recording every connection: an XML fetch would show up here."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.05)
-    connections: list = []
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, peer = server.accept()
-            except OSError:
-                continue
-            connections.append(peer)
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], connections
-    stop.set()
-    thread.join()
-    server.close()
+    with connection_recorder() as recorder:
+        yield recorder
 
 
 def xml_bytes(text: str, port: int) -> bytes:
