@@ -61,15 +61,18 @@ def check(sources: dict[str, Source], known: dict[str, str], progress: Callback 
     a warning: the published sums do not apply to it.
     """
     todo: dict[str, Source] = {}
+    official: set[str] = set()
     for key, source in sources.items():
         published = PUBLISHED[key]
         name = source.url.rstrip("/").rsplit("/", 1)[-1]
         if name != published.name or not published.plausible(source.size):
             warn(progress, f"{source.url} is not the official {published.name} ({source.size:,} bytes; the official "
                            f"file is {published.shown}): the published MD5 does not apply, so it is not checked")
-        elif key not in known:
+            continue
+        official.add(key)
+        if key not in known:
             todo[key] = source
-    sums = {k: v for k, v in known.items() if k in sources}
+    sums = {k: v for k, v in known.items() if k in official}
     if todo:
         with Phase(progress, "checking MD5", total_bytes=sum(s.size for s in todo.values()), unit="files") as phase, \
                 ThreadPoolExecutor(len(todo), thread_name_prefix="md5") as pool:
@@ -77,8 +80,7 @@ def check(sources: dict[str, Source], known: dict[str, str], progress: Callback 
             sums.update({k: f.result() for k, f in futures.items()})
     for key, got in sums.items():
         published = PUBLISHED[key]
-        if key in sources and published.name == sources[key].url.rstrip("/").rsplit("/", 1)[-1] \
-                and got != published.md5:
+        if got != published.md5:
             raise ArchiveError(f"{sources[key].url}: MD5 is {got}, the published MD5 of {published.name} is "
                                f"{published.md5}; the download is corrupt or incomplete. Nothing was written; "
                                "fetch it again")

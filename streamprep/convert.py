@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from . import __version__, checksums, indexstore, manifest
 from .archives import Source
 from .errors import ConfigError
@@ -191,12 +193,13 @@ def _tail(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv_entry
         mine = [r for r in results if r.shard.split == name]
         skipped = {s["member"] for r in mine for s in r.skipped}
         split_index = split_plan.index
-        counts: dict[str, int] = {}
-        for i in range(len(split_index)):
-            if skipped and split_index.member(i) in skipped:
-                continue
-            label = str(int(split_index.labels[i]))
-            counts[label] = counts.get(label, 0) + 1
+        labels, found = np.unique(split_index.labels, return_counts=True)
+        counts = {str(int(label)): int(n) for label, n in zip(labels, found)}
+        if skipped:  # rare (--on-bad-image skip): take the skipped images back out
+            for i in range(len(split_index)):
+                if split_index.member(i) in skipped:
+                    counts[str(int(split_index.labels[i]))] -= 1
+            counts = {label: n for label, n in counts.items() if n}
         splits[name] = {"images": sum(r.records for r in mine), "shards": len(split_plan.shards),
                         "classes": len(counts), "class_counts": counts, "boxes": sum(r.boxes for r in mine),
                         "bytes": sum(r.nbytes for r in mine)}
