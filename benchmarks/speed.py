@@ -322,7 +322,8 @@ def walk_tarfile(path: Path) -> tuple[int, int]:
 
 
 def walk_streamprep(path: Path) -> tuple[int, int]:
-    from streamprep.archives import Source, inner_members, members
+    from streamprep.archives.storage import Source
+    from streamprep.archives.walk import inner_members, members
 
     source = Source(str(path))
     outer_n = inner_n = 0
@@ -340,7 +341,7 @@ def walk_streamprep(path: Path) -> tuple[int, int]:
 def header_walk(path: Path, repeats: int) -> dict[str, Any]:
     import tarfile
 
-    from streamprep import archives
+    from streamprep.archives import storage as archives
 
     assert tarfile and archives  # both imported before timing
 

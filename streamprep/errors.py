@@ -1,10 +1,10 @@
-"""The exceptions streamprep raises: one base class, a few kinds, each message says what to do."""
+"""The exceptions streamprep raises on purpose: one base class, one class per cause, each message says what to do."""
 
 from __future__ import annotations
 
 
 class StreamprepError(Exception):
-    """Base class of every error streamprep raises on purpose."""
+    """Base class of every error streamprep raises on purpose; never retried (see `archives.retry`)."""
 
     exit_code = 2
 
@@ -14,7 +14,7 @@ class ArchiveError(StreamprepError):
 
 
 class ImageError(StreamprepError):
-    """An image member cannot be used (unknown format, unreadable header)."""
+    """An image member cannot be used (unknown format, unreadable header, undecodable fix-up file)."""
 
 
 class AnnotationError(StreamprepError):
@@ -30,13 +30,16 @@ class ConfigError(StreamprepError):
 
 
 class OutputError(StreamprepError):
-    """The output location cannot be written."""
+    """The output location cannot be written, or what was written cannot be read back."""
 
 
-class BackendMissingError(StreamprepError):
-    """An fsspec backend needed for a URL is not installed."""
+class OutputUnreadableError(OutputError):
+    """An output to verify or inspect is missing, not a folder, or cannot be read."""
 
 
+class MissingDependencyError(StreamprepError):
+    """A package this run needs is not installed: an fsspec backend, TensorFlow, Apache Beam."""
 
-class VerifyError(StreamprepError):
-    """An output cannot be verified at all: missing, not a folder, or unreadable."""
+
+class PipelineError(StreamprepError):
+    """A Beam runner failed for a reason that is not one of streamprep's own errors."""

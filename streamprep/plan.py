@@ -1,4 +1,4 @@
-"""Pure planning: the index and layout options in, frozen shard specs (which image goes where) out."""
+"""Pure planning: the index and the sharding in, frozen shard specs (which image goes where) out."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bboxes import BoxTable
+from .index.boxes import BoxTable
 from .errors import ConfigError
-from .fixups import fixup_kind
-from .index import DatasetIndex, SplitIndex
-from .labels import LabelData
+from .records.fixups import fixup_kind
+from .index.images import DatasetIndex, SplitIndex
+from .index.labels import LabelData
 
 SHUFFLE_SEED = 12345
 
 
 @dataclass(frozen=True)
-class Layout:
-    """The classic's layout parameters: shard counts and the thread count that cuts them."""
+class Sharding:
+    """How the classic cuts each split: shard counts, and the thread count that places the cuts."""
 
     train_shards: int = 1024
     validation_shards: int = 128
@@ -27,15 +27,16 @@ class Layout:
     def shards(self, split: str) -> int:
         return self.train_shards if split == "train" else self.validation_shards
 
-    def shard_names(self) -> list[str]:
-        return [ShardSpec(split, i, self.shards(split), 0, 0).name
+    def every_shard(self) -> list["ShardSpec"]:
+        """Every shard of both splits, without its slice: for names (what a killed run may have left)."""
+        return [ShardSpec(split, i, self.shards(split), 0, 0)
                 for split in ("validation", "train") for i in range(self.shards(split))]
 
     def check(self) -> None:
         for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards),
                             ("--classic-threads", self.classic_threads)):
             if value < 1:
-                raise ConfigError(f"{flag} must be at least 1, got {value}")
+                raise ConfigError(f"{flag[2:].replace('-', '_')} ({flag}) must be at least 1, got {value}")
         for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards)):
             if value % self.classic_threads:
                 raise ConfigError(f"{flag} {value} is not a multiple of --classic-threads {self.classic_threads}, "
@@ -44,20 +45,21 @@ class Layout:
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """One output shard: its split, number, and the slice of the shuffled order it holds."""
+    """One output shard: its split, its number of `of` shards, and the slice of the shuffled order it holds."""
 
     split: str
     number: int
-    count: int
+    of: int  # shards in the split
     start: int
     stop: int
 
     @property
     def name(self) -> str:
-        return "%s-%.5d-of-%.5d" % (self.split, self.number, self.count)
+        """The classic's name, `train-00000-of-01024`: the stem every output format names its file after."""
+        return "%s-%.5d-of-%.5d" % (self.split, self.number, self.of)
 
     @property
-    def size(self) -> int:
+    def images(self) -> int:
         return self.stop - self.start
 
 
@@ -109,7 +111,7 @@ class Plan:
     splits: dict[str, SplitPlan]
     labels: LabelData
     boxes: BoxTable
-    layout: Layout
+    sharding: Sharding
 
     @property
     def shards(self) -> tuple[ShardSpec, ...]:
@@ -132,16 +134,16 @@ class Plan:
         return out
 
 
-def make_plan(index: DatasetIndex, labels: LabelData, layout: Layout) -> Plan:
+def make_plan(index: DatasetIndex, labels: LabelData, sharding: Sharding) -> Plan:
     """Shuffle each split and cut it into shards exactly as the classic does."""
-    layout.check()
+    sharding.check()
     splits = {}
     for split_index in index.splits:
-        n, count = len(split_index), layout.shards(split_index.split)
-        bounds = shard_bounds(n, count, layout.classic_threads)
+        n, count = len(split_index), sharding.shards(split_index.split)
+        bounds = shard_bounds(n, count, sharding.classic_threads)
         shards = tuple(ShardSpec(split_index.split, k, count, a, b) for k, (a, b) in enumerate(bounds))
         splits[split_index.split] = SplitPlan(split_index, classic_order(n), shards)
     for split_index in index.splits:
         for label in split_index.present_labels():
             labels.text(labels.synsets[label - 1])  # fail before writing if a text is missing
-    return Plan(splits, labels, index.boxes, layout)
+    return Plan(splits, labels, index.boxes, sharding)

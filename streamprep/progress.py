@@ -1,4 +1,9 @@
-"""Progress events sent to an injected callback; the library itself never prints."""
+"""Progress events sent to an injected callback, and the stop event that cancels a run; the library never prints.
+
+Warnings go through `logging.getLogger("streamprep")` (the CLI shows them); cancellation goes
+through a `threading.Event` that the caller sets and the walks and writers check. Progress
+callbacks only report: throttling or dropping them changes nothing else.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional
 
+from .errors import StreamprepError
+
 
 @dataclass(frozen=True)
 class Event:
-    """A phase starting, moving on (by `items` and `nbytes`), or ending; or a warning (its text in `phase`)."""
+    """A phase starting, moving on (by `items` and `nbytes`), or ending."""
 
-    kind: Literal["start", "advance", "end", "warning"]
+    kind: Literal["start", "advance", "end"]
     phase: str
     total: Optional[int] = None
     total_bytes: Optional[int] = None
@@ -23,13 +30,20 @@ class Event:
 Callback = Callable[[Event], None]
 
 
+class Stopped(StreamprepError):
+    """The run was cancelled through its stop event (Ctrl-C, or another part of the run failed first)."""
+
+    exit_code = 130
+
+
+def check(stop: threading.Event | None) -> None:
+    """Raise `Stopped` once `stop` is set: called between units of work (a header, a class tar, a batch)."""
+    if stop is not None and stop.is_set():
+        raise Stopped("stopped")
+
+
 def ignore(event: Event) -> None:
     """The default callback: no progress reporting."""
-
-
-def warn(callback: Callback | None, message: str) -> None:
-    """Tell the user something that does not stop the run (the CLI prints it at once)."""
-    (callback or ignore)(Event("warning", message))
 
 
 class Phase:

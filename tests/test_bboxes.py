@@ -12,7 +12,7 @@ import pytest
 from classic_reference import write_bboxes_csv
 from fixtures.builders import voc_xml
 from servers import connection_recorder
-from streamprep.bboxes import BoxTable, csv_lines, parse_boxes, sort_key
+from streamprep.index.boxes import BoxTable, csv_lines, parse_boxes, sort_key
 from streamprep.errors import AnnotationError
 
 WHERE = "ILSVRC2012_bbox_train_v2.tar.gz!n01440764/n01440764_1.xml"

@@ -30,9 +30,9 @@ def beam():
         import apache_beam  # noqa: F401 - CI installs the test extra, which includes it: fail, never skip
     else:
         pytest.importorskip("apache_beam", reason="pip install 'streamprep[beam]' to run the Beam tests")
-    import streamprep.beam
+    import streamprep.engines.beam
 
-    return streamprep.beam
+    return streamprep.engines.beam
 
 
 def same_but_out(local: bytes, local_out: str, other: bytes, other_out: str) -> bool:
@@ -99,7 +99,7 @@ def failing_writer(beam, marker: Path, always: bool = False):
     written; each attempt at that shard adds a line to `marker`. The failed attempt also leaves, beside the
     output, the partial temporary file a worker killed at that moment would leave (the exception itself lets
     `Output.atomic` remove its own)."""
-    from streamprep.output import Output
+    from streamprep.outputs.files import Output
 
     class FailingOutput(Output):
         def atomic(self, name):
@@ -146,11 +146,11 @@ def failing_writer(beam, marker: Path, always: bool = False):
 
 
 def options_for(sample, out: Path):
-    from streamprep.config import make_options
+    from streamprep.options import make_options
 
     return make_options({"train": str(sample["train"]), "val": str(sample["val"]), "bbox": str(sample["bbox"]),
-                         "validation-labels-file": str(sample["val_labels"]), "out": str(out),
-                         "train-shards": 4, "validation-shards": 2, "classic-threads": 2, "engine": "beam"})
+                         "validation_labels_file": str(sample["val_labels"]), "out": str(out),
+                         "train_shards": 4, "validation_shards": 2, "classic_threads": 2, "engine": "beam"})
 
 
 def test_a_bundle_failing_mid_shard_is_retried_by_beam_and_the_output_is_identical(beam, sample, local_run, tmp_path):

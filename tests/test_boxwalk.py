@@ -10,7 +10,7 @@ import pytest
 
 from conftest import result_files, run_cli
 from fixtures import builders
-from streamprep import boxindex
+from streamprep.index import boxwalk as boxindex
 from tiny import A, B, write_tiny
 
 XMLS = {f"{A}/{A}_1.xml": builders.voc_xml(f"{A}_1", 17, 12, [(1, 1, 10, 10)]),

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_cli
 from fixtures import builders
-from streamprep import checksums
+from streamprep.archives import checksums
 from tiny import A, write_tiny
 
 MIB = 1 << 20

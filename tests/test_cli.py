@@ -51,10 +51,10 @@ def test_sample_config_converts_the_bundled_sample(tmp_path):
 
 
 def test_classic_config_holds_the_classic_defaults():
-    from streamprep.config import load_config
+    from streamprep.options import load_config
 
     assert load_config(str(ROOT / "configs" / "classic.toml")) == {
-        "train-shards": 1024, "validation-shards": 128, "classic-threads": 8}
+        "train_shards": 1024, "validation_shards": 128, "classic_threads": 8}
 
 
 def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(sample, tmp_path):
@@ -78,11 +78,11 @@ def test_storage_options_are_grouped_by_protocol():
 
     args = parser().parse_args(["convert", "--out", "x", "--storage-option", "s3.endpoint_url=http://127.0.0.1:1",
                                 "--storage-option", "s3.anon=true"])
-    assert _values(args)["storage-options"] == {"s3": {"endpoint_url": "http://127.0.0.1:1", "anon": True}}
+    assert _values(args)["storage_options"] == {"s3": {"endpoint_url": "http://127.0.0.1:1", "anon": True}}
 
 
 def test_each_url_gets_only_its_own_protocols_options():
-    from streamprep.archives import options_for
+    from streamprep.archives.storage import options_for
 
     options = {"s3": {"anon": True}, "http": {"block_size": 0}, "memory": {}}
     assert options_for("s3://b/k", options) == {"anon": True}
@@ -148,7 +148,7 @@ def test_progress_draws_bars_with_rate_and_eta_on_a_terminal(sample, tmp_path):
 
 
 def test_config_file_sets_the_checks_and_bad_input_policies(tmp_path):
-    from streamprep.config import load_config, make_options
+    from streamprep.options import load_config, make_options
 
     config = tmp_path / "c.toml"
     config.write_text('downloads = "dl"\nout = "o"\ncheck-md5 = true\non-bad-image = "skip"\non-bad-xml = "fail"\n')
@@ -158,7 +158,7 @@ def test_config_file_sets_the_checks_and_bad_input_policies(tmp_path):
 
 @pytest.mark.parametrize("line", ['on-bad-image = "ignore"', 'check-md5 = "yes"'], ids=["bad-policy", "not-a-bool"])
 def test_config_file_with_a_wrong_check_value_is_refused_naming_the_key(tmp_path, line):
-    from streamprep.config import load_config
+    from streamprep.options import load_config
     from streamprep.errors import ConfigError
 
     config = tmp_path / "c.toml"

@@ -14,8 +14,8 @@ import tensorflow as tf  # noqa: E402
 
 from classic_reference import _convert_to_example  # noqa: E402
 from streamprep.errors import OutputError  # noqa: E402
-from streamprep.example import bytes_feature, float32_bytes, float_feature, int64_feature, serialize  # noqa: E402
-from streamprep.tfrecord import frame, read_records  # noqa: E402
+from streamprep.records.example import bytes_feature, float32_bytes, float_feature, int64_feature, serialize  # noqa: E402
+from streamprep.outputs.tfrecord import frame, read_records  # noqa: E402
 
 SPEC_KEYS = {"image/height", "image/width", "image/colorspace", "image/channels", "image/class/label",
              "image/class/synset", "image/class/text", "image/object/bbox/xmin", "image/object/bbox/ymin",
@@ -133,7 +133,7 @@ def test_read_records_detects_truncation(cut):
 @pytest.mark.parametrize("length", [0, 1, 127, 128, 16_383, 16_384, (1 << 21) + 5],
                          ids=lambda n: f"{n}-bytes")
 def test_entry_head_of_a_large_bytes_value_equals_the_whole_entry(length):
-    from streamprep.example import Schema, bytes_entry_head, entry
+    from streamprep.records.example import Schema, bytes_entry_head, entry
 
     value = bytes(range(256)) * (length // 256) + bytes(length % 256)
     whole = Schema(["image/encoded"]).serialize({"image/encoded": bytes_feature(value)})
@@ -143,13 +143,13 @@ def test_entry_head_of_a_large_bytes_value_equals_the_whole_entry(length):
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 4000, 2**40], ids=str)
 def test_single_int64_entry_equals_the_generic_one(value):
-    from streamprep.example import entry, int64_entry
+    from streamprep.records.example import entry, int64_entry
 
     assert int64_entry("image/height", value) == entry("image/height", int64_feature(value))
 
 
 def test_framing_in_parts_equals_framing_the_joined_record():
-    from streamprep.tfrecord import frame_parts
+    from streamprep.outputs.tfrecord import frame_parts
 
     head, body, tail = b"\x0a\x95\x01head", MEGABYTE_IMAGE, b"tail"
     assert b"".join(frame_parts(head, body, tail)) == frame(head + body + tail)

@@ -23,15 +23,16 @@ from hypothesis import strategies as st
 
 from fixtures.builders import jpeg, tar_bytes, voc_xml
 from servers import connection_recorder
-from streamprep import retry
-from streamprep.archives import Source, gzip_members, inner_members, members
-from streamprep.bboxes import parse_boxes
+from streamprep.archives import retry
+from streamprep.archives.storage import Source
+from streamprep.archives.walk import gzip_members, inner_members, members
+from streamprep.index.boxes import parse_boxes
 from streamprep.errors import AnnotationError, ArchiveError, ImageError, StreamprepError
-from streamprep.imagesize import SizeUnreadable, describe, is_jpeg, jpeg_size
-from streamprep.boxindex import index_boxes
-from streamprep.index import Ignored
-from streamprep.records import image_size
-from streamprep.tarscan import iter_members
+from streamprep.records.imagesize import SizeUnreadable, describe, is_jpeg, jpeg_size
+from streamprep.index.boxwalk import index_boxes
+from streamprep.index.images import Ignored
+from streamprep.records.classic import image_size
+from streamprep.archives.tarscan import iter_members
 
 BLOCK = 512
 SECONDS = 3.0            # per example; every reader handles these small inputs in milliseconds

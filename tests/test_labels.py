@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from streamprep.errors import LabelDataError
-from streamprep.labels import (METADATA_FILE, SYNSETS_FILE, VALIDATION_LABELS_FILE, load_label_data, shipped)
+from streamprep.index.labels import (METADATA_FILE, SYNSETS_FILE, VALIDATION_LABELS_FILE, load_label_data, shipped)
 
 # sha256 of the files in the tensorflow-datasets and timm wheels they were copied from (docs/label-data.md).
 SHIPPED = {

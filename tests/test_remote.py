@@ -293,7 +293,7 @@ def blob_url(served, fault_proxy):
 
 
 def test_readahead_serves_forward_reads_across_chunk_edges_requesting_each_chunk_once(blob_url):
-    from streamprep.archives import Readahead, Source
+    from streamprep.archives.storage import Readahead, Source
 
     url, data, proxy = blob_url
     source = Source(url)
@@ -313,7 +313,7 @@ def test_readahead_serves_forward_reads_across_chunk_edges_requesting_each_chunk
 
 
 def test_readahead_restarts_its_window_past_a_large_skip_without_fetching_the_gap(blob_url):
-    from streamprep.archives import Readahead, Source
+    from streamprep.archives.storage import Readahead, Source
 
     url, data, proxy = blob_url
     source = Source(url)
@@ -331,7 +331,7 @@ def test_readahead_restarts_its_window_past_a_large_skip_without_fetching_the_ga
 
 
 def test_readahead_asks_again_for_a_chunk_whose_request_failed(blob_url, fault_proxy, served):
-    from streamprep.archives import Readahead, Source
+    from streamprep.archives.storage import Readahead, Source
 
     url, data, _ = blob_url
     proxy = fault_proxy(served[0], fail_every=3)

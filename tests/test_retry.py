@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from streamprep import retry
+from streamprep.archives import retry
 from streamprep.errors import ArchiveError, OutputError
 
 
@@ -78,7 +78,7 @@ def test_permanent_errors_are_not_retried(monkeypatch):
 
 @pytest.mark.parametrize("count", [0, 1, 64, 65, 300], ids=["empty", "one", "one-batch", "batch-and-one", "many"])
 def test_prefetching_reader_yields_the_same_batches_in_order(count):
-    from streamprep.writer import BATCH, _batches
+    from streamprep.outputs.format import BATCH, _batches
 
     specs = list(range(count))
     reads = []

@@ -10,9 +10,10 @@ import tarfile
 import pytest
 
 from fixtures.builders import tar_bytes
-from streamprep.archives import Source, gzip_members, inner_members, members
+from streamprep.archives.storage import Source
+from streamprep.archives.walk import gzip_members, inner_members, members
 from streamprep.errors import ArchiveError
-from streamprep.tarscan import _number, iter_members, normalize
+from streamprep.archives.tarscan import _number, iter_members, normalize
 
 LONG = "n01440764/" + "x" * 120 + ".JPEG"          # > 100 chars
 PREFIXED = "p" * 90 + "/" + "f" * 59                 # 150 chars: ustar splits it into prefix + name

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from conftest import convert_args, run_cli
 from streamprep.cli import main
-from streamprep.tfrecord import frame, read_records
+from streamprep.outputs.tfrecord import frame, read_records
 
 LAYOUT = ("--train-shards", "8", "--validation-shards", "4", "--classic-threads", "2")
 SHARD = "train-00001-of-00008"  # 4 records, one of them the fixed-up PNG
@@ -318,7 +318,7 @@ def test_out_that_cannot_be_verified_exits_2_with_the_fix(tmp_path, make, messag
 
 def test_fsspec_urls_are_verified_like_folders(converted):
     from streamprep.progress import Event
-    from streamprep.verify import verify
+    from streamprep.outputs.verify import verify
 
     fs = fsspec.filesystem("memory")
     for path in converted.iterdir():

@@ -1,11 +1,20 @@
-"""TFRecord framing: length, masked CRC32C of the length, data, masked CRC32C of the data."""
+"""The classic TFRecord format: one tf.train.Example a record, framed as TFRecord (length, CRCs), no suffix.
+
+The first user of the format seam (`outputs.format`): `TFRecordFormat` names the file as the
+classic does (`train-00000-of-01024`), encodes each record with `records.classic` and frames it
+as `tf.io.TFRecordWriter` does, byte for byte.
+"""
 
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 import crc32c as _crc32c
+
+from ..plan import Plan, RecordSpec, ShardSpec
+from ..records import classic, fixups
+from .format import Format, ShardEncoder
 
 
 def masked_crc(data: bytes) -> int:
@@ -31,7 +40,7 @@ def _mask(crc: int) -> int:
 
 def read_records(f: BinaryIO, name: str = "") -> Iterator[bytes]:
     """The records of a TFRecord stream, checking both CRCs."""
-    from .errors import OutputError
+    from ..errors import OutputError
 
     while True:
         head = f.read(12)
@@ -49,3 +58,25 @@ def read_records(f: BinaryIO, name: str = "") -> Iterator[bytes]:
         if masked_crc(data) != struct.unpack("<I", tail)[0]:
             raise OutputError(f"{name}: bad data CRC")
         yield data
+
+
+class _Encoder(ShardEncoder):
+    def record(self, spec: RecordSpec, image: bytes) -> Sequence[bytes]:
+        return frame_parts(*classic.encode_parts(spec, image))
+
+
+class TFRecordFormat(Format):
+    """The classic's shards: `train-00000-of-01024`, records as `build_imagenet_data.py` writes them."""
+
+    name = "tfrecord"
+
+    def file_name(self, shard: ShardSpec) -> str:
+        return shard.name
+
+    def encoder(self, shard: ShardSpec) -> ShardEncoder:
+        return _Encoder()
+
+    def prepare(self, plan: Plan, split: str) -> None:
+        """Import TensorFlow before the writer threads start if this split holds a fix-up file name."""
+        if fixups.named_in(plan.splits[split].index.names.blob):
+            fixups.tensorflow()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import logging
 import re
 import threading
 from collections import defaultdict
@@ -12,16 +13,18 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .archives import Source, inner_members, members, sequential_reader
-from .bboxes import BoxTable
-from .errors import ArchiveError
+from ..archives.storage import Source, sequential_reader
+from ..archives.walk import inner_members, members
+from .boxes import BoxTable
+from ..errors import ArchiveError
 from .labels import LabelData
-from .progress import Callback, Phase, warn
-from .tarscan import ReadAt, TarMember, normalize
+from ..progress import Callback, Phase, check
+from ..archives.tarscan import ReadAt, TarMember, normalize
 
 VALIDATION_NAME = "ILSVRC2012_val_%08d.JPEG"
 VALIDATION_PATTERN = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
 EXAMPLES_KEPT = 5
+log = logging.getLogger(__name__)
 
 
 class NameTable:
@@ -55,39 +58,13 @@ class NameTable:
 
 @dataclass
 class Ignored:
-    """Members skipped on purpose, counted by reason, with a few examples each."""
+    """Members left out on purpose because the classic would not use them: counted by reason, a few examples each."""
 
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    skipped: list[dict[str, str]] = field(default_factory=list)  # bad input left out by policy: all listed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def merge(self, other: "Ignored") -> None:
-        with self._lock:
-            for reason, count in other.counts.items():
-                self.counts[reason] += count
-                self.examples[reason] = sorted(self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
-            self.skipped.extend(other.skipped)
-
-    def state(self) -> dict[str, Any]:
-        """Plain data (JSON, pickle): to save with the index, or to send from another process or worker."""
-        with self._lock:
-            return {"counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()},
-                    "skipped": list(self.skipped)}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "Ignored":
-        ignored = cls()
-        ignored.counts.update(state["counts"])
-        ignored.examples.update({k: list(v) for k, v in state["examples"].items()})
-        ignored.skipped.extend(state["skipped"])
-        return ignored
-
-    def skip(self, ref: str, reason: str) -> None:
-        with self._lock:
-            self.skipped.append({"member": ref, "reason": reason})
-
-    def add(self, reason: str, ref: str) -> None:
+    def add(self, ref: str, reason: str) -> None:
         """Count one; the examples kept are the first few by name, whatever order threads add them in."""
         with self._lock:
             self.counts[reason] += 1
@@ -95,6 +72,40 @@ class Ignored:
             if len(kept) < EXAMPLES_KEPT or ref < kept[-1]:
                 bisect.insort(kept, ref)
                 del kept[EXAMPLES_KEPT:]
+
+    def merge(self, other: "Ignored") -> None:
+        with self._lock:
+            for reason, count in other.counts.items():
+                self.counts[reason] += count
+                self.examples[reason] = sorted(self.examples[reason] + other.examples[reason])[:EXAMPLES_KEPT]
+
+    def state(self) -> dict[str, Any]:
+        """Plain data (JSON, pickle): to save with the index, or to send from another process or worker."""
+        with self._lock:
+            return {"counts": dict(self.counts), "examples": {k: list(v) for k, v in self.examples.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Ignored":
+        ignored = cls()
+        ignored.counts.update(state["counts"])
+        ignored.examples.update({k: list(v) for k, v in state["examples"].items()})
+        return ignored
+
+
+@dataclass
+class Skipped:
+    """Bad input files left out under a skip policy (`on_bad_image`/`on_bad_xml` = skip): every one listed."""
+
+    items: list[dict[str, str]] = field(default_factory=list)  # {"member": archive!member, "reason": ...}
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, ref: str, reason: str) -> None:
+        with self._lock:
+            self.items.append({"member": ref, "reason": reason})
+
+    def merge(self, other: "Skipped") -> None:
+        with self._lock:
+            self.items.extend(other.items)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,9 +134,12 @@ class SplitIndex:
 
 @dataclass(frozen=True, eq=False)
 class DatasetIndex:
+    """Both splits' images, the bounding boxes, and the members ignored or skipped while walking."""
+
     splits: tuple[SplitIndex, ...]
     boxes: BoxTable
     ignored: Ignored
+    skipped: Skipped = field(default_factory=Skipped)
 
 
 @dataclass
@@ -168,7 +182,7 @@ def regular_file(member: TarMember, where: str, ignored: Ignored) -> bool:
         raise ArchiveError(f"{where}!{member.name}: is a link, not a file; streamprep reads regular files only. "
                            "Repack the archive with the file itself")
     if not member.is_file:
-        ignored.add("not a regular file", f"{where}!{member.name}")
+        ignored.add(f"{where}!{member.name}", "not a regular file")
         return False
     return True
 
@@ -181,7 +195,7 @@ def class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: Re
         if m.is_dir:
             continue
         if "/" in name or not name.endswith(".JPEG"):
-            ignored.add("not a *.JPEG file at the top of a class tar", f"{where}!{m.name}")
+            ignored.add(f"{where}!{m.name}", "not a *.JPEG file at the top of a class tar")
             continue
         if regular_file(m, where, ignored):
             _add_unique(found, name, m, where)
@@ -189,7 +203,7 @@ def class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: Re
 
 
 def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: int = 4,
-                progress: Callback | None = None) -> SplitIndex:
+                progress: Callback | None = None, stop: threading.Event | None = None) -> SplitIndex:
     """Walk the outer training tar and each per-class tar inside it.
 
     Locally the class tars are walked in parallel, header by header. Remotely the whole tar
@@ -201,6 +215,7 @@ def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: in
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
 
         def walk(outer: TarMember, read_at: ReadAt | None = None) -> _Group:
+            check(stop)
             group = class_images(source, outer, ignored, read_at)
             phase.advance(len(group.names), outer.size + 512)
             return group
@@ -212,8 +227,10 @@ def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: in
         else:
             with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index") as pool:
                 try:
-                    futures = {label: pool.submit(walk, outer)
-                               for label, outer in class_tars(source, labels, ignored, containers)}
+                    futures = {}
+                    for label, outer in class_tars(source, labels, ignored, containers):
+                        check(stop)
+                        futures[label] = pool.submit(walk, outer)
                     groups = {label: f.result() for label, f in futures.items()}
                 except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -246,11 +263,11 @@ def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: 
             continue
         synset = name[:-len(".tar")] if name.endswith(".tar") and "/" not in name else None
         if synset is None:
-            ignored.add("not a class tar (nXXXXXXXX.tar) in the training tar", f"{source.url}!{m.name}")
+            ignored.add(f"{source.url}!{m.name}", "not a class tar (nXXXXXXXX.tar) in the training tar")
             continue
         label = labels.label(synset)
         if label is None:
-            ignored.add("class tar of a synset not in the labels file", f"{source.url}!{m.name}")
+            ignored.add(f"{source.url}!{m.name}", "class tar of a synset not in the labels file")
             continue
         if not regular_file(m, source.url, ignored):
             continue
@@ -262,20 +279,21 @@ def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: 
 
 
 def index_validation(source: Source, labels: LabelData, ignored: Ignored,
-                     progress: Callback | None = None) -> SplitIndex:
+                     progress: Callback | None = None, stop: threading.Event | None = None) -> SplitIndex:
     """Walk the validation tar and give each listed image its label by image number."""
     found: dict[str, TarMember] = {}
     with Phase(progress, "index validation", total_bytes=source.size) as phase:
         for m in members(source):
+            check(stop)
             phase.advance(0, m.size + 512)
             name = normalize(m.name)
             if m.is_dir:
                 continue
             if "/" in name:
-                ignored.add("validation member not at the top of the archive", f"{source.url}!{m.name}")
+                ignored.add(f"{source.url}!{m.name}", "validation member not at the top of the archive")
                 continue
             if not name.endswith(".JPEG"):
-                ignored.add("validation member not named *.JPEG", f"{source.url}!{m.name}")
+                ignored.add(f"{source.url}!{m.name}", "validation member not named *.JPEG")
             elif regular_file(m, source.url, ignored):
                 _add_unique(found, name, m, source.url)
                 phase.advance(1)
@@ -297,16 +315,16 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
     for name, m in found.items():
         synset = listed.get(name)
         if synset is None:
-            ignored.add("validation member not listed in the validation labels file", f"{source.url}!{m.name}")
+            ignored.add(f"{source.url}!{m.name}", "validation member not listed in the validation labels file")
             unlisted.append(m.name)
             continue
         label = labels.label(synset)
         if label is None:
-            ignored.add("validation image of a synset not in the labels file", f"{source.url}!{m.name}")
+            ignored.add(f"{source.url}!{m.name}", "validation image of a synset not in the labels file")
             continue
         by_label[label][name] = m
     if unlisted:
-        warn(progress, f"{source.url}: {len(unlisted):,} validation image(s) are not in the validation labels file "
+        log.warning(f"{source.url}: {len(unlisted):,} validation image(s) are not in the validation labels file "
                        f"{labels.sources.get('validation', '')}, which lists {len(listed):,} (e.g. "
                        f"{min(unlisted)}); they are left out, as the classic leaves them. If the labels file is "
                        "short, pass the complete one with --validation-labels-file")

@@ -17,11 +17,11 @@ PERMANENT = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Permissio
 
 def transient(error: BaseException) -> bool:
     """Whether `error` (or what caused it) looks like a failure that a retry may cure."""
-    from .errors import StreamprepError
+    from ..errors import StreamprepError
 
     seen = 0
     while error is not None and seen < 5:
-        if getattr(error, "retried", False):  # already retried to exhaustion
+        if isinstance(error, StreamprepError):  # our own verdict (a corrupt archive, retries run out): final
             return False
         if isinstance(error, PERMANENT):
             return False
@@ -30,20 +30,18 @@ def transient(error: BaseException) -> bool:
             return status >= 500 or status in (408, 429)
         if isinstance(error, (TimeoutError, ConnectionError)):
             return True
-        if isinstance(error, OSError) and not isinstance(error, StreamprepError):
+        if isinstance(error, OSError):
             return getattr(error, "errno", None) not in (28, 30)  # no space left, read-only: not transient
         if type(error).__module__.split(".")[0] in NETWORK_MODULES or type(error).__name__ == "FSTimeoutError":
             return True
-        # `raise ... from None` disowns the context: a corrupt archive reported while a gzip error was
-        # being handled is not a storage failure to retry.
-        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        error = error.__cause__ or error.__context__
         seen += 1
     return False
 
 
 def call(what: Callable[[], str], fn: Callable[[], T], attempts: int = ATTEMPTS, error: type | None = None) -> T:
     """`fn()`, retried on transient errors; the last one is raised as `error` (ArchiveError) naming `what()`."""
-    from .errors import ArchiveError
+    from ..errors import ArchiveError
 
     error = error or ArchiveError
     for attempt in range(attempts):
@@ -59,11 +57,9 @@ def call(what: Callable[[], str], fn: Callable[[], T], attempts: int = ATTEMPTS,
 
 
 def exhausted(error: type, text: str, attempts: int = ATTEMPTS) -> Exception:
-    """The error reporting that retries ran out; it is never retried again further up."""
-    final = error(f"{text} (failed {attempts} attempts); check the connection and the URL, then rerun: "
-                  "finished shards are kept")
-    final.retried = True
-    return final
+    """The error reporting that retries ran out; a `StreamprepError`, so it is never retried again further up."""
+    return error(f"{text} (failed {attempts} attempts); check the connection and the URL, then rerun: "
+                 "finished shards are kept")
 
 
 def pause(attempt: int) -> None:

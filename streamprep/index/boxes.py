@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 from lxml import etree
 
-from .errors import AnnotationError
+from ..errors import AnnotationError
 
 Box = tuple[float, float, float, float]
 
@@ -28,7 +28,7 @@ def _int(text: object, what: str, where: str) -> int:
     try:
         return int(float(text))  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
-        raise AnnotationError(f"{where}: <{what}> is {text!r}, not a number; fix or remove this XML file") from None
+        raise AnnotationError(f"{where}: <{what}> is {text!r}, not a number; fix or remove this XML file")
 
 
 def parse_boxes(data: bytes, where: str) -> list[Box]:
@@ -36,7 +36,7 @@ def parse_boxes(data: bytes, where: str) -> list[Box]:
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as e:
-        raise AnnotationError(f"{where}: not well-formed XML ({e}); fix or remove this XML file") from None
+        raise AnnotationError(f"{where}: not well-formed XML ({e}); fix or remove this XML file") from e
     dtd = root.getroottree().docinfo.internalDTD
     if dtd is not None and any(True for _ in dtd.iterentities()):
         raise AnnotationError(f"{where}: declares XML entities, which streamprep refuses to expand; "

@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from .errors import VerifyError
-from .progress import Phase
+from ..errors import MissingDependencyError, OutputUnreadableError
+from ..progress import Phase
 from .tfrecord import masked_crc
 
 SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})$")
@@ -79,8 +79,8 @@ class ShardCheck:
 def tensorflow():
     """TensorFlow, imported once, its native log noise silenced."""
     if importlib.util.find_spec("tensorflow") is None:
-        raise VerifyError("TensorFlow is needed to parse the records (and decode the images); install tensorflow")
-    from .fixups import tensorflow
+        raise MissingDependencyError("TensorFlow is needed to parse the records (and decode the images); install tensorflow")
+    from ..records.fixups import tensorflow
 
     return tensorflow()
 
@@ -118,8 +118,8 @@ class ShardChecker:
             check.problem("disappeared while being verified; is a conversion still writing to this folder?")
             check.trusted = False
         except OSError as e:
-            raise VerifyError(f"{self.path(name)}: cannot read ({e}); check the connection and permissions, "
-                              "then run verify again") from None
+            raise OutputUnreadableError(f"{self.path(name)}: cannot read ({e}); check the connection and permissions, "
+                              "then run verify again") from e
         return check
 
     def _read(self, f: BinaryIO, check: ShardCheck) -> None:

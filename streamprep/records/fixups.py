@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from .errors import ImageError
+from ..errors import ImageError, MissingDependencyError
 
 PNG_NAME = "n02105855_2933.JPEG"
 CMYK_NAMES = frozenset("""
@@ -60,8 +60,8 @@ def tensorflow():
                 import tensorflow as tf
                 tf.io.encode_jpeg(tf.zeros((1, 1, 3), tf.uint8))  # loads the kernels while silenced
         except ImportError as e:
-            raise ImageError(f"TensorFlow is needed to re-encode the classic's PNG/CMYK files ({e}); "
-                             "install tensorflow") from None
+            raise MissingDependencyError(f"TensorFlow is needed to re-encode the classic's PNG/CMYK files ({e}); "
+                             "install tensorflow") from e
         return tf
 
 
@@ -81,4 +81,4 @@ def apply(kind: str, data: bytes, member: str) -> bytes:
         return tf.io.encode_jpeg(image, format="rgb", quality=100).numpy()
     except (tf.errors.OpError, ValueError) as e:
         raise ImageError(f"{member}: the classic re-encodes this file as {kind.upper()}, but TensorFlow "
-                         f"cannot decode it ({str(e).splitlines()[0]}); check the archive") from None
+                         f"cannot decode it ({str(e).splitlines()[0]}); check the archive") from e

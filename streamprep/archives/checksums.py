@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .archives import Source, sequential_reader
-from .errors import ArchiveError
-from .progress import Callback, Phase, warn
+from .storage import Source, sequential_reader
+from ..errors import ArchiveError
+from ..progress import Callback, Phase
 
 GIB, MIB = 1 << 30, 1 << 20
 PIECE = 4 << 20
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def check(sources: dict[str, Source], known: dict[str, str], progress: Callback 
         published = PUBLISHED[key]
         name = source.url.rstrip("/").rsplit("/", 1)[-1]
         if name != published.name or not published.plausible(source.size):
-            warn(progress, f"{source.url} is not the official {published.name} ({source.size:,} bytes; the official "
+            log.warning(f"{source.url} is not the official {published.name} ({source.size:,} bytes; the official "
                            f"file is {published.shown}): the published MD5 does not apply, so it is not checked")
             continue
         official.add(key)

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from .bboxes import BoxTable
-from .index import DatasetIndex, Ignored, NameTable, SplitIndex
-from .output import Output
+from .boxes import BoxTable
+from .images import DatasetIndex, Ignored, NameTable, Skipped, SplitIndex
+from ..outputs.files import Output
 
 STATE_DIR = ".streamprep"  # hidden, so that tools globbing the shards do not see it
-FORMAT = "streamprep-index/1"
+FORMAT = "streamprep-index/2"  # 2: skipped members apart from ignored ones
 
 
 def key(identities: dict[str, dict[str, Any]], labels_digest: str, policies: dict[str, str]) -> str:
@@ -44,7 +44,7 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
     b = index.boxes
     arrays.update({"boxes.csv": np.frombuffer(b.csv, dtype=np.uint8), "boxes.rows": b.rows, "boxes.xml_rows": b.xml_rows})
     meta = {"format": FORMAT, "splits": splits, "files": b.files, "by_image": b.by_image,
-            "ignored": index.ignored.state()}
+            "ignored": index.ignored.state(), "skipped": index.skipped.items}
     arrays["meta"] = _text(meta)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -75,7 +75,7 @@ def load(output: Output, k: str) -> DatasetIndex | None:
         by_image = {k: v if isinstance(v, int) else tuple(v) for k, v in meta["by_image"].items()}
         boxes = BoxTable(arrays["boxes.csv"].tobytes(), arrays["boxes.rows"], arrays["boxes.xml_rows"], by_image,
                          meta["files"])
-        return DatasetIndex(tuple(splits), boxes, Ignored.from_state(meta["ignored"]))
+        return DatasetIndex(tuple(splits), boxes, Ignored.from_state(meta["ignored"]), Skipped(list(meta["skipped"])))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):

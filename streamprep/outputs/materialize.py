@@ -12,13 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .archives import Source, gzip_members, inner_members, members, sequential_reader
-from .errors import ArchiveError, OutputError
-from .index import VALIDATION_NAME
-from .labels import LabelData
-from .plan import RecordSpec
-from .progress import Callback, Phase
-from .tarscan import ReadAt, TarMember, normalize
+from ..archives.storage import Source, sequential_reader
+from ..archives.walk import gzip_members, inner_members, members
+from ..errors import ArchiveError, OutputError
+from ..index.images import VALIDATION_NAME
+from ..index.labels import LabelData
+from ..plan import RecordSpec
+from ..progress import Callback, Phase
+from ..archives.tarscan import ReadAt, TarMember, normalize
 
 TRAIN_DIR, VAL_DIR, BBOX_DIR, BBOXES_CSV = "ILSVRC2012_img_train", "ILSVRC2012_img_val", "bboxes", "bboxes.csv"
 TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.streamprep-tmp")
@@ -43,7 +44,9 @@ class PartSummary:
 
 
 @dataclass
-class LayoutSummary:
+class FolderTreeSummary:
+    """What `--materialize` wrote: files per part, and validation images the labels file does not list."""
+
     base: str
     parts: dict[str, PartSummary] = field(default_factory=dict)
     unlisted_validation: list[str] = field(default_factory=list)
@@ -118,7 +121,7 @@ class Tree:
                     os.unlink(tmp)
                 raise
         except OSError as e:
-            raise OutputError(f"{path}: cannot write ({e}); check free space and permissions of --materialize") from None
+            raise OutputError(f"{path}: cannot write ({e}); check free space and permissions of --materialize") from e
 
     def directory(self, parts: list[str], mtime: float) -> None:
         """A directory entry of an archive: created now, its mtime set at the end (as tar does)."""
@@ -126,7 +129,7 @@ class Tree:
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as e:
-            raise OutputError(f"{path}: cannot create ({e}); check --materialize") from None
+            raise OutputError(f"{path}: cannot create ({e}); check --materialize") from e
         self._dirs[path] = mtime
 
     def finish(self) -> None:
@@ -152,7 +155,7 @@ def _member_reader(source: Source, read_at: ReadAt, where: str):
     return read
 
 
-def _bboxes(tree: Tree, source: Source, csv: bytes, summary: LayoutSummary, progress: Callback | None) -> None:
+def _bboxes(tree: Tree, source: Source, csv: bytes, summary: FolderTreeSummary, progress: Callback | None) -> None:
     part = summary.parts.setdefault("bboxes", PartSummary())
     with Phase(progress, "materialize bboxes", total_bytes=source.size, unit="files") as phase:
         for m, data, _ in gzip_members(source):
@@ -164,7 +167,7 @@ def _bboxes(tree: Tree, source: Source, csv: bytes, summary: LayoutSummary, prog
     tree.write([BBOXES_CSV], csv, time.time())
 
 
-def _validation(tree: Tree, source: Source, labels: LabelData, summary: LayoutSummary,
+def _validation(tree: Tree, source: Source, labels: LabelData, summary: FolderTreeSummary,
                 progress: Callback | None) -> None:
     part = summary.parts.setdefault("validation", PartSummary())
     listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
@@ -187,7 +190,7 @@ def _validation(tree: Tree, source: Source, labels: LabelData, summary: LayoutSu
                 _extract(tree, m, [VAL_DIR, synset, parts[0]], read, part, phase)
 
 
-def _train(tree: Tree, source: Source, workers: int, summary: LayoutSummary, progress: Callback | None) -> None:
+def _train(tree: Tree, source: Source, workers: int, summary: FolderTreeSummary, progress: Callback | None) -> None:
     """The training tar: class tars walked in parallel locally, in order through one readahead remotely."""
     part = summary.parts.setdefault("train", PartSummary())
     with Phase(progress, "materialize train", total_bytes=source.size, unit="files") as phase, \
@@ -231,10 +234,10 @@ def _train(tree: Tree, source: Source, workers: int, summary: LayoutSummary, pro
 
 
 def materialize(base: str, train: Source, val: Source, bbox: Source, labels: LabelData, bboxes_csv: bytes,
-                workers: int = 2, progress: Callback | None = None) -> LayoutSummary:
+                workers: int = 2, progress: Callback | None = None) -> FolderTreeSummary:
     """Write the classic folder layout under `base` (a local folder); rerunning completes an interrupted run."""
     tree = Tree(base)
-    summary = LayoutSummary(tree.base)
+    summary = FolderTreeSummary(tree.base)
     _bboxes(tree, bbox, bboxes_csv, summary, progress)
     _validation(tree, val, labels, summary, progress)
     _train(tree, train, workers, summary, progress)
@@ -242,6 +245,6 @@ def materialize(base: str, train: Source, val: Source, bbox: Source, labels: Lab
     return summary
 
 
-def layout_path(base: str, spec: RecordSpec, split: str) -> str:
-    """Where the layout holds a record's image."""
+def tree_path(base: str, spec: RecordSpec, split: str) -> str:
+    """Where the folder tree holds a record's image."""
     return os.path.join(base, TRAIN_DIR if split == "train" else VAL_DIR, spec.synset, spec.filename)

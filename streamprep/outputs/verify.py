@@ -28,12 +28,12 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .archives import resolve
-from .config import default_workers
-from .errors import ConfigError, VerifyError
-from .manifest import FORMAT as MANIFEST_FORMAT, MANIFEST
-from .progress import Callback, Phase
-from .shardcheck import PROBLEMS_KEPT, READ_BLOCK, SHARD_NAME, Problem, ShardCheck, ShardChecker, tensorflow
+from ..archives.storage import resolve
+from ..options import default_workers
+from ..errors import ConfigError, OutputUnreadableError
+from .manifest import MANIFEST, Manifest, ShardEntry
+from ..progress import Callback, Phase, check
+from .tfrecord_check import PROBLEMS_KEPT, READ_BLOCK, SHARD_NAME, Problem, ShardCheck, ShardChecker, tensorflow
 
 SPLITS = ("train", "validation")
 NUM_CLASSES = 1000
@@ -100,15 +100,15 @@ def _listing(fs: Any, root: str, url: str) -> dict[str, dict[str, Any]]:
     try:
         info = fs.info(root)
     except FileNotFoundError:
-        raise VerifyError(f"{url}: not found; pass the folder a conversion wrote (convert's --out)") from None
+        raise OutputUnreadableError(f"{url}: not found; pass the folder a conversion wrote (convert's --out)")
     except OSError as e:
-        raise VerifyError(f"{url}: cannot read ({e}); check the path or URL and permissions") from None
+        raise OutputUnreadableError(f"{url}: cannot read ({e}); check the path or URL and permissions") from e
     if info.get("type") != "directory":
-        raise VerifyError(f"{url}: is a file, not a folder; pass the folder that holds the shards")
+        raise OutputUnreadableError(f"{url}: is a file, not a folder; pass the folder that holds the shards")
     try:
         entries = fs.ls(root, detail=True)
     except OSError as e:
-        raise VerifyError(f"{url}: cannot list ({e}); check the path or URL and permissions") from None
+        raise OutputUnreadableError(f"{url}: cannot list ({e}); check the path or URL and permissions") from e
     return {_name(e["name"]): e for e in entries
             if e.get("type") != "directory" and not _name(e["name"]).startswith(".") and _name(e["name"]) != ""}
 
@@ -118,7 +118,7 @@ def _read_small(fs: Any, path: str, url: str) -> bytes:
         with fs.open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise VerifyError(f"{path}: cannot read ({e}); check the connection and permissions of {url}") from None
+        raise OutputUnreadableError(f"{path}: cannot read ({e}); check the connection and permissions of {url}") from e
 
 
 def _digest(fs: Any, path: str, url: str) -> str:
@@ -128,39 +128,8 @@ def _digest(fs: Any, path: str, url: str) -> str:
             while chunk := f.read(READ_BLOCK):
                 digest.update(chunk)
     except OSError as e:
-        raise VerifyError(f"{path}: cannot read ({e}); check the connection and permissions of {url}") from None
+        raise OutputUnreadableError(f"{path}: cannot read ({e}); check the connection and permissions of {url}") from e
     return digest.hexdigest()
-
-
-class _Manifest:
-    """The parts of manifest.json that verify checks; `ValueError` if it is malformed."""
-
-    def __init__(self, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        if data.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"format is {data.get('format')!r}, this streamprep reads {MANIFEST_FORMAT!r}; "
-                             "verify it with the streamprep version that wrote it")
-        self.complete = data.get("complete") is True
-        shards = data.get("shards")
-        if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
-                                                   for s in shards):
-            raise ValueError("'shards' is not a list of entries with a 'name'")
-        self.shards: dict[str, dict[str, Any]] = {}
-        for entry in shards:
-            if entry["name"] in self.shards:
-                raise ValueError(f"shard {entry['name']} is listed twice")
-            self.shards[entry["name"]] = entry
-        splits = data.get("splits", {})
-        if not isinstance(splits, dict) or not all(isinstance(v, dict) for v in splits.values()):
-            raise ValueError("'splits' is not an object of objects")
-        self.splits: dict[str, dict[str, Any]] = splits
-        skipped = data.get("skipped")
-        self.skipped = len(skipped) if isinstance(skipped, list) else 0
-        self.bboxes_csv = data.get("bboxes_csv")
-        if self.bboxes_csv is not None and not (isinstance(self.bboxes_csv, dict)
-                                                and isinstance(self.bboxes_csv.get("name"), str)):
-            raise ValueError("'bboxes_csv' is not an entry with a 'name'")
 
 
 def _shard_sets(names: Iterator[str] | list[str], where: str) -> list[Problem]:
@@ -214,89 +183,32 @@ def _counts_differ(found: Counter, listed: Any) -> str | None:
 
 def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool = False,
            workers: int | None = None, num_classes: int = NUM_CLASSES,
-           progress: Callback | None = None) -> VerifyReport:
+           progress: Callback | None = None, stop: threading.Event | None = None) -> VerifyReport:
     """Check the output folder at `url` (a path or fsspec URL); see the module docstring for what is checked.
 
     `workers` shards are read at once (default: as many as convert writes); `progress` gets a "verify"
-    phase counting records and bytes.
+    phase counting records and bytes; setting `stop` ends the check early (`progress.Stopped`).
     """
     t0 = time.monotonic()
-    if workers is None:
-        workers = default_workers()
+    workers = default_workers() if workers is None else workers
     if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+        raise ConfigError(f"workers (--workers) must be at least 1, got {workers}")
     if num_classes < 1:
-        raise ConfigError(f"--num-classes must be at least 1, got {num_classes}")
+        raise ConfigError(f"num_classes (--num-classes) must be at least 1, got {num_classes}")
     fs, root = resolve(url, storage_options)
     files = _listing(fs, root, url)
-    path = lambda name: f"{root.rstrip('/')}/{name}"  # noqa: E731
     problems: list[Problem] = []
-    notes: list[str] = []
-    manifest: _Manifest | None = None
-    if MANIFEST in files:
-        try:
-            manifest = _Manifest(json.loads(_read_small(fs, path(MANIFEST), url)))
-        except ValueError as e:
-            problems.append(Problem(MANIFEST, f"unusable ({str(e)[:300]}); checking the shards as a classic output"))
-    shard_files = sorted(n for n in files if SHARD_NAME.match(n))
-
+    manifest = _manifest(fs, root, url, files, problems)
     if manifest is not None:
-        if not manifest.complete:
-            problems.append(Problem(MANIFEST, "incomplete conversion: rerun the same convert command to finish it"))
-        listed = sorted(manifest.shards)
-        for name in listed:
-            if not SHARD_NAME.match(name):
-                problems.append(Problem(MANIFEST, f"lists {name!r}, which is not a shard name"))
-            elif name not in files:
-                problems.append(Problem(name, f"missing: listed in {MANIFEST} but not in the folder"))
-        unlisted = [n for n in shard_files if n not in manifest.shards]
-        if manifest.complete:
-            for name in unlisted:
-                problems.append(Problem(name, f"not listed in {MANIFEST}: left from another run? remove it, or "
-                                              "rerun the convert command that wrote this folder"))
-            problems += _shard_sets([n for n in listed if SHARD_NAME.match(n)], f"listed in {MANIFEST}")
-        else:  # a running or killed conversion lists the shards finished so far, and no totals yet
-            notes.append(f"the conversion is incomplete: {len(listed):,} shard(s) listed in {MANIFEST} were "
-                         f"checked against it; {len(unlisted):,} unlisted shard(s) for framing, schema and labels only")
-        if manifest.skipped:
-            notes.append(f"{MANIFEST} lists {manifest.skipped:,} bad input file(s) that convert skipped "
-                         "(--on-bad-image/--on-bad-xml skip): the output lacks them")
-        todo = [n for n in listed if n in files and SHARD_NAME.match(n)]
-        if not manifest.complete:
-            todo = sorted(todo + unlisted)
+        todo, notes = _with_manifest(manifest, files, problems)
     else:
-        if not shard_files and not problems:
-            raise VerifyError(f"{url}: holds neither {MANIFEST} nor shards (train-00000-of-01024 ...); pass the "
-                              "folder a conversion wrote")
-        problems += _shard_sets(shard_files, "in the folder")
-        todo = shard_files
-        notes.append(f"no {MANIFEST} (an output of the classic procedure?): record counts, label counts and "
-                     "sha256 were not checked")
-
+        todo, notes = _without_manifest(url, files, problems)
     tensorflow()  # imported before the progress phase starts: it takes a few seconds
-    stop = threading.Event()
-    sizes = {n: files[n].get("size") for n in todo}
-    with Phase(progress, "verify", total_bytes=sum(s or 0 for s in sizes.values()), unit="records") as phase:
-        checker = ShardChecker(fs, root, url, decode, num_classes, phase, stop)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
-            futures = [pool.submit(checker.shard, n, sizes[n]) for n in todo]
-            try:
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    if future.exception() is not None:
-                        raise future.exception()  # type: ignore[misc]
-            except BaseException:
-                stop.set()
-                for future in futures:
-                    future.cancel()
-                raise
-            checks = [f.result() for f in futures]
-
+    checks = _check_shards(ShardChecker, fs, root, url, decode, num_classes, todo, files, workers, progress, stop)
     for check in checks:
         problems += check.problems
         if manifest is not None and check.name in manifest.shards:
             problems += _against_entry(check, manifest.shards[check.name])
-
     if manifest is not None and manifest.complete:
         problems += _against_splits(manifest, checks)
         problems += _against_bboxes(fs, root, url, manifest, files)
@@ -304,65 +216,147 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
                         sum(c.omitted for c in checks), notes, time.monotonic() - t0)
 
 
-def _against_entry(check: ShardCheck, entry: dict[str, Any]) -> list[Problem]:
+def _manifest(fs: Any, root: str, url: str, files: dict[str, dict[str, Any]],
+              problems: list[Problem]) -> Manifest | None:
+    """The output's manifest, if it has a usable one (an unusable one is a problem, and the shards are still checked)."""
+    if MANIFEST not in files:
+        return None
+    try:
+        return Manifest.parse(json.loads(_read_small(fs, f"{root.rstrip('/')}/{MANIFEST}", url)))
+    except ValueError as e:
+        problems.append(Problem(MANIFEST, f"unusable ({str(e)[:300]}); checking the shards as a classic output"))
+        return None
+
+
+def _with_manifest(manifest: Manifest, files: dict[str, dict[str, Any]],
+                   problems: list[Problem]) -> tuple[list[str], list[str]]:
+    """The shards to read and the notes, for an output with a manifest; problems of the listing added."""
+    notes = []
+    shard_files = sorted(n for n in files if SHARD_NAME.match(n))
+    if not manifest.complete:
+        problems.append(Problem(MANIFEST, "incomplete conversion: rerun the same convert command to finish it"))
+    listed = sorted(manifest.shards)
+    for name in listed:
+        if not SHARD_NAME.match(name):
+            problems.append(Problem(MANIFEST, f"lists {name!r}, which is not a shard name"))
+        elif name not in files:
+            problems.append(Problem(name, f"missing: listed in {MANIFEST} but not in the folder"))
+    unlisted = [n for n in shard_files if n not in manifest.shards]
+    todo = [n for n in listed if n in files and SHARD_NAME.match(n)]
+    if manifest.complete:
+        problems.extend(Problem(name, f"not listed in {MANIFEST}: left from another run? remove it, or rerun the "
+                                      "convert command that wrote this folder") for name in unlisted)
+        problems += _shard_sets([n for n in listed if SHARD_NAME.match(n)], f"listed in {MANIFEST}")
+    else:  # a running or killed conversion lists the shards finished so far, and no totals yet
+        notes.append(f"the conversion is incomplete: {len(listed):,} shard(s) listed in {MANIFEST} were "
+                     f"checked against it; {len(unlisted):,} unlisted shard(s) for framing, schema and labels only")
+        todo = sorted(todo + unlisted)
+    skipped = len(manifest.totals.skipped) if manifest.totals else 0
+    if skipped:
+        notes.append(f"{MANIFEST} lists {skipped:,} bad input file(s) that convert skipped "
+                     "(--on-bad-image/--on-bad-xml skip): the output lacks them")
+    return todo, notes
+
+
+def _without_manifest(url: str, files: dict[str, dict[str, Any]],
+                      problems: list[Problem]) -> tuple[list[str], list[str]]:
+    """The shards to read and the notes, for an output without a (usable) manifest, such as the classic's."""
+    shard_files = sorted(n for n in files if SHARD_NAME.match(n))
+    if not shard_files and not problems:
+        raise OutputUnreadableError(f"{url}: holds neither {MANIFEST} nor shards (train-00000-of-01024 ...); pass "
+                                    "the folder a conversion wrote")
+    problems += _shard_sets(shard_files, "in the folder")
+    return shard_files, [f"no {MANIFEST} (an output of the classic procedure?): record counts, label counts and "
+                         "sha256 were not checked"]
+
+
+def _check_shards(checker_type: type, fs: Any, root: str, url: str, decode: bool, num_classes: int, todo: list[str],
+                  files: dict[str, dict[str, Any]], workers: int, progress: Callback | None,
+                  stop: threading.Event | None) -> list[ShardCheck]:
+    """Every shard in `todo` read and checked, `workers` at a time; the first error stops the others."""
+    halt = threading.Event()
+    sizes = {n: files[n].get("size") for n in todo}
+    with Phase(progress, "verify", total_bytes=sum(s or 0 for s in sizes.values()), unit="records") as phase:
+        checker = checker_type(fs, root, url, decode, num_classes, phase, halt)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
+            futures = [pool.submit(checker.shard, n, sizes[n]) for n in todo]
+            try:
+                while True:
+                    done, running = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        if future.exception() is not None:
+                            raise future.exception()  # type: ignore[misc]
+                    check(stop)
+                    if not running:
+                        break
+            except BaseException:
+                halt.set()
+                for future in futures:
+                    future.cancel()
+                raise
+            return [f.result() for f in futures]
+
+
+def _against_entry(check: ShardCheck, entry: ShardEntry) -> list[Problem]:
     """A shard's size, sha256, record and box counts against its manifest entry."""
     problems = []
-    listed = entry.get("bytes")
+    listed = entry.bytes
     if check.size is not None and listed != check.size:
         problems.append(Problem(check.name, f"holds {check.size:,} bytes, {MANIFEST} lists {_listed(listed)}"))
     if not check.complete:
         return problems  # counts and digest of a shard that could not be read to its end mean nothing more
-    if entry.get("sha256") != check.sha256:
+    if entry.sha256 != check.sha256:
         problems.append(Problem(check.name, f"sha256 {check.sha256} differs from {MANIFEST}'s "
-                                            f"{entry.get('sha256')!r}: the file is not the one convert wrote"))
-    if entry.get("records") != check.records:
+                                            f"{entry.sha256!r}: the file is not the one convert wrote"))
+    if entry.records != check.records:
         problems.append(Problem(check.name, f"holds {check.records:,} records, "
-                                            f"{MANIFEST} lists {_listed(entry.get('records'))}"))
-    if "boxes" in entry and check.trusted and entry["boxes"] != check.boxes:
-        problems.append(Problem(check.name, f"holds {check.boxes:,} boxes, {MANIFEST} lists {_listed(entry['boxes'])}"))
+                                            f"{MANIFEST} lists {_listed(entry.records)}"))
+    if check.trusted and entry.boxes != check.boxes:
+        problems.append(Problem(check.name, f"holds {check.boxes:,} boxes, {MANIFEST} lists {_listed(entry.boxes)}"))
     return problems
 
 
-def _against_splits(manifest: _Manifest, checks: list[ShardCheck]) -> list[Problem]:
+def _against_splits(manifest: Manifest, checks: list[ShardCheck]) -> list[Problem]:
     problems = []
+    splits = manifest.totals.splits if manifest.totals else {}
     for split in SPLITS:
         listed = [n for n in manifest.shards if (m := SHARD_NAME.match(n)) and m[1] == split]
-        summary = manifest.splits.get(split)
+        summary = splits.get(split)
         if summary is None:
             if listed:
                 problems.append(Problem(MANIFEST, f"lists {split} shards but no splits.{split} entry"))
             continue
-        if summary.get("shards") != len(listed):
+        if summary.shards != len(listed):
             problems.append(Problem(split, f"{MANIFEST} lists {len(listed):,} {split} shard(s), but its splits.{split} "
-                                           f"says {_listed(summary.get('shards'))}"))
+                                           f"says {_listed(summary.shards)}"))
         mine = [c for c in checks if c.split == split]
         if len(mine) != len(listed) or not all(c.trusted for c in mine):
             continue  # missing or damaged shards are reported already; their labels are unknown
         found: Counter = Counter()
         for c in mine:
             found.update(c.labels)
-        differ = _counts_differ(found, summary.get("class_counts"))
+        differ = _counts_differ(found, summary.class_counts)
         if differ:
             problems.append(Problem(split, differ))
     return problems
 
 
-def _against_bboxes(fs: Any, root: str, url: str, manifest: _Manifest,
+def _against_bboxes(fs: Any, root: str, url: str, manifest: Manifest,
                     files: dict[str, dict[str, Any]]) -> list[Problem]:
-    entry = manifest.bboxes_csv
+    entry = manifest.totals.bboxes_csv if manifest.totals else None
     if entry is None:
         return []
-    name = entry["name"]
+    name = entry.name
     if name not in files:
         return [Problem(name, f"missing: listed in {MANIFEST} but not in the folder")]
     problems = []
     size = files[name].get("size")
-    if size is not None and size != entry.get("bytes"):
-        problems.append(Problem(name, f"holds {size:,} bytes, {MANIFEST} lists {_listed(entry.get('bytes'))}"))
+    if size is not None and size != entry.bytes:
+        problems.append(Problem(name, f"holds {size:,} bytes, {MANIFEST} lists {_listed(entry.bytes)}"))
     digest = _digest(fs, f"{root.rstrip('/')}/{name}", url)
-    if digest != entry.get("sha256"):
-        problems.append(Problem(name, f"sha256 {digest} differs from {MANIFEST}'s {entry.get('sha256')!r}"))
+    if digest != entry.sha256:
+        problems.append(Problem(name, f"sha256 {digest} differs from {MANIFEST}'s {entry.sha256!r}"))
     return problems
 
 
-__all__ = ["Problem", "ShardCheck", "VerifyError", "VerifyReport", "verify"]
+__all__ = ["OutputUnreadableError", "Problem", "ShardCheck", "VerifyReport", "verify"]

@@ -8,15 +8,17 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
-from . import retry
-from .archives import Source, gzip_members
-from .bboxes import BoxTable, csv_lines, parse_boxes, sort_key
-from .errors import AnnotationError, ArchiveError
-from .index import Ignored, regular_file
-from .progress import Callback, Event, Phase
-from .tarscan import normalize
+from ..archives import retry
+from ..archives.storage import Source
+from ..archives.walk import gzip_members
+from .boxes import BoxTable, csv_lines, parse_boxes, sort_key
+from ..errors import AnnotationError, ArchiveError
+from .images import Ignored, Skipped, regular_file
+from ..progress import Callback, Event, Phase, check
+from ..archives.tarscan import normalize
 
 XML_BATCH = 512  # XML files parsed per task
 PARSERS = 2  # threads parsing XML (lxml lets go of the GIL while it parses) beside the one reading the archive
@@ -26,22 +28,25 @@ RELAY_INTERVAL = 0.2  # seconds between progress events sent from that process
 
 
 def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None,
-                skip_bad_xml: bool = False) -> BoxTable:
+                skip_bad_xml: bool = False, skipped: Skipped | None = None,
+                stop: threading.Event | None = None) -> BoxTable:
     """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob.
 
     A gzip stream cannot resume mid-way, so a transient storage error restarts the (small) archive.
     An XML file that cannot be used stops the run, or with `skip_bad_xml` is left out and listed.
     """
     def once() -> BoxTable:
-        attempt = Ignored()
-        table = _index_boxes(source, attempt, progress, skip_bad_xml)
+        attempt, attempt_skipped = Ignored(), Skipped()
+        table = _index_boxes(source, attempt, attempt_skipped, progress, skip_bad_xml, stop)
         ignored.merge(attempt)
+        if skipped is not None:
+            skipped.merge(attempt_skipped)
         return table
 
     return retry.call(lambda: f"{source.url}: cannot read", once)
 
 
-def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, ignored: Ignored) -> list[tuple[str, str]]:
+def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, skipped: Skipped) -> list[tuple[str, str]]:
     """(sort key, csv lines) of each (folder, file name, member ref, XML bytes), in order."""
     out = []
     for folder, file_name, ref, data in batch:
@@ -50,13 +55,14 @@ def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, ignored
         except AnnotationError as e:
             if not skip_bad_xml:
                 raise
-            ignored.skip(ref, str(e))
+            skipped.add(ref, str(e))
             continue
         out.append((sort_key(folder, file_name), csv_lines(file_name[:-len(".xml")], boxes)))
     return out
 
 
-def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None, skip_bad_xml: bool) -> BoxTable:
+def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: Callback | None, skip_bad_xml: bool,
+                 stop: threading.Event | None) -> BoxTable:
     files: list[tuple[str, str]] = []
     seen: set[str] = set()
     read = members = 0
@@ -66,13 +72,14 @@ def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None, sk
             ThreadPoolExecutor(PARSERS, thread_name_prefix="xml") as pool:
 
         def submit() -> None:
-            pending.append(pool.submit(_parse, list(batch), skip_bad_xml, ignored))
+            pending.append(pool.submit(_parse, list(batch), skip_bad_xml, skipped))
             batch.clear()
             while len(pending) > IN_FLIGHT or (pending and pending[0].done()):
                 files.extend(pending.popleft().result())
 
         try:
             for m, data, compressed in gzip_members(source):
+                check(stop)
                 members += 1
                 phase.advance(int(m.is_file), compressed - read)
                 read = compressed
@@ -81,7 +88,7 @@ def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None, sk
                 name = normalize(m.name)
                 parts = name.split("/")
                 if len(parts) != 2 or not parts[1].endswith(".xml") or any(p.startswith(".") or not p for p in parts):
-                    ignored.add("not a folder/*.xml annotation in the bounding-box archive", f"{source.url}!{m.name}")
+                    ignored.add(f"{source.url}!{m.name}", "not a folder/*.xml annotation in the bounding-box archive")
                     continue
                 if not regular_file(m, source.url, ignored):
                     continue
@@ -106,21 +113,43 @@ def _index_boxes(source: Source, ignored: Ignored, progress: Callback | None, sk
     return BoxTable.build(files)
 
 
+@dataclass
+class BoxWalkResult:
+    """What the bounding-box walk found: the box table, the members it ignored and the XML files it skipped."""
+
+    table: BoxTable
+    ignored: Ignored
+    skipped: Skipped
+
+
+@dataclass
+class _Done:
+    """The child process's outcome, as plain data."""
+
+    table: BoxTable
+    ignored: dict[str, Any]
+    skipped: list[dict[str, str]]
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
 class BoxWalk:
     """`index_boxes` running beside the walks of the image tars; `result()` waits for it.
 
     Both walks are Python code, which threads would run on one core in turn. So a large archive
     (the real one: 544,546 XML files) is read by a process of its own, started with `spawn`, whose
     progress events are relayed here; a small one, where starting a process would cost more than
-    it saves, by a thread. `failed` is called as soon as the walk fails, so that the caller can stop
-    its own walk.
+    it saves, by a thread. `stop` is set as soon as the walk fails, so that the caller's own walks
+    stop too; a walk in a thread also stops when the caller sets it.
     """
 
-    def __init__(self, source: Source, progress: Callback | None, skip_bad_xml: bool,
-                 failed: Callable[[], None]) -> None:
-        self.source, self.progress, self.skip_bad_xml, self.failed = source, progress, skip_bad_xml, failed
+    def __init__(self, source: Source, progress: Callback | None, skip_bad_xml: bool, stop: threading.Event) -> None:
+        self.source, self.progress, self.skip_bad_xml, self.stop = source, progress, skip_bad_xml, stop
         self.done = threading.Event()
-        self.outcome: tuple[Any, ...] = ()
+        self.outcome: BoxWalkResult | _Failed | None = None
         self.process: Any = None
         if source.size >= PROCESS_MIN_BYTES:
             context = multiprocessing.get_context("spawn")
@@ -134,20 +163,20 @@ class BoxWalk:
         self.thread = threading.Thread(target=target, name="bboxes", daemon=True)
         self.thread.start()
 
-    def _finish(self, outcome: tuple[Any, ...]) -> None:
+    def _finish(self, outcome: BoxWalkResult | _Failed) -> None:
         self.outcome = outcome
         self.done.set()
-        if outcome[0] == "error":
-            self.failed()
+        if isinstance(outcome, _Failed):
+            self.stop.set()
 
     def _thread(self) -> None:
-        ignored = Ignored()
+        ignored, skipped = Ignored(), Skipped()
         try:
-            table = index_boxes(self.source, ignored, self.progress, self.skip_bad_xml)
+            table = index_boxes(self.source, ignored, self.progress, self.skip_bad_xml, skipped, self.stop)
         except BaseException as e:  # noqa: BLE001 - handed to the caller by result()
-            self._finish(("error", e))
+            self._finish(_Failed(e))
             return
-        self._finish(("done", table, ignored))
+        self._finish(BoxWalkResult(table, ignored, skipped))
 
     def _relay(self) -> None:
         while True:
@@ -155,31 +184,35 @@ class BoxWalk:
                 message = self.queue.get(timeout=0.5)
             except queue.Empty:
                 if not self.process.is_alive():
-                    self._finish(("error", ArchiveError(
+                    self._finish(_Failed(ArchiveError(
                         f"{self.source.url}: the process reading the bounding boxes ended unexpectedly (exit code "
                         f"{self.process.exitcode}); run again")))
                     return
                 continue
-            if message[0] == "event":
+            if isinstance(message, Event):
                 if self.progress:
-                    self.progress(message[1])
+                    self.progress(message)
                 continue
-            if message[0] == "done":
-                message = ("done", message[1], Ignored.from_state(message[2]))
-            self._finish(message)
+            if isinstance(message, _Done):
+                self._finish(BoxWalkResult(message.table, Ignored.from_state(message.ignored),
+                                           Skipped(list(message.skipped))))
+            else:
+                self._finish(message)
             return
 
-    def result(self) -> tuple[BoxTable, Ignored]:
+    def result(self) -> BoxWalkResult:
         self.done.wait()
         self.thread.join()
         if self.process is not None:
             self.process.join(5)
-        if self.outcome[0] == "error":
-            raise self.outcome[1]
-        return self.outcome[1], self.outcome[2]
+        if isinstance(self.outcome, _Failed):
+            raise self.outcome.error
+        assert self.outcome is not None
+        return self.outcome
 
     def cancel(self) -> None:
-        """Stop the walk if it runs in a process (a thread finishes on its own, stopped by its callback)."""
+        """Stop the walk: a thread at its next member (through `stop`), a process at once."""
+        self.stop.set()
         if self.process is not None and self.process.is_alive():
             self.process.terminate()
             self.process.join(5)
@@ -191,8 +224,8 @@ def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: A
 
     def flush() -> None:
         if pending["items"] or pending["nbytes"]:
-            out.put(("event", Event("advance", pending["phase"], items=pending["items"], nbytes=pending["nbytes"],
-                                    unit=pending["unit"])))
+            out.put(Event("advance", pending["phase"], items=pending["items"], nbytes=pending["nbytes"],
+                          unit=pending["unit"]))
             pending.update(items=0, nbytes=0)
         pending["last"] = time.monotonic()
 
@@ -205,14 +238,14 @@ def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: A
                 flush()
             return
         flush()
-        out.put(("event", event))
+        out.put(event)
 
     try:
-        ignored = Ignored()
-        table = index_boxes(Source(url, storage_options), ignored, relay, skip_bad_xml)
-        out.put(("done", table, ignored.state()))
+        ignored, skipped = Ignored(), Skipped()
+        table = index_boxes(Source(url, storage_options), ignored, relay, skip_bad_xml, skipped)
+        out.put(_Done(table, ignored.state(), skipped.items))
     except BaseException as e:  # noqa: BLE001 - sent to the parent, which raises it
         try:
-            out.put(("error", e))
+            out.put(_Failed(e))
         except Exception:  # noqa: BLE001 - an error that does not pickle: its text
-            out.put(("error", ArchiveError(f"{url}: {type(e).__name__}: {e}")))
+            out.put(_Failed(ArchiveError(f"{url}: {type(e).__name__}: {e}")))

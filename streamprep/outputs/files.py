@@ -8,8 +8,9 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator
 
-from .archives import resolve
-from .errors import OutputError
+from ..archives import retry
+from ..archives.storage import resolve
+from ..errors import OutputError
 
 
 class Output:
@@ -27,7 +28,7 @@ class Output:
         try:
             self.fs.makedirs(self.root, exist_ok=True)
         except OSError as e:
-            raise OutputError(f"{url}: cannot create the output folder ({e}); choose a writable --out") from None
+            raise OutputError(f"{url}: cannot create the output folder ({e}); choose a writable --out") from e
 
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
@@ -47,7 +48,7 @@ class Output:
                     self.fs.rm(tmp)
             except OSError:
                 pass
-            if isinstance(e, OSError):
+            if isinstance(e, OSError) and not retry.transient(e):  # transient ones: the caller's retry decides
                 raise OutputError(f"{self.path(name)}: cannot write ({e}); check free space and permissions "
                                   "of --out; finished files are kept") from e
             raise

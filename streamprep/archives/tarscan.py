@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .errors import ArchiveError
+from ..errors import ArchiveError
 
 BLOCK = 512
 REGULAR_TYPES = frozenset(b"0\x007")
@@ -86,7 +86,7 @@ def _pax_records(data: bytes, where: str) -> dict[str, str]:
         try:
             length = int(data[pos:space])
         except ValueError:
-            raise ArchiveError(f"{where}: malformed PAX extended header; the archive is corrupt") from None
+            raise ArchiveError(f"{where}: malformed PAX extended header; the archive is corrupt")
         record = data[space + 1:pos + length - 1]
         if length <= 0 or pos + length > len(data) or b"=" not in record:
             raise ArchiveError(f"{where}: malformed PAX extended header; the archive is corrupt")
@@ -136,7 +136,7 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None, base: i
             mtime = _number(block[136:148])
             mode = _number(block[100:108])
         except ValueError:
-            raise ArchiveError(f"{where}: unreadable tar header field; the archive is corrupt") from None
+            raise ArchiveError(f"{where}: unreadable tar header field; the archive is corrupt")
         if member_size < 0:  # the walk would step back and read the same headers forever
             raise ArchiveError(f"{where}: negative member size {member_size}; the archive is corrupt")
         name = _text(block[0:100])
@@ -179,7 +179,7 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None, base: i
                 if "mtime" in pax:
                     mtime = float(pax["mtime"])
             except ValueError:
-                raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt") from None
+                raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt")
             if member_size < 0 or not math.isfinite(mtime):  # as GNU tar, refuse what no file can have
                 raise ArchiveError(f"{where}: PAX size {member_size} or mtime {mtime} of {name!r} is out of range; "
                                    "the archive is corrupt")

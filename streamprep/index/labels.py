@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from .errors import LabelDataError
+from ..errors import LabelDataError
 
 SYNSETS_FILE = "imagenet_lsvrc_2015_synsets.txt"
 METADATA_FILE = "imagenet_metadata.txt"
@@ -21,16 +21,16 @@ def shipped(name: str) -> str:
 
 
 def _read_lines(url: str, what: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    from .archives import resolve
+    from ..archives.storage import resolve
 
     fs, path = resolve(url, storage_options)
     try:
         with fs.open(path, "rt", encoding="utf-8") as f:
             return [line.strip() for line in f.readlines()]
     except FileNotFoundError:
-        raise LabelDataError(f"{what} {url} not found; pass an existing file or drop the flag to use the shipped one") from None
+        raise LabelDataError(f"{what} {url} not found; pass an existing file or drop the flag to use the shipped one")
     except UnicodeDecodeError as e:
-        raise LabelDataError(f"{what} {url} is not UTF-8 text ({e}); pass the right file") from None
+        raise LabelDataError(f"{what} {url} is not UTF-8 text ({e}); pass the right file") from e
 
 
 def _without_trailing_blanks(lines: list[str], url: str, what: str) -> list[str]:
@@ -71,7 +71,7 @@ class LabelData:
         except KeyError:
             raise LabelDataError(
                 f"metadata file {self.sources.get('metadata', '')} has no text for synset {synset}; "
-                "pass a --metadata-file that covers every synset of --labels-file") from None
+                "pass a --metadata-file that covers every synset of --labels-file")
 
 
 def load_synsets(url: str, storage_options: dict[str, Any] | None = None) -> tuple[str, ...]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from . import example as ex
 from . import fixups
-from .errors import ImageError
+from ..errors import ImageError
 from .imagesize import SizeUnreadable, jpeg_size
-from .plan import RecordSpec
+from ..plan import RecordSpec
 
 _CONSTANT = {
     "image/colorspace": ex.bytes_feature(b"RGB"),
@@ -25,7 +25,7 @@ def image_size(data: bytes, member: str) -> tuple[int, int]:
         return jpeg_size(data)
     except SizeUnreadable as e:
         raise ImageError(f"{member}: cannot read the image size ({e}); the file is not a usable JPEG. "
-                         "Remove it from the archive or replace it with the original download") from None
+                         "Remove it from the archive or replace it with the original download") from e
 
 
 def encode(spec: RecordSpec, data: bytes) -> bytes:

@@ -1,13 +1,11 @@
-"""Opening inputs through fsspec and reading tar members in place, nested or gzipped."""
+"""Opening inputs through fsspec: sizes, byte ranges, per-thread handles, read-ahead on remote storage."""
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import io
 import os
 import threading
-import zlib
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,9 +14,9 @@ from typing import Any, BinaryIO, Iterator
 import fsspec
 from fsspec.core import url_to_fs
 
+from ..errors import ArchiveError, MissingDependencyError
 from . import retry
-from .errors import ArchiveError, BackendMissingError
-from .tarscan import ReadAt, TarMember, iter_members
+from .tarscan import ReadAt
 
 # Which pip extra brings the backend a URL scheme needs.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
@@ -46,9 +44,9 @@ def resolve(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fs
         scheme = protocol_of(url)
         extra = EXTRAS.get(scheme)
         hint = f"install streamprep[{extra}]" if extra else f"install the fsspec backend for '{scheme}://'"
-        raise BackendMissingError(f"{url}: no fsspec backend for '{scheme}://' ({e}); {hint}") from None
+        raise MissingDependencyError(f"{url}: no fsspec backend for '{scheme}://' ({e}); {hint}") from e
     except ValueError as e:
-        raise BackendMissingError(f"{url}: unknown URL scheme ({e}); use a path or a URL fsspec knows") from None
+        raise MissingDependencyError(f"{url}: unknown URL scheme ({e}); use a path or a URL fsspec knows") from e
 
 
 @dataclass
@@ -64,7 +62,7 @@ class Source:
         try:
             info = retry.call(lambda: f"{self.url}: cannot read its size", self._info)
         except FileNotFoundError:
-            raise ArchiveError(f"{self.url}: not found; check the path or URL") from None
+            raise ArchiveError(f"{self.url}: not found; check the path or URL")
         if info.get("type") == "directory":
             raise ArchiveError(f"{self.url}: is a directory, not an archive; pass the downloaded file")
         if info.get("size") is None:
@@ -180,15 +178,6 @@ def sequential_reader(source: Source, end: int | None = None) -> Iterator[ReadAt
         reader.close()
 
 
-def members(source: Source, read_at: ReadAt | None = None) -> Iterator[TarMember]:
-    """The members of a plain tar archive, read header by header (through `read_at` if given)."""
-    if read_at is not None:
-        yield from iter_members(read_at, source.url, source.size)
-        return
-    with sequential_reader(source) as read_at:
-        yield from iter_members(read_at, source.url, source.size)
-
-
 READAHEAD_CHUNK = 4 << 20  # bytes per request
 READAHEAD_DEPTH = 16  # requests in flight: 64 MB of buffers at most
 
@@ -248,82 +237,3 @@ class Readahead:
         self.pending = {}
 
 
-def inner_members(source: Source, outer: TarMember, read_at: ReadAt | None = None) -> Iterator[TarMember]:
-    """The members of a tar nested in `source` as `outer`; offsets are absolute in `source`.
-
-    Locally each header is one small read; remotely see `Readahead`.
-    """
-    end = outer.offset + outer.size
-    if read_at is None:
-        with sequential_reader(source, end) as read_at:
-            yield from inner_members(source, outer, read_at)
-        return
-
-    def bounded(offset: int, length: int) -> bytes:  # never past the inner tar's end
-        return read_at(offset, max(0, min(length, end - offset)))
-
-    yield from iter_members(bounded, f"{source.url}!{outer.name}", outer.size, base=outer.offset)
-
-
-class _Sequential:
-    """`read_at` over a forward-only stream (a gzip member), skipping by reading."""
-
-    def __init__(self, stream: BinaryIO, url: str) -> None:
-        self.stream, self.url, self.pos = stream, url, 0
-
-    def drain(self) -> None:
-        while self.read_at(self.pos, 1 << 20):
-            pass
-
-    def read_at(self, offset: int, length: int) -> bytes:
-        if offset < self.pos:
-            raise ArchiveError(f"{self.url}: tar data out of order at byte {offset}; the archive is corrupt")
-        try:
-            while self.pos < offset:
-                skipped = self.stream.read(min(offset - self.pos, 1 << 20))
-                if not skipped:
-                    return b""
-                self.pos += len(skipped)
-            parts = []
-            while length > 0:  # in bounded reads: a header may claim far more than the stream holds
-                part = self.stream.read(min(length, 1 << 20))
-                if not part:
-                    break
-                parts.append(part)
-                length -= len(part)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # other OSErrors are storage trouble: retried
-            raise ArchiveError(
-                f"{self.url}: cannot decompress ({e}); the file is not a valid .tar.gz or is truncated, "
-                "fetch it again") from None
-        data = b"".join(parts)
-        self.pos += len(data)
-        return data
-
-
-MAX_GZIP_MEMBER = 32 << 20  # bytes of one .tar.gz member read into memory; bounding-box XML files are a few KB
-
-
-def gzip_members(source: Source, max_member: int = MAX_GZIP_MEMBER) -> Iterator[tuple[TarMember, bytes, int]]:
-    """Members of a gzipped tar with their data and the compressed bytes read so far, in one forward pass.
-
-    A file member over `max_member` bytes is refused before it is read: a gzip bomb, or a header
-    claiming gigabytes, cannot fill the memory.
-    """
-    with source.fs.open(source.path, "rb") as raw:
-        if raw.read(2) != b"\x1f\x8b":
-            raise ArchiveError(f"{source.url}: not a gzip file; pass ILSVRC2012_bbox_train_v2.tar.gz as downloaded")
-        raw.seek(0)
-        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-            reader = _Sequential(stream, source.url)
-            for m in iter_members(reader.read_at, source.url):
-                if m.is_file and m.size > max_member:
-                    raise ArchiveError(
-                        f"{source.url}!{m.name}: member of {m.size} bytes, over the {max_member} bytes streamprep "
-                        "reads from a .tar.gz (bounding-box XML files are a few KB); the archive is corrupt or "
-                        "not ILSVRC2012_bbox_train_v2.tar.gz, fetch it again")
-                data = reader.read_at(m.offset, m.size) if m.is_file else b""
-                if len(data) < m.size:
-                    raise ArchiveError(
-                        f"{source.url}!{m.name}: truncated member; the download is incomplete, fetch it again")
-                yield m, data, raw.tell()
-            reader.drain()  # read to the end so that gzip checks its CRC and length trailer

@@ -1,0 +1,101 @@
+"""Walking tar archives in place: a plain tar, a tar nested in it, a gzipped tar read forward."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from typing import BinaryIO, Iterator
+
+from ..errors import ArchiveError
+from .storage import Source, sequential_reader
+from .tarscan import ReadAt, TarMember, iter_members
+
+
+def members(source: Source, read_at: ReadAt | None = None) -> Iterator[TarMember]:
+    """The members of a plain tar archive, read header by header (through `read_at` if given)."""
+    if read_at is not None:
+        yield from iter_members(read_at, source.url, source.size)
+        return
+    with sequential_reader(source) as read_at:
+        yield from iter_members(read_at, source.url, source.size)
+
+
+def inner_members(source: Source, outer: TarMember, read_at: ReadAt | None = None) -> Iterator[TarMember]:
+    """The members of a tar nested in `source` as `outer`; offsets are absolute in `source`.
+
+    Locally each header is one small read; remotely see `Readahead`.
+    """
+    end = outer.offset + outer.size
+    if read_at is None:
+        with sequential_reader(source, end) as read_at:
+            yield from inner_members(source, outer, read_at)
+        return
+
+    def bounded(offset: int, length: int) -> bytes:  # never past the inner tar's end
+        return read_at(offset, max(0, min(length, end - offset)))
+
+    yield from iter_members(bounded, f"{source.url}!{outer.name}", outer.size, base=outer.offset)
+
+
+class _Sequential:
+    """`read_at` over a forward-only stream (a gzip member), skipping by reading."""
+
+    def __init__(self, stream: BinaryIO, url: str) -> None:
+        self.stream, self.url, self.pos = stream, url, 0
+
+    def drain(self) -> None:
+        while self.read_at(self.pos, 1 << 20):
+            pass
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        if offset < self.pos:
+            raise ArchiveError(f"{self.url}: tar data out of order at byte {offset}; the archive is corrupt")
+        try:
+            while self.pos < offset:
+                skipped = self.stream.read(min(offset - self.pos, 1 << 20))
+                if not skipped:
+                    return b""
+                self.pos += len(skipped)
+            parts = []
+            while length > 0:  # in bounded reads: a header may claim far more than the stream holds
+                part = self.stream.read(min(length, 1 << 20))
+                if not part:
+                    break
+                parts.append(part)
+                length -= len(part)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # other OSErrors are storage trouble: retried
+            raise ArchiveError(
+                f"{self.url}: cannot decompress ({e}); the file is not a valid .tar.gz or is truncated, "
+                "fetch it again") from e
+        data = b"".join(parts)
+        self.pos += len(data)
+        return data
+
+
+MAX_GZIP_MEMBER = 32 << 20  # bytes of one .tar.gz member read into memory; bounding-box XML files are a few KB
+
+
+def gzip_members(source: Source, max_member: int = MAX_GZIP_MEMBER) -> Iterator[tuple[TarMember, bytes, int]]:
+    """Members of a gzipped tar with their data and the compressed bytes read so far, in one forward pass.
+
+    A file member over `max_member` bytes is refused before it is read: a gzip bomb, or a header
+    claiming gigabytes, cannot fill the memory.
+    """
+    with source.fs.open(source.path, "rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            raise ArchiveError(f"{source.url}: not a gzip file; pass ILSVRC2012_bbox_train_v2.tar.gz as downloaded")
+        raw.seek(0)
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            reader = _Sequential(stream, source.url)
+            for m in iter_members(reader.read_at, source.url):
+                if m.is_file and m.size > max_member:
+                    raise ArchiveError(
+                        f"{source.url}!{m.name}: member of {m.size} bytes, over the {max_member} bytes streamprep "
+                        "reads from a .tar.gz (bounding-box XML files are a few KB); the archive is corrupt or "
+                        "not ILSVRC2012_bbox_train_v2.tar.gz, fetch it again")
+                data = reader.read_at(m.offset, m.size) if m.is_file else b""
+                if len(data) < m.size:
+                    raise ArchiveError(
+                        f"{source.url}!{m.name}: truncated member; the download is incomplete, fetch it again")
+                yield m, data, raw.tell()
+            reader.drain()  # read to the end so that gzip checks its CRC and length trailer

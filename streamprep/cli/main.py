@@ -1,0 +1,208 @@
+"""The command line: subcommands `convert` and `verify`, their flags generated from the option table."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from typing import Any, Callable, Sequence, TextIO
+
+from .. import __version__
+from ..errors import ConfigError, MissingDependencyError, StreamprepError
+from ..options import Engine, Option, default_workers, fields, load_config, make_options
+from ..progress import Stopped
+from .report import Reporter, WarningHandler, format_summary
+
+
+def _storage_option(text: str) -> tuple[str, str, Any]:
+    """`PROTOCOL.KEY=VALUE`, e.g. `s3.endpoint_url=http://127.0.0.1:5555`."""
+    key, sep, value = text.partition("=")
+    protocol, dot, name = key.partition(".")
+    if not sep or not dot or not protocol or not name:
+        raise argparse.ArgumentTypeError(f"expected PROTOCOL.KEY=VALUE, got {text!r}")
+    try:  # true, 3, {"a": 1} ... as JSON; anything else stays text
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    return protocol, name, parsed
+
+
+def _default_text(f: dataclasses.Field) -> str | None:
+    spec: Option = f.metadata["option"]
+    if spec.default_text is not None:
+        return spec.default_text
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = f.default_factory()  # type: ignore[misc]
+        return None if isinstance(value, dict) else str(value)
+    if f.default is None or f.default is False:
+        return None
+    return str(f.default)
+
+
+def add_arguments(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+    """One argument per field of `Options` (or of `only`), in groups; each default stated once, in the help."""
+    groups: dict[str, Any] = {}
+    for f in fields():
+        if only is not None and f.name not in only:
+            continue
+        spec: Option = f.metadata["option"]
+        group = groups.get(spec.group) or groups.setdefault(spec.group, p.add_argument_group(spec.group))
+        default = _default_text(f)
+        text = spec.help + (f" (default: {default})" if default else "")
+        if spec.positional:
+            group.add_argument(f.name, nargs="?", metavar=spec.metavar, help=text)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "help": text, "default": None}
+        if f.name == "storage_options":
+            kwargs.update(type=_storage_option, action="append", metavar=spec.metavar, dest="storage_option",
+                          default=[])
+            group.add_argument("--storage-option", **kwargs)
+            continue
+        if f.type in ("bool", bool):
+            kwargs.update(action="store_true")
+        elif "Policy" in str(f.type) or "Engine" in str(f.type):
+            kind = type(f.default)
+            kwargs.update(choices=[m.value for m in kind])  # type: ignore[attr-defined]
+        elif "int" in str(f.type):
+            kwargs.update(type=int, metavar=spec.metavar)
+        else:
+            kwargs.update(metavar=spec.metavar)
+        group.add_argument(Option.flag(f.name), **kwargs)
+        if spec.off_flag:
+            group.add_argument(spec.off_flag, dest=f"{f.name}_off", action="store_true", help=spec.off_help)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="streamprep", description="ImageNet (ILSVRC2012) downloads to TFRecord shards, "
+                                  "straight from the archives.")
+    top.add_argument("--version", action="version", version=f"streamprep {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("convert", help="write the classic train/validation shards and bboxes.csv",
+                       description="Write the classic 1024/128 TFRecord shards and bboxes.csv straight from the "
+                       "three ILSVRC2012 downloads, extracting nothing to disk. Flags override --config.")
+    p.add_argument("--config", metavar="TOML", help="config file setting any option below by its long name "
+                   "(configs/classic.toml in the source tree is an example); flags override it")
+    add_arguments(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+
+    v = sub.add_parser("verify", help="check a finished output: framing, schema, labels, counts and sha256",
+                       description="Check every record of an output folder: length and data CRCs, the classic "
+                       "feature schema, labels in range, and (with manifest.json, as convert writes it) every "
+                       "shard's size, sha256 and record count and each split's label counts; optionally decode "
+                       "every image. Works on the classic procedure's shards too (no manifest). The report goes "
+                       "to stdout: one line per problem, then a summary. Exit status: 0 all is well, 1 problems "
+                       "found, 2 OUT cannot be verified.")
+    v.add_argument("out", metavar="OUT", help="the output folder or URL (convert's --out)")
+    g = v.add_argument_group("checks")
+    g.add_argument("--decode", action="store_true",
+                   help="also decode every image with TensorFlow (decode_jpeg, 3 channels) and check its size "
+                   "against image/height and image/width (default: off; slower)")
+    g.add_argument("--num-classes", type=int, default=1000, metavar="N",
+                   help="image/class/label must be in 1..N (default: 1000)")
+    add_arguments(v, only={"workers", "storage_options"})
+    v.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (the report is still printed)")
+    return top
+
+
+def _values(args: argparse.Namespace) -> dict[str, Any]:
+    """Config file values (by field name) overridden by the flags given."""
+    values: dict[str, Any] = load_config(args.config) if args.config else {}
+    for f in fields():
+        if f.name == "storage_options":
+            continue
+        value = getattr(args, f.name, None)
+        if value is not None and value is not False:
+            values[f.name] = value
+        if getattr(args, f"{f.name}_off", False):
+            values[f.name] = None
+    values["storage_options"] = _storage_options(args, values.get("storage_options"))
+    return values
+
+
+def _storage_options(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The `--storage-option PROTOCOL.KEY=VALUE` flags, on top of `base` (a config file's table)."""
+    options = {k: dict(v) if isinstance(v, dict) else v for k, v in (base or {}).items()}
+    for protocol, name, value in args.storage_option:
+        options.setdefault(protocol, {})[name] = value
+    return options
+
+
+def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int]) -> int:
+    """Run a command: streamprep's own errors are one line and exit status 2, Ctrl-C is 130."""
+    handler = WarningHandler(stderr)
+    logger = logging.getLogger("streamprep")
+    logger.addHandler(handler)
+    try:
+        return work()
+    except Stopped:
+        stderr.write(f"streamprep: stopped; {interrupted}\n")
+        return Stopped.exit_code
+    except StreamprepError as e:
+        stderr.write(f"streamprep: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        stderr.write(f"streamprep: interrupted; {interrupted}\n")
+        return 130
+    finally:
+        logger.removeHandler(handler)
+
+
+def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`streamprep verify`: the report on stdout; 0 if all is well, 1 if problems were found."""
+    from ..outputs.verify import verify
+
+    report = verify(args.out, _storage_options(args), decode=args.decode,
+                    workers=default_workers() if args.workers is None else args.workers,
+                    num_classes=args.num_classes, progress=None if args.quiet else Reporter(stderr, stderr.isatty()))
+    stdout.write("".join(line + "\n" for line in report.lines()))
+    stdout.flush()
+    return 0 if report.ok else 1
+
+
+def _convert_command(args: argparse.Namespace, passthrough: list[str] | None, stderr: TextIO) -> int:
+    """`streamprep convert`, on the local engine or (`--engine beam`) on Apache Beam."""
+    options = make_options(_values(args))
+    reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
+    if options.engine is Engine.BEAM:
+        summary = _beam_engine().convert(options, passthrough or [], reporter)
+    else:
+        if passthrough is not None:
+            raise ConfigError(f"arguments after `--` ({' '.join(passthrough) or 'none'}) are Apache Beam pipeline "
+                              "options; pass them with --engine beam")
+        from ..engines.local import convert
+
+        summary = convert(options, reporter)
+    if not args.quiet:
+        stderr.write(format_summary(summary))
+    return 0
+
+
+def _beam_engine() -> Any:
+    """engines.beam, which imports Apache Beam; only `--engine beam` loads it."""
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError(f"--engine beam needs Apache Beam, which is not installed ({e}); "
+                                     "install streamprep[beam]") from e
+    from ..engines import beam
+    return beam
+
+
+def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    stderr = stderr or sys.stderr
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    passthrough: list[str] | None = None
+    if "--" in argv:  # `convert ... --engine beam -- --runner=...`: the rest goes to Beam untouched
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    args = parser().parse_args(argv)
+    if args.command == "verify":
+        return _guarded(stderr, "verification stopped", lambda: _verify_command(args, stdout or sys.stdout, stderr))
+    return _guarded(stderr, "finished shards are kept, no partial file has a final name",
+                    lambda: _convert_command(args, passthrough, stderr))
+
+
+__all__ = ["main", "parser"]

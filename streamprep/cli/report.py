@@ -1,0 +1,165 @@
+"""What the CLI shows: progress bars or log lines, warnings, and the closing summary of a run."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, TextIO
+
+from ..engines.pipeline import Summary
+from ..progress import Event
+
+LOG_INTERVAL = 15.0  # seconds between plain progress lines when stderr is not a terminal
+UNLISTED_SHOWN = 10  # skipped members and unlisted validation images listed at most
+
+
+class Reporter:
+    """Draws a tqdm bar per phase on a terminal, or writes plain log lines otherwise.
+
+    A phase whose item count is known (writing) counts items; one that only knows its byte size
+    (walking an archive) counts bytes. Either way the bar shows MB/s and an ETA.
+    """
+
+    def __init__(self, stream: TextIO, bars: bool) -> None:
+        self.stream, self.bars = stream, bars
+        self.state: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "start":
+            now = time.monotonic()
+            by_bytes = event.total is None and event.total_bytes is not None
+            st = self.state[event.phase] = {"items": 0, "bytes": 0, "t0": now, "last": now, "unit": event.unit,
+                                            "by_bytes": by_bytes, "total": event.total_bytes if by_bytes else event.total}
+            if self.bars:
+                from tqdm import tqdm
+                options = dict(unit="B", unit_scale=True, unit_divisor=1024) if by_bytes else dict(unit=f" {event.unit}")
+                st["bar"] = tqdm(total=st["total"], desc=event.phase, file=self.stream, dynamic_ncols=True,
+                                 smoothing=0.1, **options)
+            else:
+                self.stream.write(f"{event.phase}: started\n")
+            return
+        st = self.state[event.phase]
+        now = time.monotonic()
+        if event.kind == "advance":
+            st["items"] += event.items
+            st["bytes"] += event.nbytes
+            if self.bars:
+                rate = st["bytes"] / max(now - st["t0"], 1e-9) / 1e6
+                extra = f"{st['items']:,} {st['unit']}" if st["by_bytes"] else f"{rate:.1f} MB/s"
+                st["bar"].set_postfix_str(extra, refresh=False)
+                st["bar"].update(event.nbytes if st["by_bytes"] else event.items)
+            elif now - st["last"] >= LOG_INTERVAL:
+                st["last"] = now
+                self.stream.write(f"{event.phase}: {self._progress(st, now)}\n")
+            return
+        if self.bars:
+            if st["by_bytes"] and st["total"]:
+                st["bar"].update(st["total"] - st["bar"].n)  # headers, padding and skipped members: read too
+            st["bar"].close()
+        else:
+            self.stream.write(f"{event.phase}: done, {self._progress(st, now, done=True)}\n")
+        self.stream.flush()
+
+    @staticmethod
+    def _progress(st: dict[str, Any], now: float, done: bool = False) -> str:
+        elapsed = max(now - st["t0"], 1e-9)
+        total = f"/{st['total']:,}" if st["total"] and not st["by_bytes"] else ""
+        text = (f"{st['items']:,}{total} {st['unit']}, {st['bytes'] / 1e6:,.1f} MB, "
+                f"{st['bytes'] / elapsed / 1e6:.1f} MB/s")
+        counted = st["bytes"] if st["by_bytes"] else st["items"]
+        if done:
+            text += f", {elapsed:.1f} s"
+        elif st["total"] and counted:
+            text += f", ETA {elapsed * (st['total'] - counted) / counted:.0f} s"
+        return text
+
+
+
+class WarningHandler(logging.Handler):
+    """streamprep's warnings (`logging.getLogger("streamprep")`) as `streamprep: warning: ...` lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.WARNING)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(f"streamprep: warning: {record.getMessage()}\n")
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - as logging.StreamHandler: a closed stream is not the run's problem
+            self.handleError(record)
+
+
+def _folder_tree(s: Summary) -> list[str]:
+    tree = s.folder_tree
+    if tree is None:
+        return []
+    lines = [f"streamprep: wrote the folder layout under {tree.base}"]
+    for name, part in tree.parts.items():
+        lines.append(f"  {name:<10} {part.written:>9,} files written ({part.nbytes / 1e6:,.1f} MB), "
+                     f"{part.kept:,} already complete")
+    unlisted = tree.unlisted_validation
+    if unlisted:
+        shown = ", ".join(sorted(unlisted)[:UNLISTED_SHOWN]) + (" ..." if len(unlisted) > UNLISTED_SHOWN else "")
+        lines.append(f"  {len(unlisted):,} validation image(s) not in the validation labels file, left in "
+                     f"{tree.base}/ILSVRC2012_img_val/ as the classic leaves them: {shown}")
+    return lines
+
+
+def _listed(title: str, items: list[dict[str, str]]) -> list[str]:
+    lines = [f"  {title}"]
+    lines += [f"    {item['member']}: {item['reason']}" for item in items[:UNLISTED_SHOWN]]
+    if len(items) > UNLISTED_SHOWN:
+        lines.append(f"    ... and {len(items) - UNLISTED_SHOWN:,} more")
+    return lines
+
+
+def _shards(s: Summary) -> list[str]:
+    totals = s.manifest.totals if s.manifest else None
+    if totals is None:
+        return []
+    engine = " (Apache Beam)" if s.engine == "beam" else ""
+    lines = [f"streamprep: wrote {s.out}{engine}"]
+    for name, split in totals.splits.items():
+        lines.append(f"  {name:<10} {split.images:>9,} images in {split.shards:,} shards, {split.classes:,} classes, "
+                     f"{split.boxes:,} boxes, {split.bytes / 1e6:,.1f} MB")
+    csv = totals.bboxes_csv
+    if csv is not None:
+        lines.append(f"  bboxes.csv {csv.boxes:>9,} boxes from {csv.files:,} XML files")
+    fixups = totals.fixups
+    shown = f" ({', '.join(fixups[:5])}{' ...' if len(fixups) > 5 else ''})" if fixups else ""
+    lines.append(f"  fix-ups    {len(fixups):>9,}{shown}")
+    if s.shards_kept:
+        lines.append(f"  resumed    {s.shards_kept:>9,} of {len(s.manifest.shards):,} shards were already complete "
+                     "(sha256 checked against the manifest) and were kept")
+    if s.index_reused:
+        lines.append("  index      reused the index saved by an earlier run (the downloads are unchanged)")
+    if totals.skipped:
+        lines += _listed(f"skipped {len(totals.skipped):,} bad input file(s) (also listed in manifest.json):",
+                         totals.skipped)
+    if totals.ignored:
+        lines.append("  ignored members:")
+        for reason, entry in totals.ignored.items():
+            lines.append(f"    {entry['count']:,} {reason}, e.g. {', '.join(entry['examples'][:2])}")
+    return lines
+
+
+def _rates(s: Summary) -> str:
+    seconds = max(s.seconds, 1e-9)
+    text = f"  wall time {s.seconds:.1f} s"
+    if s.images_written is not None:
+        text += f", {s.images_written:,} images written ({s.images_written / seconds:,.0f} images/s"
+        if s.bytes_read is not None:
+            text += f", {s.bytes_read / seconds / 1e6:,.1f} MB/s of images read"
+        elif s.bytes_written is not None:
+            text += f", {s.bytes_written / 1e6:,.1f} MB written"
+        text += ")"
+    return text
+
+
+def format_summary(s: Summary) -> str:
+    """The closing report of a conversion, on either engine."""
+    lines = _folder_tree(s) + _shards(s)
+    if s.manifest is not None:
+        lines.append(_rates(s))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,321 @@
+"""The conversion as an Apache Beam pipeline: many workers walk the class tars and write the shards.
+
+Same index, plan and bytes as the local engine (`convert.py`); see docs/distributed.md. The
+launcher reads only small things: the label files, the three downloads' sizes, the previous
+manifest and the ~1000 headers of the training tar that list its class tars. Everything else runs
+on workers:
+
+    validation tar walk (1 worker) --+
+    bbox tar.gz walk (1 worker) -----+--> combine + make_plan (1 worker) --> shards, Reshuffle
+    class tar walks (many workers) --+         |  (plan as a side input)          |
+                                               v                                  v
+                      bboxes.csv + manifest.json (1 worker)  <--  write_shard (many workers)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from ..archives.storage import Source
+from ..errors import ArchiveError, ConfigError, OutputError, PipelineError, StreamprepError
+from ..index.boxwalk import index_boxes
+from ..index.images import (DatasetIndex, Ignored, Skipped, SplitIndex, assemble, class_images, class_tars,
+                            index_validation, no_class_tars_message)
+from ..index.boxes import BoxTable
+from ..options import Options
+from ..outputs import manifest as mf
+from ..outputs.files import sweep
+from ..outputs.format import ShardResult, write_or_keep
+from ..plan import Plan, ShardSpec, make_plan
+from ..progress import Callback
+from . import pipeline
+from .local import archive_reader
+from .pipeline import Job, Summary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IgnoredMember:
+    """A member of the outer training tar that is not a class tar to walk (why, and where)."""
+
+    ref: str
+    reason: str
+
+
+@dataclass
+class ClassTar:
+    """A class tar of the outer training tar, with its label: one unit of work for the workers."""
+
+    label: int
+    member: Any  # archives.tarscan.TarMember
+
+
+@dataclass
+class BeamJob:
+    """The run's `Job`, plus what the launcher read of the training tar's outer headers (in archive order)."""
+
+    job: Job
+    outer: list[IgnoredMember | ClassTar] = field(default_factory=list)
+    containers: dict[int, str] = field(default_factory=dict)  # label -> class tar member name
+
+
+@dataclass
+class ValidationWalk:
+    split: SplitIndex
+    ignored: dict[str, Any]
+
+
+@dataclass
+class BoxesWalk:
+    table: BoxTable
+    ignored: dict[str, Any]
+    skipped: list[dict[str, str]]
+
+
+@dataclass
+class ClassWalk:
+    label: int
+    group: Any  # index.images._Group
+    ignored: dict[str, Any]
+
+
+@dataclass
+class Planned:
+    """The plan and what was ignored or skipped while indexing: the side input of the shard writers."""
+
+    plan: Plan
+    ignored: dict[str, Any]
+    skipped: list[dict[str, str]]
+
+
+class _Recorder(Ignored):
+    """An `Ignored` that also remembers the order of its entries, to be replayed between the class tars' own."""
+
+    def __init__(self, events: list[IgnoredMember | ClassTar]) -> None:
+        super().__init__()
+        self.events = events
+
+    def add(self, ref: str, reason: str) -> None:
+        super().add(ref, reason)
+        self.events.append(IgnoredMember(ref, reason))
+
+
+def prepare(options: Options) -> BeamJob:
+    """The launcher's part: label data, the downloads' identities, the class tars listed from the outer headers."""
+    if options.materialize or not options.out:
+        raise ConfigError("engine beam (--engine beam) writes shards only; run materialize (--materialize) with the "
+                          "local engine")
+    if options.check_md5:
+        raise ConfigError("engine beam (--engine beam) does not run check_md5 (--check-md5): it would read every "
+                          "byte on the launching machine; run `streamprep convert --check-md5` locally, or check "
+                          "the downloads first")
+    inputs = pipeline.open_inputs(options)
+    try:
+        previous = pipeline.previous_manifest(options)
+        outer: list[IgnoredMember | ClassTar] = []
+        containers: dict[int, str] = {}
+        train = inputs.sources["train"]
+        recorder = _Recorder(outer)  # one ranged read per outer header; the class tars are walked by workers
+        for label, member in class_tars(train, inputs.labels, recorder, containers, train.read_at):
+            outer.append(ClassTar(label, member))
+        if not containers:
+            raise ArchiveError(no_class_tars_message(train, recorder))
+        bj = BeamJob(pipeline.start_job(options, inputs, previous), outer, containers)
+        mf.Journal(bj.job.output(), bj.job.manifest)  # as the local engine: kept shards listed at once
+    finally:
+        inputs.close()
+    return bj
+
+
+# ------------------------------------------------------------------------------------------------ index
+
+def _walk_validation(_: Any, bj: BeamJob) -> ValidationWalk:
+    ignored = Ignored()
+    o = bj.job.options
+    source = Source(o.val, o.storage_options)
+    try:
+        split = index_validation(source, bj.job.labels, ignored)  # warnings go to the workers' log
+    finally:
+        source.close()
+    return ValidationWalk(split, ignored.state())
+
+
+def _walk_boxes(_: Any, bj: BeamJob) -> BoxesWalk:
+    ignored, skipped = Ignored(), Skipped()
+    o = bj.job.options
+    source = Source(o.bbox, o.storage_options)
+    try:
+        table = index_boxes(source, ignored, None, o.skip_bad_xml, skipped)
+    finally:
+        source.close()
+    return BoxesWalk(table, ignored.state(), skipped.items)
+
+
+class WalkClassTar(beam.DoFn):
+    """One class tar of the training tar, headers only (streamed from its start on remote storage)."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any]) -> None:
+        self.url, self.storage_options = url, storage_options
+        self.source: Source | None = None
+
+    def process(self, item: ClassTar) -> Any:
+        if self.source is None:
+            self.source = Source(self.url, self.storage_options)
+        ignored = Ignored()
+        group = class_images(self.source, item.member, ignored)
+        yield ClassWalk(item.label, group, ignored.state())
+
+    def teardown(self) -> None:
+        if self.source is not None:
+            self.source.close()
+
+
+def _plan(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> Planned:
+    """All walks combined into the `DatasetIndex` the local engine builds (same `Ignored` order), then the plan."""
+    validation = next(p for p in parts if isinstance(p, ValidationWalk))
+    boxes = next(p for p in parts if isinstance(p, BoxesWalk))
+    classes = {p.label: p for p in parts if isinstance(p, ClassWalk)}
+    job = bj.job
+    ignored = Ignored.from_state(validation.ignored)
+    groups = {}
+    for entry in bj.outer:
+        if isinstance(entry, IgnoredMember):
+            ignored.add(entry.ref, entry.reason)
+        else:
+            walked = classes[entry.label]
+            ignored.merge(Ignored.from_state(walked.ignored))
+            groups[entry.label] = walked.group
+    train = assemble("train", job.options.train, {k: g for k, g in groups.items() if len(g.names)}, bj.containers)
+    ignored.merge(Ignored.from_state(boxes.ignored))
+    index = DatasetIndex((validation.split, train), boxes.table, ignored, Skipped(list(boxes.skipped)))
+    pipeline.save_index(job, index)
+    return Planned(make_plan(index, job.labels, job.options.sharding), ignored.state(), list(boxes.skipped))
+
+
+# ------------------------------------------------------------------------------------------------ shards
+
+class WriteShards(beam.DoFn):
+    """Writes or keeps each shard it is given (`outputs.format.write_or_keep`, as the local engine)."""
+
+    def __init__(self, bj: BeamJob) -> None:
+        self.job = bj.job
+        self.out, self.storage_options = bj.job.options.out, bj.job.options.storage_options
+        self.images = Metrics.counter("streamprep", "images_written")
+        self.nbytes = Metrics.counter("streamprep", "bytes_written")
+        self.shards = Metrics.counter("streamprep", "shards_written")
+
+    def setup(self) -> None:
+        self.output = None
+        self.sources: dict[str, Source] = {}
+        self.prepared: set[str] = set()
+
+    def make_output(self):
+        return pipeline.Output(self.out, self.storage_options, create=False)
+
+    def process(self, shard: ShardSpec, planned: Planned) -> Any:
+        plan, job = planned.plan, self.job
+        if self.output is None:
+            self.output = self.make_output()
+        url = plan.archive(shard.split)
+        if url not in self.sources:
+            self.sources[url] = Source(url, self.storage_options)
+        source = self.sources[url]
+        if shard.split not in self.prepared:
+            self.prepared.add(shard.split)
+            job.fmt.prepare(plan, shard.split)
+        result = write_or_keep(job.fmt, plan, shard, self.output, archive_reader(source), job.keep,
+                               prefetch=source.remote, skip_bad_images=job.options.skip_bad_images)
+        if not result.kept:
+            self.images.inc(result.entry.records)
+            self.nbytes.inc(result.entry.bytes)
+            self.shards.inc()
+        yield result
+
+    def teardown(self) -> None:
+        for source in getattr(self, "sources", {}).values():
+            source.close()
+
+
+def _finish(results: list[ShardResult], planned: Planned, bj: BeamJob) -> int:
+    """bboxes.csv and manifest.json, with the shared pipeline's code; temporary files of failed attempts removed."""
+    plan, job = planned.plan, bj.job
+    order = {s.name: i for i, s in enumerate(plan.shards)}  # validation, then train, in shard order: as locally
+    results = sorted(results, key=lambda r: order[r.shard.name])
+    if [r.shard.name for r in results] != [s.name for s in plan.shards]:
+        raise OutputError(f"{job.options.out}: the pipeline returned {len(results)} shard results for "
+                          f"{len(plan.shards)} shards; run again")
+    output = job.output()
+    sweep(output, {*pipeline.SIDE_FILES, *job.fmt.file_names(plan.shards)})  # left by workers that died mid-shard
+    journal = mf.Journal(output, job.manifest)
+    index = DatasetIndex(tuple(s.index for s in plan.splits.values()), plan.boxes, Ignored.from_state(planned.ignored),
+                         Skipped(list(planned.skipped)))
+    pipeline.finish(job, journal, plan, index, results)
+    return len(results)
+
+
+def build(p: beam.Pipeline, bj: BeamJob, writer: Callable[[BeamJob], beam.DoFn] = WriteShards) -> beam.PCollection:
+    """The conversion's transforms on pipeline `p`; `writer` makes the DoFn that writes shards (tests wrap it)."""
+    o = bj.job.options
+    validation = p | "validation" >> beam.Create([None]) | "walk validation tar" >> beam.Map(_walk_validation, bj)
+    boxes = p | "bboxes" >> beam.Create([None]) | "walk bbox tar.gz" >> beam.Map(_walk_boxes, bj)
+    classes = (p | "class tars" >> beam.Create([e for e in bj.outer if isinstance(e, ClassTar)])
+               | "spread class tars" >> beam.Reshuffle()
+               | "walk class tars" >> beam.ParDo(WalkClassTar(o.train, o.storage_options)))
+    planned = ((validation, boxes, classes) | "all walks" >> beam.Flatten()
+               | "gather index" >> beam.combiners.ToList()
+               | "combine and plan" >> beam.Map(_plan, bj))
+    plan_side = beam.pvalue.AsSingleton(planned)
+    results = (planned | "shards" >> beam.FlatMap(lambda planned: planned.plan.shards)
+               | "spread shards" >> beam.Reshuffle()
+               | "write shards" >> beam.ParDo(writer(bj), plan_side)
+               | "gather results" >> beam.combiners.ToList())
+    return results | "bboxes.csv and manifest" >> beam.Map(_finish, plan_side, bj)
+
+
+def _cause(e: BaseException) -> StreamprepError:
+    """streamprep's own error inside a runner's wrapping, or one line naming what failed."""
+    cause: BaseException | None = e
+    while cause is not None and not isinstance(cause, StreamprepError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        return cause  # type: ignore[return-value]
+    return PipelineError(f"the Beam pipeline failed: {type(e).__name__}: {str(e)[-2000:]}")
+
+
+def convert(options: Options, beam_args: Sequence[str], progress: Callback | None = None,
+            writer: Callable[[BeamJob], beam.DoFn] = WriteShards) -> Summary:
+    """Run the conversion on Beam; `beam_args` go to `PipelineOptions` untouched. Waits for the pipeline."""
+    started = time.monotonic()
+    bj = prepare(options)
+    log.info("running on Apache Beam (%s); %d class tars listed", " ".join(beam_args) or "DirectRunner",
+             len(bj.containers))
+    p = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    build(p, bj, writer)
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    except StreamprepError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the runner's wrapping of a worker's error
+        raise _cause(e) from e
+    counters: dict[str, int] = {}
+    try:
+        for c in result.metrics().query(beam.metrics.MetricsFilter().with_namespace("streamprep"))["counters"]:
+            counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + (c.committed or c.attempted or 0)
+    except Exception:  # noqa: BLE001 - a runner without metrics: the summary goes without them
+        pass
+    summary = Summary(options.out, "beam", time.monotonic() - started, mf.load(bj.job.output()))
+    if counters:
+        summary.images_written = counters.get("images_written", 0)
+        summary.bytes_written = counters.get("bytes_written", 0)
+    if summary.manifest is not None:
+        summary.shards_kept = len(summary.manifest.shards) - counters.get("shards_written", len(summary.manifest.shards))
+    return summary

@@ -1,0 +1,137 @@
+"""The local engine: the pipeline in this process, class tars walked and shards written by threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from ..archives import checksums
+from ..archives.storage import Source
+from ..errors import OutputError
+from ..index.build import build_index
+from ..options import Options
+from ..outputs import manifest as mf
+from ..outputs.format import Reader, ShardResult, write_or_keep
+from ..outputs.materialize import materialize, tree_path
+from ..plan import Plan, RecordSpec, make_plan
+from ..progress import Callback, Phase, Stopped, check
+from . import pipeline
+from .pipeline import Job, Summary
+
+
+def archive_reader(source: Source) -> Reader:
+    """Image bytes from their byte ranges in the download."""
+    return lambda batch: source.read_ranges([(s.offset, s.size) for s in batch])
+
+
+def tree_reader(base: str, split: str) -> Reader:
+    """Image bytes from the classic folder tree that `--materialize` wrote (same bytes, local disk)."""
+    def read(batch: list[RecordSpec]) -> list[bytes]:
+        out = []
+        for spec in batch:
+            path = tree_path(base, spec, split)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise OutputError(f"{path}: cannot read the materialized image ({e}); rerun to complete the "
+                                  "folder tree") from e
+            if len(data) != spec.size:
+                raise OutputError(f"{path}: {len(data)} bytes, the archive's {spec.member} has {spec.size}; "
+                                  "the folder tree was changed, delete the file and rerun")
+            out.append(data)
+        return out
+    return read
+
+
+def write_split(job: Job, plan: Plan, split: str, read: Reader, prefetch: bool, journal: mf.Journal,
+                progress: Callback | None = None, stop: threading.Event | None = None) -> list[ShardResult]:
+    """All shards of one split, `options.workers` at a time; the bytes do not depend on the number.
+
+    After the first error (or once `stop` is set) no new shard starts; shards already running stop at
+    their next batch, and the error is raised.
+    """
+    options, fmt = job.options, job.fmt
+    split_plan = plan.splits[split]
+    if any(fmt.file_name(s) not in job.keep for s in split_plan.shards):
+        fmt.prepare(plan, split)  # before the threads start (not on a resume that keeps every shard)
+    failed = threading.Event()
+
+    def task(shard) -> ShardResult | None:
+        if failed.is_set() or (stop is not None and stop.is_set()):  # after a failure, start no new shard
+            return None
+        try:
+            result = write_or_keep(fmt, plan, shard, journal.output, read, job.keep, phase, prefetch,
+                                   options.skip_bad_images, stop)
+            journal.finished(result.entry)
+            return result
+        except BaseException:
+            failed.set()
+            raise
+
+    with Phase(progress, f"write {split}", total=len(split_plan.order)) as phase, \
+            ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="writer") as pool:
+        futures = [pool.submit(task, s) for s in split_plan.shards]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:  # an error or Ctrl-C: queued shards are dropped, running ones finish
+            failed.set()
+            for f in futures:
+                f.cancel()
+    errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
+    if errors:  # the cause, not a shard that stopped because of it
+        raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
+    check(stop)
+    return [f.result() for f in futures]
+
+
+def convert(options: Options, progress: Callback | None = None, stop: threading.Event | None = None) -> Summary:
+    """Produce the classic shards, bboxes.csv and manifest.json under `options.out`; returns a summary.
+
+    Rerunning the same command after an interruption keeps the shards the manifest lists as
+    finished (once their sha256 is checked), writes the rest, and reuses the saved index when the
+    downloads have not changed. Setting `stop` cancels the run (`progress.Stopped` is raised).
+    """
+    started = time.monotonic()
+    inputs = pipeline.open_inputs(options)
+    try:
+        previous = pipeline.previous_manifest(options)
+        md5 = {}
+        if options.check_md5:  # before anything is written
+            known = checksums.known_sums(previous.md5 if previous else None, inputs.identities)
+            md5 = checksums.check(inputs.sources, known, progress)
+        job = pipeline.start_job(options, inputs, previous, md5) if options.out else None
+        journal = mf.Journal(job.output(), job.manifest) if job else None  # kept shards listed at once
+        index = pipeline.saved_index(job) if job else None
+        reused = index is not None
+        if index is None:
+            index = build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop)
+            if job:
+                pipeline.save_index(job, index)
+        plan = make_plan(index, inputs.labels, options.sharding)  # fails here, before any shard, if a text is missing
+        tree = None
+        if options.materialize:
+            tree = materialize(options.materialize, inputs.sources["train"], inputs.sources["val"],
+                               inputs.sources["bbox"], inputs.labels, index.boxes.csv, options.workers, progress)
+        summary = Summary(options.out, "local", 0.0, index_reused=reused, folder_tree=tree)
+        if job and journal:
+            results: list[ShardResult] = []
+            for split, key in (("validation", "val"), ("train", "train")):
+                source = inputs.sources[key]
+                read = tree_reader(tree.base, split) if tree else archive_reader(source)
+                results += write_split(job, plan, split, read, source.remote and not tree, journal, progress, stop)
+            summary.manifest = pipeline.finish(job, journal, plan, index, results)
+            written = [r for r in results if not r.kept]
+            summary.shards_kept = len(results) - len(written)
+            summary.images_written = sum(r.entry.records for r in written)
+            summary.bytes_written = sum(r.entry.bytes for r in written)
+            summary.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[
+                plan.splits[r.shard.split].order[r.shard.start:r.shard.stop]].sum()) for r in written)
+    finally:
+        inputs.close()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+__all__ = ["archive_reader", "convert", "tree_reader", "write_split"]

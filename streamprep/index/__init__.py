@@ -1,0 +1,1 @@
+"""The index: label data, every image's byte range in the downloads, every bounding box; nothing decoded."""

@@ -1,0 +1,262 @@
+"""Conversion options: one table (the `Options` fields) from which flags, TOML keys and the manifest follow.
+
+Each field of `Options` carries an `Option` in its metadata: its flag, TOML key, help text, group
+and whether the manifest records it. The CLI builds its parser from these fields
+(`add_arguments`), a config file is checked against them (`load_config`), and the manifest's
+`options` are `Options.public()`. A new flag is one new field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError
+from .plan import Sharding
+
+TRAIN_TAR = "ILSVRC2012_img_train.tar"
+VAL_TAR = "ILSVRC2012_img_val.tar"
+BBOX_TARGZ = "ILSVRC2012_bbox_train_v2.tar.gz"
+_SHARDING = Sharding()
+
+
+class Policy(enum.StrEnum):
+    """What to do with an input file that cannot be used."""
+
+    FAIL = "fail"  # stop the run with an error naming it
+    SKIP = "skip"  # leave it out and list it in the summary and manifest
+
+
+class Engine(enum.StrEnum):
+    """Where the conversion runs (docs/distributed.md)."""
+
+    LOCAL = "local"  # threads in this process
+    BEAM = "beam"  # an Apache Beam pipeline
+
+
+def default_workers() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one field of `Options` is set from the command line and a config file, and whether the manifest shows it."""
+
+    help: str
+    group: str
+    metavar: str | None = None
+    path: bool = False  # a path or URL: relative ones in a config file are taken from the file's folder
+    manifest: bool = True  # recorded in manifest.json's `options`
+    positional: bool = False
+    off_flag: str | None = None  # a flag (and `off_key` in TOML, set to false) that clears the field
+    off_key: str | None = None
+    off_help: str = ""
+    default_text: str | None = None  # the default as the help shows it, when not the field's default
+
+    @staticmethod
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    @staticmethod
+    def key(name: str) -> str:
+        return name.replace("_", "-")
+
+
+def option(default: Any = None, *, factory: Callable[[], Any] | None = None, **spec: Any) -> Any:
+    """A field of `Options` with its `Option` (see there)."""
+    metadata = {"option": Option(**spec)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+INPUTS, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION = (
+    "inputs (paths or fsspec URLs)", "output", "classic shard layout (defaults reproduce the classic procedure)",
+    "label data (default: the copies shipped with streamprep)", "checks and bad input", "execution")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a conversion needs; checked when made, so a library caller gets the CLI's errors.
+
+    `train`, `val` and `bbox` default to the official file names in `downloads`; None label files
+    mean the shipped ones; no `out` means no shards (only the `materialize` layout).
+    """
+
+    downloads: str | None = option(
+        help=f"folder or URL holding {TRAIN_TAR}, {VAL_TAR} and {BBOX_TARGZ}", group=INPUTS, metavar="DOWNLOADS",
+        path=True, manifest=False, positional=True)
+    train: str | None = option(help=f"training tar (default: DOWNLOADS/{TRAIN_TAR})", group=INPUTS, metavar="URL",
+                               path=True)
+    val: str | None = option(help=f"validation tar (default: DOWNLOADS/{VAL_TAR})", group=INPUTS, metavar="URL",
+                             path=True)
+    bbox: str | None = option(help=f"bounding-box tar.gz (default: DOWNLOADS/{BBOX_TARGZ})", group=INPUTS,
+                              metavar="URL", path=True)
+    out: str | None = option(
+        help="folder or URL for the shards and bboxes.csv (required unless --no-shards)", group=OUTPUT,
+        metavar="URL", path=True, off_flag="--no-shards", off_key="shards",
+        off_help="write only the --materialize layout, no shards (config: shards = false)")
+    train_shards: int = option(_SHARDING.train_shards, help="training shards", group=SHARDS, metavar="N")
+    validation_shards: int = option(_SHARDING.validation_shards, help="validation shards", group=SHARDS, metavar="N")
+    classic_threads: int = option(
+        _SHARDING.classic_threads, group=SHARDS, metavar="T",
+        help="the classic's --num_threads, which decides shard boundaries; not how many threads streamprep runs")
+    labels_file: str | None = option(
+        help="synsets file, line k = label k", group=LABELS, metavar="URL", path=True,
+        default_text="the shipped imagenet_lsvrc_2015_synsets.txt")
+    metadata_file: str | None = option(help="synset<TAB>text file", group=LABELS, metavar="URL", path=True,
+                                       default_text="the shipped imagenet_metadata.txt")
+    validation_labels_file: str | None = option(
+        help="synset of each validation image, by number", group=LABELS, metavar="URL", path=True,
+        default_text="the shipped imagenet_2012_validation_synset_labels.txt")
+    materialize: str | None = option(
+        help="also write the classic folder layout under this local folder: bboxes/, bboxes.csv, "
+        "ILSVRC2012_img_val/<synset>/, ILSVRC2012_img_train/<synset>/", group=OUTPUT, metavar="BASE", path=True)
+    on_bad_image: Policy = option(
+        Policy.FAIL, group=CHECKS,
+        help="an image that is not a usable JPEG: stop with an error, or leave it out and list it in the summary "
+        "and manifest")
+    on_bad_xml: Policy = option(
+        Policy.FAIL, group=CHECKS, help="a bounding-box XML file that cannot be used: stop, or leave it out and list it")
+    check_md5: bool = option(
+        False, group=CHECKS, default_text="off; reads every byte once more",
+        help="first check the downloads against the MD5 sums published for ILSVRC2012; on a mismatch nothing is "
+        "written")
+    workers: int = option(factory=default_workers, group=EXECUTION, metavar="N", manifest=False,
+                          help="shards written at once; the output does not depend on it")
+    engine: Engine = option(
+        Engine.LOCAL, group=EXECUTION, manifest=False,
+        help="where the conversion runs: this process, or an Apache Beam pipeline (Dataflow, Flink, Spark) whose "
+        "options follow a `--`, e.g. `--engine beam -- --runner=DataflowRunner --project=P`; the output is the same")
+    storage_options: dict[str, dict[str, Any]] = option(
+        factory=dict, group=EXECUTION, metavar="PROTO.KEY=VALUE", manifest=False,  # may hold credentials
+        help="fsspec option for one protocol, e.g. s3.endpoint_url=http://127.0.0.1:5555 (repeatable; "
+        "config: a [storage-options.PROTO] table)")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_type(f, getattr(self, f.name))
+        for key, name in (("train", TRAIN_TAR), ("val", VAL_TAR), ("bbox", BBOX_TARGZ)):
+            if getattr(self, key) is None:
+                if not self.downloads:
+                    raise ConfigError(f"no {key} given (--{key}); pass it, or a DOWNLOADS folder holding {name}")
+                object.__setattr__(self, key, join(self.downloads, name))
+        for name in ("on_bad_image", "on_bad_xml"):
+            object.__setattr__(self, name, Policy(getattr(self, name)))
+        object.__setattr__(self, "engine", Engine(self.engine))
+        if not self.out and not self.materialize:
+            raise ConfigError("no out given (--out): pass the folder (or URL) to write the shards to, or "
+                              "materialize (--materialize BASE) for the folder layout alone")
+        if self.materialize and "://" in self.materialize:
+            if not self.materialize.startswith("file://"):
+                raise ConfigError(f"materialize (--materialize) {self.materialize}: the folder layout is written to "
+                                  "a local folder only (it relies on file modification times and renames); pass a "
+                                  "local path")
+            object.__setattr__(self, "materialize", self.materialize[len("file://"):])
+        if self.workers < 1:
+            raise ConfigError(f"workers (--workers) must be at least 1, got {self.workers}")
+        self.sharding.check()
+
+    @property
+    def sharding(self) -> Sharding:
+        return Sharding(self.train_shards, self.validation_shards, self.classic_threads)
+
+    @property
+    def skip_bad_images(self) -> bool:
+        return self.on_bad_image is Policy.SKIP
+
+    @property
+    def skip_bad_xml(self) -> bool:
+        return self.on_bad_xml is Policy.SKIP
+
+    def public(self) -> dict[str, Any]:
+        """The options as the manifest records them: the fields marked for it, in table order."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.metadata["option"].manifest}
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, enum.Enum) else value
+
+
+def _kind(f: dataclasses.Field) -> type:
+    """The field's value type: str, int, bool, dict or an enum (None is allowed where the default is None)."""
+    text = str(f.type)
+    for kind in (Policy, Engine):
+        if kind.__name__ in text:
+            return kind
+    for name, kind in (("dict", dict), ("bool", bool), ("int", int), ("str", str)):
+        if text.startswith(name):
+            return kind
+    raise AssertionError(f"option {f.name}: unsupported type {text}")
+
+
+def _check_type(f: dataclasses.Field, value: Any) -> None:
+    kind = _kind(f)
+    if value is None and f.default is None:
+        return
+    if isinstance(kind, enum.EnumMeta):
+        if value not in {m.value for m in kind}:
+            raise ConfigError(f"{f.name} ({Option.flag(f.name)}) must be one of "
+                              f"{', '.join(m.value for m in kind)}, got {value!r}")
+        return
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        what = {str: "a string", int: "an integer", bool: "true or false", dict: "a table"}[kind]
+        raise ConfigError(f"{f.name} ({Option.flag(f.name)}) must be {what}, got {value!r}")
+
+
+def fields() -> list[dataclasses.Field]:
+    """The option table: every field of `Options`, in order."""
+    return list(dataclasses.fields(Options))
+
+
+def join(folder: str, name: str) -> str:
+    """`folder/name` for a path or a URL."""
+    return f"{folder.rstrip('/')}/{name}"
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """Read a TOML config: `key = value` pairs named like the long flags; returns values by field name."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file {path} not found") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"config file {path} is a folder; pass a TOML file") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: {e}; fix the TOML syntax") from e
+    table = {Option.key(f.name): f for f in fields()}
+    offs = {f.metadata["option"].off_key: f for f in fields() if f.metadata["option"].off_key}
+    unknown = sorted(set(data) - set(table) - set(offs))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}; known keys: "
+                          f"{', '.join(sorted([*table, *offs]))}")
+    base = Path(path).resolve().parent
+    values: dict[str, Any] = {}
+    for key, value in sorted(data.items(), key=lambda kv: kv[0] in offs):  # `shards = false` wins over `out`
+        if key in offs:
+            if not isinstance(value, bool):
+                raise ConfigError(f"config file {path}: {key} must be true or false")
+            if not value:
+                values[offs[key].name] = None
+            continue
+        f = table[key]
+        try:
+            _check_type(f, value)
+        except ConfigError as e:
+            raise ConfigError(f"config file {path}: {key} {str(e).split(') ', 1)[1]}") from None
+        if f.metadata["option"].path and "://" not in value and not os.path.isabs(value):
+            value = os.path.normpath(base / value)
+        values[f.name] = value
+    return values
+
+
+def make_options(values: dict[str, Any]) -> Options:
+    """Options from values by field name (a config file's, with flags laid over them); missing ones default."""
+    names = {f.name for f in fields()}
+    return Options(**{k: v for k, v in values.items() if k in names})

@@ -1,0 +1,250 @@
+"""The output's manifest.json as one typed model: what was converted from what, and every shard's count, size and sha256.
+
+Written here (`Journal`, rewritten as shards finish) and read here (`load`, `Manifest.parse`), by
+convert, resume and verify alike. The JSON keys and their order are the file format
+(`streamprep-manifest/1`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import __version__
+from ..archives.storage import Source
+from ..errors import OutputError
+from .files import Output
+
+MANIFEST = "manifest.json"
+FORMAT = "streamprep-manifest/1"
+FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (at most a second of work lost)
+MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")
+ETAG_KEYS = ("ETag", "etag")
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(what)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class ShardEntry:
+    """One finished file of the output as the manifest lists it."""
+
+    name: str
+    split: str
+    records: int
+    bytes: int
+    sha256: str
+    boxes: int = 0
+    fixups: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"member", "reason"} under on_bad_image = skip
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def parse(cls, data: Any) -> "ShardEntry":
+        _require(isinstance(data, dict) and isinstance(data.get("name"), str), "a shard entry without a 'name'")
+        name = data["name"]
+        for key in ("records", "bytes", "boxes"):
+            _require(_is_int(data.get(key, 0)), f"shard {name}: '{key}' is not an integer")
+        _require(isinstance(data.get("sha256"), str), f"shard {name}: 'sha256' is not a string")
+        _require(isinstance(data.get("fixups", []), list), f"shard {name}: 'fixups' is not a list")
+        _require(isinstance(data.get("skipped", []), list), f"shard {name}: 'skipped' is not a list")
+        return cls(name, str(data.get("split", "")), data.get("records", 0), data.get("bytes", 0), data["sha256"],
+                   data.get("boxes", 0), list(data.get("fixups", [])), list(data.get("skipped", [])))
+
+
+@dataclass
+class FileEntry:
+    """A file written beside the shards (bboxes.csv): its size, sha256 and what it holds."""
+
+    name: str
+    bytes: int
+    sha256: str
+    boxes: int
+    files: int
+
+    @classmethod
+    def parse(cls, data: Any) -> "FileEntry":
+        _require(isinstance(data, dict) and isinstance(data.get("name"), str), "'bboxes_csv' is not an entry with a 'name'")
+        return cls(data["name"], data.get("bytes"), data.get("sha256"), data.get("boxes", 0), data.get("files", 0))
+
+
+@dataclass
+class SplitEntry:
+    """One split's totals: images, shards, classes (with each label's count), boxes, bytes."""
+
+    images: int
+    shards: int
+    classes: int
+    class_counts: dict[str, int]
+    boxes: int
+    bytes: int
+
+    @classmethod
+    def parse(cls, data: Any) -> "SplitEntry":
+        _require(isinstance(data, dict), "'splits' is not an object of objects")
+        return cls(data.get("images"), data.get("shards"), data.get("classes"), data.get("class_counts"),
+                   data.get("boxes", 0), data.get("bytes", 0))
+
+
+@dataclass
+class Totals:
+    """The closing part of a complete manifest."""
+
+    splits: dict[str, SplitEntry]
+    bboxes_csv: FileEntry | None
+    fixups: list[str]
+    skipped: list[dict[str, str]]
+    ignored: dict[str, dict[str, Any]]  # reason -> {"count", "examples"}
+
+
+@dataclass
+class Manifest:
+    """manifest.json: the run it records (`run`: what the output depends on), the options shown, checked MD5s,
+    every finished shard, and once `complete` the totals."""
+
+    run: dict[str, Any]
+    options: dict[str, Any]
+    md5: dict[str, Any] = field(default_factory=dict)
+    shards: dict[str, ShardEntry] = field(default_factory=dict)  # by name
+    complete: bool = False
+    totals: Totals | None = None
+    streamprep: str = __version__
+
+    def to_bytes(self) -> bytes:
+        # No timestamp: the same conversion gives the same manifest, byte for byte.
+        body: dict[str, Any] = {"format": FORMAT, "streamprep": self.streamprep, "complete": self.complete,
+                                "run": self.run, "options": self.options, "md5": self.md5}
+        if self.totals is not None:
+            t = self.totals
+            body.update({"splits": {k: dataclasses.asdict(v) for k, v in t.splits.items()},
+                         "bboxes_csv": dataclasses.asdict(t.bboxes_csv) if t.bboxes_csv else None,
+                         "fixups": t.fixups, "skipped": t.skipped, "ignored": t.ignored})
+        body["shards"] = [self.shards[k].to_json() for k in sorted(self.shards)]
+        return json.dumps(body, indent=1, sort_keys=False).encode() + b"\n"
+
+    @classmethod
+    def parse(cls, data: Any) -> "Manifest":
+        """The model of a manifest's JSON; `ValueError` saying what is wrong if it is not one streamprep wrote."""
+        _require(isinstance(data, dict), "not a JSON object")
+        _require(data.get("format") == FORMAT, f"format is {data.get('format')!r}, this streamprep reads {FORMAT!r}; "
+                 "use the streamprep version that wrote it")
+        shards = data.get("shards")
+        _require(isinstance(shards, list), "'shards' is not a list of entries with a 'name'")
+        entries: dict[str, ShardEntry] = {}
+        for item in shards:
+            entry = ShardEntry.parse(item)
+            _require(entry.name not in entries, f"shard {entry.name} is listed twice")
+            entries[entry.name] = entry
+        for key in ("run", "options", "md5"):
+            _require(isinstance(data.get(key, {}), dict), f"'{key}' is not an object")
+        splits = data.get("splits", {})
+        _require(isinstance(splits, dict), "'splits' is not an object of objects")
+        skipped = data.get("skipped", [])
+        csv = data.get("bboxes_csv")
+        totals = Totals({k: SplitEntry.parse(v) for k, v in splits.items()},
+                        None if csv is None else FileEntry.parse(csv), list(data.get("fixups", []) or []),
+                        skipped if isinstance(skipped, list) else [], data.get("ignored", {}) or {})
+        has_totals = any(k in data for k in ("splits", "bboxes_csv"))
+        return cls(data.get("run", {}), data.get("options", {}), data.get("md5", {}), entries,
+                   data.get("complete") is True, totals if has_totals else None, str(data.get("streamprep", "")))
+
+    def reusable(self, run: dict[str, Any]) -> dict[str, ShardEntry]:
+        """This manifest's shard entries if it records the same run (inputs, labels, layout, policies), by name."""
+        return dict(self.shards) if self.run == run else {}
+
+
+def identity(source: Source) -> dict[str, Any]:
+    """What identifies a download's content without reading it: URL, size, and mtime and/or ETag."""
+    info = source.info
+    mtime = next((info[k] for k in MTIME_KEYS if info.get(k) is not None), None)
+    etag = next((info[k] for k in ETAG_KEYS if info.get(k)), None)
+    if isinstance(mtime, datetime.datetime):
+        mtime = mtime.timestamp()
+    try:  # one spelling per file: a relative path and its absolute form are the same download
+        url = source.fs.unstrip_protocol(source.path)
+    except Exception:  # noqa: BLE001 - a backend without it: the URL as given
+        url = source.url
+    return {"url": url, "size": source.size, "mtime": mtime if mtime is None else str(mtime),
+            "etag": None if etag is None else str(etag).strip('"')}
+
+
+def identifiable(identities: dict[str, dict[str, Any]]) -> bool:
+    """Whether every input has an mtime or an ETag: without one a change could go unnoticed."""
+    return all(i["mtime"] is not None or i["etag"] is not None for i in identities.values())
+
+
+def load(output: Output) -> Manifest | None:
+    """The manifest in the output folder, or None if there is none or it is not one streamprep wrote intact."""
+    try:
+        with output.fs.open(output.path(MANIFEST), "rb") as f:
+            return Manifest.parse(json.loads(f.read()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # unreadable, malformed or half-written by something else: nothing is reused
+
+
+def file_matches(output: Output, entry: ShardEntry) -> bool:
+    """Whether the finished file named by a manifest entry is there with its recorded size and sha256."""
+    path = output.path(entry.name)
+    try:
+        if output.fs.size(path) != entry.bytes:
+            return False
+        digest = hashlib.sha256()
+        with output.fs.open(path, "rb") as f:
+            while chunk := f.read(8 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise OutputError(f"{path}: cannot read it back to check it ({e}); check --out") from e
+    return digest.hexdigest() == entry.sha256
+
+
+class Journal:
+    """The manifest of a conversion in progress: rewritten (atomically) as shards finish, complete at the end.
+
+    A run killed at any moment leaves a manifest listing the shards finished before its last
+    rewrite; the next run keeps those (after checking them) and writes the rest.
+    """
+
+    def __init__(self, output: Output, manifest: Manifest, clock: Callable[[], float] = time.monotonic) -> None:
+        self.output, self.manifest, self.clock = output, manifest, clock
+        self.lock = threading.Lock()
+        self.last = clock()
+        self.write()
+
+    def finished(self, entry: ShardEntry) -> None:
+        with self.lock:
+            self.manifest.shards[entry.name] = entry
+            due = self.clock() - self.last >= FLUSH_INTERVAL
+        if due:
+            self.write()
+
+    def complete(self, shards: list[ShardEntry], totals: Totals) -> None:
+        """The final manifest: exactly these shards, the totals, `complete: true`."""
+        with self.lock:
+            self.manifest.shards = {e.name: e for e in shards}
+            self.manifest.totals, self.manifest.complete = totals, True
+        self.write()
+
+    def write(self) -> None:
+        with self.lock:
+            self.last = self.clock()
+            text = self.manifest.to_bytes()
+            with self.output.atomic(MANIFEST) as f:
+                f.write(text)
