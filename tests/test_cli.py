@@ -74,7 +74,8 @@ def test_quiet_prints_nothing_on_success(sample, tmp_path):
 
 
 def test_storage_options_are_grouped_by_protocol():
-    from streamprep.cli import _values, parser
+    from streamprep.cli import parser
+    from streamprep.cli.main import _values
 
     args = parser().parse_args(["convert", "--out", "x", "--storage-option", "s3.endpoint_url=http://127.0.0.1:1",
                                 "--storage-option", "s3.anon=true"])
@@ -92,10 +93,10 @@ def test_each_url_gets_only_its_own_protocols_options():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["convert", "--out", "o"], "no --train given"),
-    (["convert", "dl"], "no --out given"),
+    (["convert", "--out", "o"], "no train given (--train); pass it, or a DOWNLOADS folder"),
+    (["convert", "dl"], "no out given (--out): pass the folder"),
     (["convert", "dl", "--out", "o", "--train-shards", "10", "--classic-threads", "4"], "not a multiple of --classic-threads"),
-    (["convert", "dl", "--out", "o", "--workers", "0"], "--workers must be at least 1"),
+    (["convert", "dl", "--out", "o", "--workers", "0"], "workers (--workers) must be at least 1"),
     (["convert", "dl", "--out", "o", "--config", "nope.toml"], "config file nope.toml not found"),
 ], ids=["no-inputs", "no-out", "shards-not-multiple-of-threads", "zero-workers", "missing-config"])
 def test_bad_options_exit_non_zero_with_the_fix(argv, message, tmp_path, monkeypatch):

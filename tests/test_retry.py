@@ -31,10 +31,11 @@ def wrapped(inner: BaseException) -> Exception:
     (Status(503), True), (Status(429), True), (Status(404), False), (Status(403), False),
     (FileNotFoundError(), False), (PermissionError(), False), (OSError(errno.ENOSPC, "full"), False),
     (ValueError("bug"), False), (ArchiveError("bad archive"), False),
-    (wrapped(ConnectionResetError()), True), (wrapped(OSError(errno.ENOSPC, "full")), False),
+    (wrapped(ConnectionResetError()), False), (wrapped(OSError(errno.ENOSPC, "full")), False),
 ], ids=["reset", "timeout", "eio", "503", "429", "404", "403", "not-found", "permission", "disk-full", "bug",
-        "our-own-error", "output-error-caused-by-reset", "output-error-caused-by-disk-full"])
+        "our-own-error", "our-own-error-caused-by-reset", "our-own-error-caused-by-disk-full"])
 def test_transient_errors_are_told_from_permanent_ones(error, expected):
+    """A StreamprepError is streamprep's own verdict: never retried, whatever caused it (the cause stays chained)."""
     assert retry.transient(error) is expected
 
 

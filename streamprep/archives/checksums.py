@@ -89,9 +89,9 @@ def check(sources: dict[str, Source], known: dict[str, str], progress: Callback 
     return sums
 
 
-def known_sums(previous: dict[str, Any] | None, identities: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Sums recorded by an earlier run's manifest for downloads whose identity has not changed."""
-    recorded = (previous or {}).get("md5") or {}
+def known_sums(recorded: dict[str, Any] | None, identities: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Sums an earlier run's manifest recorded (its `md5`) for downloads whose identity has not changed."""
+    recorded = recorded or {}
     out = {}
     for key, entry in recorded.items():
         current = identities.get(key)

@@ -109,86 +109,27 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None, base: i
     `read_at` reads (a tar nested in another), and the members' offsets count from there too.
     """
     pos = 0
-    global_pax: dict[str, str] = {}
-    pending_pax: dict[str, str] = {}
-    long_name: str | None = None
-    long_link: str | None = None
+    extended = _Extended()
     last = ""
     while True:
-        if size is not None and pos >= size:
-            return  # end of data without end-of-archive blocks: accepted, as tar does
-        block = read_at(base + pos, BLOCK)
-        if not block:
-            return
-        if len(block) < BLOCK:
-            after = f" (after member {last!r})" if last else ""
-            raise ArchiveError(f"{archive}: truncated tar header at byte {pos}{after}; "
-                               "the download is incomplete, fetch it again")
-        if block == ZERO_BLOCK:
+        block = _header_block(read_at, archive, size, base, pos, last)
+        if block is None:
             return
         where = _Where(archive, pos)
-        if not _checksum_ok(block):
-            after = f" after member {last!r}" if last else ""
-            raise ArchiveError(f"{where}: bad tar header checksum{after}; the archive is corrupt or not a tar file")
-        try:
-            type_ = block[156]
-            member_size = _number(block[124:136])
-            mtime = _number(block[136:148])
-            mode = _number(block[100:108])
-        except ValueError:
-            raise ArchiveError(f"{where}: unreadable tar header field; the archive is corrupt")
-        if member_size < 0:  # the walk would step back and read the same headers forever
-            raise ArchiveError(f"{where}: negative member size {member_size}; the archive is corrupt")
-        name = _text(block[0:100])
-        if block[257:263] == b"ustar\0":  # POSIX ustar: name may be split with a prefix
-            prefix = _text(block[345:500])
-            if prefix:
-                name = f"{prefix}/{name}"
-        linkname = _text(block[157:257])
+        type_, member_size, mtime, mode = _header_fields(block, where, last)
         data_offset = pos + BLOCK
         if type_ in EXTENDED_TYPES:
-            if member_size > MAX_EXTENDED:
-                raise ArchiveError(f"{where}: extended header of {member_size} bytes (at most {MAX_EXTENDED} "
-                                   "expected); the archive is corrupt")
-            data = read_at(base + data_offset, member_size)
-            if len(data) < member_size:
-                raise ArchiveError(f"{where}: truncated extended header; the download is incomplete")
-            if type_ == ord("x"):
-                pending_pax.update(_pax_records(data, where))
-            elif type_ == ord("g"):
-                global_pax.update(_pax_records(data, where))
-            elif type_ == ord("L"):
-                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            else:
-                long_link = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            extended.read(type_, _extended_data(read_at, base + data_offset, member_size, where), where)
             pos = data_offset + _padded(member_size)
             continue
+        name, linkname = _names(block)
         if type_ == ord("S"):
             raise ArchiveError(f"{where}: GNU sparse member {name!r} is not supported; repack the archive")
-        if long_name is not None:
-            name = long_name
-        if long_link is not None:
-            linkname = long_link
-        if global_pax or pending_pax:
-            pax = {**global_pax, **pending_pax}
-            name = pax.get("path", name)
-            linkname = pax.get("linkpath", linkname)
-            try:
-                if "size" in pax:
-                    member_size = int(pax["size"])
-                if "mtime" in pax:
-                    mtime = float(pax["mtime"])
-            except ValueError:
-                raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt")
-            if member_size < 0 or not math.isfinite(mtime):  # as GNU tar, refuse what no file can have
-                raise ArchiveError(f"{where}: PAX size {member_size} or mtime {mtime} of {name!r} is out of range; "
-                                   "the archive is corrupt")
-            pending_pax = {}
-        long_name = long_link = None
+        if extended.waiting:
+            name, linkname, member_size, mtime = extended.apply(name, linkname, member_size, mtime, where)
         if type_ == 0 and name.endswith("/"):  # pre-POSIX tars mark directories by the trailing slash only
             type_ = ord("5")
-        has_data = type_ not in NO_DATA_TYPES
-        length = member_size if has_data else 0
+        length = member_size if type_ not in NO_DATA_TYPES else 0
         if size is not None and data_offset + length > size:
             raise ArchiveError(
                 f"{archive}!{name}: member runs past the end of the archive (needs {data_offset + length} "
@@ -196,6 +137,113 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None, base: i
         yield TarMember(name, base + data_offset, length, type_, mtime, mode, linkname)
         last = name
         pos = data_offset + _padded(length)
+
+
+def _header_block(read_at: ReadAt, archive: str, size: int | None, base: int, pos: int, last: str) -> bytes | None:
+    """The header block at `pos`, or None where the archive ends; a short block is truncation."""
+    if size is not None and pos >= size:
+        return None  # end of data without end-of-archive blocks: accepted, as tar does
+    block = read_at(base + pos, BLOCK)
+    if not block:
+        return None
+    if len(block) < BLOCK:
+        after = f" (after member {last!r})" if last else ""
+        raise ArchiveError(f"{archive}: truncated tar header at byte {pos}{after}; "
+                           "the download is incomplete, fetch it again")
+    if block == ZERO_BLOCK:
+        return None
+    return block
+
+
+def _header_fields(block: bytes, where: _Where, last: str) -> tuple[int, int, float, int]:
+    """Check a header block's checksum and read its numeric fields: type, size (bytes), mtime (seconds), mode."""
+    if not _checksum_ok(block):
+        after = f" after member {last!r}" if last else ""
+        raise ArchiveError(f"{where}: bad tar header checksum{after}; the archive is corrupt or not a tar file")
+    try:
+        size = _number(block[124:136])
+        mtime = _number(block[136:148])
+        mode = _number(block[100:108])
+    except ValueError:
+        raise ArchiveError(f"{where}: unreadable tar header field; the archive is corrupt")
+    if size < 0:  # the walk would step back and read the same headers forever
+        raise ArchiveError(f"{where}: negative member size {size}; the archive is corrupt")
+    # A plain tuple, not a frozen dataclass: this runs once per header, and building one (~0.5 µs)
+    # slowed the whole walk by ~8%.
+    return block[156], size, mtime, mode
+
+
+def _names(block: bytes) -> tuple[str, str]:
+    """The member name and link target a header block gives."""
+    name = _text(block[0:100])
+    if block[257:263] == b"ustar\0":  # POSIX ustar: name may be split with a prefix
+        prefix = _text(block[345:500])
+        if prefix:
+            name = f"{prefix}/{name}"
+    return name, _text(block[157:257])
+
+
+def _extended_data(read_at: ReadAt, offset: int, length: int, where: _Where) -> bytes:
+    """The data of a GNU long-name or PAX header, refused when implausibly large or cut short."""
+    if length > MAX_EXTENDED:
+        raise ArchiveError(f"{where}: extended header of {length} bytes (at most {MAX_EXTENDED} "
+                           "expected); the archive is corrupt")
+    data = read_at(offset, length)
+    if len(data) < length:
+        raise ArchiveError(f"{where}: truncated extended header; the download is incomplete")
+    return data
+
+
+class _Extended:
+    """GNU long-name and PAX records read so far, waiting for the member header they apply to."""
+
+    __slots__ = ("global_pax", "pending_pax", "long_name", "long_link", "waiting")
+
+    def __init__(self) -> None:
+        self.global_pax: dict[str, str] = {}  # from `g` headers: every later member
+        self.pending_pax: dict[str, str] = {}  # from `x` headers: the next member only
+        self.long_name: str | None = None
+        self.long_link: str | None = None
+        # One flag for the hot path: most headers have nothing waiting for them.
+        self.waiting = False
+
+    def read(self, type_: int, data: bytes, where: _Where) -> None:
+        """Keep the records of one extended header (`x`, `g`, `L` or `K`) for the members after it."""
+        if type_ == ord("x"):
+            self.pending_pax.update(_pax_records(data, where))
+        elif type_ == ord("g"):
+            self.global_pax.update(_pax_records(data, where))
+        elif type_ == ord("L"):
+            self.long_name = _text(data)
+        else:
+            self.long_link = _text(data)
+        self.waiting = True
+
+    def apply(self, name: str, linkname: str, size: int, mtime: float,
+              where: _Where) -> tuple[str, str, int, float]:
+        """A member's name, link target, size and mtime with the records applied; only global ones stay."""
+        if self.long_name is not None:
+            name = self.long_name
+        if self.long_link is not None:
+            linkname = self.long_link
+        if self.global_pax or self.pending_pax:
+            pax = {**self.global_pax, **self.pending_pax}
+            name = pax.get("path", name)
+            linkname = pax.get("linkpath", linkname)
+            try:
+                if "size" in pax:
+                    size = int(pax["size"])
+                if "mtime" in pax:
+                    mtime = float(pax["mtime"])
+            except ValueError:
+                raise ArchiveError(f"{where}: malformed PAX size or mtime; the archive is corrupt")
+            if size < 0 or not math.isfinite(mtime):  # as GNU tar, refuse what no file can have
+                raise ArchiveError(f"{where}: PAX size {size} or mtime {mtime} of {name!r} is out of range; "
+                                   "the archive is corrupt")
+            self.pending_pax = {}
+        self.long_name = self.long_link = None
+        self.waiting = bool(self.global_pax)
+        return name, linkname, size, mtime
 
 
 class _Where:

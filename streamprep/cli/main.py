@@ -41,8 +41,10 @@ def _default_text(f: dataclasses.Field) -> str | None:
     return str(f.default)
 
 
-def add_arguments(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
-    """One argument per field of `Options` (or of `only`), in groups; each default stated once, in the help."""
+def add_arguments(p: argparse.ArgumentParser, only: set[str] | None = None, helps: dict[str, str] | None = None) -> None:
+    """One argument per field of `Options` (or of `only`), in groups; each default stated once, in the help.
+
+    `helps` replaces a field's help for a command that uses it differently."""
     groups: dict[str, Any] = {}
     for f in fields():
         if only is not None and f.name not in only:
@@ -50,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser, only: set[str] | None = None) -> N
         spec: Option = f.metadata["option"]
         group = groups.get(spec.group) or groups.setdefault(spec.group, p.add_argument_group(spec.group))
         default = _default_text(f)
-        text = spec.help + (f" (default: {default})" if default else "")
+        text = (helps or {}).get(f.name, spec.help) + (f" (default: {default})" if default else "")
         if spec.positional:
             group.add_argument(f.name, nargs="?", metavar=spec.metavar, help=text)
             continue
@@ -101,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
                    "against image/height and image/width (default: off; slower)")
     g.add_argument("--num-classes", type=int, default=1000, metavar="N",
                    help="image/class/label must be in 1..N (default: 1000)")
-    add_arguments(v, only={"workers", "storage_options"})
+    add_arguments(v, only={"workers", "storage_options"}, helps={"workers": "shards checked at once"})
     v.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (the report is still printed)")
     return top
 
@@ -129,9 +131,10 @@ def _storage_options(args: argparse.Namespace, base: dict[str, Any] | None = Non
     return options
 
 
-def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int]) -> int:
-    """Run a command: streamprep's own errors are one line and exit status 2, Ctrl-C is 130."""
-    handler = WarningHandler(stderr)
+def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int], quiet: bool = False) -> int:
+    """Run a command: streamprep's own errors are one line and exit status 2, Ctrl-C is 130; warnings shown
+    unless `quiet`."""
+    handler = WarningHandler(stderr) if not quiet else logging.NullHandler()
     logger = logging.getLogger("streamprep")
     logger.addHandler(handler)
     try:
@@ -200,9 +203,10 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout
         argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
     if args.command == "verify":
-        return _guarded(stderr, "verification stopped", lambda: _verify_command(args, stdout or sys.stdout, stderr))
+        return _guarded(stderr, "verification stopped", lambda: _verify_command(args, stdout or sys.stdout, stderr),
+                        args.quiet)
     return _guarded(stderr, "finished shards are kept, no partial file has a final name",
-                    lambda: _convert_command(args, passthrough, stderr))
+                    lambda: _convert_command(args, passthrough, stderr), args.quiet)
 
 
 __all__ = ["main", "parser"]

@@ -144,22 +144,26 @@ def _shards(s: Summary) -> list[str]:
     return lines
 
 
-def _rates(s: Summary) -> str:
+def _rates(s: Summary) -> list[str]:
+    """What this run itself did (kept shards are not its work), and how fast."""
     seconds = max(s.seconds, 1e-9)
+    lines = []
+    if s.images_written is not None:
+        written = f"  written by this run: {s.images_written:,} images"
+        if s.bytes_written is not None:
+            written += f", {s.bytes_written / 1e6:,.1f} MB"
+        lines.append(written + (" (Beam metrics)" if s.engine == "beam" else ""))
     text = f"  wall time {s.seconds:.1f} s"
     if s.images_written is not None:
-        text += f", {s.images_written:,} images written ({s.images_written / seconds:,.0f} images/s"
-        if s.bytes_read is not None:
-            text += f", {s.bytes_read / seconds / 1e6:,.1f} MB/s of images read"
-        elif s.bytes_written is not None:
-            text += f", {s.bytes_written / 1e6:,.1f} MB written"
-        text += ")"
-    return text
+        text += f", {s.images_written / seconds:,.0f} images/s"
+    if s.bytes_read is not None:
+        text += f", {s.bytes_read / seconds / 1e6:,.1f} MB/s of images"
+    return lines + [text]
 
 
 def format_summary(s: Summary) -> str:
     """The closing report of a conversion, on either engine."""
     lines = _folder_tree(s) + _shards(s)
     if s.manifest is not None:
-        lines.append(_rates(s))
+        lines += _rates(s)
     return "\n".join(lines) + "\n"

@@ -115,27 +115,31 @@ def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, resul
     return journal.manifest
 
 
+def _class_counts(split_index: Any, skipped: set[str]) -> dict[str, int]:
+    """Images per label (labels as text), without the images skipped by policy."""
+    labels, found = np.unique(split_index.labels, return_counts=True)
+    counts = {str(int(label)): int(n) for label, n in zip(labels, found)}
+    if skipped:  # rare (on_bad_image = skip): take the skipped images back out
+        for i in range(len(split_index)):
+            if split_index.member(i) in skipped:
+                counts[str(int(split_index.labels[i]))] -= 1
+        counts = {label: n for label, n in counts.items() if n}
+    return counts
+
+
 def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.FileEntry) -> mf.Totals:
     """Per-split counts, bboxes.csv, fix-ups, skipped and ignored members: the complete manifest's closing part."""
     splits = {}
     for name, split_plan in plan.splits.items():
         mine = [r.entry for r in results if r.shard.split == name]
-        skipped = {s["member"] for e in mine for s in e.skipped}
-        split_index = split_plan.index
-        labels, found = np.unique(split_index.labels, return_counts=True)
-        counts = {str(int(label)): int(n) for label, n in zip(labels, found)}
-        if skipped:  # rare (on_bad_image = skip): take the skipped images back out
-            for i in range(len(split_index)):
-                if split_index.member(i) in skipped:
-                    counts[str(int(split_index.labels[i]))] -= 1
-            counts = {label: n for label, n in counts.items() if n}
+        counts = _class_counts(split_plan.index, {s["member"] for e in mine for s in e.skipped})
         splits[name] = mf.SplitEntry(sum(e.records for e in mine), len(split_plan.shards), len(counts), counts,
                                      sum(e.boxes for e in mine), sum(e.bytes for e in mine))
     entries = [r.entry for r in results]
+    ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
+               for reason, count in sorted(index.ignored.counts.items())}
     return mf.Totals(splits, csv, sorted(f for e in entries for f in e.fixups),
-                     [*index.skipped.items, *(s for e in entries for s in e.skipped)],
-                     {reason: {"count": count, "examples": index.ignored.examples[reason]}
-                      for reason, count in sorted(index.ignored.counts.items())})
+                     [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored)
 
 
 def save_index(job: Job, index: DatasetIndex) -> None:

@@ -1,0 +1,229 @@
+"""Process statistics: runs timed as subprocesses, peak RSS of their process tree, disk use, the page cache warmed."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .layout import ROOT
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+BLOCK = 8 << 20
+RSS_EVERY, DISK_EVERY = 0.05, 0.1
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = defaultdict(list)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) "
+        kids[int(fields[1])].append(int(name))
+    return kids
+
+
+def tree_rss(root: int) -> tuple[int, int]:
+    """Resident bytes summed over `root` and all its descendants, and how many processes that is."""
+    kids, todo, total, count = _children(), [root], 0, 0
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * PAGE
+            count += 1
+        except (OSError, IndexError, ValueError):
+            pass
+        todo.extend(kids.get(pid, ()))
+    return total, count
+
+
+def children_max_rss_mib() -> int:
+    """The largest resident size any waited-for child process reached (the kernel's high-water mark), MiB."""
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def disk_use(paths: list[Path]) -> tuple[int, int]:
+    """(allocated bytes as du counts them, files) under `paths`."""
+    total = files = 0
+    todo = [str(p) for p in paths if p.exists()]
+    while todo:
+        try:
+            it = os.scandir(todo.pop())
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_blocks * 512
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+                else:
+                    files += 1
+    return total, files
+
+
+def fs_used(path: Path) -> int:
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+class Sampler:
+    """Peak tree RSS (every 50 ms) and peak disk use of some folders (every 100 ms, or less often if a walk
+    is slow: at most ~5% of one core), plus the file system's used bytes (statvfs, every 100 ms)."""
+
+    def __init__(self, pid: int, folders: list[Path]) -> None:
+        self.pid, self.folders = pid, folders
+        self.peak_rss = self.max_procs = self.peak_disk = self.disk_samples = self.rss_samples = 0
+        self.fs_base = fs_used(ROOT)
+        self.fs_peak = self.fs_base
+        self.walk_s: list[float] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._rss, daemon=True),
+                        threading.Thread(target=self._disk, daemon=True),
+                        threading.Thread(target=self._fs, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _rss(self) -> None:
+        while not self.stop.is_set():
+            rss, procs = tree_rss(self.pid)
+            self.peak_rss, self.max_procs = max(self.peak_rss, rss), max(self.max_procs, procs)
+            self.rss_samples += 1
+            self.stop.wait(RSS_EVERY)
+
+    def _disk(self) -> None:
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            self.peak_disk = max(self.peak_disk, disk_use(self.folders)[0])
+            took = time.monotonic() - t0
+            self.walk_s.append(took)
+            self.disk_samples += 1
+            self.stop.wait(max(DISK_EVERY, 20 * took))
+
+    def _fs(self) -> None:
+        while not self.stop.is_set():
+            self.fs_peak = max(self.fs_peak, fs_used(ROOT))
+            self.stop.wait(DISK_EVERY)
+
+    def finish(self) -> dict[str, Any]:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        final, files = disk_use(self.folders)  # one last exact walk, after the run ended
+        self.peak_disk = max(self.peak_disk, final)
+        return {"peak_rss_mb": round(self.peak_rss / 1e6, 1), "max_processes": self.max_procs,
+                "rss_samples": self.rss_samples, "peak_disk_bytes": self.peak_disk, "final_disk_bytes": final,
+                "final_files": files, "disk_samples": self.disk_samples,
+                "slowest_disk_walk_s": round(max(self.walk_s, default=0), 3),
+                "fs_used_delta_peak_bytes": self.fs_peak - self.fs_base}
+
+
+def timed(cmd: list[str], folders: list[Path], timeout: float, log: Path) -> dict[str, Any]:
+    """Run `cmd` with its stderr to `log`, sampling its tree; wall time, exit status, peaks."""
+    for f in folders:
+        shutil.rmtree(f, ignore_errors=True)
+    os.sync()  # untimed: the previous run's dirty pages are not this run's writeback
+    with open(log, "wb") as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=err, stderr=subprocess.STDOUT)
+        sampler = Sampler(p.pid, folders)
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.monotonic() - t0
+        timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+    # (wait4's ru_maxrss is not used: the forked child starts with this process's high-water mark)
+    out = {"wall_s": wall, "returncode": p.returncode, **sampler.finish(),
+           "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+    if p.returncode != 0:
+        out["log_tail"] = log.read_text(errors="replace")[-3000:]
+        sys.stderr.write(out["log_tail"])
+    return out
+
+
+def run(cmd: list[str], out: Path, timeout: float) -> dict[str, Any]:
+    """Run `cmd` (after removing its output folder `out`), its stderr passed on; wall time and exit status."""
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, timeout=timeout)
+        code, err = p.returncode, p.stderr
+    except subprocess.TimeoutExpired as e:
+        code, err = "timeout", (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+    wall = time.monotonic() - t0
+    if err:
+        sys.stderr.write(err)
+    return {"wall_s": wall, "returncode": code, "stderr_tail": err[-2000:] if code != 0 else ""}
+
+
+def run_lines(cmd: list[str], out: Path, timeout: float) -> tuple[dict[str, Any], list[tuple[float, str]]]:
+    """`run`, keeping each stderr line with the time it arrived."""
+    shutil.rmtree(out, ignore_errors=True)
+    lines: list[tuple[float, str]] = []
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+
+    def pump() -> None:
+        for line in p.stderr:  # type: ignore[union-attr]
+            lines.append((time.monotonic(), line.rstrip("\n")))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code: Any = p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        code = "timeout"
+    reader.join(5)
+    return {"wall_s": time.monotonic() - t0, "returncode": code,
+            "stderr_tail": "\n".join(l for _, l in lines)[-2000:] if code != 0 else ""}, lines
+
+
+def warm(paths: list[Path]) -> float:
+    """Read every byte once so the runs find the archives in the page cache; seconds it took."""
+    t0 = time.monotonic()
+    buf = bytearray(BLOCK)
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+    return time.monotonic() - t0
+
+
+def finish_run(x: dict[str, Any], images: int, input_bytes: int, allocated: int) -> None:
+    """A `timed` run's figures against the input and the final outputs (`allocated` bytes on disk)."""
+    x["wall_s"] = round(x["wall_s"], 2)
+    x["images_per_s"] = round(images / x["wall_s"], 1)
+    x["mb_per_s"] = round(input_bytes / 1e6 / x["wall_s"], 1)
+    x["outputs_mb"] = round(allocated / 1e6, 1)
+    extra = max(0, x["peak_disk_bytes"] - allocated)
+    x["extra_disk_mb"] = round(extra / 1e6, 2)
+    x["extra_disk_pct"] = round(100 * extra / allocated, 3) if allocated else None
+    x["fs_used_delta_peak_mb"] = round(x.pop("fs_used_delta_peak_bytes") / 1e6, 1)
+    x["peak_disk_mb"] = round(x.pop("peak_disk_bytes") / 1e6, 1)
+    x["final_disk_mb"] = round(x.pop("final_disk_bytes") / 1e6, 1)
+
+
+def convert_cmd(train: str, val: str, bbox: str, out: Path, labels: Path | None, *options: str) -> list[str]:
+    """`python -m streamprep convert` on the three downloads, into `out`."""
+    cmd = [sys.executable, "-m", "streamprep", "convert", "--train", str(train), "--val", str(val), "--bbox", str(bbox)]
+    if labels is not None:
+        cmd += ["--validation-labels-file", str(labels)]
+    return cmd + ["--out", str(out), *options]

@@ -1,0 +1,67 @@
+"""Report writing: the machine, the date and command of a run, Markdown tables, a section replaced in a doc."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = round(int(line.split()[1]) / 1024 ** 2, 1)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "mem_total_gib": mem, "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()} {platform.machine()}"}
+
+
+def date() -> str:
+    return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def command(script: str) -> str:
+    """How this script was run, as the docs show it: `python benchmarks/SCRIPT ARGS`."""
+    return f"python benchmarks/{script}" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
+
+
+def head(*columns: str) -> list[str]:
+    """A Markdown table's header and rule; a column named with a trailing ">" is right-aligned."""
+    names = [c.removesuffix(">") for c in columns]
+    rules = ["---:" if c.endswith(">") else "---" for c in columns]
+    return ["|" + "".join(f" {n} |" if n else " |" for n in names), "| " + " | ".join(rules) + " |"]
+
+
+def mark(met: bool | None) -> str:
+    return "not measured" if met is None else ("**met**" if met else "**not met**")
+
+
+def fixups_note(scale: dict[str, Any]) -> str:
+    """The sentence on the classic's fix-up files in the data set (none before data generation 2: no sentence)."""
+    names = scale.get("fixups")
+    if not names:
+        return ""
+    kinds = ", ".join(f"`{n}` ({k.upper()})" for n, k in sorted(names.items()))
+    return (f" As in the real training tar, the classes' fix-up files are among them under their real names, each "
+            f"in place of a noise JPEG: {kinds}; both runs re-encode them with TensorFlow.")
+
+
+def write_docs(path: Path, text: str, heading: str) -> None:
+    """Replace the section `heading` (up to the next `## ` heading) or append it."""
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    start = next((i for i, l in enumerate(lines) if l.rstrip() == heading), None)
+    if start is None:
+        body = "".join(lines)
+        body = body.rstrip("\n") + "\n\n" if body.strip() else ""
+        path.write_text(body + text)
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    path.write_text("".join(lines[:start]) + text + ("\n" + tail if tail else ""))

@@ -1,0 +1,40 @@
+"""Timing: the best of several tries, alternated so noise on a shared machine hits every contender; ratios."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+
+def alternate(contenders: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Each contender `repeats` times, in turn; (seconds of every try, what each returned last)."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    results: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return times, results
+
+
+def versus(times: dict[str, list[float]], slow: str, fast: str) -> dict[str, float]:
+    """Best and median seconds of two contenders, and how many times faster `fast` is on each."""
+    best = {k: min(v) for k, v in times.items()}
+    median = {k: statistics.median(v) for k, v in times.items()}
+    return {f"{slow}_s": round(best[slow], 4), f"{fast}_s": round(best[fast], 4),
+            f"{slow}_median_s": round(median[slow], 4), f"{fast}_median_s": round(median[fast], 4),
+            "speedup": round(best[slow] / best[fast], 1), "speedup_median": round(median[slow] / median[fast], 1)}
+
+
+def ratio(a: float, b: float, digits: int = 2) -> float:
+    """a / b, rounded: wall times of two runs measured in the same invocation."""
+    return round(a / b, digits)
+
+
+def rates(run: dict[str, Any], images: int, nbytes: int, mb_digits: int = 2) -> None:
+    """Images/s and MB/s from a run's unrounded wall time, which is rounded after."""
+    run["images_per_s"] = round(images / run["wall_s"], 1)
+    run["mb_per_s"] = round(nbytes / 1e6 / run["wall_s"], mb_digits)
+    run["wall_s"] = round(run["wall_s"], 2)

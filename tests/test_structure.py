@@ -1,0 +1,329 @@
+"""The seams and single definitions: the option table, the format seam, errors never retried, stop and warnings."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import logging
+import struct
+import threading
+
+import pytest
+
+from conftest import ROOT, convert_args, result_files, run_cli
+
+SMALL = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+
+
+# --------------------------------------------------------------------------------------------- the option table
+
+def test_every_option_has_one_flag_one_config_key_and_its_help_in_convert_help():
+    from streamprep.cli import parser
+    from streamprep.options import Option, fields
+
+    text = parser()._subparsers._group_actions[0].choices["convert"].format_help()  # noqa: SLF001
+    for f in fields():
+        spec = f.metadata["option"]
+        shown = f.metadata["option"].metavar if spec.positional else Option.flag(f.name).replace("_", "-")
+        if f.name == "storage_options":
+            shown = "--storage-option"
+        assert shown in text, f"{f.name} has no flag in `convert --help`"
+        assert spec.help.split()[0] in text
+
+
+def test_the_manifest_shows_exactly_the_options_marked_for_it(sample, tmp_path):
+    from streamprep.options import fields
+
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL, "--quiet"))
+    assert code == 0, err
+    shown = json.loads((tmp_path / "out" / "manifest.json").read_text())["options"]
+    assert list(shown) == [f.name for f in fields() if f.metadata["option"].manifest]
+    assert "storage_options" not in shown and "workers" not in shown  # credentials; no effect on the bytes
+
+
+def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
+    from streamprep.options import Option, fields, load_config, make_options
+
+    values = {"downloads": "dl", "out": "o", "train-shards": 16, "validation-shards": 8, "classic-threads": 4,
+              "labels-file": "s.txt", "metadata-file": "m.txt", "validation-labels-file": "v.txt", "check-md5": True,
+              "on-bad-image": "skip", "on-bad-xml": "skip", "workers": 3, "engine": "local", "materialize": "tree"}
+    assert set(values) | {"train", "val", "bbox", "storage-options"} == {Option.key(f.name) for f in fields()}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()] + ["[storage-options.s3]", 'anon = true']
+    config = tmp_path / "c.toml"
+    config.write_text("\n".join(lines) + "\n")
+
+    options = make_options(load_config(str(config)))
+
+    assert (options.train_shards, options.workers, options.skip_bad_images, options.check_md5) == (16, 3, True, True)
+    assert options.train == str(tmp_path / "dl" / "ILSVRC2012_img_train.tar")  # relative to the config file
+    assert options.materialize == str(tmp_path / "tree") and options.storage_options == {"s3": {"anon": True}}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"workers": 0}, r"workers \(--workers\) must be at least 1"),
+    ({"train_shards": 10}, "not a multiple of --classic-threads"),
+    ({"on_bad_image": "ignore"}, r"on_bad_image \(--on-bad-image\) must be one of fail, skip"),
+    ({"train_shards": "8"}, "must be an integer"),
+    ({"out": None}, "no out given"),
+    ({"materialize": "s3://b/tree"}, "local folder only"),
+], ids=["workers", "multiple", "policy", "type", "nothing-to-do", "remote-tree"])
+def test_options_made_in_python_are_checked_as_the_cli_checks_them(kwargs, message):
+    from streamprep import ConfigError, Options
+
+    with pytest.raises(ConfigError, match=message):
+        Options(**{"downloads": "dl", "out": "o", **kwargs})
+
+
+def test_options_in_python_take_shard_counts_and_policies():
+    from streamprep import Options, Policy
+
+    options = Options(downloads="dl", out="o", train_shards=16, validation_shards=8, on_bad_image="skip")
+    assert options.sharding.train_shards == 16 and options.on_bad_image is Policy.SKIP
+    assert options.val == "dl/ILSVRC2012_img_val.tar"
+
+
+def test_no_shards_clears_the_output_given_in_a_config_file(tmp_path):
+    from streamprep.cli import parser
+    from streamprep.cli.main import _values
+
+    config = tmp_path / "c.toml"
+    config.write_text('downloads = "dl"\nout = "o"\nmaterialize = "tree"\n')
+    values = _values(parser().parse_args(["convert", "--config", str(config), "--no-shards"]))
+    assert values["out"] is None and values["materialize"] == str(tmp_path / "tree")
+
+
+# --------------------------------------------------------------------------------------------- errors and retries
+
+def test_a_streamprep_error_is_never_retried_whatever_caused_it():
+    from streamprep.archives import retry
+    from streamprep.errors import ArchiveError
+
+    calls = []
+
+    def corrupt():
+        calls.append(1)
+        try:
+            raise ConnectionResetError("a transient-looking cause")
+        except ConnectionResetError as e:
+            raise ArchiveError("x.tar.gz: cannot decompress; fetch it again") from e
+
+    with pytest.raises(ArchiveError) as raised:
+        retry.call(lambda: "x", corrupt)
+    assert len(calls) == 1
+    assert isinstance(raised.value.__cause__, ConnectionResetError)  # the cause is kept for library users
+
+
+def test_a_corrupt_gzip_reports_its_cause_and_is_read_once(tmp_path, monkeypatch):
+    import random
+    import tarfile
+
+    from streamprep.archives.storage import Source
+    from streamprep.errors import ArchiveError
+    from streamprep.index import boxwalk
+    from streamprep.index.images import Ignored
+
+    raw = io.BytesIO()
+    rng = random.Random(1)
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for k in range(20):
+            data = bytes(rng.getrandbits(8) for _ in range(4000))
+            info = tarfile.TarInfo(f"n01440764/n01440764_{k}.xml")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    packed = bytearray(gzip.compress(raw.getvalue()))
+    packed[-8] ^= 0xFF  # the CRC in the gzip trailer: every byte decompresses, the stream is still corrupt
+    path = tmp_path / "bbox.tar.gz"
+    path.write_bytes(bytes(packed))
+    walks = []
+    real = boxwalk.gzip_members
+    monkeypatch.setattr(boxwalk, "gzip_members", lambda *a, **k: walks.append(1) or real(*a, **k))
+
+    with pytest.raises(ArchiveError, match="cannot decompress") as raised:
+        boxwalk.index_boxes(Source(str(path)), Ignored())
+
+    assert len(walks) == 1, "a corrupt gzip stream was read again as if storage had failed"
+    assert raised.value.__cause__ is not None  # zlib's or gzip's own error, kept for library users
+
+
+# --------------------------------------------------------------------------------------------- stop and warnings
+
+def test_setting_the_stop_event_cancels_a_conversion_and_keeps_no_partial_file(sample, tmp_path):
+    from streamprep import Options, Stopped, convert
+
+    stop = threading.Event()
+    seen = []
+
+    def progress(event):
+        seen.append(event)
+        if event.kind == "advance" and event.phase == "write train":
+            stop.set()
+
+    options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
+                      validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
+                      train_shards=8, validation_shards=2, classic_threads=2, workers=1)
+    with pytest.raises(Stopped):
+        convert(options, progress, stop)
+    names = [p.name for p in (tmp_path / "out").iterdir()]
+    assert not [n for n in names if n.endswith(".tmp")], names
+    assert len([n for n in names if n.startswith("train-")]) < 8
+    assert any(e.phase == "write train" for e in seen)
+
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", "--train-shards", "8", "--validation-shards", "2",
+                                      "--classic-threads", "2", "--quiet"))  # the same command resumes
+    assert code == 0, err
+    assert len([p for p in (tmp_path / "out").iterdir() if p.name.startswith("train-")]) == 8
+
+
+def test_throttling_progress_changes_nothing_but_progress(sample, tmp_path):
+    """Cancellation no longer rides on progress events: a callback that drops them all still converts."""
+    from streamprep import Options, convert
+
+    options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
+                      validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
+                      train_shards=4, validation_shards=2, classic_threads=2)
+    summary = convert(options, lambda event: None)
+    assert summary.manifest is not None and summary.manifest.complete
+    assert summary.images_written == 44
+
+
+def test_warnings_go_to_logging_and_the_library_prints_nothing(sample, tmp_path, capfd, caplog):
+    from streamprep import Options, convert
+
+    options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
+                      validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
+                      train_shards=4, validation_shards=2, classic_threads=2)
+    with caplog.at_level(logging.WARNING, logger="streamprep"):
+        convert(options)
+    assert any("not in the validation labels file" in r.getMessage() for r in caplog.records)
+    assert all(r.name.startswith("streamprep") for r in caplog.records)
+    out, err = capfd.readouterr()
+    assert out == "" and "not in the validation labels file" not in err
+
+
+def test_the_cli_shows_warnings_as_one_line_each(sample, tmp_path):
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL))
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("streamprep: warning:")]
+    assert len(warnings) == 1 and "not in the validation labels file" in warnings[0]
+
+
+# --------------------------------------------------------------------------------------------- the format seam
+
+class LengthPrefixed:
+    """A second format, defined here: each record is its image bytes behind a 4-byte length; an end marker."""
+
+    name = "test-lp"
+
+    def __new__(cls):
+        from streamprep.outputs.format import Format, ShardEncoder
+
+        class Encoder(ShardEncoder):
+            def record(self, spec, image):
+                return (struct.pack("<I", len(image)), image)
+
+            def finish(self):
+                return (b"END!",)
+
+        class Fmt(Format):
+            name = "test-lp"
+
+            def file_name(self, shard):
+                return f"{shard.name}.lp"
+
+            def encoder(self, shard):
+                return Encoder()
+
+        return Fmt()
+
+
+def test_another_format_plugs_into_the_shared_shard_writer_and_resume(sample, tmp_path):
+    from streamprep import Options
+    from streamprep.engines import local, pipeline
+    from streamprep.index.build import build_index
+    from streamprep.outputs import manifest as mf
+    from streamprep.outputs.format import write_or_keep
+    from streamprep.plan import make_plan
+
+    options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
+                      validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
+                      train_shards=4, validation_shards=2, classic_threads=2)
+    inputs = pipeline.open_inputs(options)
+    try:
+        job = dataclasses.replace(pipeline.start_job(options, inputs, None), fmt=LengthPrefixed())
+        plan = make_plan(build_index(inputs.sources, inputs.labels, 2), inputs.labels, options.sharding)
+        read = local.archive_reader(inputs.sources["train"])
+        shard = plan.splits["train"].shards[1]
+        first = write_or_keep(job.fmt, plan, shard, job.output(), read, {})
+        again = write_or_keep(job.fmt, plan, shard, job.output(), read, {first.entry.name: first.entry})
+    finally:
+        inputs.close()
+
+    data = (tmp_path / "out" / "train-00001-of-00004.lp").read_bytes()
+    images, pos = [], 0
+    while data[pos:pos + 4] != b"END!":
+        (n,) = struct.unpack("<I", data[pos:pos + 4])
+        images.append(data[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    specs = plan.records(shard)
+    assert len(images) == len(specs) == first.entry.records > 0
+    assert all(img.startswith(b"\xff\xd8") for img in images)
+    assert first.entry.bytes == len(data) and not first.kept
+    assert again.kept and again.entry == first.entry
+    assert isinstance(first.entry, mf.ShardEntry)
+
+
+def test_the_local_and_beam_engines_share_one_summary_type():
+    from streamprep.engines import local, pipeline
+
+    assert local.convert.__annotations__["return"] in ("Summary", pipeline.Summary)
+    source = (ROOT / "streamprep" / "engines" / "beam.py").read_text()
+    assert "-> Summary:" in source and "class Summary" not in source and "format_summary" not in source
+
+
+def test_the_manifest_round_trips_through_its_model(sample, tmp_path):
+    from streamprep.outputs.manifest import Manifest
+
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL, "--quiet"))
+    assert code == 0, err
+    raw = (tmp_path / "out" / "manifest.json").read_bytes()
+    assert Manifest.parse(json.loads(raw)).to_bytes() == raw
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m["shards"][0].update(records="three"),
+    lambda m: m["shards"][0].update(sha256=None),
+    lambda m: m.update(shards={"not": "a list"}),
+    lambda m: m.update(run=["x"]),
+], ids=["records", "sha256", "shards", "run"])
+def test_a_manifest_with_wrong_value_types_is_not_one_of_ours_and_a_rerun_rewrites_the_shards(sample, tmp_path, change):
+    out = tmp_path / "out"
+    code, err = run_cli(*convert_args(sample, out, *SMALL, "--quiet"))
+    assert code == 0, err
+    before = result_files(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    change(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+    code, err = run_cli(*convert_args(sample, out, *SMALL))
+
+    assert code == 0, err
+    assert "resumed" not in err and result_files(out) == before
+    assert io.BytesIO((out / "manifest.json").read_bytes()).read().startswith(b"{")
+
+
+def test_the_readme_option_table_names_every_option():
+    from streamprep.options import Option, fields
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| option | default | meaning |"):]
+    table = table[:table.index("\n\n")]
+    for f in fields():
+        spec = f.metadata["option"]
+        shown = spec.metavar if spec.positional else Option.flag(f.name)
+        if f.name == "storage_options":
+            shown = "--storage-option"
+        assert f"`{shown}`" in table, f"README's option table lacks {shown}"
+        if spec.off_flag:
+            assert f"`{spec.off_flag}`" in table
