@@ -76,7 +76,7 @@ def option(default: Any = None, *, factory: Callable[[], Any] | None = None, **s
 
 
 INPUTS, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION = (
-    "inputs (paths or fsspec URLs)", "output", "classic shard layout (defaults reproduce the classic procedure)",
+    "inputs (paths or fsspec URLs)", "output", "classic sharding (defaults reproduce the classic procedure)",
     "label data (default: the copies shipped with streamprep)", "checks and bad input", "execution")
 
 

@@ -40,7 +40,7 @@ class Sharding:
         for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards)):
             if value % self.classic_threads:
                 raise ConfigError(f"{flag} {value} is not a multiple of --classic-threads {self.classic_threads}, "
-                                  "as the classic layout requires; change one of them")
+                                  "as the classic's sharding requires; change one of them")
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,7 @@ def test_damaged_records_do_not_stop_the_rest_of_the_shard(copy):
     (lambda out: (out / "train-00004-of-00008").unlink(), ["train: 1 of 8 shard(s) missing in the folder: "
                                                            "train-00004-of-00008"]),
     (lambda out: shutil.copyfile(out / "train-00000-of-00008", out / "train-00000-of-00016"),
-     ["train: shard names of two or more layouts in the folder: -of-00008, -of-00016"]),
+     ["train: shard names of two or more shard counts in the folder: -of-00008, -of-00016"]),
     (data_crc, [f"{SHARD}: record 1 at byte", "data CRC mismatch"]),
     (length_field, [f"{SHARD}: record 2 at byte", "length CRC mismatch"]),
 ], ids=["missing-shard", "two-layouts", "data-crc", "length-field"])

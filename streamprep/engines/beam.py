@@ -1,6 +1,6 @@
 """The conversion as an Apache Beam pipeline: many workers walk the class tars and write the shards.
 
-Same index, plan and bytes as the local engine (`convert.py`); see docs/distributed.md. The
+The steps of `engines.pipeline`, as the local engine runs them, so the same bytes; see docs/distributed.md. The
 launcher reads only small things: the label files, the three downloads' sizes, the previous
 manifest and the ~1000 headers of the training tar that list its class tars. Everything else runs
 on workers:
@@ -9,7 +9,7 @@ on workers:
     bbox tar.gz walk (1 worker) -----+--> combine + make_plan (1 worker) --> shards, Reshuffle
     class tar walks (many workers) --+         |  (plan as a side input)          |
                                                v                                  v
-                      bboxes.csv + manifest.json (1 worker)  <--  write_shard (many workers)
+                      bboxes.csv + manifest.json (1 worker)  <--  write_or_keep (many workers)
 """
 
 from __future__ import annotations

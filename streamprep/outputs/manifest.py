@@ -163,7 +163,7 @@ class Manifest:
                    data.get("complete") is True, totals if has_totals else None, str(data.get("streamprep", "")))
 
     def reusable(self, run: dict[str, Any]) -> dict[str, ShardEntry]:
-        """This manifest's shard entries if it records the same run (inputs, labels, layout, policies), by name."""
+        """This manifest's shard entries if it records the same run (inputs, labels, sharding, policies), by name."""
         return dict(self.shards) if self.run == run else {}
 
 

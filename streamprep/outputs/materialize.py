@@ -27,7 +27,7 @@ TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.streamprep-tmp")
 
 @dataclass
 class PartSummary:
-    """Files written, and files found already complete (a resumed run), for one part of the layout."""
+    """Files written, and files found already complete (a resumed run), for one part of the folder tree."""
 
     written: int = 0
     kept: int = 0

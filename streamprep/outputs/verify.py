@@ -146,7 +146,7 @@ def _shard_sets(names: Iterator[str] | list[str], where: str) -> list[Problem]:
             continue
         totals = sorted({of for _, of in found})
         if len(totals) > 1:
-            problems.append(Problem(split, f"shard names of two or more layouts {where}: "
+            problems.append(Problem(split, f"shard names of two or more shard counts {where}: "
                                            + ", ".join(f"-of-{of:05d}" for of in totals)))
             continue
         of = totals[0]
