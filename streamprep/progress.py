@@ -16,7 +16,7 @@ from .errors import StreamprepError
 
 @dataclass(frozen=True)
 class Event:
-    """A phase starting, moving on (by `items` and `nbytes`), or ending."""
+    """A phase starting, moving on (by `items` and `nbytes`), or ending (`failed` if it ended by an error)."""
 
     kind: Literal["start", "advance", "end"]
     phase: str
@@ -25,6 +25,7 @@ class Event:
     items: int = 0
     nbytes: int = 0
     unit: str = "images"
+    failed: bool = False
 
 
 Callback = Callable[[Event], None]
@@ -63,5 +64,5 @@ class Phase:
         with self._lock:
             self.callback(Event("advance", self.phase, items=items, nbytes=nbytes, unit=self.unit))
 
-    def __exit__(self, *exc: object) -> None:
-        self.callback(Event("end", self.phase, unit=self.unit))
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.callback(Event("end", self.phase, unit=self.unit, failed=exc_type is not None))

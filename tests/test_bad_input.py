@@ -327,3 +327,113 @@ def test_a_full_disk_stops_the_run_clearly_and_keeps_only_complete_shards(tmp_pa
     for name in written:
         assert len(read_examples(out / name)) == 2
     assert leftovers(out) == []
+
+
+SPARSE_FORMATS = [("--format=gnu",), ("--format=posix", "--sparse-version=0.0"),
+                  ("--format=posix", "--sparse-version=0.1"), ("--format=posix", "--sparse-version=1.0")]
+
+
+def sparse_tar(folder: Path, name: str, data: bytes, options: tuple[str, ...]) -> bytes:
+    """A tar holding `name` as GNU tar --sparse writes it: `data` followed by a 1 MiB hole."""
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar is needed to write sparse members")
+    work = folder / f"sparse-{len(list(folder.glob('sparse-*')))}"
+    work.mkdir(parents=True)
+    with open(work / name, "wb") as f:
+        f.write(data)
+        f.truncate(len(data) + (1 << 20))  # a trailing hole
+    subprocess.run(["tar", "--sparse", *options, "-cf", str(work / "out.tar"), "-C", str(work), name], check=True)
+    return (work / "out.tar").read_bytes()
+
+
+@pytest.mark.parametrize("options", SPARSE_FORMATS, ids=["gnu", "pax-0.0", "pax-0.1", "pax-1.0"])
+@pytest.mark.parametrize("where", ["class-tar", "validation-tar"])
+def test_a_sparse_member_is_refused_never_read_with_its_holes_left_out(tmp_path, options, where):
+    from tiny import A, tiny_classes
+
+    image = builders.jpeg(20, 20, seed=3)
+    inner = sparse_tar(tmp_path, f"{A}_9.JPEG" if where == "class-tar" else "ILSVRC2012_val_00000001.JPEG",
+                       image, options)
+    classes = tiny_classes()
+    folder = tmp_path / "dl"
+    paths = write_tiny(folder, classes=classes)
+    if where == "class-tar":
+        outer = {f"{s}.tar": builders.tar_bytes(files) for s, files in classes.items()}
+        outer[f"{A}.tar"] = inner
+        paths["train"].write_bytes(builders.tar_bytes(outer))
+    else:
+        members = {name: data for name, data in tarfile_members(paths["val"]) if name != "ILSVRC2012_val_00000001.JPEG"}
+        rest = builders.tar_bytes(members)
+        paths["val"].write_bytes(_concat_tars(inner, rest))
+    before = digests(paths)
+
+    code, err = convert(paths, tmp_path / "out")
+
+    assert code == 2, err
+    assert "sparse" in err and "without --sparse" in err and err.count("\n") == 1
+    assert digests(paths) == before and not leftovers(tmp_path / "out")
+
+
+def tarfile_members(path: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
+
+
+def _concat_tars(first: bytes, second: bytes) -> bytes:
+    """Two tars as one: the first without its end-of-archive blocks, then the second."""
+    pos = 0
+    while pos + 512 <= len(first) and first[pos:pos + 512] != bytes(512):
+        header = first[pos:pos + 512]
+        size = int(header[124:136].split(b"\0")[0].strip() or b"0", 8)
+        pos += 512 + (size + 511) // 512 * 512
+    return first[:pos] + second
+
+
+# --------------------------------------------------------------------------------------------- memory bounded in total
+
+def _run_limited(code: str, *args: str, limit_mb: int):
+    import subprocess
+    import sys
+
+    prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit_mb << 20}, {limit_mb << 20}))\n"
+    return subprocess.run([sys.executable, "-c", prelude + code, *args], capture_output=True, text=True, timeout=300,
+                          cwd=str(Path(__file__).resolve().parent))
+
+
+def test_a_bbox_archive_of_many_members_each_near_the_cap_is_walked_in_bounded_memory(tmp_path):
+    """Under `ulimit -v`: XML bytes in flight are bounded for the whole walk, not per member."""
+    import gzip as gz
+
+    from streamprep.index.boxwalk import MAX_XML_BYTES
+
+    body = b"<annotation>" + b" " * (MAX_XML_BYTES - 40) + b"</annotation>"
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for k in range(600):  # 600 MB of XML in a ~1 MB download
+            info = tarfile.TarInfo(f"{A}/{A}_{k}.xml")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    path = tmp_path / "bbox.tar.gz"
+    path.write_bytes(gz.compress(raw.getvalue(), compresslevel=9))
+    assert path.stat().st_size < 4 << 20
+
+    done = _run_limited("import sys\nfrom streamprep.archives.storage import Source\n"
+                        "from streamprep.index.boxwalk import index_boxes\nfrom streamprep.index.images import Ignored\n"
+                        "table = index_boxes(Source(sys.argv[1]), Ignored())\nprint(table.files, table.count)",
+                        str(path), limit_mb=700)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["600", "0"]
+
+
+def test_a_bbox_archive_over_the_box_limit_is_refused_in_one_line(tmp_path, monkeypatch):
+    from streamprep.index import boxwalk
+
+    monkeypatch.setattr(boxwalk, "MAX_BOXES", 5)
+    xmls = {f"{A}/{A}_{k}.xml": builders.voc_xml(f"{A}_{k}", 17, 12, [(1, 1, 10, 10), (2, 2, 9, 9)]) for k in range(4)}
+    paths = write_tiny(tmp_path / "dl", xmls=xmls)
+    code, err = convert(paths, tmp_path / "out")
+    assert code == 2 and "holds more than 5 boxes" in err and err.count("\n") == 1, err

@@ -184,3 +184,102 @@ def test_killed_materialization_resumes_to_the_uninterrupted_result(tmp_path):
     resumed["bboxes.csv"] = resumed["bboxes.csv"][:2]
     assert resumed == expected
     assert all((base / rel).stat().st_ino == inode for rel, inode in inodes.items()), "complete files were rewritten"
+
+
+# --------------------------------------------------------------------------------------------- names from archives
+
+def _materialize(paths: dict[str, Path], base: Path) -> tuple[int, str]:
+    return run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                   "--validation-labels-file", paths["val_labels"], "--materialize", base, "--no-shards", "--quiet")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["...tar", "..tar", ".tar"], ids=["dots-3", "dots-2", "dot-1"])
+def test_a_class_tar_whose_folder_would_be_dot_or_dotdot_is_refused_with_base_the_downloads_folder(tmp_path, name):
+    """`...tar` gives the class folder `..`: with BASE = the downloads' folder it once overwrote the downloads."""
+    downloads = tmp_path / "dl"
+    paths = write_tiny(downloads)
+    classes = tiny_classes()
+    evil = {"ILSVRC2012_img_val.tar": b"overwritten", "validation_labels.txt": b"overwritten"}
+    paths["train"].write_bytes(builders.tar_bytes({f"{A}.tar": builders.tar_bytes(classes[A]),
+                                                   name: builders.tar_bytes(evil)}))
+    before = _snapshot(downloads)
+
+    code, err = _materialize(paths, downloads)
+
+    assert code == 2 and "no file name" in err and name in err and err.count("\n") == 1, err
+    after = {k: v for k, v in _snapshot(downloads).items() if k in before}
+    assert after == before, "a download was overwritten"
+
+
+@pytest.mark.parametrize("case", ["nul", "too-long", "file-then-folder", "folder-then-file"])
+def test_names_no_file_system_can_hold_are_refused_in_one_line(tmp_path, case):
+    classes = tiny_classes()
+    if case == "nul":  # a PAX path record may hold a NUL, which the ustar name field cannot
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            data = builders.jpeg(9, 9)
+            info = tarfile.TarInfo("placeholder.JPEG")
+            info.size, info.pax_headers = len(data), {"path": "bad\0name.JPEG"}
+            tar.addfile(info, io.BytesIO(data))
+        paths = write_tiny(tmp_path / "dl", classes=classes)
+        paths["train"].write_bytes(builders.tar_bytes({f"{A}.tar": buf.getvalue(),
+                                                       f"{B}.tar": builders.tar_bytes(classes[B])}))
+    elif case == "too-long":
+        classes[A]["x" * 251 + ".JPEG"] = builders.jpeg(9, 9)  # 256 bytes
+    elif case == "file-then-folder":
+        classes[A] = {"x.JPEG": builders.jpeg(9, 9), "x.JPEG/y.JPEG": builders.jpeg(9, 9)}
+    else:
+        classes[A] = {"x.JPEG/y.JPEG": builders.jpeg(9, 9), "x.JPEG": builders.jpeg(9, 9)}
+    if case != "nul":
+        paths = write_tiny(tmp_path / "dl", classes=classes)
+    code, err = _materialize(paths, tmp_path / "base")
+    assert code == 2, err
+    assert err.startswith("streamprep: error:") and err.count("\n") == 1, err
+    assert "check free space" not in err
+    assert {"nul": "NUL", "too-long": "over the 255 bytes", "file-then-folder": "a file and a folder of the same name",
+            "folder-then-file": "a file and a folder of the same name"}[case] in err
+
+
+def test_a_name_of_the_longest_length_a_file_system_allows_is_written(tmp_path):
+    classes = tiny_classes()
+    longest = "x" * 250 + ".JPEG"  # 255 bytes: the temporary name must fit too
+    classes[A][longest] = builders.jpeg(9, 9)
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    code, err = _materialize(paths, tmp_path / "base")
+    assert code == 0, err
+    assert (tmp_path / "base" / "ILSVRC2012_img_train" / A / longest).read_bytes() == classes[A][longest]
+
+
+@pytest.mark.parametrize("order", ["file-first", "class-tar-first"])
+@pytest.mark.parametrize("loose", [f"{A}/{A}_1.JPEG", f"{A}/other.JPEG", A], ids=["same-name", "other-name", "file"])
+def test_a_loose_file_of_the_training_tar_landing_in_a_class_folder_is_refused_whatever_the_order(tmp_path, order,
+                                                                                                  loose):
+    classes = tiny_classes()
+    tars = {f"{s}.tar": builders.tar_bytes(files) for s, files in classes.items()}
+    outer = {loose: b"\xff\xd8\xff loose", **tars} if order == "file-first" else {**tars, loose: b"\xff\xd8\xff loose"}
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    paths["train"].write_bytes(builders.tar_bytes(outer))
+    code, err = _materialize(paths, tmp_path / "base")
+    assert code == 2 and f"the folder class tar {A}.tar extracts into" in err, err
+
+
+def test_a_loose_file_outside_every_class_folder_is_extracted_as_tar_would(tmp_path):
+    classes = tiny_classes()
+    outer = {"docs/README.txt": b"hello", **{f"{s}.tar": builders.tar_bytes(f) for s, f in classes.items()}}
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    paths["train"].write_bytes(builders.tar_bytes(outer))
+    code, err = _materialize(paths, tmp_path / "base")
+    assert code == 0, err
+    assert (tmp_path / "base" / "ILSVRC2012_img_train" / "docs" / "README.txt").read_bytes() == b"hello"
+
+
+def test_a_synset_of_the_validation_labels_file_is_checked_as_a_name_too(tmp_path):
+    paths = write_tiny(tmp_path / "dl", val_labels=[A, B, A])
+    paths["val_labels"].write_text(f"{A}\n..\n{A}\n")
+    code, err = _materialize(paths, tmp_path / "base")
+    assert code == 2 and "no file name" in err, err
+    assert not (tmp_path / "ILSVRC2012_val_00000002.JPEG").exists()

@@ -296,3 +296,40 @@ def test_old_style_directory_entry_with_a_trailing_slash_is_a_directory():
     data = info.tobuf(tarfile.USTAR_FORMAT) + bytes(1024)
     (member,) = list(iter_members(lambda offset, length: data[offset:offset + length], "old.tar", len(data)))
     assert member.is_dir and not member.is_file
+
+
+def _extended(kind: bytes, data: bytes) -> bytes:
+    """One extended header (`x`, `g` or `L`) with its data, padded to blocks."""
+    h = bytearray(_gnu_header(b"././@PaxHeader", b"%011o\0" % len(data)))
+    h[156:157] = kind
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h) + data + bytes(-len(data) % 512)
+
+
+def _record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    n = len(body) + len(str(len(body)))
+    n = len(body) + len(str(n))
+    return str(n).encode() + body
+
+
+@pytest.mark.parametrize("kind", [b"x", b"g", b"L"], ids=["pax", "global-pax", "gnu-long-name"])
+def test_extended_headers_in_a_row_are_bounded_in_total_not_only_each(kind):
+    """Thousands of extended headers, each small enough, may not pile up in memory before one member."""
+    from streamprep.archives.tarscan import MAX_EXTENDED
+
+    piece = 64 << 10
+    if kind == b"L":
+        headers = b"".join(_extended(kind, b"n" * piece) for _ in range(MAX_EXTENDED // piece + 2))
+    else:
+        headers = b"".join(_extended(kind, _record(f"k{i}", "v" * (piece - 32))) for i in range(MAX_EXTENDED // piece + 2))
+    data = headers + tar_bytes({"a.JPEG": b"\xff\xd8"})
+    with pytest.raises(ArchiveError, match="extended .* headers in a row"):
+        list(iter_members(reader(data), "t.tar", len(data)))
+
+
+def test_extended_headers_under_the_bound_still_apply():
+    data = (_extended(b"x", _record("comment", "c" * 1000)) + _extended(b"x", _record("path", "renamed.JPEG"))
+            + tar_bytes({"a.JPEG": b"\xff\xd8"}))
+    assert [m.name for m in iter_members(reader(data), "t.tar", len(data))] == ["renamed.JPEG"]

@@ -15,6 +15,7 @@ DEVICE_TYPES = frozenset(b"346")  # character device, block device, FIFO
 # Entry types that never have data blocks after the header (as in tarfile and GNU tar).
 NO_DATA_TYPES = frozenset(b"123456")
 # Largest PAX or GNU long-name record read into memory (libarchive's limit too): real ones hold a path or two.
+# Also the most extended-header bytes held before one member, and of global headers in all.
 MAX_EXTENDED = 1 << 20
 
 ReadAt = Callable[[int, int], bytes]
@@ -124,7 +125,9 @@ def iter_members(read_at: ReadAt, archive: str, size: int | None = None, base: i
             continue
         name, linkname = _names(block)
         if type_ == ord("S"):
-            raise ArchiveError(f"{where}: GNU sparse member {name!r} is not supported; repack the archive")
+            raise ArchiveError(f"{where}: {name!r} is a GNU sparse member (as `tar --sparse` writes them): its data is "
+                               "stored with the holes left out, and streamprep does not rebuild it. Repack the archive "
+                               "without --sparse")
         if extended.waiting:
             name, linkname, member_size, mtime = extended.apply(name, linkname, member_size, mtime, where)
         if type_ == 0 and name.endswith("/"):  # pre-POSIX tars mark directories by the trailing slash only
@@ -197,7 +200,7 @@ def _extended_data(read_at: ReadAt, offset: int, length: int, where: _Where) -> 
 class _Extended:
     """GNU long-name and PAX records read so far, waiting for the member header they apply to."""
 
-    __slots__ = ("global_pax", "pending_pax", "long_name", "long_link", "waiting")
+    __slots__ = ("global_pax", "pending_pax", "long_name", "long_link", "waiting", "pending_bytes", "global_bytes")
 
     def __init__(self) -> None:
         self.global_pax: dict[str, str] = {}  # from `g` headers: every later member
@@ -206,9 +209,21 @@ class _Extended:
         self.long_link: str | None = None
         # One flag for the hot path: most headers have nothing waiting for them.
         self.waiting = False
+        self.pending_bytes = 0  # extended-header bytes read since the last member
+        self.global_bytes = 0  # bytes of `g` headers read so far
 
     def read(self, type_: int, data: bytes, where: _Where) -> None:
-        """Keep the records of one extended header (`x`, `g`, `L` or `K`) for the members after it."""
+        """Keep the records of one extended header (`x`, `g`, `L` or `K`) for the members after it.
+
+        The memory they hold is bounded in total, not only per header: at most MAX_EXTENDED bytes of
+        extended headers before one member, and MAX_EXTENDED bytes of global headers in all.
+        """
+        self.pending_bytes += len(data)
+        if type_ == ord("g"):
+            self.global_bytes += len(data)
+        if self.pending_bytes > MAX_EXTENDED or self.global_bytes > MAX_EXTENDED:
+            raise ArchiveError(f"{where}: more than {MAX_EXTENDED} bytes of extended (PAX or GNU long-name) headers "
+                               "in a row; real archives hold a path or two. The archive is corrupt or hostile")
         if type_ == ord("x"):
             self.pending_pax.update(_pax_records(data, where))
         elif type_ == ord("g"):
@@ -226,8 +241,14 @@ class _Extended:
             name = self.long_name
         if self.long_link is not None:
             linkname = self.long_link
+        self.pending_bytes = 0
         if self.global_pax or self.pending_pax:
             pax = {**self.global_pax, **self.pending_pax}
+            if any(key.startswith("GNU.sparse.") for key in pax):
+                raise ArchiveError(f"{where}: {pax.get('GNU.sparse.name', pax.get('path', name))!r} is a sparse file "
+                                   "(GNU.sparse PAX records, as `tar --sparse` writes them): its data is stored with "
+                                   "the holes left out, and streamprep does not rebuild it. Repack the archive "
+                                   "without --sparse")
             name = pax.get("path", name)
             linkname = pax.get("linkpath", linkname)
             try:

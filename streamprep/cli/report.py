@@ -53,11 +53,14 @@ class Reporter:
                 self.stream.write(f"{event.phase}: {self._progress(st, now)}\n")
             return
         if self.bars:
-            if st["by_bytes"] and st["total"]:
+            if event.failed:
+                st["bar"].set_postfix_str("failed", refresh=False)
+            elif st["by_bytes"] and st["total"]:
                 st["bar"].update(st["total"] - st["bar"].n)  # headers, padding and skipped members: read too
             st["bar"].close()
         else:
-            self.stream.write(f"{event.phase}: done, {self._progress(st, now, done=True)}\n")
+            outcome = "failed" if event.failed else "done"
+            self.stream.write(f"{event.phase}: {outcome}, {self._progress(st, now, done=True)}\n")
         self.stream.flush()
 
     @staticmethod

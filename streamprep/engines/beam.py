@@ -31,7 +31,7 @@ from ..index.images import (DatasetIndex, Ignored, Skipped, SplitIndex, assemble
 from ..index.boxes import BoxTable
 from ..options import Options
 from ..outputs import manifest as mf
-from ..outputs.files import sweep
+from ..outputs.files import Output, sweep
 from ..outputs.format import ShardResult, write_or_keep
 from ..plan import Plan, ShardSpec, make_plan
 from ..progress import Callback
@@ -213,12 +213,12 @@ class WriteShards(beam.DoFn):
         self.shards = Metrics.counter("streamprep", "shards_written")
 
     def setup(self) -> None:
-        self.output = None
+        self.output: Output | None = None
         self.sources: dict[str, Source] = {}
         self.prepared: set[str] = set()
 
-    def make_output(self):
-        return pipeline.Output(self.out, self.storage_options, create=False)
+    def make_output(self) -> Output:
+        return Output(self.out, self.storage_options, create=False)
 
     def process(self, shard: ShardSpec, planned: Planned) -> Any:
         plan, job = planned.plan, self.job

@@ -26,7 +26,7 @@ from ..outputs.files import Output, sweep
 from ..outputs.format import Format, ShardResult
 from ..outputs.materialize import FolderTreeSummary
 from ..outputs.tfrecord import TFRecordFormat
-from ..plan import Plan, Sharding
+from ..plan import Plan
 
 SIDE_FILES = {BBOXES_CSV, mf.MANIFEST}  # written beside the shards
 

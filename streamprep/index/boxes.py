@@ -79,13 +79,18 @@ def parse_boxes(data: bytes, where: str) -> list[Box]:
     return boxes
 
 
-def sort_key(folder: str, file_name: str) -> str:
-    """Orders XML files by synset folder, then file name."""
-    return f"{folder}\0{file_name}"
-
-
 def csv_lines(stem: str, boxes: Iterable[Box]) -> str:
+    """The classic's bboxes.csv lines of one XML file (`stem.JPEG,xmin,ymin,xmax,ymax`, 4 decimals)."""
     return "".join("%s.JPEG,%.4f,%.4f,%.4f,%.4f\n" % (stem, *box) for box in boxes)
+
+
+@dataclass(frozen=True)
+class XmlBoxes:
+    """One parsed XML file: its synset folder, its file name (`stem.xml`) and its kept boxes."""
+
+    folder: str
+    file_name: str
+    boxes: list[Box]
 
 
 @dataclass(frozen=True)
@@ -99,26 +104,29 @@ class BoxTable:
     files: int
 
     @classmethod
-    def build(cls, files: list[tuple[str, str]]) -> "BoxTable":
-        """From (sort key, csv lines) pairs in any order; the key is `folder + "\0" + file name`,
-        which sorts as (folder, file name) does."""
-        files = sorted(files)
+    def build(cls, files: list[XmlBoxes]) -> "BoxTable":
+        """From the parsed XML files in any order, sorted by (folder, file name).
+
+        Nothing here splits or counts text: a name may hold any character (a newline, U+2028, a
+        comma), and each file's rows are its own boxes, never lines parsed back from bboxes.csv.
+        """
+        files = sorted(files, key=lambda f: (f.folder, f.file_name))
         starts = array("q", [0])
         values = array("f")
         by_image: dict[str, int | tuple[int, ...]] = {}
-        for number, (key, text) in enumerate(files):
-            lines = text.splitlines()
-            starts.append(starts[-1] + len(lines))
-            if not lines:
+        for number, xml in enumerate(files):
+            starts.append(starts[-1] + len(xml.boxes))
+            if not xml.boxes:
                 continue
             # The classic reads its own bboxes.csv back: the %.4f text is what the records hold.
-            values.extend(float(v) for line in lines for v in line.rsplit(",", 4)[1:])
-            image = key.partition("\0")[2][:-len(".xml")] + ".JPEG"
+            values.extend(float("%.4f" % v) for box in xml.boxes for v in box)
+            image = xml.file_name[:-len(".xml")] + ".JPEG"
             seen = by_image.get(image)
             by_image[image] = number if seen is None else (*((seen,) if isinstance(seen, int) else seen), number)
-        csv = "".join(text for _, text in files).encode("utf-8", "surrogateescape")
+        csv = "".join(csv_lines(xml.file_name[:-len(".xml")], xml.boxes) for xml in files)
         rows = np.frombuffer(values, dtype=np.float32).astype("<f4").reshape(-1, 4)
-        return cls(csv, rows, np.frombuffer(starts, dtype=np.int64), by_image, len(files))
+        return cls(csv.encode("utf-8", "surrogateescape"), rows, np.frombuffer(starts, dtype=np.int64), by_image,
+                   len(files))
 
     @classmethod
     def empty(cls) -> "BoxTable":

@@ -14,15 +14,21 @@ from typing import Any
 from ..archives import retry
 from ..archives.storage import Source
 from ..archives.walk import gzip_members
-from .boxes import BoxTable, csv_lines, parse_boxes, sort_key
+from .boxes import BoxTable, XmlBoxes, parse_boxes
 from ..errors import AnnotationError, ArchiveError
 from .images import Ignored, Skipped, regular_file
 from ..progress import Callback, Event, Phase, check
 from ..archives.tarscan import normalize
 
-XML_BATCH = 512  # XML files parsed per task
+XML_BATCH = 512  # XML files parsed per task at most
+BATCH_BYTES = 1 << 20  # bytes of XML per task at most
 PARSERS = 2  # threads parsing XML (lxml lets go of the GIL while it parses) beside the one reading the archive
-IN_FLIGHT = 8  # batches queued at most: memory stays bounded
+IN_FLIGHT_BYTES = 8 << 20  # bytes of XML read but not yet parsed, at most: the walk's memory is bounded in total
+MAX_XML_BYTES = 1 << 20  # one XML member read into memory at most (real ones are a few KB)
+# The box table grows with the archive: these bound it whatever the archive holds (the real one has
+# 544,546 XML files and about 615,000 boxes; a table at both limits holds about 400 MB).
+MAX_XML_FILES = 2_000_000
+MAX_BOXES = 4_000_000
 PROCESS_MIN_BYTES = 2 << 20  # a bounding-box archive this large is read by a process of its own (see BoxWalk)
 RELAY_INTERVAL = 0.2  # seconds between progress events sent from that process
 
@@ -46,8 +52,8 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
     return retry.call(lambda: f"{source.url}: cannot read", once)
 
 
-def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, skipped: Skipped) -> list[tuple[str, str]]:
-    """(sort key, csv lines) of each (folder, file name, member ref, XML bytes), in order."""
+def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, skipped: Skipped) -> list[XmlBoxes]:
+    """The boxes of each (folder, file name, member ref, XML bytes), in order."""
     out = []
     for folder, file_name, ref, data in batch:
         try:
@@ -57,60 +63,100 @@ def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, skipped
                 raise
             skipped.add(ref, str(e))
             continue
-        out.append((sort_key(folder, file_name), csv_lines(file_name[:-len(".xml")], boxes)))
+        out.append(XmlBoxes(folder, file_name, boxes))
     return out
+
+
+class _Parsing:
+    """XML files handed to the parser threads in batches, with the bytes in flight and the table's size bounded."""
+
+    def __init__(self, pool: ThreadPoolExecutor, skip_bad_xml: bool, skipped: Skipped, url: str) -> None:
+        self.pool, self.skip_bad_xml, self.skipped, self.url = pool, skip_bad_xml, skipped, url
+        self.files: list[XmlBoxes] = []
+        self.boxes = 0
+        self.batch: list[tuple[str, str, str, bytes]] = []
+        self.batch_bytes = 0
+        self.pending: deque[tuple[Future, int]] = deque()
+        self.pending_bytes = 0
+
+    def add(self, folder: str, file_name: str, ref: str, data: bytes) -> None:
+        self.batch.append((folder, file_name, ref, data))
+        self.batch_bytes += len(data)
+        if len(self.batch) >= XML_BATCH or self.batch_bytes >= BATCH_BYTES:
+            self.submit()
+
+    def submit(self) -> None:
+        if self.batch:
+            self.pending.append((self.pool.submit(_parse, self.batch, self.skip_bad_xml, self.skipped), self.batch_bytes))
+            self.pending_bytes += self.batch_bytes
+            self.batch, self.batch_bytes = [], 0
+        while self.pending and (self.pending_bytes > IN_FLIGHT_BYTES or self.pending[0][0].done()):
+            self._collect()
+
+    def _collect(self) -> None:
+        future, nbytes = self.pending.popleft()
+        self.pending_bytes -= nbytes
+        parsed = future.result()
+        self.files.extend(parsed)
+        self.boxes += sum(len(x.boxes) for x in parsed)
+        if self.boxes > MAX_BOXES:
+            raise ArchiveError(f"{self.url}: holds more than {MAX_BOXES:,} boxes (the real archive about 615,000); it "
+                               "is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch it again")
+
+    def finish(self) -> list[XmlBoxes]:
+        self.submit()
+        while self.pending:
+            self._collect()
+        return self.files
+
+    def cancel(self) -> None:
+        for future, _ in self.pending:
+            future.cancel()
 
 
 def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: Callback | None, skip_bad_xml: bool,
                  stop: threading.Event | None) -> BoxTable:
-    files: list[tuple[str, str]] = []
     seen: set[str] = set()
     read = members = 0
-    batch: list[tuple[str, str, str, bytes]] = []
-    pending: deque[Future] = deque()
     with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase, \
             ThreadPoolExecutor(PARSERS, thread_name_prefix="xml") as pool:
-
-        def submit() -> None:
-            pending.append(pool.submit(_parse, list(batch), skip_bad_xml, skipped))
-            batch.clear()
-            while len(pending) > IN_FLIGHT or (pending and pending[0].done()):
-                files.extend(pending.popleft().result())
-
+        parsing = _Parsing(pool, skip_bad_xml, skipped, source.url)
         try:
-            for m, data, compressed in gzip_members(source):
+            for m, data, compressed in gzip_members(source, MAX_XML_BYTES):
                 check(stop)
                 members += 1
                 phase.advance(int(m.is_file), compressed - read)
                 read = compressed
-                if m.is_dir:
-                    continue
                 name = normalize(m.name)
-                parts = name.split("/")
-                if len(parts) != 2 or not parts[1].endswith(".xml") or any(p.startswith(".") or not p for p in parts):
-                    ignored.add(f"{source.url}!{m.name}", "not a folder/*.xml annotation in the bounding-box archive")
-                    continue
-                if not regular_file(m, source.url, ignored):
+                if m.is_dir or not _wanted(m, name, source.url, ignored):
                     continue
                 if name in seen:
                     raise ArchiveError(f"{source.url}!{m.name}: the archive holds this name twice; "
                                        "repack the archive without duplicates")
+                if len(seen) >= MAX_XML_FILES:
+                    raise ArchiveError(f"{source.url}: holds more than {MAX_XML_FILES:,} XML files (the real archive "
+                                       "544,546); it is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch "
+                                       "it again")
                 seen.add(name)
-                batch.append((parts[0], parts[1], f"{source.url}!{m.name}", data))
-                if len(batch) >= XML_BATCH:
-                    submit()
-            if batch:
-                submit()
-            while pending:
-                files.extend(pending.popleft().result())
+                folder, file_name = name.split("/")
+                parsing.add(folder, file_name, f"{source.url}!{m.name}", data)
+            files = parsing.finish()
         except BaseException:
-            for future in pending:
-                future.cancel()
+            parsing.cancel()
             raise
     if not members:
         raise ArchiveError(f"{source.url}: the archive is empty; the download is incomplete, "
                            "fetch ILSVRC2012_bbox_train_v2.tar.gz again")
     return BoxTable.build(files)
+
+
+def _wanted(m: Any, name: str, url: str, ignored: Ignored) -> bool:
+    """Whether a member is a `folder/file.xml` annotation, as the classic's `bboxes/*/*.xml` glob finds them."""
+    parts = name.split("/")
+    if len(parts) != 2 or not parts[1].endswith(".xml") or any(p.startswith(".") or not p for p in parts):
+        ignored.add(f"{url}!{m.name}", "not a folder/*.xml annotation in the bounding-box archive")
+        return False
+    return regular_file(m, url, ignored)
 
 
 @dataclass

@@ -10,7 +10,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from ..archives.storage import Source, sequential_reader
 from ..archives.walk import gzip_members, inner_members, members
@@ -20,9 +19,11 @@ from ..index.labels import LabelData
 from ..plan import RecordSpec
 from ..progress import Callback, Phase
 from ..archives.tarscan import ReadAt, TarMember, normalize
+from .names import component, local_path
 
 TRAIN_DIR, VAL_DIR, BBOX_DIR, BBOXES_CSV = "ILSVRC2012_img_train", "ILSVRC2012_img_val", "bboxes", "bboxes.csv"
-TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.streamprep-tmp")
+# Temporary files: `.<16 hex>.streamprep-tmp`, or `.<name>.<8 hex>.streamprep-tmp` from older versions.
+TEMPORARY = re.compile(r"\.(.+\.[0-9a-f]{8}|[0-9a-f]{16})\.streamprep-tmp")
 
 
 @dataclass
@@ -53,7 +54,7 @@ class FolderTreeSummary:
 
 
 def safe_parts(member: TarMember, where: str) -> list[str]:
-    """The member's path components, refusing anything that could land outside the target folder."""
+    """The member's path components, each checked by `names.component`; links, devices and absolute paths refused."""
     ref = f"{where}!{member.name}"
     if member.is_link:
         raise ArchiveError(f"{ref}: is a link (to {member.linkname!r}); streamprep refuses links when writing the "
@@ -61,18 +62,20 @@ def safe_parts(member: TarMember, where: str) -> list[str]:
     if member.is_device:
         raise ArchiveError(f"{ref}: is a device or FIFO entry; streamprep refuses it. Repack the archive")
     name = member.name
-    if name.startswith("/") or "\\" in name:
-        raise ArchiveError(f"{ref}: absolute or Windows-style path; streamprep refuses to write it. Repack the archive")
-    parts = [p for p in normalize(name).split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(f"{ref}: path contains '..'; streamprep refuses to write outside the target folder")
+    if name.startswith("/"):
+        raise ArchiveError(f"{ref}: absolute path; streamprep refuses to write it. Repack the archive")
+    parts = [component(p, ref) for p in normalize(name).split("/") if p not in ("", ".")]
     if not parts and not member.is_dir:  # a directory entry `./` is the target folder itself
         raise ArchiveError(f"{ref}: empty member name; the archive is corrupt")
     return parts
 
 
 class Tree:
-    """A local folder receiving files under their final names only when complete, with tar's mtimes."""
+    """A local folder receiving files under their final names only when complete, with tar's mtimes.
+
+    Every path is built by `names.local_path` from checked components; a file and a folder of the
+    same name, or a time no file can have, are the archive's fault and reported as such.
+    """
 
     def __init__(self, base: str) -> None:
         self.base = os.path.abspath(base)
@@ -90,8 +93,8 @@ class Tree:
             if TEMPORARY.fullmatch(name):
                 os.unlink(os.path.join(folder, name))
 
-    def path(self, parts: Iterable[str]) -> str:
-        path = os.path.join(self.base, *parts)
+    def path(self, parts: list[str], ref: str) -> str:
+        path = local_path(self.base, parts, ref)
         if os.path.commonpath([self.base, os.path.abspath(path)]) != self.base:  # defence in depth
             raise OutputError(f"{path}: outside {self.base}; refused")
         return path
@@ -100,17 +103,18 @@ class Tree:
         """Whether a previous run already wrote this file completely (as `tar --keep-newer` judges: size, mtime)."""
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
         return st.st_size == size and abs(st.st_mtime - mtime) < 1e-6
 
-    def write(self, parts: list[str], data: bytes, mtime: float) -> None:
-        path = self.path(parts)
+    def write(self, parts: list[str], data: bytes, mtime: float, ref: str) -> None:
+        path = self.path(parts, ref)
         folder = os.path.dirname(path)
         try:
             os.makedirs(folder, exist_ok=True)
             self._sweep(folder)
-            tmp = os.path.join(folder, f".{parts[-1]}.{uuid.uuid4().hex[:8]}.streamprep-tmp")
+            # Not derived from the name: a name of NAME_MAX bytes still gets a temporary name that fits.
+            tmp = os.path.join(folder, f".{uuid.uuid4().hex[:16]}.streamprep-tmp")
             try:
                 with open(tmp, "wb") as f:
                     f.write(data)
@@ -120,27 +124,42 @@ class Tree:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
                 raise
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
+            raise ArchiveError(f"{ref}: a file and a folder of the same name ({e.filename or path}) in the archives; "
+                               "extraction cannot hold both. Repack the archive") from e
+        except (OverflowError, ValueError) as e:
+            raise ArchiveError(f"{ref}: modification time {mtime} is out of range for a file; the archive is "
+                               "corrupt") from e
         except OSError as e:
             raise OutputError(f"{path}: cannot write ({e}); check free space and permissions of --materialize") from e
 
-    def directory(self, parts: list[str], mtime: float) -> None:
+    def directory(self, parts: list[str], mtime: float, ref: str) -> None:
         """A directory entry of an archive: created now, its mtime set at the end (as tar does)."""
-        path = self.path(parts)
+        path = self.path(parts, ref)
         try:
             os.makedirs(path, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as e:
+            raise ArchiveError(f"{ref}: a file and a folder of the same name ({e.filename or path}) in the archives; "
+                               "extraction cannot hold both. Repack the archive") from e
         except OSError as e:
             raise OutputError(f"{path}: cannot create ({e}); check --materialize") from e
         self._dirs[path] = mtime
 
     def finish(self) -> None:
         for path, mtime in sorted(self._dirs.items(), reverse=True):
-            os.utime(path, (mtime, mtime))
+            try:
+                os.utime(path, (mtime, mtime))
+            except (OverflowError, ValueError) as e:
+                raise ArchiveError(f"{path}: the archive gives this folder the modification time {mtime}, out of "
+                                   "range; the archive is corrupt") from e
 
 
-def _extract(tree: Tree, member: TarMember, parts: list[str], read, summary: PartSummary, phase: Phase) -> None:
-    done = tree.complete(tree.path(parts), member.size, member.mtime)
+def _extract(tree: Tree, member: TarMember, parts: list[str], read, summary: PartSummary, phase: Phase,
+             where: str) -> None:
+    ref = f"{where}!{member.name}"
+    done = tree.complete(tree.path(parts, ref), member.size, member.mtime)
     if not done:
-        tree.write(parts, read(member), member.mtime)
+        tree.write(parts, read(member), member.mtime, ref)
     summary.count(not done, member.size)
     phase.advance(1, member.size)
 
@@ -161,10 +180,10 @@ def _bboxes(tree: Tree, source: Source, csv: bytes, summary: FolderTreeSummary, 
         for m, data, _ in gzip_members(source):
             parts = [BBOX_DIR, *safe_parts(m, source.url)]
             if m.is_dir:
-                tree.directory(parts, m.mtime)
+                tree.directory(parts, m.mtime, f"{source.url}!{m.name}")
             elif m.is_file:
-                _extract(tree, m, parts, lambda _: data, part, phase)
-    tree.write([BBOXES_CSV], csv, time.time())
+                _extract(tree, m, parts, lambda _: data, part, phase, source.url)
+    tree.write([BBOXES_CSV], csv, time.time(), BBOXES_CSV)
 
 
 def _validation(tree: Tree, source: Source, labels: LabelData, summary: FolderTreeSummary,
@@ -177,7 +196,7 @@ def _validation(tree: Tree, source: Source, labels: LabelData, summary: FolderTr
         for m in members(source, read_at):
             parts = safe_parts(m, source.url)
             if m.is_dir:
-                tree.directory([VAL_DIR, *parts], m.mtime)
+                tree.directory([VAL_DIR, *parts], m.mtime, f"{source.url}!{m.name}")
                 continue
             if not m.is_file:
                 continue
@@ -185,14 +204,24 @@ def _validation(tree: Tree, source: Source, labels: LabelData, summary: FolderTr
             if synset is None:  # the classic's re-organisation leaves it where tar put it
                 if len(parts) == 1 and parts[0].endswith(".JPEG"):
                     summary.unlisted_validation.append(parts[0])
-                _extract(tree, m, [VAL_DIR, *parts], read, part, phase)
-            else:
-                _extract(tree, m, [VAL_DIR, synset, parts[0]], read, part, phase)
+                _extract(tree, m, [VAL_DIR, *parts], read, part, phase, source.url)
+            else:  # the synset folder comes from the labels file: checked as any other name
+                _extract(tree, m, [VAL_DIR, synset, parts[0]], read, part, phase, source.url)
+
+
+MAX_LOOSE_FILES = 100_000  # regular files of the outer training tar outside class tars held back (real: none)
 
 
 def _train(tree: Tree, source: Source, workers: int, summary: FolderTreeSummary, progress: Callback | None) -> None:
-    """The training tar: class tars walked in parallel locally, in order through one readahead remotely."""
+    """The training tar: class tars walked in parallel locally, in order through one readahead remotely.
+
+    Other regular files of the outer tar are extracted last, once every class tar is known: one
+    that would land in a class tar's folder (`n01440764/x.JPEG` beside `n01440764.tar`, or a file
+    named `n01440764`) is refused, since which file wins would depend on the order of extraction.
+    """
     part = summary.parts.setdefault("train", PartSummary())
+    loose: list[tuple[TarMember, list[str]]] = []
+    class_folders: set[str] = set()
     with Phase(progress, "materialize train", total_bytes=source.size, unit="files") as phase, \
             sequential_reader(source) as read_at, \
             ThreadPoolExecutor(max(1, workers), thread_name_prefix="materialize") as pool:
@@ -206,31 +235,49 @@ def _train(tree: Tree, source: Source, workers: int, summary: FolderTreeSummary,
                 for m in inner_members(source, outer, class_read_at):
                     parts = [*folder, *safe_parts(m, where)]
                     if m.is_dir:
-                        tree.directory(parts, m.mtime)
+                        tree.directory(parts, m.mtime, f"{where}!{m.name}")
                     elif m.is_file:
-                        _extract(tree, m, parts, read, part, phase)
+                        _extract(tree, m, parts, read, part, phase, where)
 
-        read = _member_reader(source, read_at, source.url)
         futures = []
         try:
             for m in members(source, read_at):
                 parts = safe_parts(m, source.url)
+                ref = f"{source.url}!{m.name}"
                 if m.is_dir:
-                    tree.directory([TRAIN_DIR, *parts], m.mtime)
+                    tree.directory([TRAIN_DIR, *parts], m.mtime, ref)
                 elif m.is_file and len(parts) == 1 and parts[0].endswith(".tar"):
                     # The manual route extracts each nXXXXXXXX.tar into nXXXXXXXX/; the tar is never written.
-                    folder = [TRAIN_DIR, parts[0][:-len(".tar")]]
+                    folder = component(parts[0][:-len(".tar")], ref)
+                    class_folders.add(folder)
                     if source.remote:
-                        class_tar(m, folder, read_at)
+                        class_tar(m, [TRAIN_DIR, folder], read_at)
                     else:
-                        futures.append(pool.submit(class_tar, m, folder))
+                        futures.append(pool.submit(class_tar, m, [TRAIN_DIR, folder]))
                 elif m.is_file:
-                    _extract(tree, m, [TRAIN_DIR, *parts], read, part, phase)
+                    if len(loose) >= MAX_LOOSE_FILES:
+                        raise ArchiveError(f"{ref}: more than {MAX_LOOSE_FILES:,} files outside class tars; this is "
+                                           "not ILSVRC2012_img_train.tar (which holds only class tars)")
+                    loose.append((m, parts))
             for f in futures:
                 f.result()
         except BaseException:  # an error or Ctrl-C: drop the class tars not yet started
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+        _loose_files(tree, source, loose, class_folders, part, phase)
+
+
+def _loose_files(tree: Tree, source: Source, loose: list[tuple[TarMember, list[str]]], class_folders: set[str],
+                 part: PartSummary, phase: Phase) -> None:
+    """The outer training tar's regular files outside class tars, each refused if it meets a class folder."""
+    for m, parts in loose:
+        if parts[0] in class_folders:
+            raise ArchiveError(f"{source.url}!{m.name}: lands in {parts[0]}/, the folder class tar {parts[0]}.tar "
+                               "extracts into, so which file wins would depend on the order of extraction; repack "
+                               "the archive without it")
+    read = lambda m: source.read_ranges([(m.offset, m.size)])[0]  # noqa: E731 - random reads, after the walk
+    for m, parts in loose:
+        _extract(tree, m, [TRAIN_DIR, *parts], read, part, phase, source.url)
 
 
 def materialize(base: str, train: Source, val: Source, bbox: Source, labels: LabelData, bboxes_csv: bytes,
@@ -246,5 +293,5 @@ def materialize(base: str, train: Source, val: Source, bbox: Source, labels: Lab
 
 
 def tree_path(base: str, spec: RecordSpec, split: str) -> str:
-    """Where the folder tree holds a record's image."""
-    return os.path.join(base, TRAIN_DIR if split == "train" else VAL_DIR, spec.synset, spec.filename)
+    """Where the folder tree holds a record's image (its names checked as when it was written)."""
+    return local_path(base, [TRAIN_DIR if split == "train" else VAL_DIR, spec.synset, spec.filename], spec.member)

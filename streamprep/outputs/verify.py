@@ -32,7 +32,8 @@ from ..archives.storage import resolve
 from ..options import default_workers
 from ..errors import ConfigError, OutputUnreadableError
 from .manifest import MANIFEST, Manifest, ShardEntry
-from ..progress import Callback, Phase, check
+from ..progress import Callback, Phase
+from ..progress import check as check_stop
 from .tfrecord_check import PROBLEMS_KEPT, READ_BLOCK, SHARD_NAME, Problem, ShardCheck, ShardChecker, tensorflow
 
 SPLITS = ("train", "validation")
@@ -286,7 +287,7 @@ def _check_shards(checker_type: type, fs: Any, root: str, url: str, decode: bool
                     for future in done:
                         if future.exception() is not None:
                             raise future.exception()  # type: ignore[misc]
-                    check(stop)
+                    check_stop(stop)
                     if not running:
                         break
             except BaseException:
