@@ -127,6 +127,11 @@ class Options:
         False, group=CHECKS, default_text="off; reads every byte once more",
         help="first check the downloads against the MD5 sums published for ILSVRC2012; on a mismatch nothing is "
         "written")
+    check_decode: bool = option(
+        False, group=CHECKS, default_text="off; the header and end-of-image checks the classic's decoder makes "
+        "always run",
+        help="also decode every image fully (Pillow) before writing it; one that does not decode is bad input, "
+        "stopped on or skipped as --on-bad-image says")
     workers: int = option(factory=default_workers, group=EXECUTION, metavar="N", manifest=False,
                           help="shards written at once; the output does not depend on it")
     engine: Engine = option(

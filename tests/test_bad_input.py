@@ -34,6 +34,17 @@ def truncate(path: Path, keep: int) -> None:
     path.write_bytes(path.read_bytes()[:keep])
 
 
+def damaged_jpeg(folder, damage):
+    classes = tiny_classes()
+    classes[A][f"{A}_3.JPEG"] = damage(classes[A][f"{A}_3.JPEG"])
+    return write_tiny(folder, classes=classes)
+
+
+def frame_of(data: bytes, height: int, width: int) -> bytes:
+    i = data.find(b"\xff\xc0")
+    return data[:i + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[i + 9:]
+
+
 def corrupt_class(paths, folder):
     classes = tiny_classes()
     classes[B][f"{B}_2.JPEG"] = b"this is not an image"
@@ -105,6 +116,10 @@ CASES = {
     "not-a-jpeg": (corrupt_class, [f"ILSVRC2012_img_train.tar!{B}.tar!{B}_2.JPEG", "not a JPEG"]),
     "unreadable-jpeg-header": (truncated_jpeg_header, [f"ILSVRC2012_img_train.tar!{A}.tar!{A}_3.JPEG",
                                                        "cannot read the image size"]),
+    "jpeg-cut-short": (lambda p, f: damaged_jpeg(f, lambda d: d[:len(d) * 2 // 3]),
+                       [f"ILSVRC2012_img_train.tar!{A}.tar!{A}_3.JPEG", "would refuse", "cut short"]),
+    "jpeg-frame-of-65535x65535": (lambda p, f: damaged_jpeg(f, lambda d: frame_of(d, 65535, 65535)),
+                                  [f"ILSVRC2012_img_train.tar!{A}.tar!{A}_3.JPEG", "would refuse", "65535x65535"]),
     "xml-billion-laughs": (lambda p, f: write_tiny(f, xmls={f"{A}/{A}_1.xml": BILLION_LAUGHS}),
                            [f"{A}/{A}_1.xml", "fix or remove this XML file"]),
     "xml-external-entity": (lambda p, f: write_tiny(f, xmls={f"{A}/{A}_1.xml": EXTERNAL_ENTITY.replace(b"PORT", b"9")}),
@@ -437,3 +452,30 @@ def test_a_bbox_archive_over_the_box_limit_is_refused_in_one_line(tmp_path, monk
     paths = write_tiny(tmp_path / "dl", xmls=xmls)
     code, err = convert(paths, tmp_path / "out")
     assert code == 2 and "holds more than 5 boxes" in err and err.count("\n") == 1, err
+
+
+def test_undecodable_jpegs_are_skipped_and_listed_with_on_bad_image_skip(tmp_path):
+    classes = tiny_classes()
+    classes[A][f"{A}_3.JPEG"] = classes[A][f"{A}_3.JPEG"][:-40]
+    classes[B][f"{B}_2.JPEG"] = frame_of(classes[B][f"{B}_2.JPEG"], 65535, 65535)
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    code, err = convert(paths, tmp_path / "out", "--on-bad-image", "skip")
+    assert code == 0, err
+    manifest = _manifest(tmp_path / "out")
+    skipped = sorted(s["member"].rsplit("!", 1)[1] for s in manifest["skipped"])
+    assert skipped == [f"{A}_3.JPEG", f"{B}_2.JPEG"]
+    assert manifest["splits"]["train"]["images"] == 6
+
+
+def test_check_decode_refuses_an_image_whose_scan_data_does_not_decode(tmp_path):
+    """The default checks pass a JPEG whose scan data is garbage (TensorFlow decodes it with a warning); the
+    opt-in full decode does not."""
+    classes = tiny_classes()
+    good = classes[A][f"{A}_3.JPEG"]
+    sos = good.find(b"\xff\xda")
+    scan = sos + 2 + int.from_bytes(good[sos + 2:sos + 4], "big")
+    classes[A][f"{A}_3.JPEG"] = good[:scan] + b"\xff\xc4" * 8 + good[scan + 16:]  # markers where scan data belongs
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    assert convert(paths, tmp_path / "plain")[0] == 0
+    code, err = convert(paths, tmp_path / "decoded", "--check-decode")
+    assert code == 2 and f"{A}.tar!{A}_3.JPEG: does not decode" in err, err

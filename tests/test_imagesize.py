@@ -111,3 +111,72 @@ def test_image_size_raises_image_error_naming_the_member(data):
     with pytest.raises(ImageError) as err:
         image_size(data, member)
     assert member in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------- what the decoder refuses
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from streamprep.records.imagesize import Undecodable, checked_jpeg_size  # noqa: E402
+
+
+def tf_accepts(data: bytes) -> bool:
+    try:
+        tf.io.decode_jpeg(data, channels=3)
+        return True
+    except (tf.errors.OpError, ValueError):
+        return False
+
+
+def streamprep_accepts(data: bytes) -> bool:
+    try:
+        checked_jpeg_size(data)
+        return True
+    except (SizeUnreadable, Undecodable):
+        return False
+
+
+RESTARTS = jpeg(48, 40, seed=4)  # given restart markers below (Pillow writes them with restart_marker_blocks)
+try:
+    from PIL import Image
+    import io as _io
+    _buf = _io.BytesIO()
+    Image.open(_io.BytesIO(RESTARTS)).save(_buf, "JPEG", quality=90, restart_marker_blocks=1)
+    RESTARTS = _buf.getvalue()
+except (TypeError, ValueError):  # an older Pillow without restart markers: the case stays without them
+    pass
+CUT_CASES = {k: CASES[k] for k in ("baseline", "progressive", "grayscale", "exif-orientation-6", "icc")}
+CUT_CASES["restart-markers"] = RESTARTS
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(CUT_CASES)), cut=st.floats(0.0, 1.0), tail=st.sampled_from([b"", b"\0" * 7, b"junk"]))
+def test_a_jpeg_cut_anywhere_is_refused_exactly_when_tensorflow_refuses_it(name, cut, tail):
+    data = CUT_CASES[name]
+    cut_data = data[:int(len(data) * cut)] + tail
+    assert streamprep_accepts(cut_data) == tf_accepts(cut_data), (name, int(len(data) * cut), tail)
+
+
+def with_frame(data: bytes, height: int, width: int) -> bytes:
+    i = data.find(b"\xff\xc0")
+    out = bytearray(data)
+    out[i + 5:i + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("height, width", [(13377, 13377), (13378, 13378), (1, 65500), (1, 65501), (65535, 65535),
+                                           (300, 400)])
+def test_a_frame_too_large_for_the_decoder_is_refused_exactly_as_tensorflow_refuses_it(height, width):
+    """The frame header claims more pixels than a few hundred bytes hold: TensorFlow decodes what it can up to its
+    limits (2**29 decoded bytes, 65500 a side) and refuses beyond them; so does the check."""
+    data = with_frame(jpeg(16, 16, seed=2), height, width)
+    accepted = height * width * 3 < (1 << 29) and max(height, width) <= 65500
+    assert streamprep_accepts(data) == accepted
+    if height * width < 50_000_000:  # TensorFlow itself, where its answer costs little memory
+        assert tf_accepts(data) == accepted
+
+
+def test_image_size_names_the_member_and_the_reason_for_a_cut_jpeg():
+    with pytest.raises(ImageError, match="a.tar!x.JPEG: the classic's decoder .* cut short"):
+        image_size(BASE[:-2], "a.tar!x.JPEG")

@@ -90,7 +90,7 @@ def gzip_members(source: Source, max_member: int = MAX_GZIP_MEMBER) -> Iterator[
             for m in iter_members(reader.read_at, source.url):
                 if m.is_file and m.size > max_member:
                     raise ArchiveError(
-                        f"{source.url}!{m.name}: member of {m.size:,} bytes, over the {max_member:,} bytes streamprep "
+                        f"{source.url}!{m.name}: member of {m.size} bytes, over the {max_member} bytes streamprep "
                         "reads from a .tar.gz (bounding-box XML files are a few KB); the archive is corrupt or "
                         "not ILSVRC2012_bbox_train_v2.tar.gz, fetch it again")
                 data = reader.read_at(m.offset, m.size) if m.is_file else b""

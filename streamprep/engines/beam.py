@@ -232,7 +232,8 @@ class WriteShards(beam.DoFn):
             self.prepared.add(shard.split)
             job.fmt.prepare(plan, shard.split)
         result = write_or_keep(job.fmt, plan, shard, self.output, archive_reader(source), job.keep,
-                               prefetch=source.remote, skip_bad_images=job.options.skip_bad_images)
+                               prefetch=source.remote, skip_bad_images=job.options.skip_bad_images,
+                               check_image=job.check_image())
         if not result.kept:
             self.images.inc(result.entry.records)
             self.nbytes.inc(result.entry.bytes)

@@ -63,7 +63,7 @@ def write_split(job: Job, plan: Plan, split: str, read: Reader, prefetch: bool, 
             return None
         try:
             result = write_or_keep(fmt, plan, shard, journal.output, read, job.keep, phase, prefetch,
-                                   options.skip_bad_images, stop)
+                                   options.skip_bad_images, stop, job.check_image())
             journal.finished(result.entry)
             return result
         except BaseException:

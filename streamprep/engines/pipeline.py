@@ -23,7 +23,8 @@ from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs.bboxes_csv import BBOXES_CSV, write_bboxes
 from ..outputs.files import Output, sweep
-from ..outputs.format import Format, ShardResult
+from ..outputs.format import Check, Format, ShardResult
+from ..records.decode import full_decode
 from ..outputs.materialize import FolderTreeSummary
 from ..outputs.tfrecord import TFRecordFormat
 from ..plan import Plan
@@ -66,7 +67,7 @@ def run_record(options: Options, inputs: Inputs) -> dict[str, Any]:
     """What the output depends on (inputs, label data, sharding, policies): the manifest's `run`."""
     return {"inputs": inputs.identities, "labels": inputs.labels.digest(),
             "layout": dataclasses.asdict(options.sharding), "on_bad_image": str(options.on_bad_image),
-            "on_bad_xml": str(options.on_bad_xml), "streamprep": __version__}
+            "on_bad_xml": str(options.on_bad_xml), "check_decode": options.check_decode, "streamprep": __version__}
 
 
 @dataclass
@@ -82,6 +83,10 @@ class Job:
 
     def output(self) -> Output:
         return Output(self.options.out, self.options.storage_options, create=False)
+
+    def check_image(self) -> Check | None:
+        """The opt-in full decode of every image (`check_decode`), or None."""
+        return full_decode if self.options.check_decode else None
 
 
 def previous_manifest(options: Options) -> mf.Manifest | None:

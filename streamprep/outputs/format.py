@@ -89,12 +89,16 @@ def _batches(specs: list[RecordSpec], read: Reader, prefetch: bool) -> Iterator[
             yield batch, datas
 
 
+Check = Callable[[RecordSpec, bytes], None]  # raises ImageError for an image that may not be written
+
+
 def write_shard(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read: Reader, phase: Phase | None = None,
                 prefetch: bool = False, skip_bad_images: bool = False,
-                stop: threading.Event | None = None) -> ShardEntry:
+                stop: threading.Event | None = None, check_image: Check | None = None) -> ShardEntry:
     """Write one shard, complete, under its final name; its manifest entry. Needs only the plan and a reader.
 
-    An image that cannot be used stops the run, or with `skip_bad_images` is left out and listed.
+    An image that cannot be used (the format's encoder or `check_image` raises `ImageError`) stops
+    the run, or with `skip_bad_images` is left out and listed.
     """
     name = fmt.file_name(shard)
     entry = ShardEntry(name, shard.split, 0, 0, "")
@@ -115,6 +119,8 @@ def write_shard(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read:
             nbytes = 0
             for spec, data in zip(batch, datas):
                 try:
+                    if check_image is not None:
+                        check_image(spec, data)
                     pieces = encoder.record(spec, data)
                 except ImageError as e:
                     if not skip_bad_images:
@@ -136,7 +142,8 @@ def write_shard(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read:
 
 def write_or_keep(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read: Reader,
                   keep: dict[str, ShardEntry], phase: Phase | None = None, prefetch: bool = False,
-                  skip_bad_images: bool = False, stop: threading.Event | None = None) -> ShardResult:
+                  skip_bad_images: bool = False, stop: threading.Event | None = None,
+                  check_image: Check | None = None) -> ShardResult:
     """One shard, by either engine: kept if an earlier run finished it (same size and sha256 as its manifest
     entry), else written; a write that storage fails in a way a retry may cure starts the shard again."""
     entry = keep.get(fmt.file_name(shard))
@@ -146,6 +153,7 @@ def write_or_keep(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, rea
         return ShardResult(shard, entry, kept=True)
     check(stop)
     written = retry.call(lambda: f"{output.path(fmt.file_name(shard))}: cannot write",
-                         lambda: write_shard(fmt, plan, shard, output, read, phase, prefetch, skip_bad_images, stop),
+                         lambda: write_shard(fmt, plan, shard, output, read, phase, prefetch, skip_bad_images, stop,
+                                             check_image),
                          error=OutputError)
     return ShardResult(shard, written)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import example as ex
 from . import fixups
 from ..errors import ImageError
-from .imagesize import SizeUnreadable, jpeg_size
+from .imagesize import SizeUnreadable, Undecodable, checked_jpeg_size
 from ..plan import RecordSpec
 
 _CONSTANT = {
@@ -20,12 +20,16 @@ SCHEMA = ex.Schema([*_CONSTANT, *_VARYING])
 
 
 def image_size(data: bytes, member: str) -> tuple[int, int]:
-    """(height, width) a full decode would give, read from the header."""
+    """(height, width) a full decode would give, read from the header, once the checks the classic's
+    decoder makes pass (`imagesize.checked_jpeg_size`)."""
     try:
-        return jpeg_size(data)
+        return checked_jpeg_size(data)
     except SizeUnreadable as e:
         raise ImageError(f"{member}: cannot read the image size ({e}); the file is not a usable JPEG. "
                          "Remove it from the archive or replace it with the original download") from e
+    except Undecodable as e:
+        raise ImageError(f"{member}: the classic's decoder (tf.io.decode_jpeg) would refuse this JPEG ({e}). "
+                         "Replace it with the original download, or leave it out with --on-bad-image skip") from e
 
 
 def encode(spec: RecordSpec, data: bytes) -> bytes:

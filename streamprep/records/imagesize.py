@@ -1,14 +1,20 @@
-"""Image pixel size from the JPEG frame (SOF) header, without decoding."""
+"""Image pixel size from the JPEG frame (SOF) header, and the checks TensorFlow's decoder makes, without decoding."""
 
 from __future__ import annotations
 
 # Start-of-frame markers: baseline, extended, progressive, lossless, arithmetic variants.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
+MAX_DIMENSION = 65500  # libjpeg's JPEG_MAX_DIMENSION: a larger frame is refused by jpeg_read_header
+MAX_DECODED_BYTES = 1 << 29  # tf.io.decode_jpeg refuses an image of height x width x 3 bytes or more
 
 
 class SizeUnreadable(ValueError):
     """The header holds no usable size."""
+
+
+class Undecodable(ValueError):
+    """The header is readable, but the classic's decoder would refuse the image (too large, cut short)."""
 
 
 def is_jpeg(data: bytes) -> bool:
@@ -31,9 +37,37 @@ def describe(data: bytes) -> str:
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
     """(height, width) from the first SOF segment, as libjpeg reads it."""
+    height, width, _ = _frame(data, to_scan=False)
+    return height, width
+
+
+def checked_jpeg_size(data: bytes) -> tuple[int, int]:
+    """(height, width), once the JPEG passes the checks the classic's decoder makes before and after decoding.
+
+    `tf.io.decode_jpeg` (libjpeg-turbo, no recovery of truncated files) fails on a frame over
+    65500 pixels a side, on a decoded size of 2**29 bytes or more (3 bytes a pixel), and on data
+    that ends before its end-of-image marker (a file cut short): the classic procedure stops on
+    each. Damaged scan data is only a warning there, so it is not checked here. Costs one pass over
+    the headers and a search for the marker from the file's end (microseconds an image).
+    """
+    height, width, scan = _frame(data, to_scan=True)
+    if height > MAX_DIMENSION or width > MAX_DIMENSION:
+        raise Undecodable(f"a frame of {width}x{height} pixels, over libjpeg's {MAX_DIMENSION} a side")
+    if height * width * 3 >= MAX_DECODED_BYTES:
+        raise Undecodable(f"a frame of {width}x{height} pixels, {height * width * 3:,} bytes decoded, and TensorFlow's "
+                          f"decoder refuses {MAX_DECODED_BYTES:,} or more")
+    # In scan data every FF is followed by 00 or a restart marker, so FF D9 after the scan header is the EOI.
+    if data.rfind(b"\xff\xd9", scan) < 0:
+        raise Undecodable("no end-of-image marker after the image data: the file is cut short")
+    return height, width
+
+
+def _frame(data: bytes, to_scan: bool) -> tuple[int, int, int]:
+    """(height, width) of the first SOF and, if `to_scan`, where the first scan's header ends."""
     if not is_jpeg(data):
         raise SizeUnreadable(f"not a JPEG: {describe(data)}")
     pos, end = 2, len(data)
+    found: tuple[int, int] | None = None
     while pos < end:
         # libjpeg skips stray bytes before a marker and any 0xFF fill bytes.
         while pos < end and data[pos] != 0xFF:
@@ -46,20 +80,26 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
         pos += 1
         if marker == 0x00 or marker in _STANDALONE:  # FF 00 is a stuffed byte that libjpeg discards
             continue
-        if marker in (0xD9, 0xDA):  # EOI or SOS before any frame header
+        if marker == 0xD9 or (marker == 0xDA and not found):  # EOI, or SOS before any frame header
             break
         if pos + 2 > end:
             break
         length = int.from_bytes(data[pos:pos + 2], "big")
         if length < 2:
             raise SizeUnreadable(f"segment length {length} at byte {pos}")
-        if marker in _SOF:
+        if marker == 0xDA:  # the first scan, after the frame header
+            return found[0], found[1], pos + length
+        if marker in _SOF and not found:
             if pos + 7 > end:
                 break
             height = int.from_bytes(data[pos + 3:pos + 5], "big")
             width = int.from_bytes(data[pos + 5:pos + 7], "big")
             if not height or not width:
                 raise SizeUnreadable(f"frame header gives {width}x{height}")
-            return height, width
+            if not to_scan:
+                return height, width, -1
+            found = (height, width)
         pos += length
+    if found:
+        raise Undecodable("no image data (SOS) after the frame header: the file is cut short")
     raise SizeUnreadable("no frame header (SOF) before the image data")
