@@ -114,6 +114,11 @@ class Options:
     validation_labels_file: str | None = option(
         help="synset of each validation image, by number", group=LABELS, metavar="URL", path=True,
         default_text="the shipped imagenet_2012_validation_synset_labels.txt")
+    overwrite: bool = option(
+        False, group=OUTPUT, manifest=False,
+        help="if --out holds the output of another conversion (other downloads, shard counts or options), remove "
+        "exactly the files its manifest.json lists first; without it such an --out is refused. A rerun of the same "
+        "conversion resumes either way")
     materialize: str | None = option(
         help="also write the classic folder layout under this local folder: bboxes/, bboxes.csv, "
         "ILSVRC2012_img_val/<synset>/, ILSVRC2012_img_train/<synset>/", group=OUTPUT, metavar="BASE", path=True)

@@ -293,11 +293,20 @@ def blob_url(served, fault_proxy):
 
 
 def test_readahead_serves_forward_reads_across_chunk_edges_requesting_each_chunk_once(blob_url):
+    """Counted where the readahead asks, not at the server: a transport-level retry on a loaded machine (a reset
+    connection asked again) is not the readahead asking twice, and must not make the test fail."""
     from streamprep.archives.storage import Readahead, Source
 
-    url, data, proxy = blob_url
+    url, data, _ = blob_url
+    asked: list[int] = []
+
+    class Counting(Readahead):
+        def _request(self, start):
+            asked.append(start)
+            return super()._request(start)
+
     source = Source(url)
-    reader = Readahead(source, source.size, chunk=64 << 10, depth=4)
+    reader = Counting(source, source.size, chunk=64 << 10, depth=4)
     offset, reads = 0, 0
     while offset < len(data):  # header-like reads and member-like reads, some spanning two or three chunks
         length = 512 if reads % 2 else 512 + (reads * 37_001) % 150_000
@@ -307,8 +316,7 @@ def test_readahead_serves_forward_reads_across_chunk_edges_requesting_each_chunk
     reader.close()
     source.close()
 
-    starts = _requested_starts(proxy, "/blob.bin")
-    assert sorted(starts) == list(range(0, len(data), 64 << 10))  # every chunk once, none twice
+    assert sorted(asked) == list(range(0, len(data), 64 << 10))  # every chunk once, none twice
     assert reads > 10
 
 

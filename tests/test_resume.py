@@ -122,14 +122,20 @@ def test_rerun_of_a_finished_output_keeps_every_shard_and_reuses_the_index(downl
     assert results(out) == reference[0]
 
 
-def test_a_changed_download_is_walked_again_and_nothing_is_kept(downloads, reference, tmp_path):
+def test_a_changed_download_is_refused_then_walked_again_with_overwrite_and_nothing_is_kept(downloads, reference,
+                                                                                            tmp_path):
     out = tmp_path / "out"
     copies = {k: shutil.copy(p, tmp_path / Path(p).name) for k, p in downloads.items()}
     assert run_cli(*args(copies, downloads["val_labels"], out, "--quiet"))[0] == 0
     stamp = Path(copies["train"]).stat().st_mtime + 100
     os.utime(copies["train"], (stamp, stamp))
+    before = results(out)
 
     code, err = run_cli(*args(copies, downloads["val_labels"], out))
+    assert code == 2 and "other or changed downloads: train" in err and "--overwrite" in err, err
+    assert results(out) == before
+
+    code, err = run_cli(*args(copies, downloads["val_labels"], out, "--overwrite"))
 
     assert code == 0, err
     assert "index train: started" in err
@@ -292,3 +298,41 @@ def test_the_same_conversion_writes_the_same_manifest_byte_for_byte(downloads, t
         assert run_cli(*args(downloads, downloads["val_labels"], out, "--quiet", "--workers", workers))[0] == 0
         texts.append((out / "manifest.json").read_bytes())
     assert texts[0] == texts[1]
+
+
+def test_another_conversion_into_the_same_out_is_refused_and_overwrite_removes_exactly_its_files(downloads, tmp_path):
+    out = tmp_path / "out"
+    small = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+    assert run_cli(*args(downloads, downloads["val_labels"], out, *small, "--quiet"))[0] == 0
+    (out / "notes.txt").write_text("mine")
+    old = sorted(p.name for p in out.iterdir() if p.name.startswith(("train-", "validation-")))
+
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))  # the default 12/4 shards
+    assert code == 2 and "holds the output of another conversion" in err and "shard counts" in err, err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(("train-", "validation-"))) == old
+
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--overwrite", "--quiet"))
+    assert code == 0, err
+    now = sorted(p.name for p in out.iterdir() if p.name.startswith(("train-", "validation-")))
+    assert not set(old) & set(now) and len(now) == 16
+    assert (out / "notes.txt").read_text() == "mine"  # not the old conversion's: kept
+    assert run_cli("verify", out)[0] == 0
+
+
+def test_shard_files_no_manifest_lists_are_refused(downloads, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train-00000-of-01024").write_bytes(b"the classic's shard")
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))
+    assert code == 2 and "no streamprep manifest lists" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["train-00000-of-01024"]
+
+
+def test_a_run_failing_on_its_input_leaves_no_empty_output_folder_behind(downloads, tmp_path):
+    broken = {**downloads, "train": tmp_path / "train.tar"}
+    data = Path(downloads["train"]).read_bytes()
+    broken["train"].write_bytes(data[:len(data) // 2])  # found only while indexing, after --out was checked
+    out = tmp_path / "new" / "out"
+    code, err = run_cli(*args(broken, downloads["val_labels"], out, "--quiet"))
+    assert code == 2 and "fetch it again" in err, err
+    assert not out.exists()

@@ -49,6 +49,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     values = {"downloads": "dl", "out": "o", "train-shards": 16, "validation-shards": 8, "classic-threads": 4,
               "labels-file": "s.txt", "metadata-file": "m.txt", "validation-labels-file": "v.txt", "check-md5": True,
               "on-bad-image": "skip", "on-bad-xml": "skip", "check-decode": True, "workers": 3, "engine": "local",
+              "overwrite": True,
               "materialize": "tree"}
     assert set(values) | {"train", "val", "bbox", "storage-options"} == {Option.key(f.name) for f in fields()}
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()] + ["[storage-options.s3]", 'anon = true']
@@ -252,7 +253,8 @@ def test_another_format_plugs_into_the_shared_shard_writer_and_resume(sample, tm
                       train_shards=4, validation_shards=2, classic_threads=2)
     inputs = pipeline.open_inputs(options)
     try:
-        job = dataclasses.replace(pipeline.start_job(options, inputs, None), fmt=LengthPrefixed())
+        job = dataclasses.replace(pipeline.make_job(options, inputs, None), fmt=LengthPrefixed())
+        pipeline.open_output(job, None)
         plan = make_plan(build_index(inputs.sources, inputs.labels, 2), inputs.labels, options.sharding)
         read = local.archive_reader(inputs.sources["train"])
         shard = plan.splits["train"].shards[1]
@@ -298,20 +300,21 @@ def test_the_manifest_round_trips_through_its_model(sample, tmp_path):
     lambda m: m.update(shards={"not": "a list"}),
     lambda m: m.update(run=["x"]),
 ], ids=["records", "sha256", "shards", "run"])
-def test_a_manifest_with_wrong_value_types_is_not_one_of_ours_and_a_rerun_rewrites_the_shards(sample, tmp_path, change):
+def test_a_manifest_with_wrong_value_types_is_named_unusable_and_nothing_is_touched(sample, tmp_path, change):
     out = tmp_path / "out"
     code, err = run_cli(*convert_args(sample, out, *SMALL, "--quiet"))
     assert code == 0, err
     before = result_files(out)
     manifest = json.loads((out / "manifest.json").read_text())
     change(manifest)
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    damaged = json.dumps(manifest)
+    (out / "manifest.json").write_text(damaged)
 
     code, err = run_cli(*convert_args(sample, out, *SMALL))
 
-    assert code == 0, err
-    assert "resumed" not in err and result_files(out) == before
-    assert io.BytesIO((out / "manifest.json").read_bytes()).read().startswith(b"{")
+    assert code == 2 and "its manifest.json is unusable" in err and "Remove them" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert result_files(out) == before and (out / "manifest.json").read_text() == damaged
 
 
 def test_the_readme_option_table_names_every_option():

@@ -118,8 +118,9 @@ def prepare(options: Options) -> BeamJob:
                           "byte on the launching machine; run `streamprep convert --check-md5` locally, or check "
                           "the downloads first")
     inputs = pipeline.open_inputs(options)
+    state = pipeline.look_at_output(options)
     try:
-        previous = pipeline.previous_manifest(options)
+        pipeline.claim_output(options, state, pipeline.run_record(options, inputs))
         outer: list[IgnoredMember | ClassTar] = []
         containers: dict[int, str] = {}
         train = inputs.sources["train"]
@@ -128,8 +129,11 @@ def prepare(options: Options) -> BeamJob:
             outer.append(ClassTar(label, member))
         if not containers:
             raise ArchiveError(no_class_tars_message(train, recorder))
-        bj = BeamJob(pipeline.start_job(options, inputs, previous), outer, containers)
-        mf.Journal(bj.job.output(), bj.job.manifest)  # as the local engine: kept shards listed at once
+        bj = BeamJob(pipeline.make_job(options, inputs, state), outer, containers)
+        pipeline.open_output(bj.job, state)  # as the local engine: kept shards listed at once
+    except BaseException:
+        pipeline.release_output(options, state)
+        raise
     finally:
         inputs.close()
     return bj

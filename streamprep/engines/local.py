@@ -95,42 +95,56 @@ def convert(options: Options, progress: Callback | None = None, stop: threading.
     """
     started = time.monotonic()
     inputs = pipeline.open_inputs(options)
+    state = pipeline.look_at_output(options) if options.out else None
     try:
-        previous = pipeline.previous_manifest(options)
-        md5 = {}
-        if options.check_md5:  # before anything is written
-            known = checksums.known_sums(previous.md5 if previous else None, inputs.identities)
-            md5 = checksums.check(inputs.sources, known, progress)
-        job = pipeline.start_job(options, inputs, previous, md5) if options.out else None
-        journal = mf.Journal(job.output(), job.manifest) if job else None  # kept shards listed at once
-        index = pipeline.saved_index(job) if job else None
-        reused = index is not None
-        if index is None:
-            index = build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop)
-            if job:
-                pipeline.save_index(job, index)
-        plan = make_plan(index, inputs.labels, options.sharding)  # fails here, before any shard, if a text is missing
-        tree = None
-        if options.materialize:
-            tree = materialize(options.materialize, inputs.sources["train"], inputs.sources["val"],
-                               inputs.sources["bbox"], inputs.labels, index.boxes.csv, options.workers, progress)
-        summary = Summary(options.out, "local", 0.0, index_reused=reused, folder_tree=tree)
-        if job and journal:
-            results: list[ShardResult] = []
-            for split, key in (("validation", "val"), ("train", "train")):
-                source = inputs.sources[key]
-                read = tree_reader(tree.base, split) if tree else archive_reader(source)
-                results += write_split(job, plan, split, read, source.remote and not tree, journal, progress, stop)
-            summary.manifest = pipeline.finish(job, journal, plan, index, results)
-            written = [r for r in results if not r.kept]
-            summary.shards_kept = len(results) - len(written)
-            summary.images_written = sum(r.entry.records for r in written)
-            summary.bytes_written = sum(r.entry.bytes for r in written)
-            summary.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[
-                plan.splits[r.shard.split].order[r.shard.start:r.shard.stop]].sum()) for r in written)
+        if state:  # an --out holding another conversion, or not writable: refused before anything is read
+            pipeline.claim_output(options, state, pipeline.run_record(options, inputs))
+        summary = _run(options, inputs, state, progress, stop)
+    except BaseException:
+        if state:
+            pipeline.release_output(options, state)
+        raise
     finally:
         inputs.close()
     summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run(options: Options, inputs: pipeline.Inputs, state: pipeline.OutputState | None, progress: Callback | None,
+         stop: threading.Event | None) -> Summary:
+    """MD5s, index and plan (nothing written yet), then the folder tree, the shards and the manifest."""
+    md5 = {}
+    if options.check_md5:  # before anything is written
+        previous = state.previous if state else None
+        md5 = checksums.check(inputs.sources, checksums.known_sums(previous.md5 if previous else None,
+                                                                   inputs.identities), progress)
+    job = pipeline.make_job(options, inputs, state, md5) if options.out else None
+    index = pipeline.saved_index(job, state) if job else None
+    reused = index is not None
+    if index is None:
+        index = build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop)
+    plan = make_plan(index, inputs.labels, options.sharding)  # fails here, before any write, if a text is missing
+    journal = pipeline.open_output(job, state) if job else None
+    if job and not reused:
+        pipeline.save_index(job, index)
+    tree = None
+    if options.materialize:
+        tree = materialize(options.materialize, inputs.sources["train"], inputs.sources["val"],
+                           inputs.sources["bbox"], inputs.labels, index.boxes.csv, options.workers, progress)
+    summary = Summary(options.out, "local", 0.0, index_reused=reused, folder_tree=tree)
+    if job and journal:
+        results: list[ShardResult] = []
+        for split, key in (("validation", "val"), ("train", "train")):
+            source = inputs.sources[key]
+            read = tree_reader(tree.base, split) if tree else archive_reader(source)
+            results += write_split(job, plan, split, read, source.remote and not tree, journal, progress, stop)
+        summary.manifest = pipeline.finish(job, journal, plan, index, results)
+        written = [r for r in results if not r.kept]
+        summary.shards_kept = len(results) - len(written)
+        summary.images_written = sum(r.entry.records for r in written)
+        summary.bytes_written = sum(r.entry.bytes for r in written)
+        summary.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[
+            plan.splits[r.shard.split].order[r.shard.start:r.shard.stop]].sum()) for r in written)
     return summary
 
 

@@ -8,6 +8,7 @@ calls, so both engines give the same bytes.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..archives.storage import Source
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 from ..index import store
 from ..index.images import DatasetIndex
 from ..index.labels import LabelData, load_label_data
@@ -89,15 +90,81 @@ class Job:
         return full_decode if self.options.check_decode else None
 
 
-def previous_manifest(options: Options) -> mf.Manifest | None:
-    """The manifest an earlier run left in `out`, if any (read before anything is written)."""
-    return mf.load(Output(options.out, options.storage_options, create=False)) if options.out else None
+SHARD_FILE = re.compile(r"^(train|validation)-\d{5}-of-\d{5}")  # how every format's shard file name starts
 
 
-def start_job(options: Options, inputs: Inputs, previous: mf.Manifest | None,
-              md5: dict[str, str] | None = None) -> Job:
-    """Create `out` and sweep what killed runs left; the caller then opens the run's `Journal` on `job.manifest`."""
+@dataclass
+class OutputState:
+    """What `out` holds before a run writes anything: an earlier run's manifest, shard files, whether it exists."""
+
+    previous: mf.Manifest | None
+    manifest_problem: str | None  # why a manifest.json there cannot be used
+    shard_files: list[str]
+    existed: bool
+
+
+def look_at_output(options: Options) -> OutputState:
+    """Read what `out` holds (nothing is written)."""
+    output = Output(options.out, options.storage_options, create=False)
+    try:
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in output.fs.ls(output.root, detail=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return OutputState(None, None, [], False)
+    except OSError as e:
+        raise OutputError(f"{options.out}: cannot list the output folder ({e}); choose a readable and writable "
+                          "--out") from e
+    previous, problem = mf.load_checked(output) if mf.MANIFEST in names else (None, None)
+    return OutputState(previous, problem, sorted(n for n in names if SHARD_FILE.match(n)), True)
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What differs between two manifests' `run`s, in a few words."""
+    said = []
+    inputs_old, inputs_new = old.get("inputs") or {}, new.get("inputs") or {}
+    changed = [k for k in ("train", "val", "bbox") if inputs_old.get(k) != inputs_new.get(k)]
+    if changed:
+        said.append(f"other or changed downloads: {', '.join(changed)}")
+    if old.get("layout") != new.get("layout"):
+        said.append(f"shard counts {old.get('layout')} then, {new.get('layout')} now")
+    said += [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in ("labels", "on_bad_image", "on_bad_xml",
+                                                                     "check_decode", "streamprep")
+             if old.get(k) != new.get(k)]
+    return "; ".join(said) or "another run record"
+
+
+def claim_output(options: Options, state: OutputState, run: dict[str, Any]) -> None:
+    """Refuse an `out` that holds another conversion or foreign shards (before anything is read or written);
+    then check it can be written."""
+    out = options.out
+    if state.previous is not None and state.previous.run != run and not options.overwrite:
+        raise OutputError(f"{out}: holds the output of another conversion ({_differences(state.previous.run, run)}); "
+                          "its files would stay beside this run's, and a training job reading train-* would read "
+                          f"both. Pass --overwrite to remove its {len(state.previous.shards):,} shard(s) first, or "
+                          "choose another --out")
+    if state.previous is None and state.shard_files:
+        why = f" (its manifest.json is unusable: {state.manifest_problem})" if state.manifest_problem else ""
+        raise OutputError(f"{out}: holds {len(state.shard_files):,} shard file(s) (e.g. {state.shard_files[0]}) that "
+                          f"no streamprep manifest lists{why}; streamprep will not mix its shards with them. Remove "
+                          "them or choose another --out")
+    Output(out, options.storage_options, create=False).probe()
+
+
+def release_output(options: Options, state: OutputState) -> None:
+    """After a run failed before writing anything: remove `out` again if this run created it and it is empty."""
+    if state.existed or not options.out:
+        return
+    output = Output(options.out, options.storage_options, create=False)
+    try:
+        if not output.fs.ls(output.root, detail=False):
+            output.fs.rmdir(output.root)
+    except OSError:
+        pass  # left as it is: nothing of value was written
+
+
+def make_job(options: Options, inputs: Inputs, state: OutputState | None, md5: dict[str, str] | None = None) -> Job:
+    """The run's job (writes nothing): its manifest's head, the shards to keep, where its index is saved."""
     run = run_record(options, inputs)
+    previous = state.previous if state else None
     keep = previous.reusable(run) if previous else {}
     head = mf.Manifest(run, options.public(),
                        {k: {"identity": inputs.identities[k], "md5": v} for k, v in (md5 or {}).items()},
@@ -105,11 +172,34 @@ def start_job(options: Options, inputs: Inputs, previous: mf.Manifest | None,
     key = None
     if mf.identifiable(inputs.identities):
         key = store.key(inputs.identities, run["labels"], {"on_bad_xml": str(options.on_bad_xml)})
-    job = Job(options, inputs.labels, head, keep, key)
+    return Job(options, inputs.labels, head, keep, key)
+
+
+def open_output(job: Job, state: OutputState | None) -> mf.Journal:
+    """The first writes of a run: an older conversion's files removed (`overwrite`), `out` created, what killed
+    runs left swept, and the manifest written (listing the shards kept) through the `Journal` returned."""
+    previous = state.previous if state else None
+    if previous is not None and previous.run != job.manifest.run and job.options.overwrite:
+        _remove_files_of(job.options, previous)
     output = job.output()
     output.create()
-    sweep(output, {*SIDE_FILES, *job.fmt.file_names(options.sharding.every_shard())})
-    return job
+    sweep(output, {*SIDE_FILES, *job.fmt.file_names(job.options.sharding.every_shard())})
+    return mf.Journal(output, job.manifest)
+
+
+def _remove_files_of(options: Options, previous: mf.Manifest) -> None:
+    """Exactly the files an older conversion's manifest lists (`overwrite`), the manifest last."""
+    output = Output(options.out, options.storage_options, create=False)
+    names = [*previous.shards]
+    if previous.totals and previous.totals.bboxes_csv:
+        names.append(previous.totals.bboxes_csv.name)
+    for name in [*names, mf.MANIFEST]:
+        try:
+            output.fs.rm(output.path(name))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise OutputError(f"{output.path(name)}: cannot remove it ({e}); check --out") from e
 
 
 def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, results: list[ShardResult]) -> mf.Manifest:
@@ -152,8 +242,11 @@ def save_index(job: Job, index: DatasetIndex) -> None:
         store.save(job.output(), job.index_key, index)
 
 
-def saved_index(job: Job) -> DatasetIndex | None:
-    return store.load(job.output(), job.index_key) if job.index_key else None
+def saved_index(job: Job, state: OutputState | None) -> DatasetIndex | None:
+    """The index an earlier run of the same downloads saved in `out` (read only if `out` exists)."""
+    if not job.index_key or not (state and state.existed):
+        return None
+    return store.load(job.output(), job.index_key)
 
 
 @dataclass

@@ -30,6 +30,17 @@ class Output:
         except OSError as e:
             raise OutputError(f"{url}: cannot create the output folder ({e}); choose a writable --out") from e
 
+    def probe(self) -> None:
+        """Check up front that the folder can be written: create it if needed, write and remove a hidden file."""
+        self.create()
+        name = self.path(f".streamprep-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            with self.fs.open(name, "wb") as f:
+                f.write(b"")
+            self.fs.rm(name)
+        except OSError as e:
+            raise OutputError(f"{self.url}: cannot write into the output folder ({e}); choose a writable --out") from e
+
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
 

@@ -189,13 +189,18 @@ def identifiable(identities: dict[str, dict[str, Any]]) -> bool:
 
 def load(output: Output) -> Manifest | None:
     """The manifest in the output folder, or None if there is none or it is not one streamprep wrote intact."""
+    return load_checked(output)[0]
+
+
+def load_checked(output: Output) -> tuple[Manifest | None, str | None]:
+    """(the manifest, None), or (None, why it cannot be used); (None, None) when there is none."""
     try:
         with output.fs.open(output.path(MANIFEST), "rb") as f:
-            return Manifest.parse(json.loads(f.read()))
+            return Manifest.parse(json.loads(f.read())), None
     except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return None  # unreadable, malformed or half-written by something else: nothing is reused
+        return None, None
+    except (OSError, ValueError) as e:  # unreadable, malformed or half-written by something else
+        return None, f"{type(e).__name__}: {str(e)[:200]}"
 
 
 def file_matches(output: Output, entry: ShardEntry) -> bool:
