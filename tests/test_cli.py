@@ -166,3 +166,31 @@ def test_config_file_with_a_wrong_check_value_is_refused_naming_the_key(tmp_path
     config.write_text(line + "\n")
     with pytest.raises(ConfigError, match=line.split(" ")[0]):
         load_config(str(config))
+
+
+@pytest.mark.parametrize("flag", ["--config", "--labels-file", "--metadata-file", "--validation-labels-file"])
+def test_a_folder_where_a_file_belongs_is_a_one_line_error(flag, tmp_path):
+    code, err = run_cli("convert", ROOT / "tests" / "fixtures" / "sample", "--out", tmp_path / "out", flag, tmp_path,
+                        "--quiet")
+    assert code == 2 and "is a folder" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("beam_args, message", [
+    (["--runner=DataflowRunner"], "Missing required option: project"),
+    (["--runner=NoSuchRunner"], "Unexpected pipeline runner"),
+], ids=["dataflow-without-project", "unknown-runner"])
+def test_beam_pipeline_options_beam_rejects_are_a_one_line_error_before_anything_is_written(beam_args, message,
+                                                                                             tmp_path):
+    pytest.importorskip("apache_beam")
+    code, err = run_cli("convert", "--config", ROOT / "configs" / "sample.toml", "--out", tmp_path / "out",
+                        "--engine", "beam", "--quiet", "--", *beam_args)
+    assert code == 2 and message in err, err
+    assert [line for line in err.splitlines() if line.startswith("streamprep:")] == [err.strip().splitlines()[-1]]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_out_that_is_a_file_is_refused_before_the_downloads_are_read(tmp_path):
+    (tmp_path / "out").write_text("not a folder")
+    code, err = run_cli("convert", "--config", ROOT / "configs" / "sample.toml", "--out", tmp_path / "out")
+    assert code == 2 and "index" not in err and "cannot" in err, err

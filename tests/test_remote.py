@@ -351,3 +351,14 @@ def test_readahead_asks_again_for_a_chunk_whose_request_failed(blob_url, fault_p
 
     assert got == data
     assert proxy.faults > 0
+
+
+def test_a_storage_option_the_backend_does_not_take_is_a_one_line_error(sample, s3, s3_endpoint, tmp_path):
+    s3.mkdir("bogus-in")
+    url = "s3://bogus-in/ILSVRC2012_img_train.tar"
+    s3.put(str(sample["train"]), url)
+    code, err = run_cli("convert", "--train", url, "--val", sample["val"], "--bbox", sample["bbox"],
+                        "--validation-labels-file", sample["val_labels"], "--out", tmp_path / "out", "--quiet",
+                        "--storage-option", f"s3.endpoint_url={s3_endpoint}", "--storage-option", "s3.no_such_key=1")
+    assert code == 2 and "not accepted by its fsspec backend" in err and "no_such_key" in err, err
+    assert err.count("\n") == 1

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Iterator
 import fsspec
 from fsspec.core import url_to_fs
 
-from ..errors import ArchiveError, MissingDependencyError
+from ..errors import ArchiveError, ConfigError, MissingDependencyError
 from . import retry
 from .tarscan import ReadAt
 
@@ -49,6 +49,12 @@ def resolve(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fs
         raise MissingDependencyError(f"{url}: unknown URL scheme ({e}); use a path or a URL fsspec knows") from e
 
 
+def rejected_options(url: str, error: TypeError) -> ConfigError:
+    """The error for storage options the backend does not take (fsspec backends only find out on first use)."""
+    return ConfigError(f"{url}: the storage options given for '{protocol_of(url)}' are not accepted by its fsspec "
+                       f"backend ({error}); check the --storage-option keys (or the [storage-options] table)")
+
+
 @dataclass
 class Source:
     """One input archive: where it is, how big it is, and per-thread handles to read it."""
@@ -61,8 +67,10 @@ class Source:
         self.remote = bool(getattr(self.fs, "async_impl", False))  # S3, GCS, HTTP...: every read is a request
         try:
             info = retry.call(lambda: f"{self.url}: cannot read its size", self._info)
-        except FileNotFoundError:
-            raise ArchiveError(f"{self.url}: not found; check the path or URL")
+        except TypeError as e:
+            raise rejected_options(self.url, e) from e
+        except FileNotFoundError as e:
+            raise ArchiveError(f"{self.url}: not found; check the path or URL") from e
         if info.get("type") == "directory":
             raise ArchiveError(f"{self.url}: is a directory, not an archive; pass the downloaded file")
         if info.get("size") is None:

@@ -292,19 +292,42 @@ def _cause(e: BaseException) -> StreamprepError:
         cause = cause.__cause__ or cause.__context__
     if cause is not None:
         return cause  # type: ignore[return-value]
-    return PipelineError(f"the Beam pipeline failed: {type(e).__name__}: {str(e)[-2000:]}")
+    log.debug("the Beam pipeline failed", exc_info=e)  # the whole story, for whoever configures logging
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    return PipelineError(f"the Beam pipeline failed: {type(e).__name__}: {text[:300]}{' ...' if len(text) > 300 else ''}"
+                         " (the whole error is logged at debug level)")
+
+
+def check_pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """The Beam pipeline options, validated for their runner as Beam would at `run()`: before anything is done."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+    from apache_beam.runners.runner import create_runner
+
+    try:
+        pipeline_options = PipelineOptions(list(beam_args))
+        runner = create_runner(pipeline_options.view_as(StandardOptions).runner or "DirectRunner")
+        errors = PipelineOptionsValidator(pipeline_options, runner).validate()
+    except (ValueError, TypeError, ImportError) as e:
+        raise ConfigError(f"Beam pipeline options {' '.join(beam_args)!r}: {str(e).splitlines()[0][:300]}") from e
+    except SystemExit as e:  # argparse inside Beam on a malformed option
+        raise ConfigError(f"Beam pipeline options {' '.join(beam_args)!r} do not parse; check them") from e
+    if errors:
+        raise ConfigError(f"Beam pipeline options {' '.join(beam_args) or '(none)'!r}: {' '.join(errors)[:500]}")
+    return pipeline_options
 
 
 def convert(options: Options, beam_args: Sequence[str], progress: Callback | None = None,
             writer: Callable[[BeamJob], beam.DoFn] = WriteShards) -> Summary:
     """Run the conversion on Beam; `beam_args` go to `PipelineOptions` untouched. Waits for the pipeline."""
     started = time.monotonic()
+    pipeline_options = check_pipeline_options(beam_args)
     bj = prepare(options)
     log.info("running on Apache Beam (%s); %d class tars listed", " ".join(beam_args) or "DirectRunner",
              len(bj.containers))
-    p = beam.Pipeline(options=PipelineOptions(list(beam_args)))
-    build(p, bj, writer)
     try:
+        p = beam.Pipeline(options=pipeline_options)
+        build(p, bj, writer)
         result = p.run()
         result.wait_until_finish()
     except StreamprepError:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..archives.storage import Source
+from ..archives.storage import Source, rejected_options
 from ..errors import ConfigError, OutputError
 from ..index import store
 from ..index.images import DatasetIndex
@@ -110,6 +110,8 @@ def look_at_output(options: Options) -> OutputState:
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in output.fs.ls(output.root, detail=False)]
     except (FileNotFoundError, NotADirectoryError):
         return OutputState(None, None, [], False)
+    except TypeError as e:
+        raise rejected_options(options.out, e) from e
     except OSError as e:
         raise OutputError(f"{options.out}: cannot list the output folder ({e}); choose a readable and writable "
                           "--out") from e

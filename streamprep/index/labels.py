@@ -21,16 +21,24 @@ def shipped(name: str) -> str:
 
 
 def _read_lines(url: str, what: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    from ..archives.storage import resolve
+    from ..archives.storage import rejected_options, resolve
 
     fs, path = resolve(url, storage_options)
     try:
         with fs.open(path, "rt", encoding="utf-8") as f:
             return [line.strip() for line in f.readlines()]
-    except FileNotFoundError:
-        raise LabelDataError(f"{what} {url} not found; pass an existing file or drop the flag to use the shipped one")
+    except FileNotFoundError as e:
+        raise LabelDataError(f"{what} {url} not found; pass an existing file or drop the flag to use the shipped "
+                             "one") from e
+    except IsADirectoryError as e:
+        raise LabelDataError(f"{what} {url} is a folder; pass the file itself, or drop the flag to use the shipped "
+                             "one") from e
     except UnicodeDecodeError as e:
         raise LabelDataError(f"{what} {url} is not UTF-8 text ({e}); pass the right file") from e
+    except OSError as e:
+        raise LabelDataError(f"{what} {url} cannot be read ({e}); check the path or URL") from e
+    except TypeError as e:
+        raise rejected_options(url, e) from e
 
 
 def _without_trailing_blanks(lines: list[str], url: str, what: str) -> list[str]:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator
 
 from ..archives import retry
-from ..archives.storage import resolve
+from ..archives.storage import rejected_options, resolve
 from ..errors import OutputError
 
 
@@ -27,6 +27,8 @@ class Output:
         url = self.url
         try:
             self.fs.makedirs(self.root, exist_ok=True)
+        except TypeError as e:
+            raise rejected_options(url, e) from e
         except OSError as e:
             raise OutputError(f"{url}: cannot create the output folder ({e}); choose a writable --out") from e
 

@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..archives.storage import resolve
+from ..archives.storage import rejected_options, resolve
 from ..options import default_workers
 from ..errors import ConfigError, OutputUnreadableError
 from .manifest import MANIFEST, Manifest, ShardEntry
