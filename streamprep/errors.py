@@ -43,3 +43,9 @@ class MissingDependencyError(StreamprepError):
 
 class PipelineError(StreamprepError):
     """A Beam runner failed for a reason that is not one of streamprep's own errors."""
+
+
+def reason(ref: str, error: BaseException) -> str:
+    """An error's message without the `archive!member: ` it starts with, for lists that name the member apart."""
+    text = str(error)
+    return text[len(ref) + 2:] if text.startswith(f"{ref}: ") else text

@@ -479,3 +479,38 @@ def test_check_decode_refuses_an_image_whose_scan_data_does_not_decode(tmp_path)
     assert convert(paths, tmp_path / "plain")[0] == 0
     code, err = convert(paths, tmp_path / "decoded", "--check-decode")
     assert code == 2 and f"{A}.tar!{A}_3.JPEG: does not decode" in err, err
+
+
+def test_skipped_files_are_named_once_and_not_counted_as_written(tmp_path):
+    classes = tiny_classes()
+    classes[A][f"{A}_3.JPEG"] = b"not an image"
+    xmls = {f"{A}/{A}_1.xml": b"<annotation><size>", f"{A}/{A}_2.xml": builders.voc_xml(f"{A}_2", 17, 12, [(1, 1, 9, 9)])}
+    paths = write_tiny(tmp_path / "dl", classes=classes, xmls=xmls)
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out",
+                        "--on-bad-image", "skip", "--on-bad-xml", "skip")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if f"{A}_3.JPEG" in line or f"{A}_1.xml" in line]
+    assert len(lines) == 2 and all(line.count(A + "_") == 1 for line in lines), lines
+    assert "train              7 images" in err  # 8 in the archive, one skipped
+    manifest = _manifest(tmp_path / "out")
+    assert manifest["splits"]["train"]["images"] == 7
+    assert all(not s["reason"].startswith(s["member"]) for s in manifest["skipped"])
+
+
+def test_a_metadata_file_missing_a_synset_stops_before_anything_is_written(tmp_path):
+    paths = write_tiny(tmp_path / "dl")
+    metadata = tmp_path / "metadata.txt"
+    metadata.write_text(f"{A}\ttench\n")  # no text for B
+    out = tmp_path / "out"
+    code, err = convert(paths, out, "--metadata-file", metadata)
+    assert code == 2 and B in err and "--metadata-file" in err, err
+    assert not out.exists()
+
+
+def test_a_phase_that_fails_says_so_in_the_log_lines(tmp_path):
+    paths = corrupt_class(None, tmp_path / "dl")
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out")
+    assert code == 2
+    assert "write train: failed" in err and "write train: done" not in err, err

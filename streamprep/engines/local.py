@@ -70,19 +70,19 @@ def write_split(job: Job, plan: Plan, split: str, read: Reader, prefetch: bool, 
             failed.set()
             raise
 
-    with Phase(progress, f"write {split}", total=len(split_plan.order)) as phase, \
-            ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="writer") as pool:
-        futures = [pool.submit(task, s) for s in split_plan.shards]
-        try:
-            wait(futures, return_when=FIRST_EXCEPTION)
-        finally:  # an error or Ctrl-C: queued shards are dropped, running ones finish
-            failed.set()
-            for f in futures:
-                f.cancel()
-    errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
-    if errors:  # the cause, not a shard that stopped because of it
-        raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
-    check(stop)
+    with Phase(progress, f"write {split}", total=len(split_plan.order)) as phase:
+        with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="writer") as pool:
+            futures = [pool.submit(task, s) for s in split_plan.shards]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:  # an error or Ctrl-C: queued shards are dropped, running ones finish
+                failed.set()
+                for f in futures:
+                    f.cancel()
+        errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
+        if errors:  # the cause, not a shard that stopped because of it (inside the phase: it ends as failed)
+            raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
+        check(stop)
     return [f.result() for f in futures]
 
 

@@ -15,7 +15,7 @@ from ..archives import retry
 from ..archives.storage import Source
 from ..archives.walk import gzip_members
 from .boxes import BoxTable, XmlBoxes, parse_boxes
-from ..errors import AnnotationError, ArchiveError
+from ..errors import AnnotationError, ArchiveError, reason
 from .images import Ignored, Skipped, regular_file
 from ..progress import Callback, Event, Phase, check
 from ..archives.tarscan import normalize
@@ -61,7 +61,7 @@ def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, skipped
         except AnnotationError as e:
             if not skip_bad_xml:
                 raise
-            skipped.add(ref, str(e))
+            skipped.add(ref, reason(ref, e))
             continue
         out.append(XmlBoxes(folder, file_name, boxes))
     return out

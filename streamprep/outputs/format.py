@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 from ..archives import retry
-from ..errors import ImageError, OutputError
+from ..errors import ImageError, OutputError, reason
 from ..plan import Plan, RecordSpec, ShardSpec
 from ..progress import Phase, check
 from .files import Output
@@ -125,7 +125,7 @@ def write_shard(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read:
                 except ImageError as e:
                     if not skip_bad_images:
                         raise
-                    entry.skipped.append({"member": spec.member, "reason": str(e)})
+                    entry.skipped.append({"member": spec.member, "reason": reason(spec.member, e)})
                     continue
                 nbytes += put(f, pieces)
                 entry.records += 1
