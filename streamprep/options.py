@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError
+from .archives.storage import TIMEOUTS
 from .plan import Sharding
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -143,6 +144,12 @@ class Options:
         Engine.LOCAL, group=EXECUTION, manifest=False,
         help="where the conversion runs: this process, or an Apache Beam pipeline (Dataflow, Flink, Spark) whose "
         "options follow a `--`, e.g. `--engine beam -- --runner=DataflowRunner --project=P`; the output is the same")
+    timeout: float = option(
+        60.0, group=EXECUTION, metavar="SECONDS", manifest=False,
+        help="give up on a server that sends nothing for this long during a request (then retried, 6 attempts in all)")
+    connect_timeout: float = option(
+        30.0, group=EXECUTION, metavar="SECONDS", manifest=False,
+        help="give up on connecting to a server after this long (then retried, 6 attempts in all)")
     storage_options: dict[str, dict[str, Any]] = option(
         factory=dict, group=EXECUTION, metavar="PROTO.KEY=VALUE", manifest=False,  # may hold credentials
         help="fsspec option for one protocol, e.g. s3.endpoint_url=http://127.0.0.1:5555 (repeatable; "
@@ -170,6 +177,11 @@ class Options:
             object.__setattr__(self, "materialize", self.materialize[len("file://"):])
         if self.workers < 1:
             raise ConfigError(f"workers (--workers) must be at least 1, got {self.workers}")
+        for name in ("timeout", "connect_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} ({Option.flag(name)}) must be more than 0 seconds, got {getattr(self, name)}")
+        object.__setattr__(self, "storage_options", {**self.storage_options, TIMEOUTS: {
+            "connect": float(self.connect_timeout), "read": float(self.timeout)}})
         self.sharding.check()
 
     @property
@@ -199,7 +211,7 @@ def _kind(f: dataclasses.Field) -> type:
     for kind in (Policy, Engine):
         if kind.__name__ in text:
             return kind
-    for name, kind in (("dict", dict), ("bool", bool), ("int", int), ("str", str)):
+    for name, kind in (("dict", dict), ("bool", bool), ("int", int), ("float", float), ("str", str)):
         if text.startswith(name):
             return kind
     raise AssertionError(f"option {f.name}: unsupported type {text}")
@@ -214,8 +226,10 @@ def _check_type(f: dataclasses.Field, value: Any) -> None:
             raise ConfigError(f"{f.name} ({Option.flag(f.name)}) must be one of "
                               f"{', '.join(m.value for m in kind)}, got {value!r}")
         return
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        what = {str: "a string", int: "an integer", bool: "true or false", dict: "a table"}[kind]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return  # a whole number of seconds
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        what = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a table"}[kind]
         raise ConfigError(f"{f.name} ({Option.flag(f.name)}) must be {what}, got {value!r}")
 
 

@@ -501,3 +501,86 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             upstream.close()
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _handle
+
+
+# --------------------------------------------------------------------------------------------- a misbehaving server
+
+class Misbehaving:
+    """An HTTP/1.1 server on 127.0.0.1 serving files of `root`, misbehaving as `mode` says:
+
+    - "silent": accepts connections and never answers anything;
+    - "hang-get": answers HEAD (size, Accept-Ranges), never answers a GET;
+    - "no-range": answers every GET with 200 and the whole file, whatever Range asked;
+    - "too-long": answers a range GET with 206 and a Content-Length, then sends more bytes than it said.
+    Held connections are closed when the server stops (a context manager)."""
+
+    def __init__(self, root: Path, mode: str) -> None:
+        self.root, self.mode = Path(root), mode
+        self.server = socket.create_server((HOST, 0))
+        self.server.settimeout(0.05)
+        self.port = self.server.getsockname()[1]
+        self.stop = threading.Event()
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, name=f"misbehaving-{mode}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def __enter__(self) -> "Misbehaving":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        for conn in self.held:
+            conn.close()
+        self.server.close()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            self.held.append(conn)
+            if self.mode != "silent":
+                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        reader = conn.makefile("rb")
+        while not self.stop.is_set():
+            try:
+                request = reader.readline()
+            except OSError:
+                continue
+            if not request:
+                return
+            headers = {}
+            while True:
+                line = reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                key, _, value = line.decode("latin-1").partition(":")
+                headers[key.strip().lower()] = value.strip()
+            method, path = request.decode("latin-1").split()[:2]
+            target = self.root / path.lstrip("/")
+            if not target.is_file():
+                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                continue
+            data = target.read_bytes()
+            if method == "HEAD":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nAccept-Ranges: bytes\r\n\r\n" % len(data))
+                continue
+            if self.mode == "hang-get":
+                return  # holds the connection, never answers
+            m = re.match(r"bytes=(\d+)-(\d*)", headers.get("range", ""))
+            if self.mode == "no-range" or not m:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+                continue
+            start, stop = int(m[1]), int(m[2] or len(data) - 1) + 1
+            body = data[start:stop]
+            conn.sendall(b"HTTP/1.1 206 Partial Content\r\nContent-Length: %d\r\nContent-Range: bytes %d-%d/%d\r\n\r\n"
+                         % (len(body), start, stop - 1, len(data)) + body + b"x" * 100)  # "too-long": 100 more

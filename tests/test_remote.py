@@ -10,6 +10,7 @@ import io
 import re
 import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,54 @@ def test_a_storage_option_the_backend_does_not_take_is_a_one_line_error(sample, 
                         "--storage-option", f"s3.endpoint_url={s3_endpoint}", "--storage-option", "s3.no_such_key=1")
     assert code == 2 and "not accepted by its fsspec backend" in err and "no_such_key" in err, err
     assert err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------------- misbehaving servers
+
+@pytest.mark.parametrize("mode, message", [
+    ("silent", "stopped answering"),
+    ("hang-get", "stopped answering"),
+    ("no-range", "ignored a range request"),
+    ("too-long", "ILSVRC2012_img_train.tar"),
+], ids=["never-answers", "answers-head-not-get", "ignores-range", "sends-more-than-content-length"])
+def test_a_misbehaving_server_gives_a_one_line_error_within_a_bounded_time(tmp_path, mode, message):
+    from servers import Misbehaving
+    from tiny import write_tiny
+
+    sample = write_tiny(tmp_path / "dl")  # no fix-up names: TensorFlow's import would dominate the time
+    with Misbehaving(sample["train"].parent, mode) as server:
+        started = time.monotonic()
+        code, err = run_cli("convert", "--train", f"{server.url}/{sample['train'].name}", "--val", sample["val"],
+                            "--bbox", sample["bbox"], "--validation-labels-file", sample["val_labels"],
+                            "--out", tmp_path / "out", "--quiet", "--timeout", "0.3", "--connect-timeout", "0.3")
+        took = time.monotonic() - started
+    assert code == 2, err
+    assert err.startswith("streamprep: error:") and err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err
+    assert took < 60, f"took {took:.0f} s"
+
+
+def test_a_missing_s3_bucket_is_reported_at_once_not_retried(sample, s3, s3_endpoint, tmp_path):
+    started = time.monotonic()
+    code, err = run_cli("convert", "--train", "s3://no-such-bucket/ILSVRC2012_img_train.tar", "--val", sample["val"],
+                        "--bbox", sample["bbox"], "--validation-labels-file", sample["val_labels"], "--out",
+                        tmp_path / "out", "--quiet", "--storage-option", f"s3.endpoint_url={s3_endpoint}")
+    assert code == 2 and "no-such-bucket" in err and "not found" in err and err.count("\n") == 1, err
+    assert time.monotonic() - started < 20
+
+
+def test_storage_client_errors_no_retry_cures_are_told_from_transient_ones():
+    """botocore's own exception classes: a missing bucket (404), a refusal (403) and missing credentials are
+    final, with a hint; a throttle (503) is retried."""
+    botocore = pytest.importorskip("botocore.exceptions")
+    from streamprep.archives import retry
+
+    def client_error(code: str, status: int):
+        return botocore.ClientError({"Error": {"Code": code, "Message": code},
+                                     "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+
+    assert not retry.transient(client_error("NoSuchBucket", 404))
+    assert not retry.transient(client_error("AccessDenied", 403))
+    assert retry.transient(client_error("SlowDown", 503))
+    assert not retry.transient(botocore.NoCredentialsError())
+    assert "s3.anon=true" in retry.permanent_hint(botocore.NoCredentialsError())

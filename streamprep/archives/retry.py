@@ -13,6 +13,51 @@ FIRST_DELAY = 0.1  # seconds; doubled after each failure, with jitter
 # Libraries whose exceptions are network trouble, whatever their class (backends differ).
 NETWORK_MODULES = ("aiohttp", "botocore", "aiobotocore", "urllib3", "requests", "google", "http", "ssl", "asyncio")
 PERMANENT = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+# Errors of a storage client that no retry cures, by class name (the client libraries are optional), with the hint.
+PERMANENT_NAMES = {
+    "NoCredentialsError": "no credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile), or "
+                          "pass --storage-option s3.anon=true for a public bucket",
+    "PartialCredentialsError": "incomplete credentials; set both the key and the secret",
+    "NoRegionError": "no region set; set AWS_DEFAULT_REGION or pass --storage-option s3.client_kwargs=...",
+    "ParamValidationError": "the storage client refused the request's parameters; check the URL and the "
+                            "--storage-option values",
+    "DefaultCredentialsError": "no Google Cloud credentials found; run `gcloud auth application-default login` or "
+                               "set GOOGLE_APPLICATION_CREDENTIALS, or pass --storage-option gs.token=anon",
+}
+TIMEOUT_NAMES = ("TimeoutError", "ServerTimeoutError", "ConnectTimeoutError", "ReadTimeoutError", "FSTimeoutError",
+                 "ConnectTimeout", "ReadTimeout")
+
+
+def _response_status(error: BaseException) -> int | None:
+    """The HTTP status of a botocore ClientError (NoSuchBucket 404, AccessDenied 403, SlowDown 503...)."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        return status if isinstance(status, int) else None
+    return None
+
+
+def permanent_hint(error: BaseException) -> str | None:
+    """What to do about a storage error no retry cures (missing credentials...), or None if it is not one."""
+    seen = 0
+    while error is not None and seen < 5:
+        hint = PERMANENT_NAMES.get(type(error).__name__)
+        if hint:
+            return f"{hint} ({type(error).__name__}: {str(error)[:200]})"
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
+def timed_out(error: BaseException) -> bool:
+    """Whether `error` (or its cause) is a server that stopped answering within the timeout."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, TimeoutError) or type(error).__name__ in TIMEOUT_NAMES:
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
 
 
 def transient(error: BaseException) -> bool:
@@ -23,9 +68,9 @@ def transient(error: BaseException) -> bool:
     while error is not None and seen < 5:
         if isinstance(error, StreamprepError):  # our own verdict (a corrupt archive, retries run out): final
             return False
-        if isinstance(error, PERMANENT):
+        if isinstance(error, PERMANENT) or type(error).__name__ in PERMANENT_NAMES:
             return False
-        status = getattr(error, "status", None) or getattr(error, "code", None)
+        status = getattr(error, "status", None) or getattr(error, "code", None) or _response_status(error)
         if isinstance(status, int) and 400 <= status < 600:
             return status >= 500 or status in (408, 429)
         if isinstance(error, (TimeoutError, ConnectionError)):
@@ -49,11 +94,26 @@ def call(what: Callable[[], str], fn: Callable[[], T], attempts: int = ATTEMPTS,
             return fn()
         except Exception as e:
             if not transient(e):
+                if foreign(e):  # a storage client's own error that no retry cures (a 400, a broken answer)
+                    raise error(f"{what()}: {describe(e)}; check the URL and the server") from e
                 raise
             if attempt == attempts - 1:
-                raise exhausted(error, f"{what()}: {type(e).__name__}: {str(e)[:200]}", attempts) from e
+                raise exhausted(error, f"{what()}: {describe(e)}", attempts) from e
             pause(attempt)
     raise AssertionError("unreachable")
+
+
+def foreign(error: BaseException) -> bool:
+    """Whether `error` is a storage client library's own exception (not Python's, not streamprep's)."""
+    return type(error).__module__.split(".")[0] in NETWORK_MODULES
+
+
+def describe(error: BaseException) -> str:
+    """A storage error in a few words on one line: a timeout says the server stopped answering."""
+    if timed_out(error):
+        return "the server stopped answering (nothing within the timeout, --timeout or --connect-timeout)"
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}{' ...' if len(text) > 200 else ''}"
 
 
 def exhausted(error: type, text: str, attempts: int = ATTEMPTS) -> Exception:

@@ -26,14 +26,38 @@ def protocol_of(url: str) -> str:
     return url.split("://", 1)[0] if "://" in url else "file"
 
 
+TIMEOUTS = "timeouts"  # the storage options' entry `Options` fills: {"connect": s, "read": s}, for every protocol
+
+
 def options_for(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
-    """The options given for this URL's protocol (`{"s3": {...}, "gs": {...}}` holds them per protocol)."""
+    """The options given for this URL's protocol (`{"s3": {...}, "gs": {...}}` holds them per protocol), with the
+    connect and idle-read timeouts turned into the backend's own settings unless given there already."""
     options = storage_options or {}
     protocol = protocol_of(url)
     aliases = {"s3a": "s3", "gcs": "gs", "https": "http"}
     merged = dict(options.get(aliases.get(protocol, protocol), {}))
     merged.update(options.get(protocol, {}))
+    timeouts = options.get(TIMEOUTS)
+    if timeouts:
+        _with_timeouts(aliases.get(protocol, protocol), merged, timeouts["connect"], timeouts["read"])
     return merged
+
+
+def _with_timeouts(protocol: str, options: dict[str, Any], connect: float, read: float) -> None:
+    """Bound every wait on a server: connecting, and each read (a server that stops answering mid-response)."""
+    if protocol == "http":
+        import aiohttp
+
+        client = dict(options.get("client_kwargs") or {})
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read))
+        options["client_kwargs"] = client
+    elif protocol == "s3":
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("connect_timeout", connect)
+        config.setdefault("read_timeout", read)
+        options["config_kwargs"] = config
+    elif protocol == "gs":
+        options.setdefault("timeout", read)  # gcsfs: one timeout for the whole request
 
 
 def resolve(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -71,6 +95,14 @@ class Source:
             raise rejected_options(self.url, e) from e
         except FileNotFoundError as e:
             raise ArchiveError(f"{self.url}: not found; check the path or URL") from e
+        except PermissionError as e:
+            raise ArchiveError(f"{self.url}: access denied ({e}); check the credentials and the bucket's "
+                               "permissions") from e
+        except Exception as e:
+            hint = retry.permanent_hint(e)
+            if hint is None:
+                raise
+            raise ArchiveError(f"{self.url}: {hint}") from e
         if info.get("type") == "directory":
             raise ArchiveError(f"{self.url}: is a directory, not an archive; pass the downloaded file")
         if info.get("size") is None:
@@ -112,8 +144,9 @@ class Source:
         if end <= offset:
             return b""
         if self.remote:  # one ranged request, no read-ahead cache
-            return retry.call(lambda: f"{self.url} bytes {offset}-{end - 1}",
+            data = retry.call(lambda: f"{self.url} bytes {offset}-{end - 1}",
                               lambda: self.fs.cat_file(self.path, start=offset, end=end))
+            return self.ranged(data, offset, end - offset)
         fd = getattr(self._local, "fd", None)
         if fd is None:
             f = self.handle()
@@ -126,6 +159,14 @@ class Source:
         f = self.handle()
         f.seek(offset)
         return f.read(end - offset)
+
+    def ranged(self, data: bytes, offset: int, length: int) -> bytes:
+        """`data` as a server answered a request for `length` bytes at `offset`: more means it ignored the range."""
+        if len(data) > length:
+            raise ArchiveError(f"{self.url}: the server ignored a range request (asked for {length:,} bytes at offset "
+                               f"{offset:,}, it sent {len(data):,}): streamprep reads byte ranges and needs a server "
+                               "that supports HTTP range requests (206 Partial Content)")
+        return data
 
     def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """Bytes of several (offset, length) ranges; remote backends fetch them concurrently."""
@@ -153,10 +194,14 @@ class Source:
             for i, data in zip(todo, got):
                 if isinstance(data, BaseException):
                     if not retry.transient(data):
+                        if retry.foreign(data):
+                            offset, length = ranges[i]
+                            raise ArchiveError(f"{self.url} bytes {offset}-{offset + length - 1}: "
+                                               f"{retry.describe(data)}; check the URL and the server") from data
                         raise data
                     failed.append((i, data))
                 else:
-                    out[i] = data
+                    out[i] = self.ranged(data, ranges[i][0], ranges[i][1])
             if not failed:
                 return out  # type: ignore[return-value]
             todo = [i for i, _ in failed]
@@ -165,7 +210,7 @@ class Source:
         i, error = failed[0]
         offset, length = ranges[i]
         raise retry.exhausted(ArchiveError, f"{self.url} bytes {offset}-{offset + length - 1}: "
-                              f"{type(error).__name__}: {str(error)[:200]}") from error
+                              f"{retry.describe(error)}") from error
 
     def close(self) -> None:
         for f in self.__dict__.pop("_handles", []):
@@ -220,10 +265,12 @@ class Readahead:
             self.pending[self.frontier] = self._request(self.frontier)
             self.frontier += self.chunk
         future = self.pending.pop(start)
+        length = min(self.chunk, self.end - start)
         try:
-            return future.result()
+            data = future.result()
         except Exception:  # noqa: BLE001 - asked again through the retrying path, which names the URL and range
-            return self.source.read_at(start, min(self.chunk, self.end - start))
+            return self.source.read_at(start, length)
+        return self.source.ranged(data, start, length)
 
     def read_at(self, offset: int, length: int) -> bytes:
         stop = min(offset + length, self.end)

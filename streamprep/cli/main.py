@@ -10,6 +10,7 @@ import sys
 from typing import Any, Callable, Sequence, TextIO
 
 from .. import __version__
+from ..archives import retry
 from ..errors import ConfigError, MissingDependencyError, StreamprepError
 from ..options import Engine, Option, default_workers, fields, load_config, make_options
 from ..progress import Stopped
@@ -69,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser, only: set[str] | None = None, help
             kwargs.update(choices=[m.value for m in kind])  # type: ignore[attr-defined]
         elif "int" in str(f.type):
             kwargs.update(type=int, metavar=spec.metavar)
+        elif "float" in str(f.type):
+            kwargs.update(type=float, metavar=spec.metavar)
         else:
             kwargs.update(metavar=spec.metavar)
         group.add_argument(Option.flag(f.name), **kwargs)
@@ -148,6 +151,12 @@ def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int], quiet: b
     except KeyboardInterrupt:
         stderr.write(f"streamprep: interrupted; {interrupted}\n")
         return 130
+    except Exception as e:  # noqa: BLE001 - a storage client's error that reached here: one line, not a traceback
+        if not retry.foreign(e):
+            raise  # a bug of streamprep's: the traceback is what to report
+        stderr.write(f"streamprep: error: storage failed ({retry.describe(e)}); check the connection and the URLs, "
+                     f"then rerun; {interrupted}\n")
+        return 2
     finally:
         logger.removeHandler(handler)
 
