@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import ArchiveError
 from .storage import Source, sequential_reader
@@ -75,11 +75,14 @@ class _Sequential:
 MAX_GZIP_MEMBER = 32 << 20  # bytes of one .tar.gz member read into memory; bounding-box XML files are a few KB
 
 
-def gzip_members(source: Source, max_member: int = MAX_GZIP_MEMBER) -> Iterator[tuple[TarMember, bytes, int]]:
+def gzip_members(source: Source, max_member: int = MAX_GZIP_MEMBER,
+                 keep: Callable[[TarMember], bool] | None = None) -> Iterator[tuple[TarMember, bytes | None, int]]:
     """Members of a gzipped tar with their data and the compressed bytes read so far, in one forward pass.
 
-    A file member over `max_member` bytes is refused before it is read: a gzip bomb, or a header
-    claiming gigabytes, cannot fill the memory.
+    The data of a file member is read into memory only if `keep(member)` (default: every file); the
+    others come with None and are skipped by reading forward a MiB at a time. A kept member over
+    `max_member` bytes is refused before it is read: a gzip bomb, or a header claiming gigabytes,
+    cannot fill the memory.
     """
     with source.fs.open(source.path, "rb") as raw:
         if raw.read(2) != b"\x1f\x8b":
@@ -88,6 +91,9 @@ def gzip_members(source: Source, max_member: int = MAX_GZIP_MEMBER) -> Iterator[
         with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
             reader = _Sequential(stream, source.url)
             for m in iter_members(reader.read_at, source.url):
+                if m.is_file and keep is not None and not keep(m):
+                    yield m, None, raw.tell()
+                    continue
                 if m.is_file and m.size > max_member:
                     raise ArchiveError(
                         f"{source.url}!{m.name}: member of {m.size} bytes, over the {max_member} bytes streamprep "

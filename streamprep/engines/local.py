@@ -13,7 +13,8 @@ from ..index.build import build_index
 from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs.format import Reader, ShardResult, write_or_keep
-from ..outputs.materialize import materialize, tree_path
+from ..index.images import DatasetIndex
+from ..outputs.materialize import FolderTreeSummary, materialize, tree_path
 from ..plan import Plan, RecordSpec, make_plan
 from ..progress import Callback, Phase, Stopped, check
 from . import pipeline
@@ -133,19 +134,26 @@ def _run(options: Options, inputs: pipeline.Inputs, state: pipeline.OutputState 
                            inputs.sources["bbox"], inputs.labels, index.boxes.csv, options.workers, progress)
     summary = Summary(options.out, "local", 0.0, index_reused=reused, folder_tree=tree)
     if job and journal:
-        results: list[ShardResult] = []
-        for split, key in (("validation", "val"), ("train", "train")):
-            source = inputs.sources[key]
-            read = tree_reader(tree.base, split) if tree else archive_reader(source)
-            results += write_split(job, plan, split, read, source.remote and not tree, journal, progress, stop)
-        summary.manifest = pipeline.finish(job, journal, plan, index, results)
-        written = [r for r in results if not r.kept]
-        summary.shards_kept = len(results) - len(written)
-        summary.images_written = sum(r.entry.records for r in written)
-        summary.bytes_written = sum(r.entry.bytes for r in written)
-        summary.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[
-            plan.splits[r.shard.split].order[r.shard.start:r.shard.stop]].sum()) for r in written)
+        _write(job, journal, inputs, plan, index, tree, summary, progress, stop)
     return summary
+
+
+def _write(job: Job, journal: mf.Journal, inputs: pipeline.Inputs, plan: Plan, index: DatasetIndex,
+           tree: FolderTreeSummary | None, summary: Summary, progress: Callback | None,
+           stop: threading.Event | None) -> None:
+    """Both splits' shards (read from the folder tree if one was just written), then the complete manifest."""
+    results: list[ShardResult] = []
+    for split, key in (("validation", "val"), ("train", "train")):
+        source = inputs.sources[key]
+        read = tree_reader(tree.base, split) if tree else archive_reader(source)
+        results += write_split(job, plan, split, read, source.remote and not tree, journal, progress, stop)
+    summary.manifest = pipeline.finish(job, journal, plan, index, results)
+    written = [r for r in results if not r.kept]
+    summary.shards_kept = len(results) - len(written)
+    summary.images_written = sum(r.entry.records for r in written)
+    summary.bytes_written = sum(r.entry.bytes for r in written)
+    summary.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[
+        plan.splits[r.shard.split].order[r.shard.start:r.shard.stop]].sum()) for r in written)
 
 
 __all__ = ["archive_reader", "convert", "tree_reader", "write_split"]

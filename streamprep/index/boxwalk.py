@@ -122,7 +122,7 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
             ThreadPoolExecutor(PARSERS, thread_name_prefix="xml") as pool:
         parsing = _Parsing(pool, skip_bad_xml, skipped, source.url)
         try:
-            for m, data, compressed in gzip_members(source, MAX_XML_BYTES):
+            for m, data, compressed in gzip_members(source, MAX_XML_BYTES, keep=_annotation):
                 check(stop)
                 members += 1
                 phase.advance(int(m.is_file), compressed - read)
@@ -130,6 +130,7 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
                 name = normalize(m.name)
                 if m.is_dir or not _wanted(m, name, source.url, ignored):
                     continue
+                assert data is not None  # `_annotation` kept it
                 if name in seen:
                     raise ArchiveError(f"{source.url}!{m.name}: the archive holds this name twice; "
                                        "repack the archive without duplicates")
@@ -150,10 +151,20 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
     return BoxTable.build(files)
 
 
-def _wanted(m: Any, name: str, url: str, ignored: Ignored) -> bool:
-    """Whether a member is a `folder/file.xml` annotation, as the classic's `bboxes/*/*.xml` glob finds them."""
+def _is_annotation_name(name: str) -> bool:
+    """A `folder/file.xml` name, as the classic's `bboxes/*/*.xml` glob finds them (no hidden parts)."""
     parts = name.split("/")
-    if len(parts) != 2 or not parts[1].endswith(".xml") or any(p.startswith(".") or not p for p in parts):
+    return len(parts) == 2 and parts[1].endswith(".xml") and not any(p.startswith(".") or not p for p in parts)
+
+
+def _annotation(m: Any) -> bool:
+    """Whether a file member's data is needed (read into memory): an annotation by its name."""
+    return _is_annotation_name(normalize(m.name))
+
+
+def _wanted(m: Any, name: str, url: str, ignored: Ignored) -> bool:
+    """Whether a member is a `folder/file.xml` annotation to parse; others are counted as ignored."""
+    if not _is_annotation_name(name):
         ignored.add(f"{url}!{m.name}", "not a folder/*.xml annotation in the bounding-box archive")
         return False
     return regular_file(m, url, ignored)

@@ -100,8 +100,10 @@ def _listing(fs: Any, root: str, url: str) -> dict[str, dict[str, Any]]:
     """The output folder's visible files, by name."""
     try:
         info = fs.info(root)
-    except FileNotFoundError:
-        raise OutputUnreadableError(f"{url}: not found; pass the folder a conversion wrote (convert's --out)")
+    except TypeError as e:
+        raise rejected_options(url, e) from e
+    except FileNotFoundError as e:
+        raise OutputUnreadableError(f"{url}: not found; pass the folder a conversion wrote (convert's --out)") from e
     except OSError as e:
         raise OutputUnreadableError(f"{url}: cannot read ({e}); check the path or URL and permissions") from e
     if info.get("type") != "directory":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 # Start-of-frame markers: baseline, extended, progressive, lossless, arithmetic variants.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
@@ -62,35 +64,43 @@ def checked_jpeg_size(data: bytes) -> tuple[int, int]:
     return height, width
 
 
-def _frame(data: bytes, to_scan: bool) -> tuple[int, int, int]:
-    """(height, width) of the first SOF and, if `to_scan`, where the first scan's header ends."""
-    if not is_jpeg(data):
-        raise SizeUnreadable(f"not a JPEG: {describe(data)}")
+def _markers(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, where its segment's length field starts, the segment's length) of each marker segment, as
+    libjpeg reads them: stray bytes and FF fill skipped, stuffed bytes and standalone markers passed over. A
+    length field that does not fit is the end; so is EOI."""
     pos, end = 2, len(data)
-    found: tuple[int, int] | None = None
     while pos < end:
-        # libjpeg skips stray bytes before a marker and any 0xFF fill bytes.
-        while pos < end and data[pos] != 0xFF:
+        while pos < end and data[pos] != 0xFF:  # libjpeg skips stray bytes before a marker
             pos += 1
-        while pos < end and data[pos] == 0xFF:
+        while pos < end and data[pos] == 0xFF:  # and any 0xFF fill bytes
             pos += 1
         if pos >= end:
-            break
+            return
         marker = data[pos]
         pos += 1
         if marker == 0x00 or marker in _STANDALONE:  # FF 00 is a stuffed byte that libjpeg discards
             continue
-        if marker == 0xD9 or (marker == 0xDA and not found):  # EOI, or SOS before any frame header
-            break
-        if pos + 2 > end:
-            break
+        if marker == 0xD9 or pos + 2 > end:
+            return
         length = int.from_bytes(data[pos:pos + 2], "big")
         if length < 2:
             raise SizeUnreadable(f"segment length {length} at byte {pos}")
-        if marker == 0xDA:  # the first scan, after the frame header
+        yield marker, pos, length
+        pos += length
+
+
+def _frame(data: bytes, to_scan: bool) -> tuple[int, int, int]:
+    """(height, width) of the first SOF and, if `to_scan`, where the first scan's header ends."""
+    if not is_jpeg(data):
+        raise SizeUnreadable(f"not a JPEG: {describe(data)}")
+    found: tuple[int, int] | None = None
+    for marker, pos, length in _markers(data):
+        if marker == 0xDA:  # SOS: the first scan, which must come after the frame header
+            if found is None:
+                break
             return found[0], found[1], pos + length
-        if marker in _SOF and not found:
-            if pos + 7 > end:
+        if marker in _SOF and found is None:
+            if pos + 7 > len(data):
                 break
             height = int.from_bytes(data[pos + 3:pos + 5], "big")
             width = int.from_bytes(data[pos + 5:pos + 7], "big")
@@ -99,7 +109,6 @@ def _frame(data: bytes, to_scan: bool) -> tuple[int, int, int]:
             if not to_scan:
                 return height, width, -1
             found = (height, width)
-        pos += length
     if found:
         raise Undecodable("no image data (SOS) after the frame header: the file is cut short")
     raise SizeUnreadable("no frame header (SOF) before the image data")
