@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -37,35 +37,34 @@ def _response_status(error: BaseException) -> int | None:
     return None
 
 
-def permanent_hint(error: BaseException) -> str | None:
-    """What to do about a storage error no retry cures (missing credentials...), or None if it is not one."""
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    """`error` and what caused it, nearest first (five at most: backends wrap a few times, never more)."""
     seen = 0
     while error is not None and seen < 5:
-        hint = PERMANENT_NAMES.get(type(error).__name__)
-        if hint:
-            return f"{hint} ({type(error).__name__}: {str(error)[:200]})"
+        yield error
         error = error.__cause__ or error.__context__
         seen += 1
+
+
+def permanent_hint(error: BaseException) -> str | None:
+    """What to do about a storage error no retry cures (missing credentials...), or None if it is not one."""
+    for e in _chain(error):
+        hint = PERMANENT_NAMES.get(type(e).__name__)
+        if hint:
+            return f"{hint} ({type(e).__name__}: {str(e)[:200]})"
     return None
 
 
 def timed_out(error: BaseException) -> bool:
     """Whether `error` (or its cause) is a server that stopped answering within the timeout."""
-    seen = 0
-    while error is not None and seen < 5:
-        if isinstance(error, TimeoutError) or type(error).__name__ in TIMEOUT_NAMES:
-            return True
-        error = error.__cause__ or error.__context__
-        seen += 1
-    return False
+    return any(isinstance(e, TimeoutError) or type(e).__name__ in TIMEOUT_NAMES for e in _chain(error))
 
 
 def transient(error: BaseException) -> bool:
     """Whether `error` (or what caused it) looks like a failure that a retry may cure."""
     from ..errors import StreamprepError
 
-    seen = 0
-    while error is not None and seen < 5:
+    for error in _chain(error):
         if isinstance(error, StreamprepError):  # our own verdict (a corrupt archive, retries run out): final
             return False
         if isinstance(error, PERMANENT) or type(error).__name__ in PERMANENT_NAMES:
@@ -79,8 +78,6 @@ def transient(error: BaseException) -> bool:
             return getattr(error, "errno", None) not in (28, 30)  # no space left, read-only: not transient
         if type(error).__module__.split(".")[0] in NETWORK_MODULES or type(error).__name__ == "FSTimeoutError":
             return True
-        error = error.__cause__ or error.__context__
-        seen += 1
     return False
 
 
