@@ -129,9 +129,7 @@ def _shards(s: Summary) -> list[str]:
     csv = totals.bboxes_csv
     if csv is not None:
         lines.append(f"  bboxes.csv {csv.boxes:>9,} boxes from {csv.files:,} XML files")
-    fixups = totals.fixups
-    shown = f" ({', '.join(fixups[:5])}{' ...' if len(fixups) > 5 else ''})" if fixups else ""
-    lines.append(f"  fix-ups    {len(fixups):>9,}{shown}")
+    lines += _fixups(totals.fixups)
     if s.shards_kept:
         lines.append(f"  resumed    {s.shards_kept:>9,} of {len(s.manifest.shards):,} shards were already complete "
                      "(sha256 checked against the manifest) and were kept")
@@ -144,6 +142,18 @@ def _shards(s: Summary) -> list[str]:
         lines.append("  ignored members:")
         for reason, entry in totals.ignored.items():
             lines.append(f"    {entry['count']:,} {reason}, e.g. {', '.join(entry['examples'][:2])}")
+    return lines
+
+
+FIXUP_WORDS = {"png_to_jpeg": "PNG re-encoded as JPEG", "cmyk_to_rgb": "CMYK JPEG re-encoded as RGB"}
+
+
+def _fixups(fixed: dict[str, list[str]]) -> list[str]:
+    """The classic's fix-ups, by what each did, with the images it was done to."""
+    lines = [f"  fix-ups    {sum(len(v) for v in fixed.values()):>9,}"]
+    for kind, names in fixed.items():
+        shown = ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
+        lines.append(f"    {len(names):,} {FIXUP_WORDS.get(kind, kind)}: {shown}")
     return lines
 
 

@@ -25,6 +25,7 @@ from ..outputs import manifest as mf
 from ..outputs.bboxes_csv import BBOXES_CSV, write_bboxes
 from ..outputs.files import Output, sweep
 from ..outputs.format import Check, Format, ShardResult
+from ..records import fixups
 from ..records.decode import full_decode
 from ..outputs.materialize import FolderTreeSummary
 from ..outputs.tfrecord import TFRecordFormat
@@ -235,7 +236,10 @@ def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.
     entries = [r.entry for r in results]
     ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
                for reason, count in sorted(index.ignored.counts.items())}
-    return mf.Totals(splits, csv, sorted(f for e in entries for f in e.fixups),
+    fixed: dict[str, list[str]] = {}
+    for name in sorted(f for e in entries for f in e.fixups):
+        fixed.setdefault(fixups.KINDS[fixups.fixup_kind(name) or "png"], []).append(name)
+    return mf.Totals(splits, csv, dict(sorted(fixed.items())),
                      [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored)
 
 

@@ -106,7 +106,7 @@ class Totals:
 
     splits: dict[str, SplitEntry]
     bboxes_csv: FileEntry | None
-    fixups: list[str]
+    fixups: dict[str, list[str]]  # what was done ("png_to_jpeg", "cmyk_to_rgb") -> the images it was done to
     skipped: list[dict[str, str]]
     ignored: dict[str, dict[str, Any]]  # reason -> {"count", "examples"}
 
@@ -155,8 +155,11 @@ class Manifest:
         _require(isinstance(splits, dict), "'splits' is not an object of objects")
         skipped = data.get("skipped", [])
         csv = data.get("bboxes_csv")
+        fixups = data.get("fixups") or {}
+        _require(isinstance(fixups, dict) and all(isinstance(v, list) for v in fixups.values()),
+                 "'fixups' is not an object of lists")
         totals = Totals({k: SplitEntry.parse(v) for k, v in splits.items()},
-                        None if csv is None else FileEntry.parse(csv), list(data.get("fixups", []) or []),
+                        None if csv is None else FileEntry.parse(csv), {k: list(v) for k, v in fixups.items()},
                         skipped if isinstance(skipped, list) else [], data.get("ignored", {}) or {})
         has_totals = any(k in data for k in ("splits", "bboxes_csv"))
         return cls(data.get("run", {}), data.get("options", {}), data.get("md5", {}), entries,

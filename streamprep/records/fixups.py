@@ -21,6 +21,10 @@ n07583066_647.JPEG n13037406_4650.JPEG""".split())
 _tf_lock = threading.Lock()
 
 
+# What each fix-up does, as the summary and manifest.json name it.
+KINDS = {"png": "png_to_jpeg", "cmyk": "cmyk_to_rgb"}
+
+
 def fixup_kind(filename: str) -> str | None:
     """'png', 'cmyk' or None, by the classic's own tests (a substring test for the PNG)."""
     if PNG_NAME in filename:
