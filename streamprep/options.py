@@ -133,6 +133,9 @@ class Options:
         False, group=CHECKS, default_text="off; reads every byte once more",
         help="first check the downloads against the MD5 sums published for ILSVRC2012; on a mismatch nothing is "
         "written")
+    no_space_check: bool = option(
+        False, group=CHECKS, manifest=False,
+        help="do not stop before writing when the shards still to write may not fit in the free space of a local --out")
     check_decode: bool = option(
         False, group=CHECKS, default_text="off; the header and end-of-image checks the classic's decoder makes "
         "always run",

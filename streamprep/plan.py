@@ -117,6 +117,18 @@ class Plan:
     def shards(self) -> tuple[ShardSpec, ...]:
         return tuple(s for split in self.splits.values() for s in split.shards)
 
+    def fixup_sizes(self) -> list[tuple[str, int]]:
+        """(file name, size in the download) of every image the classic re-encodes."""
+        from .records.fixups import named_in
+
+        found = []
+        for split in self.splits.values():
+            index = split.index
+            if not named_in(index.names.blob):  # cheap: most data sets hold none
+                continue
+            found += [(index.names[i], int(index.sizes[i])) for i in range(len(index)) if fixup_kind(index.names[i])]
+        return found
+
     def archive(self, split: str) -> str:
         return self.splits[split].index.archive
 

@@ -326,14 +326,26 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_full_disk_stops_the_run_clearly_and_keeps_only_complete_shards(tmp_path, small_disk):
+def _big_images(tmp_path):
     classes = tiny_classes(images_per_class=12)
     for synset in classes:  # about 6 KB of incompressible data per image: the disk fills after a few shards
         classes[synset] = {n: d + bytes(__import__("random").Random(n).randbytes(6000)) for n, d in classes[synset].items()}
-    paths = write_tiny(tmp_path / "dl", classes=classes)
+    return write_tiny(tmp_path / "dl", classes=classes)
+
+
+def test_a_run_that_cannot_fit_stops_before_writing_and_gives_both_numbers(tmp_path, small_disk):
+    paths = _big_images(tmp_path)
+    out = small_disk / "out"
+    code, err = convert(paths, out, "--train-shards", "12", "--validation-shards", "1", "--classic-threads", "1")
+    assert code == 2 and "may take up to" in err and "free" in err and "--no-space-check" in err, err
+    assert not out.exists() or not any(out.glob("train-*"))
+
+
+def test_a_full_disk_stops_the_run_clearly_and_keeps_only_complete_shards(tmp_path, small_disk):
+    paths = _big_images(tmp_path)
     out = small_disk / "out"
     code, err = convert(paths, out, "--train-shards", "12", "--validation-shards", "1", "--classic-threads", "1",
-                        "--workers", "1")
+                        "--workers", "1", "--no-space-check")  # the space check would stop it before it fills
     assert code == 2, err
     assert err.startswith("streamprep: error:") and "No space left" in err and "check free space" in err
     written = sorted(p.name for p in out.glob("train-*"))

@@ -49,7 +49,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     values = {"downloads": "dl", "out": "o", "train-shards": 16, "validation-shards": 8, "classic-threads": 4,
               "labels-file": "s.txt", "metadata-file": "m.txt", "validation-labels-file": "v.txt", "check-md5": True,
               "on-bad-image": "skip", "on-bad-xml": "skip", "check-decode": True, "workers": 3, "engine": "local",
-              "overwrite": True, "timeout": 5, "connect-timeout": 2.5,
+              "overwrite": True, "timeout": 5, "connect-timeout": 2.5, "no-space-check": True,
               "materialize": "tree"}
     assert set(values) | {"train", "val", "bbox", "storage-options"} == {Option.key(f.name) for f in fields()}
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()] + ["[storage-options.s3]", 'anon = true']

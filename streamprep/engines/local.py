@@ -125,6 +125,8 @@ def _run(options: Options, inputs: pipeline.Inputs, state: pipeline.OutputState 
     if index is None:
         index = build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop)
     plan = make_plan(index, inputs.labels, options.sharding)  # fails here, before any write, if a text is missing
+    if job:
+        pipeline.check_space(job, plan)
     journal = pipeline.open_output(job, state) if job else None
     if job and not reused:
         pipeline.save_index(job, index)

@@ -8,14 +8,16 @@ calls, so both engines give the same bytes.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .. import __version__
-from ..archives.storage import Source, rejected_options
+from ..archives.storage import Source, protocol_of, rejected_options
 from ..errors import ConfigError, OutputError
 from ..index import store
 from ..index.images import DatasetIndex
@@ -176,6 +178,23 @@ def make_job(options: Options, inputs: Inputs, state: OutputState | None, md5: d
     if mf.identifiable(inputs.identities):
         key = store.key(inputs.identities, run["labels"], {"on_bad_xml": str(options.on_bad_xml)})
     return Job(options, inputs.labels, head, keep, key)
+
+
+def check_space(job: Job, plan: Plan) -> None:
+    """Stop before the first write when the shards still to write may not fit on a local `out`."""
+    output = job.output()
+    if job.options.no_space_check or protocol_of(job.options.out) != "file":
+        return
+    todo = [s for s in plan.shards if job.fmt.file_name(s) not in job.keep]
+    need = job.fmt.most_bytes(plan, todo)
+    folder = output.root
+    while folder and not os.path.exists(folder):  # the folder may not exist yet: its nearest parent's disk
+        folder = os.path.dirname(folder.rstrip("/"))
+    free = shutil.disk_usage(folder or ".").free
+    if need > free:
+        raise OutputError(f"{job.options.out}: the {len(todo):,} shards still to write may take up to {need:,} bytes "
+                          f"({need / 1e9:,.1f} GB), and the disk has {free:,} bytes ({free / 1e9:,.1f} GB) free; free "
+                          "some space or choose another --out (--no-space-check writes anyway)")
 
 
 def open_output(job: Job, state: OutputState | None) -> mf.Journal:

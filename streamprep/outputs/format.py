@@ -25,6 +25,9 @@ from .files import Output
 from .manifest import ShardEntry, file_matches
 
 BATCH = 64  # images fetched together (one concurrent range request batch on remote storage)
+# Bytes a record may take beyond its image: the classic's Example (17 features, its text, file name and boxes)
+# and TFRecord framing take 300-600 bytes; an image with many boxes a few more.
+RECORD_ALLOWANCE = 2048
 
 Reader = Callable[[list[RecordSpec]], list[bytes]]  # the image bytes of a batch of records, in order
 
@@ -59,6 +62,18 @@ class Format(ABC):
 
     def file_names(self, shards: Sequence[ShardSpec]) -> list[str]:
         return [self.file_name(s) for s in shards]
+
+    def most_bytes(self, plan: Plan, shards: Sequence[ShardSpec]) -> int:
+        """At most how many bytes these shards' files take: the images plus a generous allowance per record for
+        the format's framing and metadata, and a re-encoded fix-up file taken as up to 4 times its size."""
+        total = 0
+        for shard in shards:
+            split = plan.splits[shard.split]
+            rows = split.order[shard.start:shard.stop]
+            total += int(split.index.sizes[rows].sum()) + RECORD_ALLOWANCE * len(rows)
+        for name, size in plan.fixup_sizes():
+            total += 3 * size
+        return total
 
     def prepare(self, plan: Plan, split: str) -> None:
         """Called once before a split's shards are written (in the process that writes them): load codecs."""
