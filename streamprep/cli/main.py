@@ -14,7 +14,7 @@ from ..archives import retry
 from ..errors import ConfigError, MissingDependencyError, StreamprepError
 from ..options import Engine, Option, default_workers, fields, load_config, make_options
 from ..progress import Stopped
-from .report import Reporter, WarningHandler, format_summary
+from .report import Reporter, WarningHandler, format_inspection, format_preview, format_summary
 
 
 def _storage_option(text: str) -> tuple[str, str, Any]:
@@ -91,6 +91,27 @@ def parser() -> argparse.ArgumentParser:
                    "(configs/classic.toml in the source tree is an example); flags override it")
     add_arguments(p)
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+
+    pl = sub.add_parser("plan", help="see what convert would do, writing nothing but the saved index",
+                        description="Index the downloads and plan the shards as convert would, then report: the "
+                        "downloads found, images and classes per split, fix-ups and ignored members, the shards "
+                        "to write and those already finished, the output's size and the free space at --out. "
+                        "Writes nothing but the index (in OUT/.streamprep/), which convert then reuses. Takes "
+                        "the same options as convert.")
+    pl.add_argument("--config", metavar="TOML", help="config file, as for convert; flags override it")
+    add_arguments(pl)
+    pl.add_argument("--json", action="store_true", help="print the report as JSON (for scripts)")
+    pl.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (the report is still printed)")
+
+    i = sub.add_parser("inspect", help="look inside a download or a shard",
+                       description="Show what a download (the training tar, the validation tar, the bounding-box "
+                       "tar.gz) or a TFRecord shard (streamprep's or the classic procedure's) holds: counts, the "
+                       "first members or records, and members that convert would leave out, and why. Recognised by "
+                       "content, not name.")
+    i.add_argument("path", metavar="PATH", help="a download or a shard: a path or fsspec URL")
+    i.add_argument("--limit", type=int, default=20, metavar="N", help="members or records listed (default: 20)")
+    i.add_argument("--json", action="store_true", help="print the report as JSON (for scripts)")
+    add_arguments(i, only={"labels_file", "metadata_file", "validation_labels_file", "storage_options"})
 
     v = sub.add_parser("verify", help="check a finished output: framing, schema, labels, counts and sha256",
                        description="Check every record of an output folder: length and data CRCs, the classic "
@@ -191,6 +212,31 @@ def _convert_command(args: argparse.Namespace, passthrough: list[str] | None, st
     return 0
 
 
+def _plan_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`streamprep plan`: the report on stdout."""
+    from ..engines.preview import preview
+
+    report = preview(make_options(_values(args)), None if args.quiet else Reporter(stderr, stderr.isatty()))
+    stdout.write(json.dumps(report.to_json(), indent=1) + "\n" if args.json else format_preview(report))
+    stdout.flush()
+    return 0
+
+
+def _inspect_command(args: argparse.Namespace, stdout: TextIO) -> int:
+    """`streamprep inspect`: the report on stdout."""
+    from ..index.labels import load_label_data
+    from ..outputs.inspect import inspect
+
+    if args.limit < 0:
+        raise ConfigError(f"limit (--limit) must be 0 or more, got {args.limit}")
+    storage = _storage_options(args)
+    labels = load_label_data(args.labels_file, args.metadata_file, args.validation_labels_file, storage)
+    found = inspect(args.path, labels, storage, args.limit)
+    stdout.write(json.dumps(found.to_json(), indent=1) + "\n" if args.json else format_inspection(found))
+    stdout.flush()
+    return 0
+
+
 def _beam_engine() -> Any:
     """engines.beam, which imports Apache Beam; only `--engine beam` loads it."""
     try:
@@ -211,6 +257,11 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
+    if args.command == "inspect":
+        return _guarded(stderr, "nothing was written", lambda: _inspect_command(args, stdout or sys.stdout))
+    if args.command == "plan":
+        return _guarded(stderr, "nothing was written but the saved index",
+                        lambda: _plan_command(args, stdout or sys.stdout, stderr), args.quiet)
     if args.command == "verify":
         return _guarded(stderr, "verification stopped", lambda: _verify_command(args, stdout or sys.stdout, stderr),
                         args.quiet)

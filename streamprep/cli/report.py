@@ -7,6 +7,8 @@ import time
 from typing import Any, TextIO
 
 from ..engines.pipeline import Summary
+from ..engines.preview import Preview
+from ..outputs.inspect import Inspection
 from ..progress import Event
 
 LOG_INTERVAL = 15.0  # seconds between plain progress lines when stderr is not a terminal
@@ -179,4 +181,80 @@ def format_summary(s: Summary) -> str:
     lines = _folder_tree(s) + _shards(s)
     if s.manifest is not None:
         lines += _rates(s)
+    return "\n".join(lines) + "\n"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,} bytes"
+
+
+def format_preview(p: Preview) -> str:
+    """`streamprep plan`'s report, at most 80 columns where names allow."""
+    lines = ["streamprep plan: what convert would do", "", "downloads:"]
+    for d in p.downloads:
+        official = "the official file" if d.official else "not the official file by name and size"
+        lines.append(f"  {d.role:<5} {_size(d.size):>10}  {official}")
+        lines.append(f"        {d.url}")
+    lines += ["", "images:"]
+    for name, split in p.splits.items():
+        lines.append(f"  {name:<10} {split.images:>9,} images, {split.classes:,} classes, {split.shards:,} shards")
+    lines.append(f"  boxes      {p.boxes:>9,} from {p.box_files:,} XML files")
+    lines += _fixups(p.fixups)
+    if p.ignored:
+        lines.append("  ignored members:")
+        for reason, entry in p.ignored.items():
+            lines.append(f"    {entry['count']:,} {reason}")
+    if p.skipped:
+        lines.append(f"  {len(p.skipped):,} bad XML file(s) skipped (--on-bad-xml skip)")
+    lines += ["", f"output: {p.out or '(none: --no-shards)'}", f"  {p.out_state}"]
+    if p.refused:
+        lines.append(f"  convert would stop: {p.refused}")
+    for name, split in p.splits.items():
+        write = split.shards - split.shards_kept
+        kept = f", {split.shards_kept:,} kept (finished earlier)" if split.shards_kept else ""
+        lines.append(f"  {name:<10} {write:>9,} shards to write{kept}")
+    exact = "exactly" if p.bytes_low == p.bytes_high else "between"
+    size = _size(p.bytes_low) if p.bytes_low == p.bytes_high else f"{_size(p.bytes_low)} and {_size(p.bytes_high)}"
+    lines.append(f"  to write   {exact} {size}")
+    lines.append(f"             ({p.bytes_low:,} to {p.bytes_high:,} bytes: image sizes are read when writing)")
+    if p.fixups:
+        lines.append("             (fix-up files counted at their size before re-encoding)")
+    if p.free_bytes is not None:
+        fits = "enough" if p.free_bytes >= p.bytes_high else "NOT enough"
+        lines.append(f"  free space {_size(p.free_bytes)} at --out: {fits}")
+    index = ("reused the index saved by an earlier run" if p.index_reused else
+             "saved the index for convert to reuse" if p.index_saved else "index not saved")
+    lines += [f"  {index}", f"  planned in {p.seconds:.1f} s"]
+    return "\n".join(lines) + "\n"
+
+
+def format_inspection(i: Inspection) -> str:
+    """`streamprep inspect`'s report: counts, the first entries one a line, members left out and why."""
+    lines = [f"{i.url}", f"  {i.kind}, {_size(i.size)}"]
+    lines += [f"  {name:<26} {count:>12,}" for name, count in i.counts.items()]
+    if i.per_class:
+        shown = list(i.per_class.items())
+        lines.append("  images per class: " + ", ".join(f"{s} {n:,}" for s, n in shown[:6])
+                     + (f" ... ({len(shown):,} classes)" if len(shown) > 6 else ""))
+    if i.entries:
+        lines += ["", f"  the first {len(i.entries):,}:"]
+        for e in i.entries:
+            if i.kind == "TFRecord shard":
+                lines.append(f"  {e['filename']}  label {e['label']} {e['synset']}  {e['width']}x{e['height']}  "
+                             f"{e['bytes']:,} bytes  {len(e['boxes'])} box(es)")
+                lines.append(f"      {e['text']}")
+                lines += [f"      box {box}" for box in e["boxes"][:3]]
+            elif "box" in e:
+                lines.append(f"  {e['image']}  {e['box']}")
+            else:
+                lines.append(f"  {e['member']}  label {e['label']} {e['synset']}  {e['bytes']:,} bytes")
+        if i.more:
+            lines.append(f"  ... and {i.more:,} more (--limit N)")
+    if i.ignored:
+        lines += ["", "  left out, and why:"]
+        for reason, entry in i.ignored.items():
+            lines.append(f"    {entry['count']:,} {reason}, e.g. {entry['examples'][0].rsplit('!', 1)[-1]}")
     return "\n".join(lines) + "\n"

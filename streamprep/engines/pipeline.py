@@ -137,9 +137,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(said) or "another run record"
 
 
-def claim_output(options: Options, state: OutputState, run: dict[str, Any]) -> None:
+def claim_output(options: Options, state: OutputState, run: dict[str, Any], probe: bool = True) -> None:
     """Refuse an `out` that holds another conversion or foreign shards (before anything is read or written);
-    then check it can be written."""
+    then (`probe`) check it can be written."""
     out = options.out
     if state.previous is not None and state.previous.run != run and not options.overwrite:
         raise OutputError(f"{out}: holds the output of another conversion ({_differences(state.previous.run, run)}); "
@@ -151,7 +151,8 @@ def claim_output(options: Options, state: OutputState, run: dict[str, Any]) -> N
         raise OutputError(f"{out}: holds {len(state.shard_files):,} shard file(s) (e.g. {state.shard_files[0]}) that "
                           f"no streamprep manifest lists{why}; streamprep will not mix its shards with them. Remove "
                           "them or choose another --out")
-    Output(out, options.storage_options, create=False).probe()
+    if probe:
+        Output(out, options.storage_options, create=False).probe()
 
 
 def release_output(options: Options, state: OutputState) -> None:

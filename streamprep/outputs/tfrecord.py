@@ -60,6 +60,10 @@ def read_records(f: BinaryIO, name: str = "") -> Iterator[bytes]:
         yield data
 
 
+FRAMING = 16  # bytes a TFRecord adds to a record: length (8), its masked CRC (4), the data's masked CRC (4)
+MAX_SIDE = 65500  # the largest height or width an image may have (libjpeg's limit)
+
+
 class _Encoder(ShardEncoder):
     def record(self, spec: RecordSpec, image: bytes) -> Sequence[bytes]:
         return frame_parts(*classic.encode_parts(spec, image))
@@ -75,6 +79,16 @@ class TFRecordFormat(Format):
 
     def encoder(self, shard: ShardSpec) -> ShardEncoder:
         return _Encoder()
+
+    def size_bounds(self, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
+        """The shard file's exact size but for what the index cannot know without reading the images: each
+        image's height and width (1 to 3 bytes each as varints) and a fix-up file's re-encoded size (counted as
+        the original's; shown apart by `plan`). (smallest, largest) in bytes."""
+        low = high = 0
+        for spec in plan.records(shard):
+            low += FRAMING + classic.example_size(spec, spec.size, 1, 1)
+            high += FRAMING + classic.example_size(spec, spec.size, MAX_SIDE, MAX_SIDE)
+        return low, high
 
     def prepare(self, plan: Plan, split: str) -> None:
         """Import TensorFlow before the writer threads start if this split holds a fix-up file name."""

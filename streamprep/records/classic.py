@@ -86,3 +86,14 @@ def encode_parts(spec: RecordSpec, data: bytes) -> tuple[bytes, bytes, bytes]:
                       ex.int64_entry("image/width", width)])
     head = ex.example_head(len(before) + len(image) + len(data) + len(after)) + before + image
     return head, data, after
+
+
+def example_size(spec: RecordSpec, image_size: int, height: int, width: int) -> int:
+    """The length of the Example `encode_parts` gives for an image of `image_size` bytes and that size."""
+    before = len(_CHANNELS) + len(_class_entries(spec)) + len(_COLORSPACE)
+    image = len(ex.bytes_entry_head(_ENCODED, image_size))
+    after = (len(ex.entry("image/filename", ex.bytes_feature(spec.filename.encode("utf-8", "surrogateescape"))))
+             + len(_FORMAT) + len(ex.int64_entry("image/height", height)) + len(_box_entries(spec))
+             + len(ex.int64_entry("image/width", width)))
+    length = before + image + image_size + after
+    return len(ex.example_head(length)) + length

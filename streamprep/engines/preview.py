@@ -1,0 +1,173 @@
+"""`streamprep plan`: what a conversion would do, found without writing anything but the saved index.
+
+The same steps as a conversion up to the plan (open the downloads, look at `out`, index, plan),
+then a report instead of the writes: the downloads found, images and classes per split, fix-ups
+and ignored members, the shards to write and those an earlier run finished, the output's size
+(exact but for what only the images know) and the free space at `out`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..archives.checksums import PUBLISHED
+from ..archives.storage import protocol_of
+from ..errors import StreamprepError
+from ..index.build import build_index
+from ..options import Options
+from ..outputs import manifest as mf
+from ..outputs.tfrecord import TFRecordFormat
+from ..plan import make_plan
+from ..progress import Callback
+from ..records.fixups import KINDS, fixup_kind
+from . import pipeline
+
+
+@dataclass
+class Download:
+    role: str  # train, val, bbox
+    url: str
+    size: int
+    mtime: str | None
+    etag: str | None
+    official: bool  # its name and size are those of the published file
+
+
+@dataclass
+class SplitPreview:
+    images: int
+    classes: int
+    shards: int
+    shards_kept: int  # finished by an earlier run of the same conversion (checked again when converting)
+    bytes_low: int  # the shards still to write, at least ...
+    bytes_high: int  # ... and at most (image heights and widths unknown)
+
+
+@dataclass
+class Preview:
+    """The report `streamprep plan` prints (`to_json` for scripts)."""
+
+    downloads: list[Download]
+    splits: dict[str, SplitPreview]
+    boxes: int
+    box_files: int
+    fixups: dict[str, list[str]]  # kind -> images; their re-encoded size is counted as the original's
+    ignored: dict[str, dict[str, Any]]
+    skipped: list[dict[str, str]]
+    out: str | None
+    out_state: str  # what convert would find there, in a few words
+    refused: str | None  # the error convert would stop with before reading anything, if any
+    free_bytes: int | None  # at a local `out` (or its nearest existing parent)
+    index_reused: bool
+    index_saved: bool
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_low(self) -> int:
+        return sum(s.bytes_low for s in self.splits.values())
+
+    @property
+    def bytes_high(self) -> int:
+        return sum(s.bytes_high for s in self.splits.values())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["bytes_low"], data["bytes_high"] = self.bytes_low, self.bytes_high
+        return data
+
+
+def _downloads(inputs: pipeline.Inputs) -> list[Download]:
+    found = []
+    for role, source in inputs.sources.items():
+        identity = inputs.identities[role]
+        published = PUBLISHED[role]
+        name = source.url.rstrip("/").rsplit("/", 1)[-1]
+        found.append(Download(role, identity["url"], source.size, identity["mtime"], identity["etag"],
+                              name == published.name and published.plausible(source.size)))
+    return found
+
+
+def _free_bytes(out: str | None) -> int | None:
+    if not out or protocol_of(out) != "file":
+        return None
+    folder = out[len("file://"):] if out.startswith("file://") else out
+    folder = os.path.abspath(folder)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    return shutil.disk_usage(folder).free
+
+
+def _out_state(options: Options, state: pipeline.OutputState | None, run: dict[str, Any]) -> tuple[str, str | None]:
+    if state is None:
+        return "no --out: the folder tree only", None
+    try:
+        pipeline.claim_output(options, state, run, probe=False)
+    except StreamprepError as e:
+        return "refused", str(e)
+    if not state.existed:
+        return "a new folder", None
+    if state.previous is None:
+        return "an existing folder without a conversion", None
+    if state.previous.run == run:
+        return ("the same conversion, finished" if state.previous.complete else
+                "the same conversion, interrupted: convert resumes it"), None
+    return "another conversion: --overwrite removes its files", None
+
+
+def preview(options: Options, progress: Callback | None = None, stop: threading.Event | None = None) -> Preview:
+    """What `convert(options)` would do; writes nothing but the saved index in `out` (when `out` is local or
+    already exists), so that the conversion itself does not walk the downloads again."""
+    import time
+
+    started = time.monotonic()
+    inputs = pipeline.open_inputs(options)
+    try:
+        state = pipeline.look_at_output(options) if options.out else None
+        run = pipeline.run_record(options, inputs)
+        out_state, refused = _out_state(options, state, run)
+        job = pipeline.make_job(options, inputs, state) if options.out else None
+        index = pipeline.saved_index(job, state) if job else None
+        reused = index is not None
+        if index is None:
+            index = build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop)
+        plan = make_plan(index, inputs.labels, options.sharding)
+        saved = False
+        if job and not reused and not refused:
+            job.output().create()
+            pipeline.save_index(job, index)
+            saved = True
+        fmt, keep = TFRecordFormat(), (job.keep if job else {})
+        output = job.output() if job else None
+        splits = {}
+        for name, split_plan in plan.splits.items():
+            kept = [s for s in split_plan.shards if fmt.file_name(s) in keep and output is not None
+                    and _size_matches(output, keep[fmt.file_name(s)])]
+            todo = [s for s in split_plan.shards if s not in kept]
+            bounds = [fmt.size_bounds(plan, s) for s in todo]
+            splits[name] = SplitPreview(len(split_plan.index), len(split_plan.index.present_labels()),
+                                        len(split_plan.shards), len(kept), sum(b[0] for b in bounds),
+                                        sum(b[1] for b in bounds))
+        fixed: dict[str, list[str]] = {}
+        for name, _ in plan.fixup_sizes():
+            fixed.setdefault(KINDS[fixup_kind(name) or "png"], []).append(name)
+        ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
+                   for reason, count in sorted(index.ignored.counts.items())}
+        result = Preview(_downloads(inputs), splits, plan.boxes.count, plan.boxes.files,
+                         {k: sorted(v) for k, v in sorted(fixed.items())}, ignored, list(index.skipped.items),
+                         options.out, out_state, refused, _free_bytes(options.out), reused, saved)
+    finally:
+        inputs.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _size_matches(output: Any, entry: mf.ShardEntry) -> bool:
+    try:
+        return output.fs.size(output.path(entry.name)) == entry.bytes
+    except (FileNotFoundError, OSError):
+        return False
