@@ -287,3 +287,32 @@ def make_options(values: dict[str, Any]) -> Options:
     """Options from values by field name (a config file's, with flags laid over them); missing ones default."""
     names = {f.name for f in fields()}
     return Options(**{k: v for k, v in values.items() if k in names})
+
+
+def example_config() -> str:
+    """A TOML config naming every option with its default and help, all commented out: a starting point."""
+    lines = ["# streamprep convert: a config file (`streamprep convert --config FILE`); flags override it.",
+             "# Uncomment what you set. Relative paths are taken from this file's folder.", ""]
+    group = None
+    for f in fields():
+        spec: Option = f.metadata["option"]
+        if spec.group != group:
+            group = spec.group
+            lines += ["", f"# --- {group}"]
+        lines.append(f"# {spec.help}")
+        if f.name == "storage_options":
+            lines += ["# [storage-options.s3]", '# endpoint_url = "http://127.0.0.1:5555"']
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        if default is None:
+            value = '"PATH-OR-URL"' if spec.path else '""'
+        elif isinstance(default, bool):
+            value = "true" if default else "false"
+        elif isinstance(default, (int, float)):
+            value = repr(default)
+        else:
+            value = f'"{default}"'
+        lines.append(f"# {Option.key(f.name)} = {value}")
+        if spec.off_key:
+            lines.append(f"# {spec.off_key} = false  # {spec.off_help}")
+    return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ class Event:
     nbytes: int = 0
     unit: str = "images"
     failed: bool = False
+    kept: bool = False  # an advance over work an earlier run did (a kept shard): progress, but no speed
 
 
 Callback = Callable[[Event], None]
@@ -60,9 +61,9 @@ class Phase:
         self.callback(Event("start", self.phase, self.total, self.total_bytes, unit=self.unit))
         return self
 
-    def advance(self, items: int = 1, nbytes: int = 0) -> None:
+    def advance(self, items: int = 1, nbytes: int = 0, kept: bool = False) -> None:
         with self._lock:
-            self.callback(Event("advance", self.phase, items=items, nbytes=nbytes, unit=self.unit))
+            self.callback(Event("advance", self.phase, items=items, nbytes=nbytes, unit=self.unit, kept=kept))
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.callback(Event("end", self.phase, unit=self.unit, failed=exc_type is not None))

@@ -194,3 +194,52 @@ def test_an_existing_out_that_is_a_file_is_refused_before_the_downloads_are_read
     (tmp_path / "out").write_text("not a folder")
     code, err = run_cli("convert", "--config", ROOT / "configs" / "sample.toml", "--out", tmp_path / "out")
     assert code == 2 and "index" not in err and "cannot" in err, err
+
+
+def test_a_resumed_run_reports_no_speed_for_the_shards_it_kept(sample, tmp_path):
+    assert run_cli(*convert_args(sample, tmp_path / "out", *SMALL, "--quiet"))[0] == 0
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL))
+    assert code == 0, err
+    assert "write train: done, 0 images" in err and "31 images kept from an earlier run" in err
+    assert "wall time" in err and ", 0 images/s" in err
+
+
+def test_events_of_a_phase_that_ended_draw_nothing_more():
+    from streamprep.cli.report import Reporter
+    from streamprep.progress import Event
+
+    stream = Terminal()
+    reporter = Reporter(stream, bars=True)
+    reporter(Event("start", "write train", total=10))
+    reporter(Event("advance", "write train", items=10))
+    reporter(Event("end", "write train"))
+    drawn = stream.getvalue()
+    reporter(Event("advance", "write train", items=3))  # a late event from a thread finishing
+    assert stream.getvalue() == drawn
+
+
+def test_the_example_config_names_every_option_and_its_defaults_load_back(tmp_path):
+    import re
+
+    from streamprep.options import Option, Options, fields, load_config, make_options
+
+    code, out, err = run_cli_out("config", "--example")
+    assert code == 0, err
+    for f in fields():
+        assert f"# {Option.key(f.name)}" in out or f.name == "storage_options"
+    assert "[storage-options.s3]" in out
+    settings = [line[2:] for line in out.splitlines()
+                if re.match(r"# [a-z-]+ = ", line) and "PATH-OR-URL" not in line and not line.startswith("# shards")]
+    config = tmp_path / "c.toml"
+    config.write_text("\n".join(settings) + '\ndownloads = "dl"\nout = "o"\n')
+    options = make_options(load_config(str(config)))
+    defaults = Options(downloads=str(tmp_path / "dl"), out=str(tmp_path / "o"))
+    assert options == defaults
+
+
+def run_cli_out(*argv: str) -> tuple[int, str, str]:
+    from streamprep.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main([str(a) for a in argv], stderr=err, stdout=out)
+    return code, out.getvalue(), err.getvalue()

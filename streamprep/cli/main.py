@@ -88,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
                        description="Write the classic 1024/128 TFRecord shards and bboxes.csv straight from the "
                        "three ILSVRC2012 downloads, extracting nothing to disk. Flags override --config.")
     p.add_argument("--config", metavar="TOML", help="config file setting any option below by its long name "
-                   "(configs/classic.toml in the source tree is an example); flags override it")
+                   "(`streamprep config --example` prints one); flags override it")
     add_arguments(p)
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
 
@@ -102,6 +102,11 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(pl)
     pl.add_argument("--json", action="store_true", help="print the report as JSON (for scripts)")
     pl.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (the report is still printed)")
+
+    c = sub.add_parser("config", help="print an example config file (every option, its default and help)",
+                       description="Print a config file for `convert --config`: every option by its long name, with "
+                       "its default and help, commented out. `streamprep config --example > my.toml`.")
+    c.add_argument("--example", action="store_true", required=True, help="print the example config")
 
     i = sub.add_parser("inspect", help="look inside a download or a shard",
                        description="Show what a download (the training tar, the validation tar, the bounding-box "
@@ -257,6 +262,11 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(argv)
+    if args.command == "config":
+        from ..options import example_config
+
+        (stdout or sys.stdout).write(example_config())
+        return 0
     if args.command == "inspect":
         return _guarded(stderr, "nothing was written", lambda: _inspect_command(args, stdout or sys.stdout))
     if args.command == "plan":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, TextIO
 
@@ -25,13 +26,19 @@ class Reporter:
     def __init__(self, stream: TextIO, bars: bool) -> None:
         self.stream, self.bars = stream, bars
         self.state: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()  # events come from the walks' and writers' threads
 
     def __call__(self, event: Event) -> None:
+        with self.lock:
+            self._event(event)
+
+    def _event(self, event: Event) -> None:
         if event.kind == "start":
             now = time.monotonic()
             by_bytes = event.total is None and event.total_bytes is not None
-            st = self.state[event.phase] = {"items": 0, "bytes": 0, "t0": now, "last": now, "unit": event.unit,
-                                            "by_bytes": by_bytes, "total": event.total_bytes if by_bytes else event.total}
+            st = self.state[event.phase] = {"items": 0, "bytes": 0, "kept": 0, "t0": now, "last": now,
+                                            "unit": event.unit, "by_bytes": by_bytes,
+                                            "total": event.total_bytes if by_bytes else event.total}
             if self.bars:
                 from tqdm import tqdm
                 options = dict(unit="B", unit_scale=True, unit_divisor=1024) if by_bytes else dict(unit=f" {event.unit}")
@@ -40,8 +47,18 @@ class Reporter:
             else:
                 self.stream.write(f"{event.phase}: started\n")
             return
-        st = self.state[event.phase]
+        st = self.state.get(event.phase)
+        if st is None:
+            return  # a late event of a phase already ended: its bar is gone and stays gone
         now = time.monotonic()
+        if event.kind == "advance" and event.kept:  # done by an earlier run: out of the total, not a speed
+            st["kept"] += event.items
+            if st["total"] and not st["by_bytes"]:
+                st["total"] -= event.items
+                if self.bars:
+                    st["bar"].total = st["total"]
+                    st["bar"].refresh()
+            return
         if event.kind == "advance":
             st["items"] += event.items
             st["bytes"] += event.nbytes
@@ -54,6 +71,7 @@ class Reporter:
                 st["last"] = now
                 self.stream.write(f"{event.phase}: {self._progress(st, now)}\n")
             return
+        del self.state[event.phase]
         if self.bars:
             if event.failed:
                 st["bar"].set_postfix_str("failed", refresh=False)
@@ -74,6 +92,8 @@ class Reporter:
         counted = st["bytes"] if st["by_bytes"] else st["items"]
         if done:
             text += f", {elapsed:.1f} s"
+            if st["kept"]:
+                text += f", {st['kept']:,} {st['unit']} kept from an earlier run"
         elif st["total"] and counted:
             text += f", ETA {elapsed * (st['total'] - counted) / counted:.0f} s"
         return text

@@ -164,7 +164,7 @@ def write_or_keep(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, rea
     entry = keep.get(fmt.file_name(shard))
     if entry is not None and file_matches(output, entry):
         if phase:
-            phase.advance(entry.records + len(entry.skipped), entry.bytes)
+            phase.advance(entry.records + len(entry.skipped), entry.bytes, kept=True)
         return ShardResult(shard, entry, kept=True)
     check(stop)
     written = retry.call(lambda: f"{output.path(fmt.file_name(shard))}: cannot write",
