@@ -294,14 +294,26 @@ def test_billion_laughs_does_not_blow_up_memory(tmp_path):
 
 # --------------------------------------------------------------------------------------------- labels file length
 
-def test_validation_labels_shorter_than_the_archive_warn_and_leave_the_rest_out_as_the_classic(tmp_path):
-    paths = write_tiny(tmp_path / "dl", val_labels=[A, B], val={
+def test_validation_labels_far_shorter_than_the_archive_warn_and_leave_the_rest_out_as_the_classic(tmp_path):
+    paths = write_tiny(tmp_path / "dl", val_labels=[A], val={
         f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9, seed=i) for i in (3, 1, 2)})
     out = tmp_path / "out"
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
                         "--validation-labels-file", paths["val_labels"], "--out", out)
     assert code == 0, err
-    assert "warning" in err and "ILSVRC2012_val_00000003.JPEG" in err and "which lists 2" in err
+    assert "warning" in err and "ILSVRC2012_val_00000002.JPEG" in err and "which lists 1" in err
+    assert _manifest(out)["splits"]["validation"]["images"] == 1
+
+
+def test_a_few_unlisted_validation_images_are_left_out_quietly_and_counted_in_the_summary(tmp_path):
+    """As the classic leaves them: the bundled sample's first run shows success, not a warning."""
+    paths = write_tiny(tmp_path / "dl", val_labels=[A, B], val={
+        f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9, seed=i) for i in (3, 1, 2)})
+    out = tmp_path / "out"
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--validation-labels-file", paths["val_labels"], "--out", out)
+    assert code == 0 and "warning" not in err, err
+    assert "1 validation member not listed in the validation labels file" in err
     assert _manifest(out)["splits"]["validation"]["images"] == 2
 
 

@@ -191,9 +191,19 @@ def test_throttling_progress_changes_nothing_but_progress(sample, tmp_path):
     assert summary.images_written == 44
 
 
-def test_warnings_go_to_logging_and_the_library_prints_nothing(sample, tmp_path, capfd, caplog):
+def short_labels(tmp_path):
+    """Downloads whose validation labels file lists one of three images: a warning's worth."""
+    from fixtures import builders
+    from tiny import A, write_tiny
+
+    return write_tiny(tmp_path / "dl", val_labels=[A], val={
+        f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9, seed=i) for i in (3, 1, 2)})
+
+
+def test_warnings_go_to_logging_and_the_library_prints_nothing(tmp_path, capfd, caplog):
     from streamprep import Options, convert
 
+    sample = short_labels(tmp_path)
     options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
                       validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
                       train_shards=4, validation_shards=2, classic_threads=2)
@@ -205,8 +215,8 @@ def test_warnings_go_to_logging_and_the_library_prints_nothing(sample, tmp_path,
     assert out == "" and "not in the validation labels file" not in err
 
 
-def test_the_cli_shows_warnings_as_one_line_each(sample, tmp_path):
-    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL))
+def test_the_cli_shows_warnings_as_one_line_each(tmp_path):
+    code, err = run_cli(*convert_args(short_labels(tmp_path), tmp_path / "out", *SMALL))
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("streamprep: warning:")]
     assert len(warnings) == 1 and "not in the validation labels file" in warnings[0]

@@ -324,7 +324,10 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
             continue
         by_label[label][name] = m
     if unlisted:
-        log.warning(f"{source.url}: {len(unlisted):,} validation image(s) are not in the validation labels file "
+        # A few unlisted images are what the classic leaves out too (the summary counts them under "ignored
+        # members"); more unlisted than listed looks like a labels file that is not this archive's: a warning.
+        level = logging.WARNING if len(unlisted) > len(listed) else logging.INFO
+        log.log(level, f"{source.url}: {len(unlisted):,} validation image(s) are not in the validation labels file "
                        f"{labels.sources.get('validation', '')}, which lists {len(listed):,} (e.g. "
                        f"{min(unlisted)}); they are left out, as the classic leaves them. If the labels file is "
                        "short, pass the complete one with --validation-labels-file")
