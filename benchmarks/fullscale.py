@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -37,8 +38,10 @@ def main() -> None:
     built = data.build_fullscale(folder, args.scale, not args.no_fixups)
     build_s = time.monotonic() - t0
     paths = built["paths"]
-    cmd = procs.convert_cmd(paths["train"], paths["val"], paths["bbox"], args.out or folder / "out", paths["labels"],
+    out = args.out or folder / "out"
+    cmd = procs.convert_cmd(paths["train"], paths["val"], paths["bbox"], out, paths["labels"],
                             "--workers", str(args.workers))
+    shutil.rmtree(out, ignore_errors=True)  # a fresh conversion is what is measured, never a resumed one
     t0 = time.monotonic()
     subprocess.run(cmd, check=True)
     wall = time.monotonic() - t0

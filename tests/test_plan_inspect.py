@@ -37,7 +37,7 @@ def test_plan_writes_nothing_but_the_index_and_convert_then_reuses_it(sample, tm
 
     code, err = run_cli(*convert_args(sample, out, *SMALL))
     assert code == 0, err
-    assert "reused the index saved by an earlier run" in err and "index train: started" not in err
+    assert "reused the one saved by an earlier run" in err and "index train: started" not in err
 
 
 def test_the_planned_size_holds_every_shard_written_but_the_fix_up_ones(sample, tmp_path):
@@ -103,7 +103,7 @@ def test_inspect_of_a_training_tar_names_what_convert_leaves_out_and_why(tmp_pat
     paths = write_tiny(tmp_path / "dl", classes=classes)
     code, text, _ = run("inspect", paths["train"], "--limit", "2")
     assert code == 0
-    assert "training tar" in text and "not a *.JPEG file at the top of a class tar, e.g. notes.txt" in text
+    assert "training tar" in text and "not a *.JPEG file at the top of a class tar\n        e.g. notes.txt" in text
     assert text.count(".JPEG  label") == 2 and "... and 6 more" in text
     assert max(len(line) for line in text.splitlines()[1:]) <= 80
 

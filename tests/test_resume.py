@@ -287,7 +287,7 @@ def test_a_rerun_naming_the_downloads_by_relative_paths_still_keeps_everything(d
     code, err = run_cli(*args(relative, relative["val_labels"], out))
 
     assert code == 0, err
-    assert "16 of 16 shards were already complete" in err and "reused the index" in err
+    assert "16 of 16 shards were already complete" in err and "reused the one saved" in err
 
 
 def test_the_same_conversion_writes_the_same_manifest_byte_for_byte(downloads, tmp_path):

@@ -133,7 +133,7 @@ def _folder_tree(s: Summary) -> list[str]:
 
 def _listed(title: str, items: list[dict[str, str]]) -> list[str]:
     lines = [f"  {title}"]
-    lines += [f"    {item['member']}: {item['reason']}" for item in items[:UNLISTED_SHOWN]]
+    lines += [f"    {short_ref(item['member'])}: {item['reason']}" for item in items[:UNLISTED_SHOWN]]
     if len(items) > UNLISTED_SHOWN:
         lines.append(f"    ... and {len(items) - UNLISTED_SHOWN:,} more")
     return lines
@@ -156,15 +156,22 @@ def _shards(s: Summary) -> list[str]:
         lines.append(f"  resumed    {s.shards_kept:>9,} of {len(s.manifest.shards):,} shards were already complete "
                      "(sha256 checked against the manifest) and were kept")
     if s.index_reused:
-        lines.append("  index      reused the index saved by an earlier run (the downloads are unchanged)")
+        lines.append("  index      reused the one saved by an earlier run (the downloads are unchanged)")
     if totals.skipped:
         lines += _listed(f"skipped {len(totals.skipped):,} bad input file(s) (also listed in manifest.json):",
                          totals.skipped)
     if totals.ignored:
         lines.append("  ignored members:")
         for reason, entry in totals.ignored.items():
-            lines.append(f"    {entry['count']:,} {reason}, e.g. {', '.join(entry['examples'][:2])}")
-    return lines
+            lines.append(f"    {entry['count']:,} {reason}")
+            lines.append(f"        e.g. {short_ref(entry['examples'][0])}" if entry["examples"] else "")
+    return [line for line in lines if line]
+
+
+def short_ref(ref: str) -> str:
+    """`archive!member` with the archive's folder or URL left out: the name is what a reader looks for."""
+    archive, sep, member = ref.partition("!")
+    return archive.rstrip("/").rsplit("/", 1)[-1] + sep + member
 
 
 FIXUP_WORDS = {"png_to_jpeg": "PNG re-encoded as JPEG", "cmyk_to_rgb": "CMYK JPEG re-encoded as RGB"}
@@ -276,5 +283,7 @@ def format_inspection(i: Inspection) -> str:
     if i.ignored:
         lines += ["", "  left out, and why:"]
         for reason, entry in i.ignored.items():
-            lines.append(f"    {entry['count']:,} {reason}, e.g. {entry['examples'][0].rsplit('!', 1)[-1]}")
+            lines.append(f"    {entry['count']:,} {reason}")
+            if entry["examples"]:
+                lines.append(f"        e.g. {entry['examples'][0].rsplit('!', 1)[-1]}")
     return "\n".join(lines) + "\n"
