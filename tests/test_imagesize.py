@@ -84,8 +84,13 @@ BAD = {
     "sos-before-sof": BASE[:APP0_END] + segment(0xDA, b"\x00" * 6) + BASE[APP0_END:],
     "eoi-before-sof": BASE[:2] + b"\xff\xd9" + BASE[2:],
     "sof-height-0": _zero_height(),
-    "segment-length-1": after_app0(b"\xff\xe3\x00\x01"),
+    "dqt-length-1": after_app0(b"\xff\xdb\x00\x01"),
 }
+
+
+def test_an_app_segment_of_length_under_2_is_read_past_as_libjpeg_does():
+    data = after_app0(b"\xff\xe3\x00\x01")
+    assert jpeg_size(data) == tf_size(data)
 
 
 @pytest.mark.parametrize("name", BAD, ids=BAD)
@@ -180,3 +185,83 @@ def test_a_frame_too_large_for_the_decoder_is_refused_exactly_as_tensorflow_refu
 def test_image_size_names_the_member_and_the_reason_for_a_cut_jpeg():
     with pytest.raises(ImageError, match="a.tar!x.JPEG: the classic's decoder .* cut short"):
         image_size(BASE[:-2], "a.tar!x.JPEG")
+
+
+# --------------------------------------------------------------------------------------------- header fields
+
+def _patched(data: bytes, marker: int, offset: int, value: int) -> bytes:
+    """`data` with the byte at `offset` into the segment of `marker` (from its FF) set to `value`."""
+    i = data.find(bytes([0xFF, marker]))
+    out = bytearray(data)
+    out[i + offset] = value
+    return bytes(out)
+
+
+def _without(data: bytes, marker: int) -> bytes:
+    i = data.find(bytes([0xFF, marker]))
+    return data[:i] + data[i + 2 + int.from_bytes(data[i + 2:i + 4], "big"):]
+
+
+HEADER_BASE = jpeg(24, 16, seed=3)
+HEADER_CASES = {
+    **{f"sof-{m:#x}": _patched(HEADER_BASE, 0xC0, 1, m) for m in (0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9,
+                                                                   0xCA, 0xCB, 0xCD, 0xCE, 0xCF)},
+    **{f"precision-{p}": _patched(HEADER_BASE, 0xC0, 4, p) for p in (0, 8, 12, 16)},
+    **{f"sampling-{s:#04x}": _patched(HEADER_BASE, 0xC0, 11, s) for s in (0x00, 0x11, 0x22, 0x44, 0x55, 0x41, 0x14,
+                                                                          0x10, 0x01)},
+    **{f"quant-table-{q}": _patched(HEADER_BASE, 0xC0, 12, q) for q in (0, 1, 2, 3, 4)},
+    **{f"components-{n}": _patched(HEADER_BASE, 0xC0, 9, n) for n in (0, 1, 2, 4, 5)},
+    **{f"scan-components-{n}": _patched(HEADER_BASE, 0xDA, 4, n) for n in (0, 1, 2, 4)},
+    "no-dqt": _without(HEADER_BASE, 0xDB),
+    "no-dht": _without(HEADER_BASE, 0xC4),
+    "dqt-index-5": _patched(HEADER_BASE, 0xDB, 4, 0x05),
+    "dht-class-2": _patched(HEADER_BASE, 0xC4, 4, 0x20),
+    "gray": jpeg(24, 16, seed=3, mode="L"),
+    "progressive": jpeg(24, 16, seed=3, progressive=True),
+    "cmyk": jpeg(24, 16, seed=3, mode="CMYK"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEADER_CASES), ids=sorted(HEADER_CASES))
+def test_header_fields_are_refused_exactly_when_tensorflow_refuses_them(name):
+    data = HEADER_CASES[name]
+    assert streamprep_accepts(data) == tf_accepts(data)
+
+
+MUTATED_BASES = [HEADER_BASE, HEADER_CASES["gray"], HEADER_CASES["cmyk"], jpeg(24, 16, seed=3, exif=True),
+                 HEADER_CASES["progressive"]]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_jpeg_whose_headers_streamprep_accepts_after_any_changes_is_one_tensorflow_decodes(data):
+    """Any bytes of the markers before the image data changed (1 to 3 of them): an image streamprep passes
+    decodes with the classic's decoder, so it never lands in a shard where the classic would have stopped."""
+    base = data.draw(st.sampled_from(MUTATED_BASES))
+    sos = base.find(b"\xff\xda")
+    header_end = sos + 2 + int.from_bytes(base[sos + 2:sos + 4], "big")
+    sof = next(base.find(bytes([0xFF, m])) for m in (0xC0, 0xC2) if base.find(bytes([0xFF, m])) > 0)
+    mutated = bytearray(base)
+    for _ in range(data.draw(st.integers(1, 3))):
+        where = data.draw(st.integers(2, header_end - 1))
+        value = data.draw(st.integers(0, 255))
+        if base is HEADER_CASES["progressive"] and where == sof + 1 and value in (0xC0, 0xC1, 0xC9):
+            continue  # a progressive file called sequential: see the test below
+        mutated[where] = value
+    if streamprep_accepts(bytes(mutated)):
+        assert tf_accepts(bytes(mutated))
+
+
+def test_a_progressive_file_called_sequential_is_caught_by_the_full_decode_check_only():
+    """Its frame header says sequential, its first scan is a progressive DC scan, and only its second scan
+    shows the lie: libjpeg refuses it there. Finding it means searching all the image data for a second
+    scan (about 110 us a 125 KB image, more than writing its record), so only --check-decode does."""
+    from streamprep.records.decode import full_decode
+    from streamprep.plan import RecordSpec
+    import numpy as np
+
+    data = _patched(HEADER_CASES["progressive"], 0xC2, 1, 0xC0)
+    assert streamprep_accepts(data) and not tf_accepts(data)
+    spec = RecordSpec("x.JPEG", 1, "n01440764", "tench", "a.tar!x.JPEG", 0, len(data), np.zeros((0, 4)), None)
+    with pytest.raises(ImageError, match="does not decode"):
+        full_decode(spec, data)
