@@ -538,3 +538,24 @@ def test_a_phase_that_fails_says_so_in_the_log_lines(tmp_path):
                         "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out")
     assert code == 2
     assert "write train: failed" in err and "write train: done" not in err, err
+
+
+@pytest.mark.parametrize("odd", ["\n", "\r", "\u2028", "\x1b[31m", "\x85"], ids=["newline", "cr", "u2028", "escape",
+                                                                              "nel"])
+def test_a_name_holding_control_characters_gives_one_escaped_line(tmp_path, odd):
+    classes = tiny_classes()
+    classes[A][f"{A}_9{odd}evil.JPEG"] = b"not a jpeg"
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    code, err = convert(paths, tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("streamprep: error:"), repr(err)
+    assert odd not in err[:-1] and "evil.JPEG" in err
+
+
+def test_skipped_names_with_control_characters_are_escaped_in_the_summary(tmp_path):
+    classes = tiny_classes()
+    classes[A][f"{A}_9\x1b[2Jevil.JPEG"] = b"not a jpeg"
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out",
+                        "--on-bad-image", "skip")
+    assert code == 0 and "\x1b" not in err and "\\x1b[2Jevil.JPEG" in err, err

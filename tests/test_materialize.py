@@ -283,3 +283,41 @@ def test_a_synset_of_the_validation_labels_file_is_checked_as_a_name_too(tmp_pat
     code, err = _materialize(paths, tmp_path / "base")
     assert code == 2 and "no file name" in err, err
     assert not (tmp_path / "ILSVRC2012_val_00000002.JPEG").exists()
+
+
+def test_a_link_already_in_base_is_not_followed_out_of_it(tmp_path):
+    paths = write_tiny(tmp_path / "dl")
+    base, sentinel = tmp_path / "base", tmp_path / "sentinel"
+    sentinel.mkdir()
+    (base / "ILSVRC2012_img_train").mkdir(parents=True)
+    (base / "ILSVRC2012_img_train" / A).symlink_to(sentinel)
+    code, err = _materialize(paths, base)
+    assert code == 2 and "is a symbolic link" in err and err.count("\n") == 1, err
+    assert list(sentinel.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["class-tar", "validation", "bbox"])
+def test_a_path_deeper_than_any_archive_nests_is_a_one_line_error(tmp_path, where):
+    import gzip
+
+    classes = tiny_classes()
+    deep = "d/" * 1500
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    if where == "class-tar":
+        classes[A][deep + "x.JPEG"] = builders.jpeg(9, 9)
+        paths = write_tiny(tmp_path / "dl", classes=classes)
+    elif where == "validation":
+        val = {f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9) for i in (1, 2, 3)}
+        paths["val"].write_bytes(builders.tar_bytes({**val, deep + "x": b"x"}))
+    else:
+        paths["bbox"].write_bytes(gzip.compress(builders.tar_bytes({
+            f"{A}/{A}_1.xml": builders.voc_xml("x", 10, 10, [(1, 1, 5, 5)]), deep + "x.xml": b"<a/>"})))
+    code, err = _materialize(paths, tmp_path / "base")
+    assert code == 2 and "folders deep" in err and err.count("\n") == 1, err
+
+
+def test_a_base_that_is_a_file_is_refused_as_the_user_s_choice_not_the_archive_s(tmp_path):
+    paths = write_tiny(tmp_path / "dl")
+    (tmp_path / "base").write_text("a file")
+    code, err = _materialize(paths, tmp_path / "base")
+    assert code == 2 and "is a file, not a folder" in err and "Repack" not in err, err

@@ -14,7 +14,7 @@ from ..archives import retry
 from ..errors import ConfigError, MissingDependencyError, StreamprepError
 from ..options import Engine, Option, default_workers, fields, load_config, make_options
 from ..progress import Stopped
-from .report import Reporter, WarningHandler, format_inspection, format_preview, format_summary
+from .report import Reporter, WarningHandler, format_inspection, format_preview, format_summary, safe
 
 
 def _storage_option(text: str) -> tuple[str, str, Any]:
@@ -172,7 +172,7 @@ def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int], quiet: b
         stderr.write(f"streamprep: stopped; {interrupted}\n")
         return Stopped.exit_code
     except StreamprepError as e:
-        stderr.write(f"streamprep: error: {e}\n")
+        stderr.write(f"streamprep: error: {safe(str(e))}\n")
         return e.exit_code
     except KeyboardInterrupt:
         stderr.write(f"streamprep: interrupted; {interrupted}\n")
@@ -180,8 +180,8 @@ def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int], quiet: b
     except Exception as e:  # noqa: BLE001 - a storage client's error that reached here: one line, not a traceback
         if not retry.foreign(e):
             raise  # a bug of streamprep's: the traceback is what to report
-        stderr.write(f"streamprep: error: storage failed ({retry.describe(e)}); check the connection and the URLs, "
-                     f"then rerun; {interrupted}\n")
+        stderr.write(f"streamprep: error: storage failed ({safe(retry.describe(e))}); check the connection and the "
+                     f"URLs, then rerun; {interrupted}\n")
         return 2
     finally:
         logger.removeHandler(handler)
@@ -194,7 +194,7 @@ def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     report = verify(args.out, _storage_options(args), decode=args.decode,
                     workers=default_workers() if args.workers is None else args.workers,
                     num_classes=args.num_classes, progress=None if args.quiet else Reporter(stderr, stderr.isatty()))
-    stdout.write("".join(line + "\n" for line in report.lines()))
+    stdout.write("".join(safe(line) + "\n" for line in report.lines()))
     stdout.flush()
     return 0 if report.ok else 1
 

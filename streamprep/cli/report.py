@@ -13,6 +13,14 @@ from ..outputs.inspect import Inspection
 from ..progress import Event
 
 LOG_INTERVAL = 15.0  # seconds between plain progress lines when stderr is not a terminal
+# Characters a name from an archive may hold that would break a line or drive the terminal: C0 and C1
+# controls (newline, escape, ...), DEL, and Unicode's line and paragraph separators. Shown escaped.
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def safe(text: str) -> str:
+    """`text` with every character that could break the line or reach the terminal as a command escaped."""
+    return text.translate(_UNPRINTABLE)
 UNLISTED_SHOWN = 10  # skipped members and unlisted validation images listed at most
 
 
@@ -109,7 +117,7 @@ class WarningHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(f"streamprep: warning: {record.getMessage()}\n")
+            self.stream.write(f"streamprep: warning: {safe(record.getMessage())}\n")
             self.stream.flush()
         except Exception:  # noqa: BLE001 - as logging.StreamHandler: a closed stream is not the run's problem
             self.handleError(record)
@@ -208,7 +216,7 @@ def format_summary(s: Summary) -> str:
     lines = _folder_tree(s) + _shards(s)
     if s.manifest is not None:
         lines += _rates(s)
-    return "\n".join(lines) + "\n"
+    return "".join(safe(line) + "\n" for line in lines)
 
 
 def _size(n: int) -> str:
@@ -255,7 +263,7 @@ def format_preview(p: Preview) -> str:
     index = ("reused the index saved by an earlier run" if p.index_reused else
              "saved the index for convert to reuse" if p.index_saved else "index not saved")
     lines += [f"  {index}", f"  planned in {p.seconds:.1f} s"]
-    return "\n".join(lines) + "\n"
+    return "".join(safe(line) + "\n" for line in lines)
 
 
 def format_inspection(i: Inspection) -> str:
@@ -286,4 +294,4 @@ def format_inspection(i: Inspection) -> str:
             lines.append(f"    {entry['count']:,} {reason}")
             if entry["examples"]:
                 lines.append(f"        e.g. {entry['examples'][0].rsplit('!', 1)[-1]}")
-    return "\n".join(lines) + "\n"
+    return "".join(safe(line) + "\n" for line in lines)

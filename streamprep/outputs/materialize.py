@@ -81,7 +81,38 @@ class Tree:
         self.base = os.path.abspath(base)
         self._dirs: dict[str, float] = {}
         self._swept: set[str] = set()
+        self._made: set[str] = set()  # folders made (or found) below base, none of them a link
         self._lock = threading.Lock()
+        if os.path.lexists(self.base) and not os.path.isdir(self.base):
+            raise OutputError(f"{self.base}: is a file, not a folder; choose a folder for --materialize")
+        try:
+            os.makedirs(self.base, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{self.base}: cannot create it ({e}); choose a writable --materialize folder") from e
+
+    def _folders(self, path: str, ref: str) -> None:
+        """Make the folders from base down to `path`, one at a time: a link among them (one that was there before
+        the run) is refused, so nothing is ever written outside base through it."""
+        if path in self._made:
+            return
+        current = self.base
+        for part in os.path.relpath(path, self.base).split(os.sep):
+            if part in ("", "."):
+                continue
+            current = os.path.join(current, part)
+            if current in self._made:
+                continue
+            if os.path.islink(current):
+                raise OutputError(f"{current}: is a symbolic link; streamprep writes only inside "
+                                  f"{self.base} and will not follow it ({ref}). Remove the link, or choose another "
+                                  "--materialize folder")
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                if not os.path.isdir(current):
+                    raise
+            with self._lock:
+                self._made.add(current)
 
     def _sweep(self, folder: str) -> None:
         """Remove temporary files an interrupted run left in `folder` (once per folder and run)."""
@@ -111,7 +142,10 @@ class Tree:
         path = self.path(parts, ref)
         folder = os.path.dirname(path)
         try:
-            os.makedirs(folder, exist_ok=True)
+            self._folders(folder, ref)
+            if os.path.islink(path):
+                raise OutputError(f"{path}: is a symbolic link; streamprep will not replace or follow it ({ref}). "
+                                  "Remove the link, or choose another --materialize folder")
             self._sweep(folder)
             # Not derived from the name: a name of NAME_MAX bytes still gets a temporary name that fits.
             tmp = os.path.join(folder, f".{uuid.uuid4().hex[:16]}.streamprep-tmp")
@@ -125,7 +159,7 @@ class Tree:
                     os.unlink(tmp)
                 raise
         except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
-            raise ArchiveError(f"{ref}: a file and a folder of the same name ({e.filename or path}) in the archives; "
+            raise ArchiveError(f"{ref}: a file and a folder of the same name ({path}) in the archives; "
                                "extraction cannot hold both. Repack the archive") from e
         except (OverflowError, ValueError) as e:
             raise ArchiveError(f"{ref}: modification time {mtime} is out of range for a file; the archive is "
@@ -137,9 +171,9 @@ class Tree:
         """A directory entry of an archive: created now, its mtime set at the end (as tar does)."""
         path = self.path(parts, ref)
         try:
-            os.makedirs(path, exist_ok=True)
+            self._folders(path, ref)
         except (FileExistsError, NotADirectoryError) as e:
-            raise ArchiveError(f"{ref}: a file and a folder of the same name ({e.filename or path}) in the archives; "
+            raise ArchiveError(f"{ref}: a file and a folder of the same name ({path}) in the archives; "
                                "extraction cannot hold both. Repack the archive") from e
         except OSError as e:
             raise OutputError(f"{path}: cannot create ({e}); check --materialize") from e

@@ -15,6 +15,7 @@ from ..errors import ArchiveError
 
 NAME_MAX = 255  # bytes of one path component on Linux, macOS and Windows file systems (ext4, APFS, NTFS)
 PATH_MAX = 4096  # bytes of a whole path on Linux
+MAX_DEPTH = 64  # components of a path below its base: real archives nest two or three folders
 
 
 def component(name: str, ref: str) -> str:
@@ -36,6 +37,9 @@ def component(name: str, ref: str) -> str:
 
 def local_path(base: str, parts: list[str], ref: str) -> str:
     """`base/part/part/...` with every part checked by `component`; `base` is trusted (the user chose it)."""
+    if len(parts) > MAX_DEPTH:
+        raise ArchiveError(f"{ref}: a path {len(parts)} folders deep, more than the {MAX_DEPTH} streamprep writes "
+                           "(the ImageNet archives nest two or three); the archive is corrupt or hostile")
     path = os.path.join(base, *(component(p, ref) for p in parts))
     if len(path.encode("utf-8", "surrogateescape")) > PATH_MAX:
         raise ArchiveError(f"{ref}: its path under {base} would be over {PATH_MAX} bytes, more than the file system "
