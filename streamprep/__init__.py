@@ -2,24 +2,34 @@
 
 The public API: `convert(Options(...))` runs a conversion and returns a `Summary`; `verify(out)`
 checks an output; every error raised on purpose is a `StreamprepError` (subclasses in `errors`).
-Warnings go to `logging.getLogger("streamprep")`; progress to the callback you pass.
+Warnings go to `logging.getLogger("streamprep")`; progress to the callback you pass. The names
+below are imported on first use, so that `import streamprep.cli` stays quick.
 """
 
+import importlib
 import logging
+from typing import Any
 
 __version__ = "0.1.0"
 
 logging.getLogger("streamprep").addHandler(logging.NullHandler())  # the library never prints
 
-from .engines.local import convert  # noqa: E402
-from .engines.pipeline import Summary  # noqa: E402
-from .errors import (AnnotationError, ArchiveError, ConfigError, ImageError, LabelDataError,  # noqa: E402
-                     MissingDependencyError, OutputError, OutputUnreadableError, PipelineError, StreamprepError)
-from .options import Engine, Options, Policy  # noqa: E402
-from .outputs.verify import VerifyReport, verify  # noqa: E402
-from .plan import Sharding  # noqa: E402
-from .progress import Event, Stopped  # noqa: E402
+_PUBLIC = {
+    "convert": "engines.local", "Summary": "engines.pipeline", "preview": "engines.preview",
+    "Options": "options", "Engine": "options", "Policy": "options", "Sharding": "plan",
+    "verify": "outputs.verify", "VerifyReport": "outputs.verify", "inspect": "outputs.inspect",
+    "Event": "progress", "Stopped": "progress",
+    **{name: "errors" for name in ("AnnotationError", "ArchiveError", "ConfigError", "ImageError", "LabelDataError",
+                                   "MissingDependencyError", "OutputError", "OutputUnreadableError", "PipelineError",
+                                   "StreamprepError")},
+}
 
-__all__ = ["AnnotationError", "ArchiveError", "ConfigError", "Engine", "Event", "ImageError", "LabelDataError",
-           "MissingDependencyError", "Options", "OutputError", "OutputUnreadableError", "PipelineError", "Policy",
-           "Sharding", "StreamprepError", "Stopped", "Summary", "VerifyReport", "__version__", "convert", "verify"]
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'streamprep' has no attribute {name!r}")

@@ -181,8 +181,10 @@ class Options:
         if self.workers < 1:
             raise ConfigError(f"workers (--workers) must be at least 1, got {self.workers}")
         for name in ("timeout", "connect_timeout"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} ({Option.flag(name)}) must be more than 0 seconds, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) <= MAX_TIMEOUT:
+                raise ConfigError(f"{name} ({Option.flag(name)}) must be more than 0 and at most {MAX_TIMEOUT:,} "
+                                  f"seconds, got {getattr(self, name)}")
+        _check_storage_options(self.storage_options)
         object.__setattr__(self, "storage_options", {**self.storage_options, TIMEOUTS: {
             "connect": float(self.connect_timeout), "read": float(self.timeout)}})
         self.sharding.check()
@@ -202,6 +204,23 @@ class Options:
     def public(self) -> dict[str, Any]:
         """The options as the manifest records them: the fields marked for it, in table order."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.metadata["option"].manifest}
+
+
+MAX_TIMEOUT = 86400.0  # seconds: a day; longer is no bound on a wait at all
+
+
+def _check_storage_options(options: dict[str, Any]) -> None:
+    """`{protocol: {key: value}}`, with the backends' nested settings (client_kwargs, config_kwargs) tables too."""
+    for protocol, settings in options.items():
+        if protocol == TIMEOUTS:
+            continue
+        if not isinstance(settings, dict):
+            raise ConfigError(f"storage_options (--storage-option) for {protocol!r} must be a table of settings "
+                              f"(PROTOCOL.KEY=VALUE), got {settings!r}")
+        for key in ("client_kwargs", "config_kwargs", "session_kwargs"):
+            if key in settings and not isinstance(settings[key], dict):
+                raise ConfigError(f"storage option {protocol}.{key} must be a table (JSON object), got "
+                                  f"{settings[key]!r}")
 
 
 def _plain(value: Any) -> Any:
@@ -257,6 +276,10 @@ def load_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is a folder; pass a TOML file") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path}: {e}; fix the TOML syntax") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({e}); pass a TOML file") from e
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read ({e})") from e
     table = {Option.key(f.name): f for f in fields()}
     offs = {f.metadata["option"].off_key: f for f in fields() if f.metadata["option"].off_key}
     unknown = sorted(set(data) - set(table) - set(offs))

@@ -14,6 +14,7 @@ from .index.images import DatasetIndex, SplitIndex
 from .index.labels import LabelData
 
 SHUFFLE_SEED = 12345
+MAX_SHARDS = 100_000  # per split: every shard is a file, even an empty one (the classic writes 1024 and 128)
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class Sharding:
     def check(self) -> None:
         for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards),
                             ("--classic-threads", self.classic_threads)):
-            if value < 1:
-                raise ConfigError(f"{flag[2:].replace('-', '_')} ({flag}) must be at least 1, got {value}")
+            if not 1 <= value <= MAX_SHARDS:
+                raise ConfigError(f"{flag[2:].replace('-', '_')} ({flag}) must be from 1 to {MAX_SHARDS:,}, got {value}")
         for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards)):
             if value % self.classic_threads:
                 raise ConfigError(f"{flag} {value} is not a multiple of --classic-threads {self.classic_threads}, "

@@ -511,7 +511,9 @@ class Misbehaving:
     - "silent": accepts connections and never answers anything;
     - "hang-get": answers HEAD (size, Accept-Ranges), never answers a GET;
     - "no-range": answers every GET with 200 and the whole file, whatever Range asked;
-    - "too-long": answers a range GET with 206 and a Content-Length, then sends more bytes than it said.
+    - "too-long": answers a range GET with 206 and a Content-Length, then sends more bytes than it said;
+    - "trickle": answers a range GET with 206, then one byte every 0.2 s (never idle, never done);
+    - "forbidden": answers everything with 403.
     Held connections are closed when the server stops (a context manager)."""
 
     def __init__(self, root: Path, mode: str) -> None:
@@ -571,6 +573,9 @@ class Misbehaving:
                 conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                 continue
             data = target.read_bytes()
+            if self.mode == "forbidden":
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                continue
             if method == "HEAD":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nAccept-Ranges: bytes\r\n\r\n" % len(data))
                 continue
@@ -582,5 +587,16 @@ class Misbehaving:
                 continue
             start, stop = int(m[1]), int(m[2] or len(data) - 1) + 1
             body = data[start:stop]
+            if self.mode == "trickle":
+                conn.sendall(b"HTTP/1.1 206 Partial Content\r\nContent-Length: %d\r\n\r\n" % len(body))
+                for byte in body:
+                    if self.stop.is_set():
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        return
+                    time.sleep(0.2)
+                continue
             conn.sendall(b"HTTP/1.1 206 Partial Content\r\nContent-Length: %d\r\nContent-Range: bytes %d-%d/%d\r\n\r\n"
                          % (len(body), start, stop - 1, len(data)) + body + b"x" * 100)  # "too-long": 100 more

@@ -559,3 +559,18 @@ def test_skipped_names_with_control_characters_are_escaped_in_the_summary(tmp_pa
                         "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out",
                         "--on-bad-image", "skip")
     assert code == 0 and "\x1b" not in err and "\\x1b[2Jevil.JPEG" in err, err
+
+
+@pytest.mark.parametrize("where", ["training-tar", "validation-tar"])
+def test_a_file_the_classic_would_take_as_an_image_of_a_class_but_streamprep_would_not_is_refused(tmp_path, where):
+    classes = tiny_classes()
+    paths = write_tiny(tmp_path / "dl", classes=classes)
+    if where == "training-tar":
+        outer = {f"{s}.tar": builders.tar_bytes(files) for s, files in classes.items()}
+        outer[f"{A}/extra.JPEG"] = builders.jpeg(9, 9)
+        paths["train"].write_bytes(builders.tar_bytes(outer))
+    else:
+        val = {f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9, seed=i) for i in (1, 2, 3)}
+        paths["val"].write_bytes(builders.tar_bytes({**val, f"{A}/x.JPEG": builders.jpeg(9, 9)}))
+    code, err = convert(paths, tmp_path / "out")
+    assert code == 2 and "where the classic would take it as" in err and err.count("\n") == 1, err

@@ -75,7 +75,7 @@ def test_quiet_prints_nothing_on_success(sample, tmp_path):
 
 def test_storage_options_are_grouped_by_protocol():
     from streamprep.cli import parser
-    from streamprep.cli.main import _values
+    from streamprep.cli.commands import _values
 
     args = parser().parse_args(["convert", "--out", "x", "--storage-option", "s3.endpoint_url=http://127.0.0.1:1",
                                 "--storage-option", "s3.anon=true"])
@@ -243,3 +243,55 @@ def run_cli_out(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main([str(a) for a in argv], stderr=err, stdout=out)
     return code, out.getvalue(), err.getvalue()
+
+
+def test_the_console_script_imports_nothing_heavy_before_it_can_catch_ctrl_c():
+    """A Ctrl-C while the command starts is one line and exit status 130 only if the module the console
+    script imports first is quick to import: nothing of numpy, fsspec or TensorFlow before `main` runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import streamprep.cli; heavy = [m for m in ('numpy', 'fsspec', 'tensorflow', 'lxml') "
+            "if m in sys.modules]; print(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--storage-option", "s3.client_kwargs=5"], "s3.client_kwargs must be a table"),
+    (["--storage-option", "s3.client_kwargs=[1,2]"], "s3.client_kwargs must be a table"),
+    (["--train-shards", "99999999999999999999", "--classic-threads", "1"], "must be from 1 to 100,000"),
+    (["--train-shards", "80000000", "--classic-threads", "1"], "must be from 1 to 100,000"),
+    (["--timeout", "inf"], "at most 86,400"),
+    (["--connect-timeout", "0"], "more than 0"),
+], ids=["client-kwargs-int", "client-kwargs-list", "shards-overflow", "shards-huge", "timeout-inf", "timeout-0"])
+def test_options_of_the_wrong_shape_or_size_are_one_line_errors(tmp_path, extra, message):
+    code, err = run_cli("convert", ROOT / "tests" / "fixtures" / "sample", "--out", tmp_path / "out", *extra)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_file_that_is_not_text_is_a_one_line_error(tmp_path):
+    (tmp_path / "c.toml").write_bytes(b"\xff\xfe\x00garbage")
+    code, err = run_cli("convert", "--config", tmp_path / "c.toml", "--out", tmp_path / "out")
+    assert code == 2 and "is not UTF-8 text" in err and err.count("\n") == 1, err
+
+
+def test_a_config_table_of_storage_options_of_the_wrong_shape_is_refused(tmp_path):
+    (tmp_path / "c.toml").write_text('downloads = "dl"\nout = "o"\n[storage-options]\ns3 = 5\n')
+    code, err = run_cli("convert", "--config", tmp_path / "c.toml")
+    assert code == 2 and "must be a table of settings" in err, err
+
+
+@pytest.mark.parametrize("command", ["convert", "verify"])
+def test_a_manifest_nested_too_deep_to_parse_is_unusable_not_a_crash(sample, tmp_path, command):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    (out / "train-00000-of-00001").write_bytes(b"")
+    if command == "convert":
+        code, err = run_cli(*convert_args(sample, out, "--quiet"))
+        assert code == 2 and "manifest.json is unusable" in err, err
+    else:
+        code, err = run_cli("verify", out, "--quiet")
+        assert code in (1, 2) and "Traceback" not in err, err

@@ -372,7 +372,10 @@ def test_a_storage_option_the_backend_does_not_take_is_a_one_line_error(sample, 
     ("hang-get", "stopped answering"),
     ("no-range", "ignored a range request"),
     ("too-long", "ILSVRC2012_img_train.tar"),
-], ids=["never-answers", "answers-head-not-get", "ignores-range", "sends-more-than-content-length"])
+    ("trickle", "stopped answering"),
+    ("forbidden", "access denied (HTTP 403)"),
+], ids=["never-answers", "answers-head-not-get", "ignores-range", "sends-more-than-content-length", "trickles",
+        "forbidden"])
 def test_a_misbehaving_server_gives_a_one_line_error_within_a_bounded_time(tmp_path, mode, message):
     from servers import Misbehaving
     from tiny import write_tiny
@@ -382,7 +385,7 @@ def test_a_misbehaving_server_gives_a_one_line_error_within_a_bounded_time(tmp_p
         started = time.monotonic()
         code, err = run_cli("convert", "--train", f"{server.url}/{sample['train'].name}", "--val", sample["val"],
                             "--bbox", sample["bbox"], "--validation-labels-file", sample["val_labels"],
-                            "--out", tmp_path / "out", "--quiet", "--timeout", "0.3", "--connect-timeout", "0.3")
+                            "--out", tmp_path / "out", "--quiet", "--timeout", "0.2", "--connect-timeout", "0.2")
         took = time.monotonic() - started
     assert code == 2, err
     assert err.startswith("streamprep: error:") and err.count("\n") == 1, err

@@ -89,7 +89,7 @@ def test_options_in_python_take_shard_counts_and_policies():
 
 def test_no_shards_clears_the_output_given_in_a_config_file(tmp_path):
     from streamprep.cli import parser
-    from streamprep.cli.main import _values
+    from streamprep.cli.commands import _values
 
     config = tmp_path / "c.toml"
     config.write_text('downloads = "dl"\nout = "o"\nmaterialize = "tree"\n')

@@ -27,6 +27,7 @@ def protocol_of(url: str) -> str:
 
 
 TIMEOUTS = "timeouts"  # the storage options' entry `Options` fills: {"connect": s, "read": s}, for every protocol
+REQUEST_FACTOR = 5  # a whole HTTP request may take this many idle-read timeouts (5 minutes by default)
 
 
 def options_for(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
@@ -49,12 +50,16 @@ def _with_timeouts(protocol: str, options: dict[str, Any], connect: float, read:
         import aiohttp
 
         client = dict(options.get("client_kwargs") or {})
-        client.setdefault("timeout", aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read))
+        # Idle reads bounded, and the whole request too: a server trickling a byte now and then never goes idle.
+        client.setdefault("timeout", aiohttp.ClientTimeout(total=REQUEST_FACTOR * read + connect, sock_connect=connect,
+                                                           sock_read=read))
         options["client_kwargs"] = client
     elif protocol == "s3":
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("connect_timeout", connect)
         config.setdefault("read_timeout", read)
+        # botocore's own retries would run under ours (6 x 5 attempts): one attempt each, ours decide.
+        config.setdefault("retries", {"mode": "standard", "max_attempts": 1})
         options["config_kwargs"] = config
     elif protocol == "gs":
         options.setdefault("timeout", read)  # gcsfs: one timeout for the whole request
@@ -91,9 +96,13 @@ class Source:
         self.remote = bool(getattr(self.fs, "async_impl", False))  # S3, GCS, HTTP...: every read is a request
         try:
             info = retry.call(lambda: f"{self.url}: cannot read its size", self._info)
-        except TypeError as e:
+        except (TypeError, AttributeError) as e:  # a backend given settings of a shape it does not take
             raise rejected_options(self.url, e) from e
         except FileNotFoundError as e:
+            status = getattr(e.__cause__, "status", None)  # fsspec's HTTP backend calls any failed HEAD not found
+            if status in (401, 403):
+                raise ArchiveError(f"{self.url}: access denied (HTTP {status}); check the URL's credentials or "
+                                   "signature, or the server's permissions") from e
             raise ArchiveError(f"{self.url}: not found; check the path or URL") from e
         except PermissionError as e:
             raise ArchiveError(f"{self.url}: access denied ({e}); check the credentials and the bucket's "

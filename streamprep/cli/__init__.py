@@ -1,5 +1,31 @@
-"""The command line: `streamprep convert` and `streamprep verify`; `main(argv) -> int`."""
+"""The command line: `streamprep convert | plan | inspect | verify | config`; `main(argv) -> int`.
 
-from .main import main, parser
+Kept light on purpose: the console script imports this module before anything can catch a Ctrl-C,
+so the heavy imports happen inside `main`, where an interrupt is one line and exit status 130.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence, TextIO
+
+
+def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    try:
+        from .commands import main as run
+
+        return run(argv, stderr, stdout)
+    except KeyboardInterrupt:
+        (stderr or sys.stderr).write("streamprep: interrupted; nothing was left half-written\n")
+        return 130
+
+
+def parser() -> Any:
+    """The argparse parser of every command (for documentation and tests)."""
+    from .commands import parser as build
+
+    return build()
+
 
 __all__ = ["main", "parser"]

@@ -256,7 +256,13 @@ def no_class_tars_message(source: Source, ignored: Ignored) -> str:
 
 def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: dict[int, str],
                 read_at: ReadAt | None = None) -> Iterator[tuple[int, TarMember]]:
-    """The class tars of the outer training tar with their labels, in archive order; others recorded as ignored."""
+    """The class tars of the outer training tar with their labels, in archive order; others recorded as ignored.
+
+    Once the walk is done, a file outside the class tars that the classic's extraction would put in a class
+    tar's folder (`n01440764/x.JPEG` beside `n01440764.tar`, or a file named `n01440764`) is refused: the
+    classic would take it as an image of that class (or fail), streamprep would not, so neither is right.
+    """
+    loose: list[TarMember] = []  # files outside class tars whose path starts with a synset: checked at the end
     for m in members(source, read_at):
         name = normalize(m.name)
         if m.is_dir:
@@ -264,6 +270,8 @@ def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: 
         synset = name[:-len(".tar")] if name.endswith(".tar") and "/" not in name else None
         if synset is None:
             ignored.add(f"{source.url}!{m.name}", "not a class tar (nXXXXXXXX.tar) in the training tar")
+            if not m.is_dir and labels.label(name.split("/", 1)[0]) is not None:
+                loose.append(m)
             continue
         label = labels.label(synset)
         if label is None:
@@ -276,6 +284,13 @@ def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: 
                                "repack the archive without duplicates")
         containers[label] = m.name
         yield label, m
+    folders = {normalize(name)[:-len(".tar")] for name in containers.values()}
+    for m in loose:
+        folder = normalize(m.name).split("/", 1)[0]
+        if folder in folders:
+            raise ArchiveError(f"{source.url}!{m.name}: lands in {folder}/, the folder class tar {folder}.tar extracts "
+                               "into, where the classic would take it as an image of that class; repack the archive "
+                               "without it")
 
 
 def index_validation(source: Source, labels: LabelData, ignored: Ignored,
@@ -290,6 +305,10 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
             if m.is_dir:
                 continue
             if "/" in name:
+                if labels.label(name.split("/", 1)[0]) is not None and name.endswith(".JPEG"):
+                    raise ArchiveError(f"{source.url}!{m.name}: lands in the folder of synset {name.split('/')[0]}, "
+                                       "where the classic would take it as a validation image of that class; repack "
+                                       "the archive without it")
                 ignored.add(f"{source.url}!{m.name}", "validation member not at the top of the archive")
                 continue
             if not name.endswith(".JPEG"):

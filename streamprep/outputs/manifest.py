@@ -202,7 +202,7 @@ def load_checked(output: Output) -> tuple[Manifest | None, str | None]:
             return Manifest.parse(json.loads(f.read())), None
     except FileNotFoundError:
         return None, None
-    except (OSError, ValueError) as e:  # unreadable, malformed or half-written by something else
+    except (OSError, ValueError, RecursionError) as e:  # unreadable, malformed, half-written, nested too deep
         return None, f"{type(e).__name__}: {str(e)[:200]}"
 
 

@@ -226,7 +226,7 @@ def _manifest(fs: Any, root: str, url: str, files: dict[str, dict[str, Any]],
         return None
     try:
         return Manifest.parse(json.loads(_read_small(fs, f"{root.rstrip('/')}/{MANIFEST}", url)))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         problems.append(Problem(MANIFEST, f"unusable ({str(e)[:300]}); checking the shards as a classic output"))
         return None
 

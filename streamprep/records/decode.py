@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from ..errors import ImageError, MissingDependencyError
 from ..plan import RecordSpec
@@ -25,5 +26,6 @@ def full_decode(spec: RecordSpec, data: bytes) -> None:
     except ImageError:
         raise
     except Exception as e:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, struct.error, ...
-        raise ImageError(f"{spec.member}: does not decode ({type(e).__name__}: {str(e)[:200]}); replace it with the "
+        text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the image", str(e))[:200]
+        raise ImageError(f"{spec.member}: does not decode ({type(e).__name__}: {text}); replace it with the "
                          "original download, or leave it out with --on-bad-image skip") from e
