@@ -42,44 +42,56 @@ class Reporter:
 
     def _event(self, event: Event) -> None:
         if event.kind == "start":
-            now = time.monotonic()
-            by_bytes = event.total is None and event.total_bytes is not None
-            st = self.state[event.phase] = {"items": 0, "bytes": 0, "kept": 0, "t0": now, "last": now,
-                                            "unit": event.unit, "by_bytes": by_bytes,
-                                            "total": event.total_bytes if by_bytes else event.total}
-            if self.bars:
-                from tqdm import tqdm
-                options = dict(unit="B", unit_scale=True, unit_divisor=1024) if by_bytes else dict(unit=f" {event.unit}")
-                st["bar"] = tqdm(total=st["total"], desc=event.phase, file=self.stream, dynamic_ncols=True,
-                                 smoothing=0.1, **options)
-            else:
-                self.stream.write(f"{event.phase}: started\n")
+            self._start(event)
             return
         st = self.state.get(event.phase)
         if st is None:
             return  # a late event of a phase already ended: its bar is gone and stays gone
+        if event.kind == "advance" and event.kept:
+            self._kept(st, event)
+        elif event.kind == "advance":
+            self._advance(st, event)
+        else:
+            del self.state[event.phase]
+            self._end(st, event)
+
+    def _start(self, event: Event) -> None:
         now = time.monotonic()
-        if event.kind == "advance" and event.kept:  # done by an earlier run: out of the total, not a speed
-            st["kept"] += event.items
-            if st["total"] and not st["by_bytes"]:
-                st["total"] -= event.items
-                if self.bars:
-                    st["bar"].total = st["total"]
-                    st["bar"].refresh()
-            return
-        if event.kind == "advance":
-            st["items"] += event.items
-            st["bytes"] += event.nbytes
+        by_bytes = event.total is None and event.total_bytes is not None
+        st = self.state[event.phase] = {"items": 0, "bytes": 0, "kept": 0, "t0": now, "last": now,
+                                        "unit": event.unit, "by_bytes": by_bytes,
+                                        "total": event.total_bytes if by_bytes else event.total}
+        if self.bars:
+            from tqdm import tqdm
+            options = dict(unit="B", unit_scale=True, unit_divisor=1024) if by_bytes else dict(unit=f" {event.unit}")
+            st["bar"] = tqdm(total=st["total"], desc=event.phase, file=self.stream, dynamic_ncols=True,
+                             smoothing=0.1, **options)
+        else:
+            self.stream.write(f"{event.phase}: started\n")
+
+    def _kept(self, st: dict[str, Any], event: Event) -> None:
+        """Work an earlier run did: out of the total, not a speed."""
+        st["kept"] += event.items
+        if st["total"] and not st["by_bytes"]:
+            st["total"] -= event.items
             if self.bars:
-                rate = st["bytes"] / max(now - st["t0"], 1e-9) / 1e6
-                extra = f"{st['items']:,} {st['unit']}" if st["by_bytes"] else f"{rate:.1f} MB/s"
-                st["bar"].set_postfix_str(extra, refresh=False)
-                st["bar"].update(event.nbytes if st["by_bytes"] else event.items)
-            elif now - st["last"] >= LOG_INTERVAL:
-                st["last"] = now
-                self.stream.write(f"{event.phase}: {self._progress(st, now)}\n")
-            return
-        del self.state[event.phase]
+                st["bar"].total = st["total"]
+                st["bar"].refresh()
+
+    def _advance(self, st: dict[str, Any], event: Event) -> None:
+        now = time.monotonic()
+        st["items"] += event.items
+        st["bytes"] += event.nbytes
+        if self.bars:
+            rate = st["bytes"] / max(now - st["t0"], 1e-9) / 1e6
+            extra = f"{st['items']:,} {st['unit']}" if st["by_bytes"] else f"{rate:.1f} MB/s"
+            st["bar"].set_postfix_str(extra, refresh=False)
+            st["bar"].update(event.nbytes if st["by_bytes"] else event.items)
+        elif now - st["last"] >= LOG_INTERVAL:
+            st["last"] = now
+            self.stream.write(f"{event.phase}: {self._progress(st, now)}\n")
+
+    def _end(self, st: dict[str, Any], event: Event) -> None:
         if self.bars:
             if event.failed:
                 st["bar"].set_postfix_str("failed", refresh=False)
@@ -88,7 +100,7 @@ class Reporter:
             st["bar"].close()
         else:
             outcome = "failed" if event.failed else "done"
-            self.stream.write(f"{event.phase}: {outcome}, {self._progress(st, now, done=True)}\n")
+            self.stream.write(f"{event.phase}: {outcome}, {self._progress(st, time.monotonic(), done=True)}\n")
         self.stream.flush()
 
     @staticmethod

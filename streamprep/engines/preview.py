@@ -141,17 +141,7 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
             job.output().create()
             pipeline.save_index(job, index)
             saved = True
-        fmt, keep = TFRecordFormat(), (job.keep if job else {})
-        output = job.output() if job else None
-        splits = {}
-        for name, split_plan in plan.splits.items():
-            kept = [s for s in split_plan.shards if fmt.file_name(s) in keep and output is not None
-                    and _size_matches(output, keep[fmt.file_name(s)])]
-            todo = [s for s in split_plan.shards if s not in kept]
-            bounds = [fmt.size_bounds(plan, s) for s in todo]
-            splits[name] = SplitPreview(len(split_plan.index), len(split_plan.index.present_labels()),
-                                        len(split_plan.shards), len(kept), sum(b[0] for b in bounds),
-                                        sum(b[1] for b in bounds))
+        splits = _splits(plan, job)
         fixed: dict[str, list[str]] = {}
         for name, _ in plan.fixup_sizes():
             fixed.setdefault(KINDS[fixup_kind(name) or "png"], []).append(name)
@@ -164,6 +154,21 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
         inputs.close()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _splits(plan: Any, job: pipeline.Job | None) -> dict[str, SplitPreview]:
+    """Each split's images, classes and shards, those an earlier run finished, and the bytes still to write."""
+    fmt, keep = TFRecordFormat(), (job.keep if job else {})
+    output = job.output() if job else None
+    splits = {}
+    for name, split_plan in plan.splits.items():
+        kept = [s for s in split_plan.shards if fmt.file_name(s) in keep and output is not None
+                and _size_matches(output, keep[fmt.file_name(s)])]
+        bounds = [fmt.size_bounds(plan, s) for s in split_plan.shards if s not in kept]
+        splits[name] = SplitPreview(len(split_plan.index), len(split_plan.index.present_labels()),
+                                    len(split_plan.shards), len(kept), sum(b[0] for b in bounds),
+                                    sum(b[1] for b in bounds))
+    return splits
 
 
 def _size_matches(output: Any, entry: mf.ShardEntry) -> bool:

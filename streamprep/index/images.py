@@ -293,9 +293,9 @@ def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: 
                                "without it")
 
 
-def index_validation(source: Source, labels: LabelData, ignored: Ignored,
-                     progress: Callback | None = None, stop: threading.Event | None = None) -> SplitIndex:
-    """Walk the validation tar and give each listed image its label by image number."""
+def _validation_members(source: Source, labels: LabelData, ignored: Ignored, progress: Callback | None,
+                        stop: threading.Event | None) -> dict[str, TarMember]:
+    """The validation tar's images at its top, by name; other members ignored (or refused) and why."""
     found: dict[str, TarMember] = {}
     with Phase(progress, "index validation", total_bytes=source.size) as phase:
         for m in members(source):
@@ -322,6 +322,13 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
                                "pass ILSVRC2012_img_val.tar as --val")
         raise ArchiveError(f"{source.url}: holds no validation image (*.JPEG); the download is incomplete or not "
                            "ILSVRC2012_img_val.tar, fetch it again")
+    return found
+
+
+def index_validation(source: Source, labels: LabelData, ignored: Ignored,
+                     progress: Callback | None = None, stop: threading.Event | None = None) -> SplitIndex:
+    """Walk the validation tar and give each listed image its label by image number."""
+    found = _validation_members(source, labels, ignored, progress, stop)
     listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
     missing = [name for name in listed if name not in found]
     if missing:
