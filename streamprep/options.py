@@ -180,13 +180,9 @@ class Options:
             object.__setattr__(self, "materialize", self.materialize[len("file://"):])
         if self.workers < 1:
             raise ConfigError(f"workers (--workers) must be at least 1, got {self.workers}")
-        for name in ("timeout", "connect_timeout"):
-            if not 0 < getattr(self, name) <= MAX_TIMEOUT:
-                raise ConfigError(f"{name} ({Option.flag(name)}) must be more than 0 and at most {MAX_TIMEOUT:,} "
-                                  f"seconds, got {getattr(self, name)}")
         _check_storage_options(self.storage_options)
-        object.__setattr__(self, "storage_options", {**self.storage_options, TIMEOUTS: {
-            "connect": float(self.connect_timeout), "read": float(self.timeout)}})
+        object.__setattr__(self, "storage_options", with_timeouts(self.storage_options, self.timeout,
+                                                                  self.connect_timeout))
         self.sharding.check()
 
     @property
@@ -207,6 +203,15 @@ class Options:
 
 
 MAX_TIMEOUT = 86400.0  # seconds: a day; longer is no bound on a wait at all
+
+
+def with_timeouts(storage_options: dict[str, Any], timeout: float, connect_timeout: float) -> dict[str, Any]:
+    """The storage options with the (checked) timeouts every backend gets (`archives.storage.options_for`)."""
+    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        if not 0 < value <= MAX_TIMEOUT:
+            raise ConfigError(f"{name} ({Option.flag(name)}) must be more than 0 and at most {MAX_TIMEOUT:,} "
+                              f"seconds, got {value}")
+    return {**storage_options, TIMEOUTS: {"connect": float(connect_timeout), "read": float(timeout)}}
 
 
 def _check_storage_options(options: dict[str, Any]) -> None:

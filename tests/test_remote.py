@@ -417,3 +417,18 @@ def test_storage_client_errors_no_retry_cures_are_told_from_transient_ones():
     assert retry.transient(client_error("SlowDown", 503))
     assert not retry.transient(botocore.NoCredentialsError())
     assert "s3.anon=true" in retry.permanent_hint(botocore.NoCredentialsError())
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify"])
+def test_inspect_and_verify_bound_their_waits_too(tmp_path, command):
+    from servers import Misbehaving
+    from tiny import write_tiny
+
+    sample = write_tiny(tmp_path / "dl")
+    with Misbehaving(sample["train"].parent, "silent") as server:
+        started = time.monotonic()
+        target = f"{server.url}/{sample['train'].name}" if command == "inspect" else f"{server.url}/out"
+        code, err = run_cli(command, target, "--timeout", "0.2", "--connect-timeout", "0.2")
+        took = time.monotonic() - started
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert took < 60

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence, TextIO
 from .. import __version__
 from ..archives import retry
 from ..errors import ConfigError, MissingDependencyError, StreamprepError
-from ..options import Engine, Option, default_workers, fields, load_config, make_options
+from ..options import Engine, Option, default_workers, fields, load_config, make_options, with_timeouts
 from ..progress import Stopped
 from .report import Reporter, WarningHandler, format_inspection, format_preview, format_summary, safe
 
@@ -116,7 +116,8 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("path", metavar="PATH", help="a download or a shard: a path or fsspec URL")
     i.add_argument("--limit", type=int, default=20, metavar="N", help="members or records listed (default: 20)")
     i.add_argument("--json", action="store_true", help="print the report as JSON (for scripts)")
-    add_arguments(i, only={"labels_file", "metadata_file", "validation_labels_file", "storage_options"})
+    add_arguments(i, only={"labels_file", "metadata_file", "validation_labels_file", "storage_options", "timeout",
+                           "connect_timeout"})
 
     v = sub.add_parser("verify", help="check a finished output: framing, schema, labels, counts and sha256",
                        description="Check every record of an output folder: length and data CRCs, the classic "
@@ -132,7 +133,8 @@ def parser() -> argparse.ArgumentParser:
                    "against image/height and image/width (default: off; slower)")
     g.add_argument("--num-classes", type=int, default=1000, metavar="N",
                    help="image/class/label must be in 1..N (default: 1000)")
-    add_arguments(v, only={"workers", "storage_options"}, helps={"workers": "shards checked at once"})
+    add_arguments(v, only={"workers", "storage_options", "timeout", "connect_timeout"},
+                  helps={"workers": "shards checked at once"})
     v.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (the report is still printed)")
     return top
 
@@ -150,6 +152,14 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
             values[f.name] = None
     values["storage_options"] = _storage_options(args, values.get("storage_options"))
     return values
+
+
+def _bounded(args: argparse.Namespace, storage: dict[str, Any]) -> dict[str, Any]:
+    """Storage options with `--timeout`/`--connect-timeout`, for the commands that read storage without `Options`."""
+    defaults = {f.name: f.default for f in fields()}
+    timeout, connect = (getattr(args, name) if getattr(args, name) is not None else defaults[name]
+                        for name in ("timeout", "connect_timeout"))
+    return with_timeouts(storage, timeout, connect)
 
 
 def _storage_options(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -191,7 +201,7 @@ def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     """`streamprep verify`: the report on stdout; 0 if all is well, 1 if problems were found."""
     from ..outputs.verify import verify
 
-    report = verify(args.out, _storage_options(args), decode=args.decode,
+    report = verify(args.out, _bounded(args, _storage_options(args)), decode=args.decode,
                     workers=default_workers() if args.workers is None else args.workers,
                     num_classes=args.num_classes, progress=None if args.quiet else Reporter(stderr, stderr.isatty()))
     stdout.write("".join(safe(line) + "\n" for line in report.lines()))
@@ -234,7 +244,7 @@ def _inspect_command(args: argparse.Namespace, stdout: TextIO) -> int:
 
     if args.limit < 0:
         raise ConfigError(f"limit (--limit) must be 0 or more, got {args.limit}")
-    storage = _storage_options(args)
+    storage = _bounded(args, _storage_options(args))
     labels = load_label_data(args.labels_file, args.metadata_file, args.validation_labels_file, storage)
     found = inspect(args.path, labels, storage, args.limit)
     stdout.write(json.dumps(found.to_json(), indent=1) + "\n" if args.json else format_inspection(found))
