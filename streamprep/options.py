@@ -203,6 +203,7 @@ class Options:
 
 
 MAX_TIMEOUT = 86400.0  # seconds: a day; longer is no bound on a wait at all
+MAX_CONFIG_BYTES = 1 << 20  # a config file names a few options: a larger "config" is some other file
 
 
 def with_timeouts(storage_options: dict[str, Any], timeout: float, connect_timeout: float) -> dict[str, Any]:
@@ -274,7 +275,10 @@ def load_config(path: str) -> dict[str, Any]:
     """Read a TOML config: `key = value` pairs named like the long flags; returns values by field name."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            text = f.read(MAX_CONFIG_BYTES + 1)
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is over {MAX_CONFIG_BYTES:,} bytes; pass a TOML file of options")
+        data = tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError as e:
         raise ConfigError(f"config file {path} not found") from e
     except IsADirectoryError as e:

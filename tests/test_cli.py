@@ -295,3 +295,17 @@ def test_a_manifest_nested_too_deep_to_parse_is_unusable_not_a_crash(sample, tmp
     else:
         code, err = run_cli("verify", out, "--quiet")
         assert code in (1, 2) and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["convert", "--train-shards", "2.5", "--out", "x"], ["config"],
+                                  ["convert", "--on-bad-image", "sometimes"], ["no-such-command"]],
+                         ids=["not-an-int", "missing-required", "bad-choice", "unknown-command"])
+def test_command_line_mistakes_are_one_line_errors(argv):
+    code, err = run_cli(*argv)
+    assert code == 2 and err.startswith("streamprep: error:") and err.count("\n") == 1 and "--help" in err, err
+
+
+def test_inspect_of_an_empty_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    code, out, err = run_cli_out("inspect", tmp_path / "empty")
+    assert code == 2 and "empty, or neither a download" in err and out == "", err

@@ -336,3 +336,32 @@ def test_a_run_failing_on_its_input_leaves_no_empty_output_folder_behind(downloa
     code, err = run_cli(*args(broken, downloads["val_labels"], out, "--quiet"))
     assert code == 2 and "fetch it again" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["../precious.txt", "../dl/ILSVRC2012_img_val.tar", "", ".", ".streamprep",
+                                  "train-00000-of-00004/../../x", "a\0b"])
+def test_overwrite_never_removes_a_file_a_tampered_manifest_names_outside_the_output(downloads, tmp_path, name):
+    out = tmp_path / "out"
+    small = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+    assert run_cli(*args(downloads, downloads["val_labels"], out, *small, "--quiet"))[0] == 0
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    manifest_data = manifest(out)
+    manifest_data["shards"][0]["name"] = name
+    manifest_data["bboxes_csv"]["name"] = "../precious.txt"
+    (out / "manifest.json").write_text(json.dumps(manifest_data))
+
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--overwrite", "--quiet"))
+
+    assert code == 2 and "unusable" in err and err.count("\n") == 1, err
+    assert precious.read_text() == "keep me"
+
+
+def test_a_link_at_the_saved_index_folder_is_not_followed_out_of_the_output(downloads, tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (out / ".streamprep").symlink_to(outside)
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))
+    assert code == 2 and "is a symbolic link" in err, err
+    assert list(outside.iterdir()) == []

@@ -103,6 +103,9 @@ class Source:
             if status in (401, 403):
                 raise ArchiveError(f"{self.url}: access denied (HTTP {status}); check the URL's credentials or "
                                    "signature, or the server's permissions") from e
+            if e.__cause__ is not None and status != 404 and retry.foreign(e.__cause__):
+                raise ArchiveError(f"{self.url}: the server's answer could not be used ({retry.describe(e.__cause__)}); "
+                                   "check the URL and the server") from e
             raise ArchiveError(f"{self.url}: not found; check the path or URL") from e
         except PermissionError as e:
             raise ArchiveError(f"{self.url}: access denied ({e}); check the credentials and the bucket's "

@@ -79,11 +79,22 @@ def add_arguments(p: argparse.ArgumentParser, only: set[str] | None = None, help
             group.add_argument(spec.off_flag, dest=f"{f.name}_off", action="store_true", help=spec.off_help)
 
 
+class UsageError(ConfigError):
+    """The command line itself is wrong (an unknown flag, a value of the wrong type)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one `streamprep: error:` line instead of a usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="streamprep", description="ImageNet (ILSVRC2012) downloads to TFRecord shards, "
+    top = _Parser(prog="streamprep", description="ImageNet (ILSVRC2012) downloads to TFRecord shards, "
                                   "straight from the archives.")
     top.add_argument("--version", action="version", version=f"streamprep {__version__}")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("convert", help="write the classic train/validation shards and bboxes.csv",
                        description="Write the classic 1024/128 TFRecord shards and bboxes.csv straight from the "
                        "three ILSVRC2012 downloads, extracting nothing to disk. Flags override --config.")
@@ -271,7 +282,11 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout
     if "--" in argv:  # `convert ... --engine beam -- --runner=...`: the rest goes to Beam untouched
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except UsageError as e:
+        stderr.write(f"streamprep: error: {safe(str(e))}\n")
+        return e.exit_code
     if args.command == "config":
         from ..options import example_config
 

@@ -270,7 +270,8 @@ def format_preview(p: Preview) -> str:
     if p.fixups:
         lines.append("             (fix-up files counted at their size before re-encoding)")
     if p.free_bytes is not None:
-        fits = "enough" if p.free_bytes >= p.bytes_high else "NOT enough"
+        fits = ("enough" if p.free_bytes >= p.space_check_bytes else
+                f"NOT enough for convert's check, which asks for {_size(p.space_check_bytes)} (--no-space-check)")
         lines.append(f"  free space {_size(p.free_bytes)} at --out: {fits}")
     index = ("reused the index saved by an earlier run" if p.index_reused else
              "saved the index for convert to reuse" if p.index_saved else "index not saved")

@@ -126,6 +126,8 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     """What differs between two manifests' `run`s, in a few words."""
     said = []
     inputs_old, inputs_new = old.get("inputs") or {}, new.get("inputs") or {}
+    if not isinstance(inputs_old, dict):
+        inputs_old = {}
     changed = [k for k in ("train", "val", "bbox") if inputs_old.get(k) != inputs_new.get(k)]
     if changed:
         said.append(f"other or changed downloads: {', '.join(changed)}")
@@ -213,12 +215,14 @@ def open_output(job: Job, state: OutputState | None) -> mf.Journal:
 def _remove_files_of(options: Options, previous: mf.Manifest) -> None:
     """Exactly the files an older conversion's manifest lists (`overwrite`), the manifest last."""
     output = Output(options.out, options.storage_options, create=False)
-    names = [*previous.shards]
+    names = [*previous.shards]  # shard file names only: `Manifest.parse` refused anything else
     if previous.totals and previous.totals.bboxes_csv:
-        names.append(previous.totals.bboxes_csv.name)
+        names.append(BBOXES_CSV)
     for name in [*names, mf.MANIFEST]:
+        if "/" in name or name in ("", ".", ".."):  # never a path out of `out`, whatever wrote the manifest
+            continue
         try:
-            output.fs.rm(output.path(name))
+            output.fs.rm_file(output.path(name))
         except FileNotFoundError:
             pass
         except OSError as e:

@@ -62,6 +62,7 @@ class Preview:
     out_state: str  # what convert would find there, in a few words
     refused: str | None  # the error convert would stop with before reading anything, if any
     free_bytes: int | None  # at a local `out` (or its nearest existing parent)
+    space_check_bytes: int  # what convert's free-space check asks for (a bound above the largest size)
     index_reused: bool
     index_saved: bool
     seconds: float = 0.0
@@ -142,6 +143,8 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
             pipeline.save_index(job, index)
             saved = True
         splits = _splits(plan, job)
+        fmt = TFRecordFormat()
+        space = fmt.most_bytes(plan, [s for s in plan.shards if fmt.file_name(s) not in (job.keep if job else {})])
         fixed: dict[str, list[str]] = {}
         for name, _ in plan.fixup_sizes():
             fixed.setdefault(KINDS[fixup_kind(name) or "png"], []).append(name)
@@ -149,7 +152,7 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
                    for reason, count in sorted(index.ignored.counts.items())}
         result = Preview(_downloads(inputs), splits, plan.boxes.count, plan.boxes.files,
                          {k: sorted(v) for k, v in sorted(fixed.items())}, ignored, list(index.skipped.items),
-                         options.out, out_state, refused, _free_bytes(options.out), reused, saved)
+                         options.out, out_state, refused, _free_bytes(options.out), space, reused, saved)
     finally:
         inputs.close()
     result.seconds = time.monotonic() - started

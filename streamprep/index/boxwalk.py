@@ -273,6 +273,7 @@ class BoxWalk:
         if self.process is not None and self.process.is_alive():
             self.process.terminate()
             self.process.join(5)
+        self.thread.join(5)  # its last progress event before the caller reports the error, not after
 
 
 def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: Any) -> None:

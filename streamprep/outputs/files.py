@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator
 
 from ..archives import retry
-from ..archives.storage import rejected_options, resolve
+from ..archives.storage import protocol_of, rejected_options, resolve
 from ..errors import OutputError
 
 
@@ -46,10 +46,23 @@ class Output:
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
 
+    def _no_links(self, folder: str) -> None:
+        """On a local `out`, refuse to write through a symbolic link among `folder`'s parts below it (one left
+        there before the run would take the file outside `out`)."""
+        if not folder or protocol_of(self.url) != "file":
+            return
+        current = self.root.rstrip("/")
+        for part in folder.split("/"):
+            current = f"{current}/{part}"
+            if os.path.islink(current):
+                raise OutputError(f"{current}: is a symbolic link; streamprep writes only inside {self.url} and will "
+                                  "not follow it. Remove the link")
+
     @contextmanager
     def atomic(self, name: str) -> Iterator[BinaryIO]:
         """Write `name` through a hidden temporary file, renamed to `name` once closed without error."""
         folder, _, base = name.rpartition("/")
+        self._no_links(folder)
         tmp = self.path(f"{folder}{'/' if folder else ''}.{base}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
         try:
             with self.fs.open(tmp, "wb") as f:

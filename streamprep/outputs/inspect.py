@@ -15,7 +15,7 @@ from typing import Any
 
 from ..archives.storage import Source
 from ..archives.walk import members
-from ..errors import OutputUnreadableError
+from ..errors import ArchiveError, OutputUnreadableError
 from ..index.boxwalk import index_boxes
 from ..index.images import Ignored, class_images, class_tars, regular_file
 from ..index.labels import LabelData
@@ -67,7 +67,10 @@ def _is_tfrecord(head: bytes) -> bool:
 
 def _tar(source: Source, labels: LabelData, limit: int) -> Inspection:
     first = next(iter(members(source)), None)
-    if first is not None and normalize(first.name).endswith(".tar"):
+    if first is None:
+        raise ArchiveError(f"{source.url}: empty, or neither a download streamprep knows (a tar, the bounding-box "
+                           "tar.gz) nor a TFRecord shard")
+    if normalize(first.name).endswith(".tar"):
         return _training(source, labels, limit)
     return _validation(source, labels, limit)
 

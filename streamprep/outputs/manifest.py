@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from ..errors import OutputError
 from .files import Output
 
 MANIFEST = "manifest.json"
+# A shard's file name: the classic's stem and, for other formats, a suffix; never a path (it is removed by
+# --overwrite and read back by resume and verify, so a name that leaves the folder would be obeyed).
+SHARD_FILE_NAME = re.compile(r"^(train|validation)-\d{5}-of-\d{5}(\.[A-Za-z0-9_.-]+)?$")
 FORMAT = "streamprep-manifest/1"
 FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (at most a second of work lost)
 MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")
@@ -57,6 +61,7 @@ class ShardEntry:
     def parse(cls, data: Any) -> "ShardEntry":
         _require(isinstance(data, dict) and isinstance(data.get("name"), str), "a shard entry without a 'name'")
         name = data["name"]
+        _require(bool(SHARD_FILE_NAME.match(name)), f"a shard entry named {name!r}, which is no shard file name")
         for key in ("records", "bytes", "boxes"):
             _require(_is_int(data.get(key, 0)), f"shard {name}: '{key}' is not an integer")
         _require(isinstance(data.get("sha256"), str), f"shard {name}: 'sha256' is not a string")
@@ -78,7 +83,7 @@ class FileEntry:
 
     @classmethod
     def parse(cls, data: Any) -> "FileEntry":
-        _require(isinstance(data, dict) and isinstance(data.get("name"), str), "'bboxes_csv' is not an entry with a 'name'")
+        _require(isinstance(data, dict) and data.get("name") == "bboxes.csv", "'bboxes_csv' is not bboxes.csv's entry")
         return cls(data["name"], data.get("bytes"), data.get("sha256"), data.get("boxes", 0), data.get("files", 0))
 
 
@@ -151,6 +156,10 @@ class Manifest:
             entries[entry.name] = entry
         for key in ("run", "options", "md5"):
             _require(isinstance(data.get(key, {}), dict), f"'{key}' is not an object")
+        run = data.get("run", {})
+        inputs = run.get("inputs", {})
+        _require(isinstance(inputs, dict) and all(isinstance(v, dict) for v in inputs.values()),
+                 "'run.inputs' is not an object of objects")
         splits = data.get("splits", {})
         _require(isinstance(splits, dict), "'splits' is not an object of objects")
         skipped = data.get("skipped", [])

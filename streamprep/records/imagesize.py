@@ -9,7 +9,7 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
 _SKIPPED = frozenset(range(0xE0, 0xF0)) | {0xFE, 0xDC}  # APPn, COM, DNL: segments libjpeg skips over
 MAX_DIMENSION = 65500  # libjpeg's JPEG_MAX_DIMENSION: a larger frame is refused by jpeg_read_header
-MAX_DECODED_BYTES = 1 << 29  # tf.io.decode_jpeg refuses an image of height x width x 3 bytes or more
+MAX_DECODED_BYTES = 1 << 29  # tf.io.decode_jpeg refuses an image of height x width x components bytes or more
 
 
 class SizeUnreadable(ValueError):
@@ -57,11 +57,14 @@ def checked_jpeg_size(data: bytes) -> tuple[int, int]:
     headers of five kinds of JPEG. Costs a walk over the markers, a lookup of their structure and a
     search for the end marker from the file's end: about 4 us an image more than reading the size.
     """
-    height, width, scan = _headers(data)
+    height, width, scan, components = _headers(data)
     if height > MAX_DIMENSION or width > MAX_DIMENSION:
         raise Undecodable(f"a frame of {width}x{height} pixels, over libjpeg's {MAX_DIMENSION} a side")
-    if height * width * 3 >= MAX_DECODED_BYTES:
-        raise Undecodable(f"a frame of {width}x{height} pixels, {height * width * 3:,} bytes decoded, and TensorFlow's "
+    # TensorFlow sizes libjpeg's output buffer by the components libjpeg puts out: 1 for gray, 4 for CMYK
+    # (converted to RGB afterwards), 3 otherwise.
+    decoded = height * width * components
+    if decoded >= MAX_DECODED_BYTES:
+        raise Undecodable(f"a frame of {width}x{height} pixels, {decoded:,} bytes decoded, and TensorFlow's "
                           f"decoder refuses {MAX_DECODED_BYTES:,} or more")
     # In scan data every FF is followed by 00 or a restart marker, so FF D9 after the scan header is the EOI.
     if data.rfind(b"\xff\xd9", scan) < 0:
@@ -81,7 +84,7 @@ _CACHE_LIMIT = 4096  # header structures remembered: the images of one camera or
 _valid: set[tuple[tuple[int, bytes], ...]] = set()
 
 
-def _headers(data: bytes) -> tuple[int, int, int]:
+def _headers(data: bytes) -> tuple[int, int, int, int]:
     """(height, width, where the first scan's header ends), once the markers before the first scan pass the
     checks libjpeg makes there, which end `tf.io.decode_jpeg` with an error: the frame's process,
     precision, components, sampling factors and quantisation tables; the first scan's components, tables
@@ -99,7 +102,7 @@ def _headers(data: bytes) -> tuple[int, int, int]:
         if len(_valid) >= _CACHE_LIMIT:
             _valid.clear()
         _valid.add(key)
-    return size[0], size[1], scan_end
+    return size[0], size[1], scan_end, next(body[1] for marker, body in segments if marker in _SOF)
 
 
 def _segments(data: bytes) -> tuple[list[tuple[int, bytes]], tuple[int, int], int]:
@@ -117,7 +120,7 @@ def _segments(data: bytes) -> tuple[list[tuple[int, bytes]], tuple[int, int], in
         body = data[pos + 2:pos + length]
         if marker in _SOF and size == (0, 0):
             size = _frame_size(body)
-            body = body[:1] + body[5:]  # the structure, without the size
+            body = body[:1] + body[5:]  # the structure, without the size (its component count stays)
         segments.append((marker, body))
         if marker == 0xDA:
             return segments, size, pos + length
