@@ -10,7 +10,7 @@ import os
 import pytest
 
 from conftest import convert_args, run_cli
-from tiny import A, B, write_tiny
+from tiny import A, write_tiny
 
 SMALL = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
 

@@ -28,6 +28,14 @@ TIMEOUT_NAMES = ("TimeoutError", "ServerTimeoutError", "ConnectTimeoutError", "R
                  "ConnectTimeout", "ReadTimeout")
 
 
+def status_of(error: BaseException | None) -> int | None:
+    """The HTTP status an error carries: aiohttp's `status`, or a botocore ClientError's response status."""
+    if error is None:
+        return None
+    status = getattr(error, "status", None) or getattr(error, "code", None) or _response_status(error)
+    return status if isinstance(status, int) else None
+
+
 def _response_status(error: BaseException) -> int | None:
     """The HTTP status of a botocore ClientError (NoSuchBucket 404, AccessDenied 403, SlowDown 503...)."""
     response = getattr(error, "response", None)
@@ -69,8 +77,8 @@ def transient(error: BaseException) -> bool:
             return False
         if isinstance(error, PERMANENT) or type(error).__name__ in PERMANENT_NAMES:
             return False
-        status = getattr(error, "status", None) or getattr(error, "code", None) or _response_status(error)
-        if isinstance(status, int) and 400 <= status < 600:
+        status = status_of(error)
+        if status is not None and 400 <= status < 600:
             return status >= 500 or status in (408, 429)
         if isinstance(error, (TimeoutError, ConnectionError)):
             return True

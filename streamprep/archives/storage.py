@@ -99,7 +99,7 @@ class Source:
         except (TypeError, AttributeError) as e:  # a backend given settings of a shape it does not take
             raise rejected_options(self.url, e) from e
         except FileNotFoundError as e:
-            status = getattr(e.__cause__, "status", None)  # fsspec's HTTP backend calls any failed HEAD not found
+            status = retry.status_of(e.__cause__)  # fsspec's HTTP backend calls any failed HEAD not found
             if status in (401, 403):
                 raise ArchiveError(f"{self.url}: access denied (HTTP {status}); check the URL's credentials or "
                                    "signature, or the server's permissions") from e
