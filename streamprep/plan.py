@@ -14,6 +14,9 @@ from .index.images import DatasetIndex, SplitIndex
 from .index.labels import LabelData
 
 SHUFFLE_SEED = 12345
+# A shard's name stem, `train-00000-of-01024` (split, number, count): the one pattern the formats' file names,
+# the manifest's entries, resume and verify all match.
+SHARD_STEM = r"(train|validation)-(\d{5})-of-(\d{5})"
 MAX_SHARDS = 100_000  # per split: every shard is a file, even an empty one (the classic writes 1024 and 128)
 
 
@@ -120,14 +123,18 @@ class Plan:
 
     def fixup_sizes(self) -> list[tuple[str, int]]:
         """(file name, size in the download) of every image the classic re-encodes."""
-        from .records.fixups import named_in
+        from .records.fixups import CMYK_NAMES, PNG_NAME
 
         found = []
         for split in self.splits.values():
-            index = split.index
-            if not named_in(index.names.blob):  # cheap: most data sets hold none
-                continue
-            found += [(index.names[i], int(index.sizes[i])) for i in range(len(index)) if fixup_kind(index.names[i])]
+            names = split.index.names
+            rows: set[int] = set()
+            for fixup in (PNG_NAME, *CMYK_NAMES):  # searched in the names' blob: no loop over every image
+                needle, at = fixup.encode(), names.blob.find(fixup.encode())
+                while at >= 0:
+                    rows.add(int(np.searchsorted(names.starts, at, side="right")) - 1)
+                    at = names.blob.find(needle, at + 1)
+            found += [(names[i], int(split.index.sizes[i])) for i in sorted(rows) if fixup_kind(names[i])]
         return found
 
     def archive(self, split: str) -> str:

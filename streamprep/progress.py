@@ -65,5 +65,5 @@ class Phase:
         with self._lock:
             self.callback(Event("advance", self.phase, items=items, nbytes=nbytes, unit=self.unit, kept=kept))
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *_: object) -> None:
         self.callback(Event("end", self.phase, unit=self.unit, failed=exc_type is not None))

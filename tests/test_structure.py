@@ -342,3 +342,24 @@ def test_the_readme_option_table_names_every_option():
         assert f"`{shown}`" in table, f"README's option table lacks {shown}"
         if spec.off_flag:
             assert f"`{spec.off_flag}`" in table
+
+
+def test_the_fix_up_files_are_found_by_name_even_between_other_names_in_the_blob():
+    """`Plan.fixup_sizes` searches the index's name blob: a fix-up name found, one only overlapping two names not."""
+    import numpy as np
+
+    from streamprep.index.boxes import BoxTable
+    from streamprep.index.images import DatasetIndex, Ignored, NameTable, SplitIndex
+    from streamprep.index.labels import load_label_data
+    from streamprep.plan import Sharding, make_plan
+    from streamprep.records.fixups import CMYK_NAMES, PNG_NAME
+
+    cmyk = sorted(CMYK_NAMES)
+    names = ["n01739381_13", "09.JPEG", cmyk[0], "x_" + PNG_NAME, "n00000000_1.JPEG", cmyk[1]]
+    index = SplitIndex("train", "t.tar", NameTable.of(names), np.ones(len(names), np.int32),
+                       np.arange(len(names), dtype=np.int64), np.arange(10, 10 + len(names), dtype=np.int64))
+    empty = SplitIndex("validation", "v.tar", NameTable.of([]), np.zeros(0, np.int32), np.zeros(0, np.int64),
+                       np.zeros(0, np.int64))
+    plan = make_plan(DatasetIndex((empty, index), BoxTable.empty(), Ignored()), load_label_data(),
+                     Sharding(8, 8, 8))
+    assert sorted(plan.fixup_sizes()) == sorted([(cmyk[0], 12), ("x_" + PNG_NAME, 13), (cmyk[1], 15)])

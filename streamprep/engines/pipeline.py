@@ -31,7 +31,7 @@ from ..records import fixups
 from ..records.decode import full_decode
 from ..outputs.materialize import FolderTreeSummary
 from ..outputs.tfrecord import TFRecordFormat
-from ..plan import Plan
+from ..plan import SHARD_STEM, Plan
 
 SIDE_FILES = {BBOXES_CSV, mf.MANIFEST}  # written beside the shards
 
@@ -93,7 +93,7 @@ class Job:
         return full_decode if self.options.check_decode else None
 
 
-SHARD_FILE = re.compile(r"^(train|validation)-\d{5}-of-\d{5}")  # how every format's shard file name starts
+SHARD_FILE = re.compile(f"^{SHARD_STEM}")  # how every format's shard file name starts
 
 
 @dataclass
@@ -260,10 +260,7 @@ def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.
     entries = [r.entry for r in results]
     ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
                for reason, count in sorted(index.ignored.counts.items())}
-    fixed: dict[str, list[str]] = {}
-    for name in sorted(f for e in entries for f in e.fixups):
-        fixed.setdefault(fixups.KINDS[fixups.fixup_kind(name) or "png"], []).append(name)
-    return mf.Totals(splits, csv, dict(sorted(fixed.items())),
+    return mf.Totals(splits, csv, fixups.by_kind([f for e in entries for f in e.fixups]),
                      [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored)
 
 

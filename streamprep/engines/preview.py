@@ -23,7 +23,7 @@ from ..outputs import manifest as mf
 from ..outputs.tfrecord import TFRecordFormat
 from ..plan import make_plan
 from ..progress import Callback
-from ..records.fixups import KINDS, fixup_kind
+from ..records.fixups import by_kind
 from . import pipeline
 
 
@@ -145,13 +145,11 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
         splits = _splits(plan, job)
         fmt = TFRecordFormat()
         space = fmt.most_bytes(plan, [s for s in plan.shards if fmt.file_name(s) not in (job.keep if job else {})])
-        fixed: dict[str, list[str]] = {}
-        for name, _ in plan.fixup_sizes():
-            fixed.setdefault(KINDS[fixup_kind(name) or "png"], []).append(name)
+        fixed = by_kind([name for name, _ in plan.fixup_sizes()])
         ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
                    for reason, count in sorted(index.ignored.counts.items())}
         result = Preview(_downloads(inputs), splits, plan.boxes.count, plan.boxes.files,
-                         {k: sorted(v) for k, v in sorted(fixed.items())}, ignored, list(index.skipped.items),
+                         fixed, ignored, list(index.skipped.items),
                          options.out, out_state, refused, _free_bytes(options.out), space, reused, saved)
     finally:
         inputs.close()

@@ -20,12 +20,13 @@ from typing import Any, Callable
 from .. import __version__
 from ..archives.storage import Source
 from ..errors import OutputError
+from ..plan import SHARD_STEM
 from .files import Output
 
 MANIFEST = "manifest.json"
 # A shard's file name: the classic's stem and, for other formats, a suffix; never a path (it is removed by
 # --overwrite and read back by resume and verify, so a name that leaves the folder would be obeyed).
-SHARD_FILE_NAME = re.compile(r"^(train|validation)-\d{5}-of-\d{5}(\.[A-Za-z0-9_.-]+)?$")
+SHARD_FILE_NAME = re.compile(f"^{SHARD_STEM}" + r"(\.[A-Za-z0-9_.-]+)?$")
 FORMAT = "streamprep-manifest/1"
 FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (at most a second of work lost)
 MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..errors import MissingDependencyError, OutputUnreadableError
+from ..plan import SHARD_STEM
 from ..progress import Phase
 from .tfrecord import masked_crc
 
-SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})$")
+SHARD_NAME = re.compile(f"^{SHARD_STEM}$")  # a TFRecord shard: the stem alone
 PROBLEMS_KEPT = 100  # per shard: a shard with more keeps the first ones and counts the rest
 READ_BLOCK = 8 << 20  # read-ahead for remote shards
 ADVANCE_EVERY = 64  # records between progress events

@@ -69,6 +69,14 @@ def tensorflow():
         return tf
 
 
+def by_kind(names: list[str]) -> dict[str, list[str]]:
+    """Fix-up file names grouped by what is done to them (`KINDS`), each group sorted, the groups by kind."""
+    grouped: dict[str, list[str]] = {}
+    for name in sorted(names):
+        grouped.setdefault(KINDS[fixup_kind(name) or "png"], []).append(name)
+    return dict(sorted(grouped.items()))
+
+
 def named_in(blob: bytes) -> bool:
     """Whether any fix-up file name occurs in `blob` (cheap pre-check on an index's names)."""
     return any(name.encode() in blob for name in (PNG_NAME, *CMYK_NAMES))

@@ -39,9 +39,15 @@ def describe(data: bytes) -> str:
 
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
-    """(height, width) from the first SOF segment, as libjpeg reads it."""
-    height, width, _ = _frame(data, to_scan=False)
-    return height, width
+    """(height, width) from the first SOF segment, as libjpeg reads it (no other check: `checked_jpeg_size`)."""
+    if not is_jpeg(data):
+        raise SizeUnreadable(f"not a JPEG: {describe(data)}")
+    for marker, pos, length in _markers(data):
+        if marker == 0xDA:  # the image data before any frame header
+            break
+        if marker in _SOF:
+            return _frame_size(data[pos + 2:pos + length])
+    raise SizeUnreadable("no frame header (SOF) before the image data")
 
 
 def checked_jpeg_size(data: bytes) -> tuple[int, int]:
@@ -319,28 +325,3 @@ def _markers(data: bytes) -> Iterator[tuple[int, int, int]]:
             raise SizeUnreadable(f"segment length {length} at byte {pos}")
         yield marker, pos, length
         pos += length
-
-
-def _frame(data: bytes, to_scan: bool) -> tuple[int, int, int]:
-    """(height, width) of the first SOF and, if `to_scan`, where the first scan's header ends."""
-    if not is_jpeg(data):
-        raise SizeUnreadable(f"not a JPEG: {describe(data)}")
-    found: tuple[int, int] | None = None
-    for marker, pos, length in _markers(data):
-        if marker == 0xDA:  # SOS: the first scan, which must come after the frame header
-            if found is None:
-                break
-            return found[0], found[1], pos + length
-        if marker in _SOF and found is None:
-            if pos + 7 > len(data):
-                break
-            height = int.from_bytes(data[pos + 3:pos + 5], "big")
-            width = int.from_bytes(data[pos + 5:pos + 7], "big")
-            if not height or not width:
-                raise SizeUnreadable(f"frame header gives {width}x{height}")
-            if not to_scan:
-                return height, width, -1
-            found = (height, width)
-    if found:
-        raise Undecodable("no image data (SOS) after the frame header: the file is cut short")
-    raise SizeUnreadable("no frame header (SOF) before the image data")
