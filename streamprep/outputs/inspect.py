@@ -143,9 +143,9 @@ def _bboxes(source: Source, limit: int) -> Inspection:
 
 
 def _shard(source: Source, limit: int) -> Inspection:
-    from .tfrecord_check import tensorflow
+    from .example_proto import example_type as message_type
 
-    example_type = tensorflow().train.Example
+    example_type = message_type()
     found = Inspection(source.url, "TFRecord shard", source.size)
     records = boxes = 0
     labels: Counter = Counter()

@@ -91,6 +91,7 @@ class TFRecordFormat(Format):
         return low, high
 
     def prepare(self, plan: Plan, split: str) -> None:
-        """Import TensorFlow before the writer threads start if this split holds a fix-up file name."""
+        """If this split holds a fix-up file name, check before the writer threads start that this machine's
+        codecs re-encode fix-up files as TensorFlow does (a warning if not)."""
         if fixups.named_in(plan.splits[split].index.names.blob):
-            fixups.tensorflow()
+            fixups.check_codecs()

@@ -5,16 +5,20 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import os
 import re
 import struct
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Iterator
 
 from ..errors import MissingDependencyError, OutputUnreadableError
 from ..plan import SHARD_STEM
 from ..progress import Phase
+from .example_proto import example_type
 from .tfrecord import masked_crc
 
 SHARD_NAME = re.compile(f"^{SHARD_STEM}$")  # a TFRecord shard: the stem alone
@@ -77,13 +81,42 @@ class ShardCheck:
 
 
 
-def tensorflow():
-    """TensorFlow, imported once, its native log noise silenced."""
-    if importlib.util.find_spec("tensorflow") is None:
-        raise MissingDependencyError("TensorFlow is needed to parse the records (and decode the images); install tensorflow")
-    from ..records.fixups import tensorflow
+_tf_lock = threading.Lock()
 
-    return tensorflow()
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null: TensorFlow's C++ start-up messages ignore its log level."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tensorflow():
+    """TensorFlow, for `decode=True` only (its own JPEG decoder is the judge), imported once, its noise silenced."""
+    with _tf_lock:
+        if "tensorflow" in sys.modules:
+            return sys.modules["tensorflow"]
+        if importlib.util.find_spec("tensorflow") is None:
+            raise MissingDependencyError("verify --decode decodes every image with TensorFlow's own decoder, and "
+                                         "TensorFlow is not installed; pip install 'streamprep[tensorflow]', or verify "
+                                         "without --decode")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with _native_stderr_silenced():
+            import tensorflow as tf
+            tf.io.decode_jpeg(tf.io.encode_jpeg(tf.zeros((1, 1, 3), tf.uint8)))  # loads the kernels while silenced
+        return tf
 
 
 def _text(value: bytes) -> str:
@@ -97,8 +130,8 @@ class ShardChecker:
                  stop: threading.Event) -> None:
         self.fs, self.root, self.url = fs, root, url
         self.decode, self.num_classes, self.phase, self.stop = decode, num_classes, phase, stop
-        self.tf = tensorflow()
-        self.Example = self.tf.train.Example
+        self.tf = tensorflow() if decode else None
+        self.Example = example_type()
         self.remote = bool(getattr(fs, "async_impl", False))
 
     def path(self, name: str) -> str:

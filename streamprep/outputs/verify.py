@@ -206,7 +206,8 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
         todo, notes = _with_manifest(manifest, files, problems)
     else:
         todo, notes = _without_manifest(url, files, problems)
-    tensorflow()  # imported before the progress phase starts: it takes a few seconds
+    if decode:
+        tensorflow()  # imported before the progress phase starts: it takes a few seconds
     checks = _check_shards(ShardChecker, fs, root, url, decode, num_classes, todo, files, workers, progress, stop)
     for check in checks:
         problems += check.problems

@@ -50,6 +50,11 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     raise SizeUnreadable("no frame header (SOF) before the image data")
 
 
+def jpeg_components(data: bytes) -> int:
+    """The frame's component count: 1 (gray), 3 (YCbCr or RGB) or 4 (CMYK or YCCK), as libjpeg reads it."""
+    return _headers(data)[3]
+
+
 def checked_jpeg_size(data: bytes) -> tuple[int, int]:
     """(height, width), once the JPEG passes the checks the classic's decoder makes before and after decoding.
 
