@@ -1,37 +1,49 @@
-"""Speed against the classic procedure and the I/O floor, in one run on the same generated downloads.
+"""Speed against the classic procedure and the `cat` floor: best of several tries, warm and cold, in one run.
 
 Builds (once, cached under benchmarks/.cache/speed/) ImageNet-shaped downloads with bench/data.py's
 `build()`: a training tar of per-class tars, a validation tar and a bounding-box .tar.gz, holding
 RGB noise JPEGs of 300-500 px a side (about 120 KB each), and, in the classes that have one, the
-classic's fix-up file under its real name (a PNG or a CMYK JPEG), as the real training tar does. Then,
-with the three archives read once beforehand so every run finds them in the page cache (nothing is
-dropped; `sync` runs, untimed, before each run so one run's writeback does not land in the next), it
-times three runs, each a subprocess whose whole process tree is sampled for RSS (every 50 ms, /proc)
-and whose folders are sampled for disk use (st_blocks, every 100 ms or less often when a walk gets slow):
+classic's fix-up file under its real name (a PNG or a CMYK JPEG), as the real training tar does. Then
+it times four sides, each a subprocess whose whole process tree is sampled for RSS (every 50 ms,
+/proc) and whose folder is sampled for disk use (st_blocks, every 100 ms or less often when a walk
+gets slow):
 
-  streamprep  `python -m streamprep convert` on the three archives, default workers;
-  floor       a Python loop that reads every byte of the three archives in 8 MB blocks and writes
-              as many bytes as streamprep's shards hold into one file (no fsync, like the others);
-  classic     tests/classic_reference.py's `run_classic`: real `tar` extraction of the three
-              archives and of every class tar, bboxes.csv, the validation folders, then the
-              threaded TensorFlow build (8 threads) that decodes every JPEG fully, as the classic's
-              `_process_image` does; its phases are timed by wrapping the reference's functions.
+  streamprep    `streamprep convert` on the three archives, default workers, started through a
+                `python -c` wrapper that runs `streamprep.cli.main(argv)` and, after it returned,
+                writes whether `tensorflow` is in sys.modules to a side file;
+  cat           the floor: `cat TRAIN_TAR VAL_TAR > OUT`, cat's stdout opened on OUT;
+  python_floor  a Python loop that reads every byte of the three archives in 8 MB blocks and writes
+                as many bytes as streamprep's shards hold into one file (no fsync, like the others);
+  classic       tests/classic_reference.py's `run_classic`: real `tar` extraction of the three
+                archives and of every class tar, bboxes.csv, the validation folders, then the
+                threaded TensorFlow build (8 threads) that decodes every JPEG fully, as the classic's
+                `_process_image` does; its phases are timed by wrapping the reference's functions.
 
-All three use the same shard layout: the classic 1024/128 shards with 8 threads when the scale
-allows it, a smaller layout otherwise. The classic's and streamprep's shards are then compared
-record for record (parsed features, per shard name) and bboxes.csv byte for byte. Finally it times
-walking the headers of the nested training tar with Python's tarfile (outer tar, then each class
-tar through `extractfile` + `tarfile.open(fileobj=...)`) against streamprep's walk
-(`archives.storage.Source`, `archives.walk.members`, `inner_members`), one thread each, same warm tar.
+Each side runs --repeats tries (the classic --classic-repeats), the sides taking turns round by
+round, in each page-cache mode of --cache-mode: warm (the archives read just before each try, so it
+finds them in the page cache) and cold (`sync`, then `echo 3 > /proc/sys/vm/drop_caches` before each
+try: archives, interpreter, libraries all come from disk). Before every try its output folder is
+removed and `sync` runs, untimed, so that one try's writeback does not land in the next. A side's
+wall time is its best try's; every try's figures are kept. If the page cache cannot be dropped, the
+JSON says `"cold": "unavailable: <reason>"` and the tables say so.
+
+All sides use the same shard layout: the classic 1024/128 shards with 8 threads when the scale
+allows it, a smaller layout otherwise. The classic's last shards and streamprep's last shards are
+then compared record for record (parsed features, per shard name) and bboxes.csv byte for byte.
+Unless --walk-repeats is 0, it first times walking the headers of the nested training tar with
+Python's tarfile (outer tar, then each class tar through `extractfile` + `tarfile.open(fileobj=...)`)
+against streamprep's walk (`archives.storage.Source`, `archives.walk.members`, `inner_members`), one
+thread each, same warm tar.
 
     python benchmarks/speed.py [--classes 100] [--images-per-class 190] [--val-images 1000]
-                               [--skip-classic] [--write-docs docs/performance.md]
+                               [--repeats 3] [--classic-repeats 1] [--cache-mode warm|cold|both]
+                               [--walk-repeats 5] [--skip-classic] [--write-docs docs/performance.md]
 
-Prints a JSON summary and a table; --write-docs replaces (or appends) the section
-'## Speed against the classic procedure (benchmarks/speed.py)' in that Markdown file and saves the
-bar chart of the three wall times as speed.png next to it. Each run saves its JSON summary as
-benchmarks/.cache/speed/last.json; `--from-json SUMMARY --write-docs PATH` re-renders the section and
-chart from such a summary without measuring anything.
+Prints a JSON summary and tables: the runs, the ratios of best wall times, the targets of issue 14;
+--write-docs replaces (or appends) the section '## Speed against the classic procedure
+(benchmarks/speed.py)' in that Markdown file. Each run saves its JSON summary as
+benchmarks/.cache/speed/last.json; `--from-json SUMMARY --write-docs PATH` re-renders the section from
+such a summary without measuring anything.
 """
 
 from __future__ import annotations
@@ -41,11 +53,11 @@ import json
 import shlex
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import compare, data, procs, report, speed_report
-from bench.children import child
+from bench import children, compare, data, pagecache, procs, report, speed_report, tries
 from bench.layout import ARCHIVES, CACHE, VAL_LABELS
 from bench.timing import ratio
 from bench.walk import header_walk
@@ -53,6 +65,7 @@ from bench.walk import header_walk
 SIZE_RANGE = (300, 500)
 SCALE_KEYS = ("classes", "images_per_class", "val_images", "train_images", "images", "xml_files", "image_bytes",
               "jpeg_kb", "archive_bytes")
+MODES = {"warm": ["warm"], "cold": ["cold"], "both": ["warm", "cold"]}
 
 
 def parse_args() -> argparse.Namespace:
@@ -62,25 +75,31 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--val-images", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-fixups", action="store_true",
-                    help="leave the classic's fix-up files (PNG, CMYK) out of the data: TensorFlow is never needed")
-    ap.add_argument("--skip-classic", action="store_true", help="time streamprep and the floor only")
+                    help="leave the classic's fix-up files (PNG, CMYK) out of the data")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="tries of streamprep and of each floor in each page-cache mode; the best counts")
+    ap.add_argument("--classic-repeats", type=int, default=1, help="tries of the classic in each page-cache mode")
+    ap.add_argument("--cache-mode", choices=sorted(MODES), default="both",
+                    help="warm: archives read before each try; cold: page cache dropped before each try")
+    ap.add_argument("--skip-classic", action="store_true", help="time streamprep and the floors only")
     ap.add_argument("--train-shards", type=int, help="layout override (default: 1024/128/8 if the scale allows)")
     ap.add_argument("--validation-shards", type=int)
     ap.add_argument("--threads", type=int, default=8, help="the classic's threads, with --train-shards")
-    ap.add_argument("--walk-repeats", type=int, default=5)
+    ap.add_argument("--walk-repeats", type=int, default=5, help="header walk tries (0: no header walk)")
     ap.add_argument("--cache", type=Path, default=CACHE / "speed")
     ap.add_argument("--keep-outputs", action="store_true", help="keep the run folders under the cache")
-    ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed per try")
     ap.add_argument("--write-docs", type=Path, metavar="PATH",
-                    help=f"append or replace the section '{speed_report.SECTION}' in this Markdown file, and save "
-                         f"{speed_report.CHART} next to it")
+                    help=f"append or replace the section '{speed_report.SECTION}' in this Markdown file")
     ap.add_argument("--from-json", type=Path, metavar="SUMMARY",
-                    help="measure nothing: re-render the --write-docs section and chart from a saved JSON summary "
+                    help="measure nothing: re-render the --write-docs section from a saved JSON summary "
                          "(each run saves its own as benchmarks/.cache/speed/last.json)")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "CONFIG"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.from_json and not args.write_docs:
         ap.error("--from-json needs --write-docs PATH")
+    if args.repeats < 1 or args.classic_repeats < 1 or args.walk_repeats < 0:
+        ap.error("--repeats and --classic-repeats need at least 1 try, --walk-repeats at least 0")
     return args
 
 
@@ -97,10 +116,71 @@ def child_cmd(kind: str, config: Path) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--child", kind, str(config)]
 
 
+def allocated(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def make_sides(args: argparse.Namespace, inputs: list[Path], labels: Path, lay: dict[str, int],
+               runs: Path) -> tuple[list[tries.Side], dict[str, str]]:
+    """The timed sides, and the command each stands for (as a shell would show it)."""
+    sp_dir, probe = runs / "streamprep", runs / "streamprep-probe.json"
+    cat_out = runs / "cat" / "out.bin"
+    floor_dir, floor_cfg = runs / "python_floor", runs / "python_floor.json"
+    options = ["--train-shards", str(lay["train_shards"]), "--validation-shards", str(lay["validation_shards"]),
+               "--classic-threads", str(lay["threads"]), "--quiet"]
+
+    def after_streamprep(x: dict[str, Any]) -> None:
+        # streamprep goes first in every round, so the Python floor has its shards' size before its first try
+        x["tensorflow_imported"] = children.tensorflow_imported(probe)
+        floor_cfg.write_text(json.dumps({"inputs": [str(p) for p in inputs], "out": str(floor_dir / "out.bin"),
+                                         "bytes": compare.output_bytes(sp_dir)["shard_bytes"]}))
+
+    sides = [
+        tries.Side("streamprep", procs.convert_cmd(*inputs, sp_dir, labels, *options,
+                                                   launcher=children.probe_launcher(probe)),
+                   sp_dir, args.repeats, lambda: compare.output_bytes(sp_dir)["allocated"], after=after_streamprep),
+        tries.Side("cat", children.cat_cmd(inputs[:2]), cat_out.parent, args.repeats, lambda: allocated(cat_out),
+                   stdout=cat_out),
+        tries.Side("python_floor", child_cmd("floor", floor_cfg), floor_dir, args.repeats,
+                   lambda: allocated(floor_dir / "out.bin")),
+    ]
+    commands = {"streamprep": shlex.join(procs.convert_cmd(*inputs, sp_dir, labels, *options)),
+                "cat": f"{shlex.join(children.cat_cmd(inputs[:2]))} > {shlex.quote(str(cat_out))}",
+                "python_floor": shlex.join(child_cmd("floor", floor_cfg))}
+    if not args.skip_classic:
+        cl_dir, cl_cfg, cl_report = runs / "classic", runs / "classic.json", runs / "classic-report.json"
+        cl_cfg.write_text(json.dumps({"train": str(inputs[0]), "val": str(inputs[1]), "bbox": str(inputs[2]),
+                                      "out": str(cl_dir / "processed"), "work": str(cl_dir / "work"),
+                                      "val_labels": str(labels), "report": str(cl_report),
+                                      "train_shards": lay["train_shards"],
+                                      "validation_shards": lay["validation_shards"], "threads": lay["threads"]}))
+
+        def after_classic(x: dict[str, Any]) -> None:
+            x.update(json.loads(cl_report.read_text()))
+            x["work_mb"] = round(procs.disk_use([cl_dir / "work"])[0] / 1e6, 1)
+
+        sides.append(tries.Side("classic", child_cmd("classic", cl_cfg), cl_dir, args.classic_repeats,
+                                lambda: compare.output_bytes(cl_dir / "processed")["allocated"], after=after_classic))
+        commands["classic"] = shlex.join(child_cmd("classic", cl_cfg))
+    return sides, commands
+
+
+def ratios(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Ratios of the best wall times of one page-cache mode."""
+    wall = {name: x["wall_s"] for name, x in runs.items()}
+    out = {"streamprep_over_cat": ratio(wall["streamprep"], wall["cat"]),
+           "streamprep_over_python_floor": ratio(wall["streamprep"], wall["python_floor"]),
+           "python_floor_over_cat": ratio(wall["python_floor"], wall["cat"])}
+    if "classic" in wall:
+        out["classic_over_streamprep"] = ratio(wall["classic"], wall["streamprep"])
+        out["classic_over_cat"] = ratio(wall["classic"], wall["cat"])
+    return out
+
+
 def main() -> None:
     args = parse_args()
     if args.child:
-        child(*args.child)
+        children.child(*args.child)
         return
     if args.from_json:
         speed_report.render(json.loads(args.from_json.read_text()), args.write_docs)
@@ -123,96 +203,56 @@ def main() -> None:
     result: dict[str, Any] = {
         "scale": {**{k: meta[k] for k in SCALE_KEYS}, "size_range": list(SIZE_RANGE),
                   "archive_mb": round(input_bytes / 1e6, 1), **({"fixups": meta["fixups"]} if fixups else {})},
-        "layout": lay}
+        "layout": lay,
+        "repeats": {"streamprep": args.repeats, "cat": args.repeats, "python_floor": args.repeats,
+                    **({} if args.skip_classic else {"classic": args.classic_repeats})}}
 
-    result["warm_s"] = round(procs.warm(inputs), 2)
-    print("header walk: tarfile against streamprep ...", file=sys.stderr)
-    procs.warm([inputs[0]])
-    result["header_walk"] = header_walk(inputs[0], args.walk_repeats)
-
-    # streamprep
-    sp_dir = runs / "streamprep"
-    sp_cmd = procs.convert_cmd(*inputs, sp_dir, labels, "--train-shards", str(lay["train_shards"]),
-                               "--validation-shards", str(lay["validation_shards"]),
-                               "--classic-threads", str(lay["threads"]), "--quiet")
-    print("timing streamprep ...", file=sys.stderr)
-    procs.warm(inputs)
-    sp = procs.timed(sp_cmd, [sp_dir], args.timeout, runs / "streamprep.log")
-    if sp["returncode"] != 0:
-        print(json.dumps(sp, indent=1))
+    modes = MODES[args.cache_mode]
+    result["cold"] = pagecache.cold_status() if "cold" in modes else "not measured (--cache-mode warm)"
+    if result["cold"].startswith("unavailable"):
+        print(f"no cold tries: the page cache cannot be dropped here ({result['cold']})", file=sys.stderr)
+        modes = [m for m in modes if m != "cold"]
+    if not modes:
+        print(json.dumps(result, indent=1))
         sys.exit(1)
-    sp_out = compare.output_bytes(sp_dir)
-    procs.finish_run(sp, images, input_bytes, sp_out["allocated"])
-    sp["command"] = shlex.join(sp_cmd)
-    result["streamprep"] = sp
 
-    # the I/O floor: the same input bytes read, the shards' bytes written
-    floor_dir, floor_cfg = runs / "floor", runs / "floor.json"
-    floor_cfg.write_text(json.dumps({"inputs": [str(p) for p in inputs], "out": str(floor_dir / "out.bin"),
-                                     "bytes": sp_out["shard_bytes"]}))
-    print("timing the I/O floor ...", file=sys.stderr)
-    procs.warm(inputs)
-    fl = procs.timed(child_cmd("floor", floor_cfg), [floor_dir], args.timeout, runs / "floor.log")
-    ok = fl["returncode"] == 0
-    if ok:
-        written = (floor_dir / "out.bin").stat()
-        fl["bytes_written"] = written.st_size
-        procs.finish_run(fl, images, input_bytes, written.st_blocks * 512)
-    result["floor"] = fl
-    shutil.rmtree(floor_dir, ignore_errors=True)
+    if args.walk_repeats:
+        print("header walk: tarfile against streamprep ...", file=sys.stderr)
+        pagecache.warm([inputs[0]])
+        result["header_walk"] = header_walk(inputs[0], args.walk_repeats)
 
-    # the classic
-    cl = None
-    if not args.skip_classic and ok:
-        cl_dir, cl_cfg = runs / "classic", runs / "classic.json"
-        cl_cfg.write_text(json.dumps({"train": str(inputs[0]), "val": str(inputs[1]), "bbox": str(inputs[2]),
-                                      "out": str(cl_dir / "processed"), "work": str(cl_dir / "work"),
-                                      "val_labels": str(labels), "report": str(runs / "classic-report.json"),
-                                      "train_shards": lay["train_shards"],
-                                      "validation_shards": lay["validation_shards"], "threads": lay["threads"]}))
-        print("timing the classic procedure ...", file=sys.stderr)
-        procs.warm(inputs)
-        cl = procs.timed(child_cmd("classic", cl_cfg), [cl_dir], args.timeout, runs / "classic.log")
-        ok = cl["returncode"] == 0
-        if ok:
-            procs.finish_run(cl, images, input_bytes, compare.output_bytes(cl_dir / "processed")["allocated"])
-            cl.update(json.loads((runs / "classic-report.json").read_text()))
-            cl["work_mb"] = round(procs.disk_use([cl_dir / "work"])[0] / 1e6, 1)
-            print("comparing the shards record for record ...", file=sys.stderr)
-            result["identity"] = compare.compare_records(sp_dir, cl_dir / "processed")
-            result["identical_records"] = result["identity"]["identical_records"]
-        result["classic"] = cl
+    sides, result["commands"] = make_sides(args, inputs, labels, lay, runs)
+    prepare = {"warm": partial(pagecache.warm, inputs), "cold": pagecache.drop}
+    result["runs"] = {}
+    try:
+        for mode in modes:
+            result["runs"][mode] = tries.run(sides, mode, prepare[mode], images, input_bytes, args.timeout, runs)
+    except tries.Failed as e:
+        result["failed"] = {"error": str(e), **e.figures}
+        print(json.dumps(result, indent=1))
+        sys.exit(1)
 
-    ratios: dict[str, Any] = {}
-    if ok:
-        ratios["streamprep_over_floor"] = ratio(sp["wall_s"], fl["wall_s"])
-        if cl:
-            ratios["classic_over_streamprep"] = ratio(cl["wall_s"], sp["wall_s"])
-            ratios["classic_over_floor"] = ratio(cl["wall_s"], fl["wall_s"])
-    ratios["header_walk_tarfile_over_streamprep"] = result["header_walk"]["speedup"]
-    result["ratios"] = ratios
+    if not args.skip_classic:
+        print("comparing the shards record for record ...", file=sys.stderr)
+        result["identity"] = compare.compare_records(runs / "streamprep", runs / "classic" / "processed")
+        result["identical_records"] = result["identity"]["identical_records"]
+    result["ratios"] = {mode: ratios(result["runs"][mode]) for mode in modes}
     result["command"] = report.command("speed.py")
     result["date"] = report.date()
     result["machine"] = report.machine()
-    if ok:
-        result["targets"] = speed_report.targets(result)
+    result["targets"] = speed_report.targets(result)
 
     print(json.dumps(result, indent=1))
-    if ok:
-        tables = [speed_report.runs_table(result), speed_report.ratios_table(result),
-                  speed_report.targets_table(result)]
-        if cl:
-            tables.append(speed_report.phases_table(cl["phases"], cl["wall_s"]))
-        for t in tables:
-            print()
-            print(t)
-        (args.cache / "last.json").write_text(json.dumps(result, indent=1))
-        if args.write_docs:
-            speed_report.render(result, args.write_docs)
+    for table in speed_report.tables(result):
+        print()
+        print(table)
+    (args.cache / "last.json").write_text(json.dumps(result, indent=1))
+    if args.write_docs:
+        speed_report.render(result, args.write_docs)
     if not args.keep_outputs:
-        for name in ("streamprep", "classic", "floor"):
-            shutil.rmtree(runs / name, ignore_errors=True)
-    if not ok or (cl and not result.get("identical_records")):
+        for side in sides:
+            shutil.rmtree(side.folder, ignore_errors=True)
+    if not result.get("identical_records", True):
         sys.exit(1)
 
 

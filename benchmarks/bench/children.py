@@ -1,9 +1,11 @@
-"""The speed benchmark's child processes: the I/O floor and the classic procedure, each timed from outside."""
+"""The speed benchmark's child processes, each timed from outside: streamprep's convert with a TensorFlow probe,
+the `cat` floor, the Python I/O floor and the classic procedure."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -11,11 +13,42 @@ from pathlib import Path
 from typing import Any
 
 from .layout import METADATA, SYNSETS, tests_importable
-from .procs import BLOCK
+from .pagecache import BLOCK
+
+# `python -c PROBE SIDE_FILE convert ...`: what `python -m streamprep convert ...` runs, then, once it returned,
+# whether the conversion imported TensorFlow, written to SIDE_FILE (nothing is added to the timed work but this).
+PROBE = """import sys
+from streamprep.cli import main
+code = main(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write('{"tensorflow": %s}' % ("true" if "tensorflow" in sys.modules else "false"))
+sys.exit(code)
+"""
+
+
+def probe_launcher(side_file: Path) -> list[str]:
+    """The command that starts streamprep's command line through PROBE (in place of `python -m streamprep`)."""
+    return [sys.executable, "-c", PROBE, str(side_file)]
+
+
+def tensorflow_imported(side_file: Path) -> bool | None:
+    """What PROBE wrote into `side_file` (then removed), or None if it wrote nothing."""
+    try:
+        found = json.loads(side_file.read_text())["tensorflow"]
+    except (OSError, ValueError, KeyError):
+        return None
+    side_file.unlink()
+    return found
+
+
+def cat_cmd(inputs: list[Path]) -> list[str]:
+    """`cat TRAIN_TAR VAL_TAR`: the floor's command; its stdout goes to the output file."""
+    return ["cat", *map(str, inputs)]
 
 
 def floor_child(config: dict[str, Any]) -> None:
-    """Read every input byte in 8 MB blocks; write `bytes` bytes (the shards' total) into one file."""
+    """The Python I/O floor: read every input byte in 8 MB blocks; write `bytes` bytes (the shards' total) into one
+    file."""
     budget = int(config["bytes"])
     buf = bytearray(BLOCK)
     view = memoryview(buf)

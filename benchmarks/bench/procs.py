@@ -1,4 +1,4 @@
-"""Process statistics: runs timed as subprocesses, peak RSS of their process tree, disk use, the page cache warmed."""
+"""Process statistics: runs timed as subprocesses, peak RSS of their process tree, disk use."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .layout import ROOT
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-BLOCK = 8 << 20
 RSS_EVERY, DISK_EVERY = 0.05, 0.1
 
 
@@ -134,14 +134,23 @@ class Sampler:
                 "fs_used_delta_peak_bytes": self.fs_peak - self.fs_base}
 
 
-def timed(cmd: list[str], folders: list[Path], timeout: float, log: Path) -> dict[str, Any]:
-    """Run `cmd` with its stderr to `log`, sampling its tree; wall time, exit status, peaks."""
+def timed(cmd: list[str], folders: list[Path], timeout: float, log: Path, stdout: Path | None = None,
+          before: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Run `cmd` with its stderr to `log`, sampling its tree; wall time, exit status, peaks.
+
+    The `folders` are removed and everything written back (`sync`) first, untimed, so that the previous
+    run's dirty pages are not this run's writeback; then `before()` runs, untimed (the page cache warmed or
+    dropped). The command's stdout goes to the file `stdout` if given (created with its folder), else to `log`."""
     for f in folders:
         shutil.rmtree(f, ignore_errors=True)
-    os.sync()  # untimed: the previous run's dirty pages are not this run's writeback
-    with open(log, "wb") as err:
+    os.sync()
+    if before:
+        before()
+    if stdout:
+        stdout.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as err, (open(stdout, "wb") if stdout else nullcontext(err)) as dest:
         t0 = time.monotonic()
-        p = subprocess.Popen(cmd, cwd=ROOT, stdout=err, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=dest, stderr=err)
         sampler = Sampler(p.pid, folders)
         timer = threading.Timer(timeout, p.kill)
         timer.start()
@@ -196,20 +205,9 @@ def run_lines(cmd: list[str], out: Path, timeout: float) -> tuple[dict[str, Any]
             "stderr_tail": "\n".join(l for _, l in lines)[-2000:] if code != 0 else ""}, lines
 
 
-def warm(paths: list[Path]) -> float:
-    """Read every byte once so the runs find the archives in the page cache; seconds it took."""
-    t0 = time.monotonic()
-    buf = bytearray(BLOCK)
-    for path in paths:
-        with open(path, "rb", buffering=0) as f:
-            while f.readinto(buf):
-                pass
-    return time.monotonic() - t0
-
-
 def finish_run(x: dict[str, Any], images: int, input_bytes: int, allocated: int) -> None:
     """A `timed` run's figures against the input and the final outputs (`allocated` bytes on disk)."""
-    x["wall_s"] = round(x["wall_s"], 2)
+    x["wall_s"] = round(x["wall_s"], 3)
     x["images_per_s"] = round(images / x["wall_s"], 1)
     x["mb_per_s"] = round(input_bytes / 1e6 / x["wall_s"], 1)
     x["outputs_mb"] = round(allocated / 1e6, 1)
@@ -221,9 +219,11 @@ def finish_run(x: dict[str, Any], images: int, input_bytes: int, allocated: int)
     x["final_disk_mb"] = round(x.pop("final_disk_bytes") / 1e6, 1)
 
 
-def convert_cmd(train: str, val: str, bbox: str, out: Path, labels: Path | None, *options: str) -> list[str]:
-    """`python -m streamprep convert` on the three downloads, into `out`."""
-    cmd = [sys.executable, "-m", "streamprep", "convert", "--train", str(train), "--val", str(val), "--bbox", str(bbox)]
+def convert_cmd(train: str, val: str, bbox: str, out: Path, labels: Path | None, *options: str,
+                launcher: list[str] | None = None) -> list[str]:
+    """`python -m streamprep convert` (or `launcher` + `convert`) on the three downloads, into `out`."""
+    cmd = [*(launcher or [sys.executable, "-m", "streamprep"]), "convert", "--train", str(train), "--val", str(val),
+           "--bbox", str(bbox)]
     if labels is not None:
         cmd += ["--validation-labels-file", str(labels)]
     return cmd + ["--out", str(out), *options]

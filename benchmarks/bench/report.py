@@ -44,13 +44,17 @@ def mark(met: bool | None) -> str:
 
 
 def fixups_note(scale: dict[str, Any]) -> str:
-    """The sentence on the classic's fix-up files in the data set (none before data generation 2: no sentence)."""
-    names = scale.get("fixups")
-    if not names:
+    """The sentence on the classic's 23 fix-up files in the data set (no sentence if left out, or before data
+    generation 2)."""
+    if "fixups" not in scale:
         return ""
+    names = scale["fixups"]
+    if not names:
+        return " None of the classic's 23 fix-up files belongs to these classes."
     kinds = ", ".join(f"`{n}` ({k.upper()})" for n, k in sorted(names.items()))
-    return (f" As in the real training tar, the classes' fix-up files are among them under their real names, each "
-            f"in place of a noise JPEG: {kinds}; both runs re-encode them with TensorFlow.")
+    return (f" Of the classic's 23 fix-up files, those of these classes are among the images under their real names, "
+            f"as in the real training tar, each in place of a noise JPEG: {kinds}; the classic re-encodes them with "
+            f"TensorFlow, streamprep to the same bytes without it.")
 
 
 def write_docs(path: Path, text: str, heading: str) -> None:

@@ -38,3 +38,11 @@ def rates(run: dict[str, Any], images: int, nbytes: int, mb_digits: int = 2) -> 
     run["images_per_s"] = round(images / run["wall_s"], 1)
     run["mb_per_s"] = round(nbytes / 1e6 / run["wall_s"], mb_digits)
     run["wall_s"] = round(run["wall_s"], 2)
+
+
+def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of several timed tries (dicts with `wall_s` and `peak_rss_mb`): its figures, which try it was,
+    every try's wall time, the highest peak RSS of any try, and every try's figures."""
+    best = min(range(len(tries)), key=lambda i: tries[i]["wall_s"])
+    return {**tries[best], "best_try": best + 1, "wall_s_tries": [t["wall_s"] for t in tries],
+            "peak_rss_mb_max": max(t["peak_rss_mb"] for t in tries), "tries": tries}

@@ -150,6 +150,42 @@ class Source:
             handles.append(f)
         return f
 
+    def _fd(self) -> int:
+        """This thread's file descriptor on a local archive (-1 if it has none: one pread, no seek, no copy)."""
+        fd = getattr(self._local, "fd", None)
+        if fd is None:
+            f = self.handle()
+            try:
+                fd = self._local.fd = f.fileno()
+            except (AttributeError, OSError, io.UnsupportedOperation):
+                fd = self._local.fd = -1
+        return fd
+
+    def advise(self, ranges: list[tuple[int, int]]) -> None:
+        """Tell the kernel the ranges of a local archive that are not in memory will be read soon
+        (POSIX_FADV_WILLNEED): it reads them in the background, many at once, while the current ones are being
+        written. A range counts as in memory if its first byte is (a read with RWF_NOWAIT, about a microsecond):
+        on a warm page cache the advice itself would cost more than it saves. Nothing for remote archives."""
+        if self.remote or not hasattr(os, "posix_fadvise"):
+            return
+        fd = self._fd()
+        if fd < 0:
+            return
+        probe = getattr(self._local, "probe", None)
+        if probe is None:
+            probe = self._local.probe = [bytearray(1)]
+        for offset, length in ranges:
+            try:
+                if hasattr(os, "RWF_NOWAIT"):
+                    try:
+                        os.preadv(fd, probe, offset, os.RWF_NOWAIT)
+                        continue  # in memory
+                    except BlockingIOError:
+                        pass
+                os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                return  # only advice: a file system that takes neither reads as before
+
     def read_at(self, offset: int, length: int) -> bytes:
         """Up to `length` bytes at `offset` (fewer at the end of the file)."""
         end = min(offset + length, self.size)
@@ -159,13 +195,7 @@ class Source:
             data = retry.call(lambda: f"{self.url} bytes {offset}-{end - 1}",
                               lambda: self.fs.cat_file(self.path, start=offset, end=end))
             return self.ranged(data, offset, end - offset)
-        fd = getattr(self._local, "fd", None)
-        if fd is None:
-            f = self.handle()
-            try:  # a file with a descriptor (local disk): one pread, no seek, no buffer copy
-                fd = self._local.fd = f.fileno()
-            except (AttributeError, OSError, io.UnsupportedOperation):
-                fd = self._local.fd = -1
+        fd = self._fd()
         if fd >= 0:
             return os.pread(fd, end - offset, offset)
         f = self.handle()

@@ -21,9 +21,24 @@ from . import pipeline
 from .pipeline import Job, Summary
 
 
+class ArchiveReader:
+    """Image bytes from their byte ranges in the download; `ahead` has the kernel read the next batch's ranges
+    of a local download in the background, those not in memory already (on a cold page cache they are
+    random reads all over the archive)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def __call__(self, batch: list[RecordSpec]) -> list[bytes]:
+        return self.source.read_ranges([(s.offset, s.size) for s in batch])
+
+    def ahead(self, batch: list[RecordSpec]) -> None:
+        self.source.advise([(s.offset, s.size) for s in batch])
+
+
 def archive_reader(source: Source) -> Reader:
     """Image bytes from their byte ranges in the download."""
-    return lambda batch: source.read_ranges([(s.offset, s.size) for s in batch])
+    return ArchiveReader(source)
 
 
 def tree_reader(base: str, split: str) -> Reader:

@@ -15,7 +15,7 @@ import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from ..archives import retry
 from ..errors import ImageError, OutputError, reason
@@ -29,7 +29,9 @@ BATCH = 64  # images fetched together (one concurrent range request batch on rem
 # and TFRecord framing take 300-600 bytes; an image with many boxes a few more.
 RECORD_ALLOWANCE = 2048
 
-Reader = Callable[[list[RecordSpec]], list[bytes]]  # the image bytes of a batch of records, in order
+# The image bytes of a batch of records, in order. A reader may also have an `ahead(batch)` method: asked
+# for the next batch while this one is written (local disk: the kernel reads it meanwhile).
+Reader = Callable[[list[RecordSpec]], list[bytes]]
 
 
 class ShardEncoder(ABC):
@@ -92,7 +94,10 @@ def _batches(specs: list[RecordSpec], read: Reader, prefetch: bool) -> Iterator[
     """The shard's images a batch at a time; with `prefetch`, the next batch is fetched while this one is encoded."""
     batches = [specs[i:i + BATCH] for i in range(0, len(specs), BATCH)]
     if not prefetch or len(batches) < 2:
-        for batch in batches:
+        ahead = getattr(read, "ahead", None)  # a reader that can have the next batch read in the background
+        for i, batch in enumerate(batches):
+            if ahead is not None and i + 1 < len(batches):
+                ahead(batches[i + 1])
             yield batch, read(batch)
         return
     with ThreadPoolExecutor(1, thread_name_prefix="prefetch") as pool:
@@ -120,7 +125,7 @@ def write_shard(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read:
     digest = hashlib.sha256()
     encoder = fmt.encoder(shard)
 
-    def put(f, pieces: Sequence[bytes]) -> int:
+    def put(f: BinaryIO, pieces: list[bytes]) -> int:
         n = 0
         for piece in pieces:  # the image bytes are written as read, never copied into a record
             f.write(piece)
@@ -131,26 +136,27 @@ def write_shard(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read:
     with output.atomic(name) as f:
         for batch, datas in _batches(plan.records(shard), read, prefetch):
             check(stop)
-            nbytes = 0
+            pieces: list[bytes] = []
             for spec, data in zip(batch, datas):
                 try:
                     if check_image is not None:
                         check_image(spec, data)
-                    pieces = encoder.record(spec, data)
+                    record = encoder.record(spec, data)
                 except ImageError as e:
                     if not skip_bad_images:
                         raise
                     entry.skipped.append({"member": spec.member, "reason": reason(spec.member, e)})
                     continue
-                nbytes += put(f, pieces)
+                pieces += record
                 entry.records += 1
                 entry.boxes += len(spec.boxes)
                 if spec.fixup:
                     entry.fixups.append(spec.filename)
+            nbytes = put(f, pieces)
             entry.bytes += nbytes
             if phase:
                 phase.advance(len(batch), nbytes)
-        entry.bytes += put(f, encoder.finish())
+        entry.bytes += put(f, list(encoder.finish()))
     entry.sha256 = digest.hexdigest()
     return entry
 
