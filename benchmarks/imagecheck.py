@@ -25,6 +25,7 @@ from bench import data, timing  # noqa: E402
 from streamprep.outputs.tfrecord import frame_parts  # noqa: E402
 from streamprep.plan import RecordSpec  # noqa: E402
 from streamprep.records import classic  # noqa: E402
+from streamprep.records.image import prepared  # noqa: E402
 from streamprep.records.imagesize import checked_jpeg_size, jpeg_size  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     def record_path() -> None:
         for spec, d in zip(specs, images):
             digest = hashlib.sha256()
-            for piece in frame_parts(*classic.encode_parts(spec, d)):
+            for piece in frame_parts(*classic.encode_parts(spec, prepared(spec, d))):
                 digest.update(piece)
 
     times, _ = timing.alternate({

@@ -4,13 +4,18 @@ Builds (once, cached under benchmarks/.cache/speed/) ImageNet-shaped downloads w
 `build()`: a training tar of per-class tars, a validation tar and a bounding-box .tar.gz, holding
 RGB noise JPEGs of 300-500 px a side (about 120 KB each), and, in the classes that have one, the
 classic's fix-up file under its real name (a PNG or a CMYK JPEG), as the real training tar does. Then
-it times four sides, each a subprocess whose whole process tree is sampled for RSS (every 50 ms,
-/proc) and whose folder is sampled for disk use (st_blocks, every 100 ms or less often when a walk
-gets slow):
+it times four sides (six with --formats, the default), each a subprocess whose whole process tree is
+sampled for RSS (every 50 ms, /proc) and whose folder is sampled for disk use (st_blocks, every 100 ms
+or less often when a walk gets slow):
 
   streamprep    `streamprep convert` on the three archives, default workers, started through a
                 `python -c` wrapper that runs `streamprep.cli.main(argv)` and, after it returned,
-                writes whether `tensorflow` is in sys.modules to a side file;
+                writes whether `tensorflow` is in sys.modules to a side file; TFRecord alone (the default
+                format);
+  streamprep_webdataset, streamprep_both
+                (--formats, the default; --no-formats leaves them out) the same, with `--format
+                webdataset`, and with `--format tfrecord,webdataset --dali-index` (one read, both formats
+                and DALI's indexes);
   cat           the floor: `cat TRAIN_TAR VAL_TAR > OUT`, cat's stdout opened on OUT;
   python_floor  a Python loop that reads every byte of the three archives in 8 MB blocks and writes
                 as many bytes as streamprep's shards hold into one file (no fsync, like the others);
@@ -29,7 +34,10 @@ JSON says `"cold": "unavailable: <reason>"` and the tables say so.
 
 All sides use the same shard layout: the classic 1024/128 shards with 8 threads when the scale
 allows it, a smaller layout otherwise. The classic's last shards and streamprep's last shards are
-then compared record for record (parsed features, per shard name) and bboxes.csv byte for byte.
+then compared record for record (parsed features, per shard name) and bboxes.csv byte for byte; with
+--formats, the last `.tar` shards of streamprep_webdataset and of streamprep_both by sha256, file for
+file of the same name, and the TFRecord shards of streamprep_both and of streamprep
+(`formats_identical`).
 Unless --walk-repeats is 0, it first times walking the headers of the nested training tar with
 Python's tarfile (outer tar, then each class tar through `extractfile` + `tarfile.open(fileobj=...)`)
 against streamprep's walk (`archives.storage.Source`, `archives.walk.members`, `inner_members`), one
@@ -37,9 +45,11 @@ thread each, same warm tar.
 
     python benchmarks/speed.py [--classes 100] [--images-per-class 190] [--val-images 1000]
                                [--repeats 3] [--classic-repeats 1] [--cache-mode warm|cold|both]
-                               [--walk-repeats 5] [--skip-classic] [--write-docs docs/performance.md]
+                               [--walk-repeats 5] [--skip-classic] [--no-formats]
+                               [--write-docs docs/performance.md]
 
-Prints a JSON summary and tables: the runs, the ratios of best wall times, the targets of issue 14;
+Prints a JSON summary and tables: the runs, the ratios of best wall times (and the formats' ratios of
+peak RSS), the targets of issues 14 and 15; exits with status 1 if a comparison finds a difference;
 --write-docs replaces (or appends) the section '## Speed against the classic procedure
 (benchmarks/speed.py)' in that Markdown file. Each run saves its JSON summary as
 benchmarks/.cache/speed/last.json; `--from-json SUMMARY --write-docs PATH` re-renders the section from
@@ -55,7 +65,7 @@ import shutil
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench import children, compare, data, pagecache, procs, report, speed_report, tries
 from bench.layout import ARCHIVES, CACHE, VAL_LABELS
@@ -66,6 +76,9 @@ SIZE_RANGE = (300, 500)
 SCALE_KEYS = ("classes", "images_per_class", "val_images", "train_images", "images", "xml_files", "image_bytes",
               "jpeg_kb", "archive_bytes")
 MODES = {"warm": ["warm"], "cold": ["cold"], "both": ["warm", "cold"]}
+# the sides --formats adds, each streamprep's conversion with these options added
+FORMAT_SIDES = {"streamprep_webdataset": ["--format", "webdataset"],
+                "streamprep_both": ["--format", "tfrecord,webdataset", "--dali-index"]}
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,6 +95,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--cache-mode", choices=sorted(MODES), default="both",
                     help="warm: archives read before each try; cold: page cache dropped before each try")
     ap.add_argument("--skip-classic", action="store_true", help="time streamprep and the floors only")
+    ap.add_argument("--formats", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time `--format webdataset` and `--format tfrecord,webdataset --dali-index` "
+                         "against the TFRecord-alone conversion, and check their shards are the same bytes")
     ap.add_argument("--train-shards", type=int, help="layout override (default: 1024/128/8 if the scale allows)")
     ap.add_argument("--validation-shards", type=int)
     ap.add_argument("--threads", type=int, default=8, help="the classic's threads, with --train-shards")
@@ -123,30 +139,42 @@ def allocated(path: Path) -> int:
 def make_sides(args: argparse.Namespace, inputs: list[Path], labels: Path, lay: dict[str, int],
                runs: Path) -> tuple[list[tries.Side], dict[str, str]]:
     """The timed sides, and the command each stands for (as a shell would show it)."""
-    sp_dir, probe = runs / "streamprep", runs / "streamprep-probe.json"
     cat_out = runs / "cat" / "out.bin"
     floor_dir, floor_cfg = runs / "python_floor", runs / "python_floor.json"
     options = ["--train-shards", str(lay["train_shards"]), "--validation-shards", str(lay["validation_shards"]),
                "--classic-threads", str(lay["threads"]), "--quiet"]
+    sides: list[tries.Side] = []
+    commands: dict[str, str] = {}
 
-    def after_streamprep(x: dict[str, Any]) -> None:
+    def add_streamprep(name: str, extra: list[str], then: Callable[[], None] | None = None) -> None:
+        """A `streamprep convert` side with `extra` options, through the TensorFlow probe; `then()` after each try."""
+        out, probe = runs / name, runs / f"{name}-probe.json"
+
+        def after(x: dict[str, Any]) -> None:
+            x["tensorflow_imported"] = children.tensorflow_imported(probe)
+            if then:
+                then()
+
+        sides.append(tries.Side(name, procs.convert_cmd(*inputs, out, labels, *options, *extra,
+                                                        launcher=children.probe_launcher(probe)),
+                                out, args.repeats, lambda: compare.output_bytes(out)["allocated"], after=after))
+        commands[name] = shlex.join(procs.convert_cmd(*inputs, out, labels, *options, *extra))
+
+    def floor_config() -> None:
         # streamprep goes first in every round, so the Python floor has its shards' size before its first try
-        x["tensorflow_imported"] = children.tensorflow_imported(probe)
         floor_cfg.write_text(json.dumps({"inputs": [str(p) for p in inputs], "out": str(floor_dir / "out.bin"),
-                                         "bytes": compare.output_bytes(sp_dir)["shard_bytes"]}))
+                                         "bytes": compare.output_bytes(runs / "streamprep")["shard_bytes"]}))
 
-    sides = [
-        tries.Side("streamprep", procs.convert_cmd(*inputs, sp_dir, labels, *options,
-                                                   launcher=children.probe_launcher(probe)),
-                   sp_dir, args.repeats, lambda: compare.output_bytes(sp_dir)["allocated"], after=after_streamprep),
-        tries.Side("cat", children.cat_cmd(inputs[:2]), cat_out.parent, args.repeats, lambda: allocated(cat_out),
-                   stdout=cat_out),
-        tries.Side("python_floor", child_cmd("floor", floor_cfg), floor_dir, args.repeats,
-                   lambda: allocated(floor_dir / "out.bin")),
-    ]
-    commands = {"streamprep": shlex.join(procs.convert_cmd(*inputs, sp_dir, labels, *options)),
-                "cat": f"{shlex.join(children.cat_cmd(inputs[:2]))} > {shlex.quote(str(cat_out))}",
-                "python_floor": shlex.join(child_cmd("floor", floor_cfg))}
+    add_streamprep("streamprep", [], floor_config)
+    if args.formats:
+        for name, extra in FORMAT_SIDES.items():
+            add_streamprep(name, extra)
+    sides += [tries.Side("cat", children.cat_cmd(inputs[:2]), cat_out.parent, args.repeats, lambda: allocated(cat_out),
+                         stdout=cat_out),
+              tries.Side("python_floor", child_cmd("floor", floor_cfg), floor_dir, args.repeats,
+                         lambda: allocated(floor_dir / "out.bin"))]
+    commands |= {"cat": f"{shlex.join(children.cat_cmd(inputs[:2]))} > {shlex.quote(str(cat_out))}",
+                 "python_floor": shlex.join(child_cmd("floor", floor_cfg))}
     if not args.skip_classic:
         cl_dir, cl_cfg, cl_report = runs / "classic", runs / "classic.json", runs / "classic-report.json"
         cl_cfg.write_text(json.dumps({"train": str(inputs[0]), "val": str(inputs[1]), "bbox": str(inputs[2]),
@@ -166,7 +194,8 @@ def make_sides(args: argparse.Namespace, inputs: list[Path], labels: Path, lay: 
 
 
 def ratios(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Ratios of the best wall times of one page-cache mode."""
+    """Ratios of the best wall times of one page-cache mode; with --formats, also of the format sides' highest peak
+    RSS (`*_rss_over_tfrecord`) to the TFRecord-alone side's."""
     wall = {name: x["wall_s"] for name, x in runs.items()}
     out = {"streamprep_over_cat": ratio(wall["streamprep"], wall["cat"]),
            "streamprep_over_python_floor": ratio(wall["streamprep"], wall["python_floor"]),
@@ -174,6 +203,12 @@ def ratios(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
     if "classic" in wall:
         out["classic_over_streamprep"] = ratio(wall["classic"], wall["streamprep"])
         out["classic_over_cat"] = ratio(wall["classic"], wall["cat"])
+    if "streamprep_both" in wall:
+        rss = {name: x["peak_rss_mb_max"] for name, x in runs.items()}
+        out |= {f"{short}_over_tfrecord": ratio(wall[f"streamprep_{short}"], wall["streamprep"])
+                for short in ("webdataset", "both")}
+        out |= {f"{short}_rss_over_tfrecord": ratio(rss[f"streamprep_{short}"], rss["streamprep"])
+                for short in ("webdataset", "both")}
     return out
 
 
@@ -204,7 +239,8 @@ def main() -> None:
         "scale": {**{k: meta[k] for k in SCALE_KEYS}, "size_range": list(SIZE_RANGE),
                   "archive_mb": round(input_bytes / 1e6, 1), **({"fixups": meta["fixups"]} if fixups else {})},
         "layout": lay,
-        "repeats": {"streamprep": args.repeats, "cat": args.repeats, "python_floor": args.repeats,
+        "repeats": {"streamprep": args.repeats, **dict.fromkeys(FORMAT_SIDES if args.formats else (), args.repeats),
+                    "cat": args.repeats, "python_floor": args.repeats,
                     **({} if args.skip_classic else {"classic": args.classic_repeats})}}
 
     modes = MODES[args.cache_mode]
@@ -236,6 +272,11 @@ def main() -> None:
         print("comparing the shards record for record ...", file=sys.stderr)
         result["identity"] = compare.compare_records(runs / "streamprep", runs / "classic" / "processed")
         result["identical_records"] = result["identity"]["identical_records"]
+    if args.formats:
+        print("comparing the formats' shards by sha256 ...", file=sys.stderr)
+        result["formats_identity"] = compare.compare_formats(runs / "streamprep", runs / "streamprep_webdataset",
+                                                             runs / "streamprep_both")
+        result["formats_identical"] = result["formats_identity"]["formats_identical"]
     result["ratios"] = {mode: ratios(result["runs"][mode]) for mode in modes}
     result["command"] = report.command("speed.py")
     result["date"] = report.date()
@@ -252,7 +293,7 @@ def main() -> None:
     if not args.keep_outputs:
         for side in sides:
             shutil.rmtree(side.folder, ignore_errors=True)
-    if not result.get("identical_records", True):
+    if not result.get("identical_records", True) or not result.get("formats_identical", True):
         sys.exit(1)
 
 

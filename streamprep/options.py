@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 from .archives.storage import TIMEOUTS
+from .outputs import formats
 from .plan import Sharding
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -102,6 +103,15 @@ class Options:
         help="folder or URL for the shards and bboxes.csv (required unless --no-shards)", group=OUTPUT,
         metavar="URL", path=True, off_flag="--no-shards", off_key="shards",
         off_help="write only the --materialize layout, no shards (config: shards = false)")
+    format: str = option(
+        "tfrecord", group=OUTPUT, metavar="NAMES",
+        help="output format(s), comma-separated: tfrecord (the classic's shards), webdataset (tar shards for "
+        "PyTorch, timm and DALI, with timm's _info.json); several are written from one read of the downloads, "
+        "side by side (train-00000-of-01024, train-00000-of-01024.tar)")
+    dali_index: bool = option(
+        False, group=OUTPUT,
+        help="also write NVIDIA DALI's index beside each shard (SHARD_FILE.idx), as its tfrecord2idx and wds2idx "
+        "would, while the shard is written")
     train_shards: int = option(_SHARDING.train_shards, help="training shards", group=SHARDS, metavar="N")
     validation_shards: int = option(_SHARDING.validation_shards, help="validation shards", group=SHARDS, metavar="N")
     classic_threads: int = option(
@@ -180,6 +190,10 @@ class Options:
             object.__setattr__(self, "materialize", self.materialize[len("file://"):])
         if self.workers < 1:
             raise ConfigError(f"workers (--workers) must be at least 1, got {self.workers}")
+        try:
+            object.__setattr__(self, "format", ",".join(formats.parse(self.format)))
+        except ValueError as e:
+            raise ConfigError(f"format (--format) {self.format!r}: {e}") from e
         _check_storage_options(self.storage_options)
         object.__setattr__(self, "storage_options", with_timeouts(self.storage_options, self.timeout,
                                                                   self.connect_timeout))
@@ -188,6 +202,11 @@ class Options:
     @property
     def sharding(self) -> Sharding:
         return Sharding(self.train_shards, self.validation_shards, self.classic_threads)
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The output formats' names, in the order they are written."""
+        return tuple(self.format.split(","))
 
     @property
     def skip_bad_images(self) -> bool:

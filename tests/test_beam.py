@@ -207,3 +207,17 @@ def test_arguments_after_a_double_dash_need_the_beam_engine(sample, tmp_path):
     code, err = run_cli(*convert_args(sample, tmp_path / "out", *LAYOUT, "--", "--runner=DirectRunner"))
     assert code == 2
     assert "--engine beam" in err and "--runner=DirectRunner" in err
+
+
+def test_the_beam_engine_writes_every_format_and_index_as_the_local_engine(beam, sample, tmp_path):
+    formats = ("--format", "tfrecord,webdataset", "--dali-index")
+    local, out = tmp_path / "local", tmp_path / "beam"
+    code, err = run_cli(*convert_args(sample, local, *LAYOUT, *formats, "--quiet"))
+    assert code == 0, err
+    code, err = run_cli(*convert_args(sample, out, *LAYOUT, *formats, "--engine", "beam", "--quiet"))
+    assert code == 0, err
+    files = result_files(local)
+    assert {n for n in files if n.endswith(".tar")} and {n for n in files if n.endswith(".idx")} and "_info.json" in files
+    assert result_files(out) == files
+    assert same_but_out((local / "manifest.json").read_bytes(), str(local), (out / "manifest.json").read_bytes(),
+                        str(out))

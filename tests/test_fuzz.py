@@ -31,7 +31,7 @@ from streamprep.errors import AnnotationError, ArchiveError, ImageError, Streamp
 from streamprep.records.imagesize import SizeUnreadable, describe, is_jpeg, jpeg_size
 from streamprep.index.boxwalk import index_boxes
 from streamprep.index.images import Ignored
-from streamprep.records.classic import image_size
+from streamprep.records.image import image_size
 from streamprep.archives.tarscan import iter_members
 
 BLOCK = 512

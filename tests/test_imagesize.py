@@ -12,7 +12,7 @@ import tensorflow as tf  # noqa: E402
 from fixtures.builders import jpeg, png  # noqa: E402
 from streamprep.errors import ImageError  # noqa: E402
 from streamprep.records.imagesize import SizeUnreadable, jpeg_size  # noqa: E402
-from streamprep.records.classic import image_size  # noqa: E402
+from streamprep.records.image import image_size  # noqa: E402
 
 BASE = jpeg(40, 30)
 APP0_END = 4 + int.from_bytes(BASE[4:6], "big")       # SOI, then APP0 marker + its segment

@@ -237,12 +237,23 @@ KILL_POINTS = {
 }
 
 
-@pytest.mark.parametrize("point", sorted(KILL_POINTS), ids=sorted(KILL_POINTS))
-def test_killed_run_is_finished_by_the_same_command_byte_for_byte(downloads, reference, slow_http, tmp_path, point):
-    proxy, urls = slow_http
+EVERY_FORMAT = ("--format", "tfrecord,webdataset", "--dali-index")
+
+
+@pytest.fixture(scope="module")
+def reference_every_format(downloads, tmp_path_factory) -> tuple[dict[str, bytes], dict]:
+    """An uninterrupted run writing both formats and their DALI indexes."""
+    out = tmp_path_factory.mktemp("resume-ref-formats") / "out"
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, *EVERY_FORMAT, "--quiet"))
+    assert code == 0, err
+    return results(out), manifest(out)
+
+
+def kill_and_rerun(urls, labels: Path, out: Path, proxy, point: str, extra: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """Run convert with one worker over the slow server, SIGKILL it at `point`, rerun the same command; the
+    files that survived the kill (name -> inode) and the rerun's stderr."""
     condition, kept_expected = KILL_POINTS[point]
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "streamprep", *args(urls, downloads["val_labels"], out, "--workers", "1")]
+    command = [sys.executable, "-m", "streamprep", *args(urls, labels, out, "--workers", "1", *extra)]
     proxy.delay = 0.15
     lines: list[str] = []
     proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
@@ -260,21 +271,42 @@ def test_killed_run_is_finished_by_the_same_command_byte_for_byte(downloads, ref
         proc.wait()
         proxy.delay = 0.0
     assert proc.returncode == -signal.SIGKILL
-    listed = {s["name"] for s in manifest(out)["shards"]} if (out / "manifest.json").exists() else set()
+    listed = [n for s in manifest(out)["shards"] for n in (s["name"], *([s["index"]["name"]] if "index" in s else []))] \
+        if (out / "manifest.json").exists() else []
     survivors = {n: (out / n).stat().st_ino for n in listed if (out / n).exists()}
     if kept_expected:
         assert survivors, "no finished shard was listed at the kill: the test did not test keeping"
-
-    code, err = run_cli(*args(urls, downloads["val_labels"], out))
-
+    code, err = run_cli(*args(urls, labels, out, *extra))
     assert code == 0, err
+    assert {n: (out / n).stat().st_ino for n in survivors} == survivors  # finished shards were kept, not rewritten
+    return survivors, err
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS), ids=sorted(KILL_POINTS))
+def test_killed_run_is_finished_by_the_same_command_byte_for_byte(downloads, reference, slow_http, tmp_path, point):
+    proxy, urls = slow_http
+    out = tmp_path / "out"
+    survivors, err = kill_and_rerun(urls, downloads["val_labels"], out, proxy, point)
     assert results(out) == reference[0]
     assert manifest(out)["complete"] is True
     assert manifest(out)["shards"] == reference[1]["shards"]
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
-    assert {n: (out / n).stat().st_ino for n in survivors} == survivors  # finished shards were kept, not rewritten
-    if kept_expected:
+    if KILL_POINTS[point][1]:
         assert f"{len(survivors)} of 16 shards were already complete" in err
+
+
+def test_killed_run_writing_every_format_and_index_is_finished_byte_for_byte(downloads, reference_every_format,
+                                                                          slow_http, tmp_path):
+    proxy, urls = slow_http
+    out = tmp_path / "out"
+    kill_and_rerun(urls, downloads["val_labels"], out, proxy, "with-train-shards-listed-and-one-half-written",
+                   EVERY_FORMAT)
+    assert results(out) == reference_every_format[0]
+    assert {n for n in results(out) if n.endswith(".idx")} and {n for n in results(out) if n.endswith(".tar")}
+    assert manifest(out)["shards"] == reference_every_format[1]["shards"]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    code, err = run_cli("verify", str(out))
+    assert code == 0, err
 
 
 def test_a_rerun_naming_the_downloads_by_relative_paths_still_keeps_everything(downloads, reference, tmp_path,

@@ -50,7 +50,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
               "labels-file": "s.txt", "metadata-file": "m.txt", "validation-labels-file": "v.txt", "check-md5": True,
               "on-bad-image": "skip", "on-bad-xml": "skip", "check-decode": True, "workers": 3, "engine": "local",
               "overwrite": True, "timeout": 5, "connect-timeout": 2.5, "no-space-check": True,
-              "materialize": "tree"}
+              "materialize": "tree", "format": "webdataset,tfrecord", "dali-index": True}
     assert set(values) | {"train", "val", "bbox", "storage-options"} == {Option.key(f.name) for f in fields()}
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()] + ["[storage-options.s3]", 'anon = true']
     config = tmp_path / "c.toml"
@@ -62,6 +62,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     assert options.train == str(tmp_path / "dl" / "ILSVRC2012_img_train.tar")  # relative to the config file
     assert options.materialize == str(tmp_path / "tree") and options.storage_options["s3"] == {"anon": True}
     assert options.storage_options["timeouts"] == {"connect": 2.5, "read": 5.0}
+    assert options.formats == ("tfrecord", "webdataset") and options.dali_index  # one order, whatever was given
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -71,7 +72,10 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     ({"train_shards": "8"}, "must be an integer"),
     ({"out": None}, "no out given"),
     ({"materialize": "s3://b/tree"}, "local folder only"),
-], ids=["workers", "multiple", "policy", "type", "nothing-to-do", "remote-tree"])
+    ({"format": "tfrecord,parquet"}, r"format \(--format\) 'tfrecord,parquet': unknown format 'parquet'; known: "
+                                     "tfrecord, webdataset"),
+    ({"format": "webdataset,webdataset"}, "a format named twice"),
+], ids=["workers", "multiple", "policy", "type", "nothing-to-do", "remote-tree", "unknown-format", "format-twice"])
 def test_options_made_in_python_are_checked_as_the_cli_checks_them(kwargs, message):
     from streamprep import ConfigError, Options
 
@@ -234,7 +238,7 @@ class LengthPrefixed:
 
         class Encoder(ShardEncoder):
             def record(self, spec, image):
-                return (struct.pack("<I", len(image)), image)
+                return (struct.pack("<I", len(image.data)), image.data)
 
             def finish(self):
                 return (b"END!",)
@@ -264,13 +268,15 @@ def test_another_format_plugs_into_the_shared_shard_writer_and_resume(sample, tm
                       train_shards=4, validation_shards=2, classic_threads=2)
     inputs = pipeline.open_inputs(options)
     try:
-        job = dataclasses.replace(pipeline.make_job(options, inputs, None), fmt=LengthPrefixed())
+        job = pipeline.make_job(options, inputs, None)
         pipeline.open_output(job, None)
         plan = make_plan(build_index(inputs.sources, inputs.labels, 2), inputs.labels, options.sharding)
         read = local.archive_reader(inputs.sources["train"])
         shard = plan.splits["train"].shards[1]
-        first = write_or_keep(job.fmt, plan, shard, job.output(), read, {})
-        again = write_or_keep(job.fmt, plan, shard, job.output(), read, {first.entry.name: first.entry})
+        fmts = [LengthPrefixed()]
+        first = write_or_keep(fmts, plan, shard, job.output(), read, {})
+        again = write_or_keep(fmts, plan, shard, job.output(), read, {first.entries[0].name: first.entries[0]})
+        both = write_or_keep([*job.formats, LengthPrefixed()], plan, shard, job.output(), read, {})
     finally:
         inputs.close()
 
@@ -281,11 +287,15 @@ def test_another_format_plugs_into_the_shared_shard_writer_and_resume(sample, tm
         images.append(data[pos + 4:pos + 4 + n])
         pos += 4 + n
     specs = plan.records(shard)
-    assert len(images) == len(specs) == first.entry.records > 0
+    entry = first.entries[0]
+    assert len(images) == len(specs) == entry.records > 0
     assert all(img.startswith(b"\xff\xd8") for img in images)
-    assert first.entry.bytes == len(data) and not first.kept
-    assert again.kept and again.entry == first.entry
-    assert isinstance(first.entry, mf.ShardEntry)
+    assert entry.bytes == len(data) and not first.kept
+    assert again.kept and again.entries == [entry]
+    assert isinstance(entry, mf.ShardEntry)
+    # written beside the classic TFRecord from one read: the same images, the same file as alone
+    assert [e.name for e in both.entries] == ["train-00001-of-00004", "train-00001-of-00004.lp"]
+    assert (tmp_path / "out" / "train-00001-of-00004.lp").read_bytes() == data and both.entries[1] == entry
 
 
 def test_the_local_and_beam_engines_share_one_summary_type():

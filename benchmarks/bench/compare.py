@@ -1,11 +1,12 @@
-"""Comparing outputs: result files byte for byte, shards record for record, and what the final outputs weigh."""
+"""Comparing outputs: result files byte for byte, shards record for record, the same shards written in one format or
+in several, and what the final outputs weigh."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .layout import tests_importable
 
@@ -16,9 +17,14 @@ def is_result(name: str) -> bool:
     return not name.startswith(".") and name != "manifest.json"
 
 
-def digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.iterdir()) if p.is_file() and is_result(p.name)}
+def digests(folder: Path, keep: Callable[[str], bool] = is_result) -> dict[str, str]:
+    """sha256 of every file of `folder` whose name `keep` accepts (by default the result files), by name."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and keep(p.name):
+            with open(p, "rb") as f:
+                out[p.name] = hashlib.file_digest(f, "sha256").hexdigest()
+    return out
 
 
 def compare(a: Path, b: Path) -> dict[str, Any]:
@@ -56,9 +62,38 @@ def compare_records(mine: Path, theirs: Path) -> dict[str, Any]:
     return out
 
 
+def is_tfrecord_shard(name: str) -> bool:
+    """A TFRecord shard's name (`train-00000-of-01024`), not a WebDataset shard's nor an index's."""
+    return name.startswith(("train-", "validation-")) and "-of-" in name and "." not in name
+
+
+def is_tar_shard(name: str) -> bool:
+    """A WebDataset shard's name (`train-00000-of-01024.tar`)."""
+    return name.startswith(("train-", "validation-")) and name.endswith(".tar")
+
+
+def same_files(a: Path, b: Path, keep: Callable[[str], bool]) -> tuple[int, list[str]]:
+    """The files of two folders that `keep` accepts, by sha256: how many `a` holds, and the names that are not in
+    both or differ."""
+    da, db = digests(a, keep), digests(b, keep)
+    return len(da), sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k))
+
+
+def compare_formats(tfrecord: Path, webdataset: Path, both: Path) -> dict[str, Any]:
+    """Three conversions of the same downloads (`--format tfrecord`, `--format webdataset`, `--format
+    tfrecord,webdataset`): the last one's `.tar` shards against the second's, its TFRecord shards against the
+    first's, files of the same name by sha256. `formats_identical` if every one matches and there are some."""
+    tars, tar_diff = same_files(webdataset, both, is_tar_shard)
+    shards, shard_diff = same_files(tfrecord, both, is_tfrecord_shard)
+    differ = [f"{n} (.tar)" for n in tar_diff] + [f"{n} (TFRecord)" for n in shard_diff]
+    return {"tar_files": tars, "tfrecord_shards": shards, "differing": differ[:10],
+            "formats_identical": not differ and tars > 0 and shards > 0}
+
+
 def output_bytes(folder: Path) -> dict[str, int]:
-    """Apparent and allocated bytes of the final outputs: shards and bboxes.csv."""
-    files = [p for p in folder.iterdir() if p.is_file() and (p.name == "bboxes.csv" or "-of-" in p.name)]
-    shards = [p for p in files if "-of-" in p.name]
+    """Apparent and allocated bytes of the final outputs (every result file: shards in any format, their indexes,
+    bboxes.csv, _info.json), and the TFRecord shards' apparent bytes."""
+    files = [p for p in folder.iterdir() if p.is_file() and is_result(p.name)]
+    shards = [p for p in files if is_tfrecord_shard(p.name)]
     return {"bytes": sum(p.stat().st_size for p in files), "allocated": sum(p.stat().st_blocks * 512 for p in files),
             "shard_bytes": sum(p.stat().st_size for p in shards), "files": len(files)}

@@ -1,4 +1,5 @@
-"""The speed benchmark's report: the targets of issue 14, the tables and the section for docs/performance.md."""
+"""The speed benchmark's report: the targets of issues 14 and 15, the tables and the section for
+docs/performance.md."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from .report import fixups_note, head, mark, write_docs
+from .timing import ratio
 
 SECTION = "## Speed against the classic procedure (benchmarks/speed.py)"
-TARGETS = {"classic_speedup": 15.0, "warm_cat_ratio": 3.0, "cold_cat_ratio": 2.0, "peak_rss_mb": 250.0}
+TARGETS = {"classic_speedup": 15.0, "warm_cat_ratio": 3.0, "cold_cat_ratio": 2.0, "peak_rss_mb": 250.0,
+           "webdataset_over_tfrecord": 1.10, "both_over_tfrecord": 1.6, "both_rss_over_tfrecord": 1.10}
 SIDES = {"streamprep": "`streamprep convert` (default workers)",
+         "streamprep_webdataset": "`streamprep convert --format webdataset`",
+         "streamprep_both": "`streamprep convert --format tfrecord,webdataset --dali-index`",
          "cat": "`cat` floor (`cat TRAIN_TAR VAL_TAR > OUT`)",
          "python_floor": "Python floor (read the archives, write the shards' bytes)",
          "classic": "classic procedure (tar, bboxes.csv, folders, TF build, 8 threads)"}
+SKIPPED = {"streamprep_webdataset": "--no-formats", "streamprep_both": "--no-formats", "classic": "--skip-classic"}
 MODES = ("warm", "cold")
 
 
@@ -42,8 +48,18 @@ def _tries(n: int) -> str:
     return "1 try" if n == 1 else f"{n} tries"
 
 
+def _within(limit: float) -> str:
+    """A ratio's upper limit as the percentage it allows above 1 (1.10: "10%")."""
+    return f"{round(100 * (limit - 1)):g}%"
+
+
+def _formats(r: dict[str, Any]) -> bool:
+    """Whether the format sides ran (not with --no-formats, nor in summaries from before them)."""
+    return any("streamprep_both" in runs for runs in r["runs"].values())
+
+
 def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 14's targets: each with what was measured and whether it is met (None: not measured)."""
+    """The targets of issues 14 and 15: each with what was measured and whether it is met (None: not measured)."""
     runs, ratios = r["runs"], r["ratios"]
     rows = []
 
@@ -72,6 +88,25 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         (f"imported in {imported} of {_tries(len(seen))}" if imported else f"not imported in {'' if len(seen) == 1 else 'any of '}{_tries(len(seen))}")
         + (f" ({unknown} without an answer)" if unknown else "") if seen else "not measured",
         None if not seen or unknown else imported == 0)
+    for key, target in (("webdataset_over_tfrecord", (f"webdataset alone within "
+                                                      f"{_within(TARGETS['webdataset_over_tfrecord'])} of TFRecord "
+                                                      f"alone (warm)")),
+                        ("both_over_tfrecord", (f"tfrecord,webdataset (+ DALI indexes) at most "
+                                                f"{TARGETS['both_over_tfrecord']:g}x TFRecord alone (warm)"))):
+        q = ratios.get("warm", {}).get(key)
+        side = "streamprep_" + key.removesuffix("_over_tfrecord")
+        row(target, f"{q:.2f}x ({_vs(r, 'warm', side, 'streamprep')})" if q is not None
+            else ("formats skipped (`--no-formats`)" if "warm" in runs else _missing(r, "warm", why=True)),
+            None if q is None else q <= TARGETS[key])
+    both = [runs[m]["streamprep_both"] for m in MODES if "streamprep_both" in runs.get(m, {})]
+    target = f"peak RSS with both formats within {_within(TARGETS['both_rss_over_tfrecord'])} of TFRecord alone"
+    if both:
+        peak_both = max(x["peak_rss_mb_max"] for x in both)
+        q = ratio(peak_both, peak)
+        row(target, f"{q:.2f}x ({peak_both:,.0f} MB / {peak:,.0f} MB, highest of {_tries(count)} each)",
+            q <= TARGETS["both_rss_over_tfrecord"])
+    else:
+        row(target, "formats skipped (`--no-formats`)" if sp else "not measured", None)
     return rows
 
 
@@ -87,18 +122,23 @@ def runs_table(r: dict[str, Any]) -> str:
                             f"{x['mb_per_s']:,.0f} | {x['peak_rss_mb']:,.0f} | {x['peak_rss_mb_max']:,.0f} | "
                             f"{x['cpu_s']:.1f} |")
             else:
-                why = "not run (`--skip-classic`)" if mode in r["runs"] else _missing(r, mode)
+                why = f"not run (`{SKIPPED[side]}`)" if mode in r["runs"] else _missing(r, mode)
                 rows.append(f"| {label} | {mode} | {why} | | | | | | | |")
     return "\n".join(rows)
 
 
 def ratios_table(r: dict[str, Any]) -> str:
     modes = _wanted(r)
-    rows = head("ratio of best wall times", *(f"{m}>" for m in modes))
+    rows = head("ratio of best wall times (of peak RSS where said)", *(f"{m}>" for m in modes))
     names = {"classic_over_streamprep": "classic / streamprep", "streamprep_over_cat": "streamprep / `cat` floor",
              "streamprep_over_python_floor": "streamprep / Python floor",
-             "python_floor_over_cat": "Python floor / `cat` floor", "classic_over_cat": "classic / `cat` floor"}
-    bold = {"classic_over_streamprep", "streamprep_over_cat"}
+             "python_floor_over_cat": "Python floor / `cat` floor", "classic_over_cat": "classic / `cat` floor",
+             "webdataset_over_tfrecord": "`--format webdataset` / TFRecord alone (streamprep)",
+             "both_over_tfrecord": "`--format tfrecord,webdataset --dali-index` / TFRecord alone",
+             "webdataset_rss_over_tfrecord": "peak RSS (highest try): `--format webdataset` / TFRecord alone",
+             "both_rss_over_tfrecord": "peak RSS (highest try): `--format tfrecord,webdataset --dali-index` / "
+                                       "TFRecord alone"}
+    bold = {"classic_over_streamprep", "streamprep_over_cat", "webdataset_over_tfrecord", "both_over_tfrecord"}
     for key, name in names.items():
         cells = []
         for mode in modes:
@@ -134,6 +174,16 @@ def identity_line(r: dict[str, Any]) -> str:
             f"{'byte-identical' if ident['bboxes_csv_identical'] else 'DIFFERENT'}).")
 
 
+def formats_line(r: dict[str, Any]) -> str:
+    ident = r["formats_identity"]
+    differ = f" (differing: {', '.join(ident['differing'])})" if ident["differing"] else ""
+    return (f"The last shards of the three streamprep sides compared by sha256, file for file of the same name: the "
+            f"{ident['tar_files']:,} `.tar` files of `--format webdataset` against those of `--format "
+            f"tfrecord,webdataset --dali-index`, and the latter's {ident['tfrecord_shards']:,} TFRecord shards against "
+            f"those of TFRecord alone: **formats_identical: {'true' if ident['formats_identical'] else 'false'}**"
+            f"{differ}.")
+
+
 def targets_table(r: dict[str, Any]) -> str:
     rows = head("target", "measured", "")
     for t in r["targets"]:
@@ -159,6 +209,7 @@ def phases_table(r: dict[str, Any]) -> str:
 def tables(r: dict[str, Any]) -> list[str]:
     """What the script prints after its JSON summary."""
     out = [runs_table(r), ratios_table(r), walk_line(r), *([identity_line(r)] if "identity" in r else []),
+           *([formats_line(r)] if "formats_identity" in r else []),
            *([cold_line(r)] if _unavailable(r) else []), targets_table(r)]
     if any("classic" in r["runs"][m] for m in r["runs"]):
         out.append(phases_table(r))
@@ -186,6 +237,10 @@ def section(r: dict[str, Any]) -> str:
             "bounding-box walk, a separate process for large archives, only parses XML). The `cat` floor is "
             "`cat TRAIN_TAR VAL_TAR > OUT`, timed the same way; the Python floor reads every byte of the three "
             "archives in 8 MB blocks and writes as many bytes as the shards hold into one file. No run calls fsync.",
+            "Two more streamprep sides run the same way (wrapper, layout, tries), with `--format webdataset` and with "
+            "`--format tfrecord,webdataset --dali-index` (the downloads read once for both formats and DALI's "
+            "indexes); `streamprep convert` alone writes TFRecord, the default format." if _formats(r)
+            else "The format sides were skipped (`--no-formats`).",
             f"Each side is a subprocess given {_tries(n['streamprep'])} in each page-cache mode"
             + (f" (the classic {_tries(n['classic'])})" if "classic" in n else "") + ", the sides taking turns; its "
             "wall time is its fastest try's, and every try's is listed. Before each try its output "
@@ -196,10 +251,12 @@ def section(r: dict[str, Any]) -> str:
             "", runs_table(r), "", ratios_table(r), "", walk_line(r), ""]
     if "identity" in r:
         text += [identity_line(r), ""]
+    if "formats_identity" in r:
+        text += [formats_line(r), ""]
     sp = next(r["runs"][mode]["streamprep"] for mode in MODES if mode in r["runs"])
     text += [f"streamprep's peak extra disk (its `.streamprep/` index and `manifest.json` beside the final outputs): "
              f"{sp['extra_disk_mb']:,.1f} MB, {sp['extra_disk_pct']:.2f}% of {sp['outputs_mb']:,.0f} MB.", "",
-             "Targets (issue 14):", "", targets_table(r), ""]
+             "Targets (issues 14 and 15):", "", targets_table(r), ""]
     if classic:
         ph = classic["phases"]
         build = sum(v for k, v in ph.items() if k.startswith("build "))

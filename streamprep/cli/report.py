@@ -290,7 +290,7 @@ def format_inspection(i: Inspection) -> str:
     if i.entries:
         lines += ["", f"  the first {len(i.entries):,}:"]
         for e in i.entries:
-            if i.kind == "TFRecord shard":
+            if i.kind in ("TFRecord shard", "WebDataset shard"):
                 lines.append(f"  {e['filename']}  label {e['label']} {e['synset']}  {e['width']}x{e['height']}  "
                              f"{e['bytes']:,} bytes  {len(e['boxes'])} box(es)")
                 lines.append(f"      {e['text']}")

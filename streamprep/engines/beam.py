@@ -32,7 +32,7 @@ from ..index.boxes import BoxTable
 from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs.files import Output, sweep
-from ..outputs.format import ShardResult, write_or_keep
+from ..outputs.format import ShardResult, prepare_split, write_or_keep
 from ..plan import Plan, ShardSpec, make_plan
 from ..progress import Callback
 from . import pipeline
@@ -234,13 +234,13 @@ class WriteShards(beam.DoFn):
         source = self.sources[url]
         if shard.split not in self.prepared:
             self.prepared.add(shard.split)
-            job.fmt.prepare(plan, shard.split)
-        result = write_or_keep(job.fmt, plan, shard, self.output, archive_reader(source), job.keep,
+            prepare_split(plan, shard.split)
+        result = write_or_keep(job.formats, plan, shard, self.output, archive_reader(source), job.keep,
                                prefetch=source.remote, skip_bad_images=job.options.skip_bad_images,
                                check_image=job.check_image())
         if not result.kept:
-            self.images.inc(result.entry.records)
-            self.nbytes.inc(result.entry.bytes)
+            self.images.inc(result.records)
+            self.nbytes.inc(result.bytes)
             self.shards.inc()
         yield result
 
@@ -258,7 +258,7 @@ def _finish(results: list[ShardResult], planned: Planned, bj: BeamJob) -> int:
         raise OutputError(f"{job.options.out}: the pipeline returned {len(results)} shard results for "
                           f"{len(plan.shards)} shards; run again")
     output = job.output()
-    sweep(output, {*pipeline.SIDE_FILES, *job.fmt.file_names(plan.shards)})  # left by workers that died mid-shard
+    sweep(output, {*pipeline.SIDE_FILES, *pipeline.files_of(job.formats, plan.shards)})  # left by workers that died mid-shard
     journal = mf.Journal(output, job.manifest)
     index = DatasetIndex(tuple(s.index for s in plan.splits.values()), plan.boxes, Ignored.from_state(planned.ignored),
                          Skipped(list(planned.skipped)))

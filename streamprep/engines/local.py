@@ -12,7 +12,7 @@ from ..errors import OutputError
 from ..index.build import build_index
 from ..options import Options
 from ..outputs import manifest as mf
-from ..outputs.format import Reader, ShardResult, write_or_keep
+from ..outputs.format import Reader, ShardResult, prepare_split, write_or_keep
 from ..index.images import DatasetIndex
 from ..outputs.materialize import FolderTreeSummary, materialize, tree_path
 from ..plan import Plan, RecordSpec, make_plan
@@ -68,19 +68,19 @@ def write_split(job: Job, plan: Plan, split: str, read: Reader, prefetch: bool, 
     After the first error (or once `stop` is set) no new shard starts; shards already running stop at
     their next batch, and the error is raised.
     """
-    options, fmt = job.options, job.fmt
+    options, fmts = job.options, job.formats
     split_plan = plan.splits[split]
-    if any(fmt.file_name(s) not in job.keep for s in split_plan.shards):
-        fmt.prepare(plan, split)  # before the threads start (not on a resume that keeps every shard)
+    if job.pending(split_plan.shards):
+        prepare_split(plan, split)  # before the threads start (not on a resume that keeps every shard)
     failed = threading.Event()
 
     def task(shard) -> ShardResult | None:
         if failed.is_set() or (stop is not None and stop.is_set()):  # after a failure, start no new shard
             return None
         try:
-            result = write_or_keep(fmt, plan, shard, journal.output, read, job.keep, phase, prefetch,
+            result = write_or_keep(fmts, plan, shard, journal.output, read, job.keep, phase, prefetch,
                                    options.skip_bad_images, stop, job.check_image())
-            journal.finished(result.entry)
+            journal.finished(*result.entries)
             return result
         except BaseException:
             failed.set()
@@ -167,8 +167,8 @@ def _write(job: Job, journal: mf.Journal, inputs: pipeline.Inputs, plan: Plan, i
     summary.manifest = pipeline.finish(job, journal, plan, index, results)
     written = [r for r in results if not r.kept]
     summary.shards_kept = len(results) - len(written)
-    summary.images_written = sum(r.entry.records for r in written)
-    summary.bytes_written = sum(r.entry.bytes for r in written)
+    summary.images_written = sum(r.records for r in written)
+    summary.bytes_written = sum(r.bytes for r in written)
     summary.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[
         plan.splits[r.shard.split].order[r.shard.start:r.shard.stop]].sum()) for r in written)
 

@@ -8,6 +8,7 @@ calls, so both engines give the same bytes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import shutil
@@ -26,11 +27,11 @@ from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs.bboxes_csv import BBOXES_CSV, write_bboxes
 from ..outputs.files import Output, sweep
+from ..outputs import formats as output_formats
 from ..outputs.format import Check, Format, ShardResult
 from ..records import fixups
 from ..records.decode import full_decode
 from ..outputs.materialize import FolderTreeSummary
-from ..outputs.tfrecord import TFRecordFormat
 from ..plan import SHARD_STEM, Plan
 
 SIDE_FILES = {BBOXES_CSV, mf.MANIFEST}  # written beside the shards
@@ -70,7 +71,8 @@ def open_inputs(options: Options) -> Inputs:
 def run_record(options: Options, inputs: Inputs) -> dict[str, Any]:
     """What the output depends on (inputs, label data, sharding, policies): the manifest's `run`."""
     return {"inputs": inputs.identities, "labels": inputs.labels.digest(),
-            "layout": dataclasses.asdict(options.sharding), "on_bad_image": str(options.on_bad_image),
+            "layout": dataclasses.asdict(options.sharding), "formats": list(options.formats),
+            "dali_index": options.dali_index, "on_bad_image": str(options.on_bad_image),
             "on_bad_xml": str(options.on_bad_xml), "check_decode": options.check_decode, "streamprep": __version__}
 
 
@@ -83,7 +85,16 @@ class Job:
     manifest: mf.Manifest  # the run, options and MD5s; shards kept from an earlier run
     keep: dict[str, mf.ShardEntry]  # shards an earlier run of the same conversion finished, by file name
     index_key: str | None  # where the index is saved for a later run to reuse
-    fmt: Format = field(default_factory=TFRecordFormat)
+
+    @property
+    def formats(self) -> list[Format]:
+        """The output formats, each writing its DALI index if asked (`--format`, `--dali-index`)."""
+        return output_formats.make(self.options.formats, self.options.dali_index)
+
+    def pending(self, shards: Any) -> list[Any]:
+        """The shards an earlier run did not finish in every format."""
+        fmts = self.formats
+        return [s for s in shards if any(f.file_name(s) not in self.keep for f in fmts)]
 
     def output(self) -> Output:
         return Output(self.options.out, self.options.storage_options, create=False)
@@ -188,8 +199,8 @@ def check_space(job: Job, plan: Plan) -> None:
     output = job.output()
     if job.options.no_space_check or protocol_of(job.options.out) != "file":
         return
-    todo = [s for s in plan.shards if job.fmt.file_name(s) not in job.keep]
-    need = job.fmt.most_bytes(plan, todo)
+    todo = job.pending(plan.shards)
+    need = sum(f.most_bytes(plan, todo) for f in job.formats)
     folder = output.root
     while folder and not os.path.exists(folder):  # the folder may not exist yet: its nearest parent's disk
         folder = os.path.dirname(folder.rstrip("/"))
@@ -200,6 +211,11 @@ def check_space(job: Job, plan: Plan) -> None:
                           "some space or choose another --out (--no-space-check writes anyway)")
 
 
+def files_of(fmts: list[Format], shards: Any) -> list[str]:
+    """Every file the formats may write for these shards: shard files, their index files, files beside them."""
+    return [name for f in fmts for name in (*f.file_names(shards), *f.side_file_names())]
+
+
 def open_output(job: Job, state: OutputState | None) -> mf.Journal:
     """The first writes of a run: an older conversion's files removed (`overwrite`), `out` created, what killed
     runs left swept, and the manifest written (listing the shards kept) through the `Journal` returned."""
@@ -208,16 +224,18 @@ def open_output(job: Job, state: OutputState | None) -> mf.Journal:
         _remove_files_of(job.options, previous)
     output = job.output()
     output.create()
-    sweep(output, {*SIDE_FILES, *job.fmt.file_names(job.options.sharding.every_shard())})
+    sweep(output, {*SIDE_FILES, *files_of(job.formats, job.options.sharding.every_shard())})
     return mf.Journal(output, job.manifest)
 
 
 def _remove_files_of(options: Options, previous: mf.Manifest) -> None:
     """Exactly the files an older conversion's manifest lists (`overwrite`), the manifest last."""
     output = Output(options.out, options.storage_options, create=False)
-    names = [*previous.shards]  # shard file names only: `Manifest.parse` refused anything else
+    names = [n for e in previous.shards.values() for n in e.files()]  # `Manifest.parse` refused any other name
     if previous.totals and previous.totals.bboxes_csv:
         names.append(BBOXES_CSV)
+    if previous.totals:
+        names += [f.name for f in previous.totals.files]
     for name in [*names, mf.MANIFEST]:
         if "/" in name or name in ("", ".", ".."):  # never a path out of `out`, whatever wrote the manifest
             continue
@@ -233,7 +251,14 @@ def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, resul
     """bboxes.csv, then the complete manifest: exactly these shards (validation then train, in shard order)."""
     output = journal.output
     csv = write_bboxes(plan, output)
-    journal.complete([r.entry for r in results], totals(plan, index, results, csv))
+    entries = [e for r in results for e in r.entries]
+    files = []
+    for fmt in job.formats:
+        for name, data in fmt.side_files(plan, entries).items():
+            with output.atomic(name) as f:
+                f.write(data)
+            files.append(mf.FileEntry(name, len(data), hashlib.sha256(data).hexdigest()))
+    journal.complete(entries, totals(plan, index, results, csv, files))
     return journal.manifest
 
 
@@ -249,19 +274,23 @@ def _class_counts(split_index: Any, skipped: set[str]) -> dict[str, int]:
     return counts
 
 
-def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.FileEntry) -> mf.Totals:
-    """Per-split counts, bboxes.csv, fix-ups, skipped and ignored members: the complete manifest's closing part."""
+def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.FileEntry,
+           files: list[mf.FileEntry] | None = None) -> mf.Totals:
+    """Per-split counts, bboxes.csv, fix-ups, skipped and ignored members, the formats' files beside the shards:
+    the complete manifest's closing part. Images, boxes and skips are counted once (in the first format's files,
+    each format holds the same); bytes are those of every format's shard files."""
     splits = {}
     for name, split_plan in plan.splits.items():
-        mine = [r.entry for r in results if r.shard.split == name]
-        counts = _class_counts(split_plan.index, {s["member"] for e in mine for s in e.skipped})
-        splits[name] = mf.SplitEntry(sum(e.records for e in mine), len(split_plan.shards), len(counts), counts,
-                                     sum(e.boxes for e in mine), sum(e.bytes for e in mine))
-    entries = [r.entry for r in results]
+        mine = [r for r in results if r.shard.split == name]
+        firsts = [r.entries[0] for r in mine]
+        counts = _class_counts(split_plan.index, {s["member"] for e in firsts for s in e.skipped})
+        splits[name] = mf.SplitEntry(sum(e.records for e in firsts), len(split_plan.shards), len(counts), counts,
+                                     sum(e.boxes for e in firsts), sum(r.bytes for r in mine))
+    entries = [r.entries[0] for r in results]
     ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
                for reason, count in sorted(index.ignored.counts.items())}
     return mf.Totals(splits, csv, fixups.by_kind([f for e in entries for f in e.fixups]),
-                     [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored)
+                     [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored, files or [])
 
 
 def save_index(job: Job, index: DatasetIndex) -> None:

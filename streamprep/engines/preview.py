@@ -20,7 +20,7 @@ from ..errors import StreamprepError
 from ..index.build import build_index
 from ..options import Options
 from ..outputs import manifest as mf
-from ..outputs.tfrecord import TFRecordFormat
+from ..outputs import formats as output_formats
 from ..plan import make_plan
 from ..progress import Callback
 from ..records.fixups import by_kind
@@ -142,9 +142,10 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
             job.output().create()
             pipeline.save_index(job, index)
             saved = True
-        splits = _splits(plan, job)
-        fmt = TFRecordFormat()
-        space = fmt.most_bytes(plan, [s for s in plan.shards if fmt.file_name(s) not in (job.keep if job else {})])
+        splits = _splits(plan, job, options)
+        fmts = output_formats.make(options.formats, options.dali_index)
+        todo = job.pending(plan.shards) if job else list(plan.shards)
+        space = sum(f.most_bytes(plan, todo) for f in fmts)
         fixed = by_kind([name for name, _ in plan.fixup_sizes()])
         ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
                    for reason, count in sorted(index.ignored.counts.items())}
@@ -157,15 +158,17 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
     return result
 
 
-def _splits(plan: Any, job: pipeline.Job | None) -> dict[str, SplitPreview]:
-    """Each split's images, classes and shards, those an earlier run finished, and the bytes still to write."""
-    fmt, keep = TFRecordFormat(), (job.keep if job else {})
+def _splits(plan: Any, job: pipeline.Job | None, options: Options) -> dict[str, SplitPreview]:
+    """Each split's images, classes and shards, those an earlier run finished (in every format), and the bytes
+    still to write (every format's)."""
+    fmts, keep = output_formats.make(options.formats, options.dali_index), (job.keep if job else {})
     output = job.output() if job else None
     splits = {}
     for name, split_plan in plan.splits.items():
-        kept = [s for s in split_plan.shards if fmt.file_name(s) in keep and output is not None
-                and _size_matches(output, keep[fmt.file_name(s)])]
-        bounds = [fmt.size_bounds(plan, s) for s in split_plan.shards if s not in kept]
+        kept = [s for s in split_plan.shards
+                if output is not None and all(f.file_name(s) in keep and _size_matches(output, keep[f.file_name(s)])
+                                              for f in fmts)]
+        bounds = [f.size_bounds(plan, s) for f in fmts for s in split_plan.shards if s not in kept]
         splits[name] = SplitPreview(len(split_plan.index), len(split_plan.index.present_labels()),
                                     len(split_plan.shards), len(kept), sum(b[0] for b in bounds),
                                     sum(b[1] for b in bounds))

@@ -1,33 +1,39 @@
 """The output-format seam: a format turns one shard's records into one file; `write_or_keep` does one shard.
 
 A format (`Format`) decides the file's name, how each record is encoded and framed, what comes
-after the last record, and any side files (a reader's index, say). The code around it is the same
-for every format and both engines: read the shard's images a batch at a time, hand each to the
+after the last record, a reader's index of the file (DALI's), and files beside the shards (timm's
+`_info.json`). The code around it is the same for every format and both engines: read the shard's
+images a batch at a time, prepare each image once (`records.image.prepared`), hand it to each
 format's `ShardEncoder`, write the pieces it returns (the image bytes are passed through, never
-copied into a record), hash them, and rename the file into place when it is complete. The classic
-TFRecord (`outputs.tfrecord.TFRecordFormat`) is the first format.
+copied into a record), hash them, and rename each file into place when it is complete. Several
+formats are written from one read of the images. The classic TFRecord
+(`outputs.tfrecord.TFRecordFormat`) is the first format, WebDataset (`outputs.webdataset`) the second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 from ..archives import retry
 from ..errors import ImageError, OutputError, reason
 from ..plan import Plan, RecordSpec, ShardSpec
 from ..progress import Phase, check
+from ..records import fixups
+from ..records.image import Image, prepared
 from .files import Output
-from .manifest import ShardEntry, file_matches
+from .manifest import FileRef, ShardEntry, file_matches
 
 BATCH = 64  # images fetched together (one concurrent range request batch on remote storage)
 # Bytes a record may take beyond its image: the classic's Example (17 features, its text, file name and boxes)
 # and TFRecord framing take 300-600 bytes; an image with many boxes a few more.
 RECORD_ALLOWANCE = 2048
+INDEX_LINE_ALLOWANCE = 1024  # a record's line in a DALI index: offsets, sizes and (webdataset) member names
 
 # The image bytes of a batch of records, in order. A reader may also have an `ahead(batch)` method: asked
 # for the next batch while this one is written (local disk: the kernel reads it meanwhile).
@@ -38,21 +44,27 @@ class ShardEncoder(ABC):
     """Encodes the records of one shard, in order; a new one per shard (it may keep state, such as offsets)."""
 
     @abstractmethod
-    def record(self, spec: RecordSpec, image: bytes) -> Sequence[bytes]:
-        """The bytes of one record as pieces to write in order; `image` should be one of them, uncopied.
-
-        Raises `ImageError` if the image cannot be used (the writer stops, or skips it by policy).
-        """
+    def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
+        """The bytes of one record as pieces to write in order; `image.data` should be one of them, uncopied."""
 
     def finish(self) -> Sequence[bytes]:
         """Bytes that close the file after its last record (none for TFRecord)."""
         return ()
 
+    def index(self) -> bytes:
+        """A reader's index of the file written (DALI's), once `finish` was called; only asked for when the format
+        writes one (`Format.index_name`)."""
+        raise NotImplementedError
+
 
 class Format(ABC):
-    """One output format: the file each shard becomes."""
+    """One output format: the file each shard becomes, and optionally a reader's index beside it."""
 
     name: str  # as the user names it, e.g. "tfrecord"
+    allowance: int = RECORD_ALLOWANCE  # at most how many bytes a record takes beyond its image
+
+    def __init__(self, dali_index: bool = False) -> None:
+        self.dali_index = dali_index
 
     @abstractmethod
     def file_name(self, shard: ShardSpec) -> str:
@@ -62,32 +74,67 @@ class Format(ABC):
     def encoder(self, shard: ShardSpec) -> ShardEncoder:
         """A fresh encoder for this shard's records."""
 
+    def index_name(self, shard: ShardSpec) -> str | None:
+        """The name of the shard's DALI index file (its file name + `.idx`), or None when none is written."""
+        return self.file_name(shard) + ".idx" if self.dali_index else None
+
     def file_names(self, shards: Sequence[ShardSpec]) -> list[str]:
-        return [self.file_name(s) for s in shards]
+        """Every file these shards become: shard files and their index files."""
+        names = [self.file_name(s) for s in shards]
+        return names + [n for s in shards if (n := self.index_name(s))]
 
     def most_bytes(self, plan: Plan, shards: Sequence[ShardSpec]) -> int:
         """At most how many bytes these shards' files take: the images plus a generous allowance per record for
-        the format's framing and metadata, and a re-encoded fix-up file taken as up to 4 times its size."""
+        the format's framing and metadata (and index line), and a re-encoded fix-up file taken as up to 4 times
+        its size."""
         total = 0
         for shard in shards:
             split = plan.splits[shard.split]
             rows = split.order[shard.start:shard.stop]
-            total += int(split.index.sizes[rows].sum()) + RECORD_ALLOWANCE * len(rows)
+            per_record = self.allowance + (INDEX_LINE_ALLOWANCE if self.dali_index else 0)
+            total += int(split.index.sizes[rows].sum()) + per_record * len(rows)
         for name, size in plan.fixup_sizes():
             total += 3 * size
         return total
 
-    def prepare(self, plan: Plan, split: str) -> None:
-        """Called once before a split's shards are written (in the process that writes them): load codecs."""
+    def size_bounds(self, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
+        """(smallest, largest) bytes the shard's file may take: at least its images, at most `most_bytes`."""
+        split = plan.splits[shard.split]
+        images = int(split.index.sizes[split.order[shard.start:shard.stop]].sum())
+        return images, self.most_bytes(plan, [shard])
+
+    def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
+        """Files the format writes beside the shards once all are finished (their names and bytes)."""
+        return {}
+
+    def side_file_names(self) -> list[str]:
+        """The names `side_files` may write (for sweeping and removing)."""
+        return []
+
+
+def prepare_split(plan: Plan, split: str) -> None:
+    """Called once before a split's shards are written, in the process that writes them: if the split holds a
+    fix-up file name, check that this machine's codecs re-encode fix-up files as TensorFlow does (a warning if
+    not)."""
+    if fixups.named_in(plan.splits[split].index.names.blob):
+        fixups.check_codecs()
 
 
 @dataclass
 class ShardResult:
-    """One shard done: written by this run, or kept from an earlier one (`kept`)."""
+    """One shard done, its file in every format: written by this run, or kept from an earlier one (`kept`)."""
 
     shard: ShardSpec
-    entry: ShardEntry
+    entries: list[ShardEntry]  # one per format, in the order of the formats
     kept: bool = False
+
+    @property
+    def records(self) -> int:
+        return self.entries[0].records
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.bytes for e in self.entries)
 
 
 def _batches(specs: list[RecordSpec], read: Reader, prefetch: bool) -> Iterator[tuple[list[RecordSpec], list[bytes]]]:
@@ -112,69 +159,88 @@ def _batches(specs: list[RecordSpec], read: Reader, prefetch: bool) -> Iterator[
 Check = Callable[[RecordSpec, bytes], None]  # raises ImageError for an image that may not be written
 
 
-def write_shard(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read: Reader, phase: Phase | None = None,
-                prefetch: bool = False, skip_bad_images: bool = False,
-                stop: threading.Event | None = None, check_image: Check | None = None) -> ShardEntry:
-    """Write one shard, complete, under its final name; its manifest entry. Needs only the plan and a reader.
+@dataclass
+class _File:
+    """One format's file of the shard being written."""
 
-    An image that cannot be used (the format's encoder or `check_image` raises `ImageError`) stops
-    the run, or with `skip_bad_images` is left out and listed.
-    """
-    name = fmt.file_name(shard)
-    entry = ShardEntry(name, shard.split, 0, 0, "")
-    digest = hashlib.sha256()
-    encoder = fmt.encoder(shard)
+    fmt: Format
+    encoder: ShardEncoder
+    entry: ShardEntry
+    out: BinaryIO
+    digest: Any = field(default_factory=hashlib.sha256)
 
-    def put(f: BinaryIO, pieces: list[bytes]) -> int:
+    def put(self, pieces: Sequence[bytes]) -> int:
         n = 0
         for piece in pieces:  # the image bytes are written as read, never copied into a record
-            f.write(piece)
-            digest.update(piece)
+            self.out.write(piece)
+            self.digest.update(piece)
             n += len(piece)
+        self.entry.bytes += n
         return n
 
-    with output.atomic(name) as f:
+
+def write_shard(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Output, read: Reader,
+                phase: Phase | None = None, prefetch: bool = False, skip_bad_images: bool = False,
+                stop: threading.Event | None = None, check_image: Check | None = None) -> list[ShardEntry]:
+    """Write one shard in every format, each file complete under its final name (and its index, if the format
+    writes one); their manifest entries. Needs only the plan and a reader: each image is read once.
+
+    An image that cannot be used (`records.image.prepared` or `check_image` raises `ImageError`) stops
+    the run, or with `skip_bad_images` is left out of every format and listed.
+    """
+    with contextlib.ExitStack() as stack:
+        files = [_File(fmt, fmt.encoder(shard), ShardEntry(fmt.file_name(shard), shard.split, 0, 0, ""),
+                       stack.enter_context(output.atomic(fmt.file_name(shard)))) for fmt in fmts]
         for batch, datas in _batches(plan.records(shard), read, prefetch):
             check(stop)
-            pieces: list[bytes] = []
+            nbytes = 0
             for spec, data in zip(batch, datas):
                 try:
                     if check_image is not None:
                         check_image(spec, data)
-                    record = encoder.record(spec, data)
+                    image = prepared(spec, data)
                 except ImageError as e:
                     if not skip_bad_images:
                         raise
-                    entry.skipped.append({"member": spec.member, "reason": reason(spec.member, e)})
+                    for file in files:
+                        file.entry.skipped.append({"member": spec.member, "reason": reason(spec.member, e)})
                     continue
-                pieces += record
-                entry.records += 1
-                entry.boxes += len(spec.boxes)
-                if spec.fixup:
-                    entry.fixups.append(spec.filename)
-            nbytes = put(f, pieces)
-            entry.bytes += nbytes
+                for file in files:
+                    nbytes += file.put(file.encoder.record(spec, image))
+                    file.entry.records += 1
+                    file.entry.boxes += len(spec.boxes)
+                    if spec.fixup:
+                        file.entry.fixups.append(spec.filename)
             if phase:
                 phase.advance(len(batch), nbytes)
-        entry.bytes += put(f, list(encoder.finish()))
-    entry.sha256 = digest.hexdigest()
-    return entry
+        for file in files:
+            file.put(file.encoder.finish())
+            file.entry.sha256 = file.digest.hexdigest()
+    for file in files:  # each index after its shard is in place: an index never describes a file not yet there
+        name = file.fmt.index_name(shard)
+        if name:
+            data = file.encoder.index()
+            with output.atomic(name) as f:
+                f.write(data)
+            file.entry.index = FileRef(name, len(data), hashlib.sha256(data).hexdigest())
+    return [file.entry for file in files]
 
 
-def write_or_keep(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, read: Reader,
+def write_or_keep(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Output, read: Reader,
                   keep: dict[str, ShardEntry], phase: Phase | None = None, prefetch: bool = False,
                   skip_bad_images: bool = False, stop: threading.Event | None = None,
                   check_image: Check | None = None) -> ShardResult:
-    """One shard, by either engine: kept if an earlier run finished it (same size and sha256 as its manifest
-    entry), else written; a write that storage fails in a way a retry may cure starts the shard again."""
-    entry = keep.get(fmt.file_name(shard))
-    if entry is not None and file_matches(output, entry):
+    """One shard, by either engine: kept if an earlier run finished its file in every format (each with the size
+    and sha256 of its manifest entry, its index too), else written in every format; a write that storage fails
+    in a way a retry may cure starts the shard again."""
+    entries = [keep.get(fmt.file_name(shard)) for fmt in fmts]
+    if all(e is not None and file_matches(output, e) for e in entries):
         if phase:
-            phase.advance(entry.records + len(entry.skipped), entry.bytes, kept=True)
-        return ShardResult(shard, entry, kept=True)
+            phase.advance(entries[0].records + len(entries[0].skipped), sum(e.bytes for e in entries), kept=True)
+        return ShardResult(shard, entries, kept=True)  # type: ignore[arg-type]
     check(stop)
-    written = retry.call(lambda: f"{output.path(fmt.file_name(shard))}: cannot write",
-                         lambda: write_shard(fmt, plan, shard, output, read, phase, prefetch, skip_bad_images, stop,
+    written = retry.call(lambda: f"{output.path(fmts[0].file_name(shard))}: cannot write",
+                         lambda: write_shard(fmts, plan, shard, output, read, phase, prefetch, skip_bad_images, stop,
                                              check_image),
                          error=OutputError)
     return ShardResult(shard, written)

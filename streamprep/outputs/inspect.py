@@ -8,7 +8,9 @@ procedure's). Downloads are walked as convert walks them (headers only for the i
 
 from __future__ import annotations
 
+import json
 import struct
+import tarfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ from ..index.images import Ignored, class_images, class_tars, regular_file
 from ..index.labels import LabelData
 from ..archives.tarscan import normalize
 from .tfrecord import masked_crc, read_records
+from .webdataset_check import MAX_SMALL_MEMBER, MEMBERS
 
 SHOWN = 20  # records or members listed by default
 
@@ -30,7 +33,7 @@ class Inspection:
     """What `inspect` found: the kind of file, counts, the first entries, and members left out and why."""
 
     url: str
-    kind: str  # "training tar", "validation tar", "bounding-box archive", "TFRecord shard"
+    kind: str  # "training tar", "validation tar", "bounding-box archive", "TFRecord shard", "WebDataset shard"
     size: int
     counts: dict[str, int] = field(default_factory=dict)
     per_class: dict[str, int] = field(default_factory=dict)  # synset -> images (a download)
@@ -72,6 +75,8 @@ def _tar(source: Source, labels: LabelData, limit: int) -> Inspection:
                            "tar.gz) nor a TFRecord shard")
     if normalize(first.name).endswith(".tar"):
         return _training(source, labels, limit)
+    if normalize(first.name).rpartition(".")[2] in MEMBERS:
+        return _webdataset_shard(source, limit)
     return _validation(source, labels, limit)
 
 
@@ -163,6 +168,50 @@ def _shard(source: Source, limit: int) -> Inspection:
                                         "`streamprep verify` says what is wrong with it") from e
     found.counts = {"records": records, "labels": len(labels), "boxes": boxes}
     found.more = records - len(found.entries)
+    return found
+
+
+def _webdataset_shard(source: Source, limit: int) -> Inspection:
+    """A WebDataset shard's samples, shown as a TFRecord shard's records are (the label the classic's, cls + 1)."""
+    found = Inspection(source.url, "WebDataset shard", source.size)
+    samples = boxes = 0
+    labels: Counter = Counter()
+    current: dict[str, Any] = {}
+
+    def close() -> None:
+        nonlocal samples, boxes
+        meta = current.get("json") or {}
+        values = {"filename": meta.get("filename"), "label": meta.get("label"), "synset": meta.get("synset"),
+                  "text": meta.get("text"), "height": meta.get("height"), "width": meta.get("width"),
+                  "bytes": current.get("jpg"), "boxes": [[round(v, 4) for v in b] for b in meta.get("boxes", [])]}
+        samples += 1
+        labels[values["label"]] += 1
+        boxes += len(values["boxes"])
+        if len(found.entries) < limit:
+            found.entries.append(values)
+
+    key = None
+    with source.fs.open(source.path, "rb") as f:
+        try:
+            with tarfile.open(fileobj=f, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    stem, _, ext = member.name.rpartition(".")
+                    if stem != key and key is not None:
+                        close()
+                        current = {}
+                    key = stem
+                    if ext == "jpg":
+                        current["jpg"] = member.size
+                    elif ext == "json" and member.isfile() and member.size <= MAX_SMALL_MEMBER:
+                        reader = tar.extractfile(member)
+                        current["json"] = json.loads(reader.read()) if reader else {}
+            if key is not None:
+                close()
+        except (tarfile.TarError, ValueError, EOFError) as e:
+            raise OutputUnreadableError(f"{source.url}: sample {samples} cannot be read ({e}); "
+                                        "`streamprep verify` says what is wrong with it") from e
+    found.counts = {"samples": samples, "labels": len(labels), "boxes": boxes}
+    found.more = samples - len(found.entries)
     return found
 
 

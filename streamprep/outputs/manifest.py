@@ -28,6 +28,7 @@ MANIFEST = "manifest.json"
 # --overwrite and read back by resume and verify, so a name that leaves the folder would be obeyed).
 SHARD_FILE_NAME = re.compile(f"^{SHARD_STEM}" + r"(\.[A-Za-z0-9_.-]+)?$")
 FORMAT = "streamprep-manifest/1"
+SIDE_FILE_NAMES = ("_info.json",)  # files the formats write beside the shards (`Totals.files`)
 FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (at most a second of work lost)
 MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")
 ETAG_KEYS = ("ETag", "etag")
@@ -43,6 +44,26 @@ def _is_int(value: Any) -> bool:
 
 
 @dataclass
+class FileRef:
+    """A file beside a shard (its DALI index): name, size, sha256."""
+
+    name: str
+    bytes: int
+    sha256: str
+
+    @classmethod
+    def parse(cls, data: Any, shard: str) -> "FileRef":
+        _require(isinstance(data, dict) and isinstance(data.get("name"), str), f"shard {shard}: an index without a "
+                 "'name'")
+        name = data["name"]
+        _require(bool(SHARD_FILE_NAME.match(name)), f"shard {shard}: an index named {name!r}, which is no file name "
+                 "of a shard")
+        _require(_is_int(data.get("bytes")) and isinstance(data.get("sha256"), str),
+                 f"shard {shard}: its index's 'bytes' or 'sha256' is not of the right type")
+        return cls(name, data["bytes"], data["sha256"])
+
+
+@dataclass
 class ShardEntry:
     """One finished file of the output as the manifest lists it."""
 
@@ -54,9 +75,17 @@ class ShardEntry:
     boxes: int = 0
     fixups: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"member", "reason"} under on_bad_image = skip
+    index: FileRef | None = None  # the shard's DALI index file (--dali-index)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.index is None:
+            del data["index"]
+        return data
+
+    def files(self) -> list[str]:
+        """The shard's file and its index file, if any."""
+        return [self.name] + ([self.index.name] if self.index else [])
 
     @classmethod
     def parse(cls, data: Any) -> "ShardEntry":
@@ -68,23 +97,26 @@ class ShardEntry:
         _require(isinstance(data.get("sha256"), str), f"shard {name}: 'sha256' is not a string")
         _require(isinstance(data.get("fixups", []), list), f"shard {name}: 'fixups' is not a list")
         _require(isinstance(data.get("skipped", []), list), f"shard {name}: 'skipped' is not a list")
+        index = data.get("index")
         return cls(name, str(data.get("split", "")), data.get("records", 0), data.get("bytes", 0), data["sha256"],
-                   data.get("boxes", 0), list(data.get("fixups", [])), list(data.get("skipped", [])))
+                   data.get("boxes", 0), list(data.get("fixups", [])), list(data.get("skipped", [])),
+                   None if index is None else FileRef.parse(index, name))
 
 
 @dataclass
 class FileEntry:
-    """A file written beside the shards (bboxes.csv): its size, sha256 and what it holds."""
+    """A file written beside the shards (bboxes.csv, timm's _info.json): its size, sha256 and what it holds."""
 
     name: str
     bytes: int
     sha256: str
-    boxes: int
-    files: int
+    boxes: int = 0
+    files: int = 0
 
     @classmethod
-    def parse(cls, data: Any) -> "FileEntry":
-        _require(isinstance(data, dict) and data.get("name") == "bboxes.csv", "'bboxes_csv' is not bboxes.csv's entry")
+    def parse(cls, data: Any, names: tuple[str, ...] = ("bboxes.csv",)) -> "FileEntry":
+        _require(isinstance(data, dict) and data.get("name") in names,
+                 f"a file entry that is not one of {', '.join(names)}")
         return cls(data["name"], data.get("bytes"), data.get("sha256"), data.get("boxes", 0), data.get("files", 0))
 
 
@@ -115,6 +147,7 @@ class Totals:
     fixups: dict[str, list[str]]  # what was done ("png_to_jpeg", "cmyk_to_rgb") -> the images it was done to
     skipped: list[dict[str, str]]
     ignored: dict[str, dict[str, Any]]  # reason -> {"count", "examples"}
+    files: list[FileEntry] = field(default_factory=list)  # the formats' files beside the shards (_info.json)
 
 
 @dataclass
@@ -139,6 +172,8 @@ class Manifest:
             body.update({"splits": {k: dataclasses.asdict(v) for k, v in t.splits.items()},
                          "bboxes_csv": dataclasses.asdict(t.bboxes_csv) if t.bboxes_csv else None,
                          "fixups": t.fixups, "skipped": t.skipped, "ignored": t.ignored})
+            if t.files:
+                body["files"] = [dataclasses.asdict(f) for f in t.files]
         body["shards"] = [self.shards[k].to_json() for k in sorted(self.shards)]
         return json.dumps(body, indent=1, sort_keys=False).encode() + b"\n"
 
@@ -168,9 +203,12 @@ class Manifest:
         fixups = data.get("fixups") or {}
         _require(isinstance(fixups, dict) and all(isinstance(v, list) for v in fixups.values()),
                  "'fixups' is not an object of lists")
+        files = data.get("files", [])
+        _require(isinstance(files, list), "'files' is not a list")
         totals = Totals({k: SplitEntry.parse(v) for k, v in splits.items()},
                         None if csv is None else FileEntry.parse(csv), {k: list(v) for k, v in fixups.items()},
-                        skipped if isinstance(skipped, list) else [], data.get("ignored", {}) or {})
+                        skipped if isinstance(skipped, list) else [], data.get("ignored", {}) or {},
+                        [FileEntry.parse(f, SIDE_FILE_NAMES) for f in files])
         has_totals = any(k in data for k in ("splits", "bboxes_csv"))
         return cls(data.get("run", {}), data.get("options", {}), data.get("md5", {}), entries,
                    data.get("complete") is True, totals if has_totals else None, str(data.get("streamprep", "")))
@@ -217,10 +255,16 @@ def load_checked(output: Output) -> tuple[Manifest | None, str | None]:
 
 
 def file_matches(output: Output, entry: ShardEntry) -> bool:
-    """Whether the finished file named by a manifest entry is there with its recorded size and sha256."""
-    path = output.path(entry.name)
+    """Whether the finished file named by a manifest entry (and its index, if it has one) is there with its
+    recorded size and sha256."""
+    refs = [FileRef(entry.name, entry.bytes, entry.sha256)] + ([entry.index] if entry.index else [])
+    return all(_matches(output, ref) for ref in refs)
+
+
+def _matches(output: Output, ref: FileRef) -> bool:
+    path = output.path(ref.name)
     try:
-        if output.fs.size(path) != entry.bytes:
+        if output.fs.size(path) != ref.bytes:
             return False
         digest = hashlib.sha256()
         with output.fs.open(path, "rb") as f:
@@ -230,7 +274,7 @@ def file_matches(output: Output, entry: ShardEntry) -> bool:
         return False
     except OSError as e:
         raise OutputError(f"{path}: cannot read it back to check it ({e}); check --out") from e
-    return digest.hexdigest() == entry.sha256
+    return digest.hexdigest() == ref.sha256
 
 
 class Journal:
@@ -246,9 +290,12 @@ class Journal:
         self.last = clock()
         self.write()
 
-    def finished(self, entry: ShardEntry) -> None:
+    def finished(self, *entries: ShardEntry) -> None:
+        """A shard finished: its file in every format, listed together (a kill never leaves one format listed
+        without the others)."""
         with self.lock:
-            self.manifest.shards[entry.name] = entry
+            for entry in entries:
+                self.manifest.shards[entry.name] = entry
             due = self.clock() - self.last >= FLUSH_INTERVAL
         if due:
             self.write()

@@ -13,7 +13,8 @@ from typing import BinaryIO, Iterator, Sequence
 import crc32c as _crc32c
 
 from ..plan import Plan, RecordSpec, ShardSpec
-from ..records import classic, fixups
+from ..records import classic
+from ..records.image import Image
 from .format import Format, ShardEncoder
 
 
@@ -65,8 +66,21 @@ MAX_SIDE = 65500  # the largest height or width an image may have (libjpeg's lim
 
 
 class _Encoder(ShardEncoder):
-    def record(self, spec: RecordSpec, image: bytes) -> Sequence[bytes]:
-        return frame_parts(*classic.encode_parts(spec, image))
+    def __init__(self) -> None:
+        self.offset = 0
+        self.lines: list[bytes] = []
+
+    def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
+        pieces = frame_parts(*classic.encode_parts(spec, image))
+        length = len(pieces[0]) + len(pieces[1]) + len(pieces[2])
+        self.lines.append(b"%d %d\n" % (self.offset, length))
+        self.offset += length
+        return pieces
+
+    def index(self) -> bytes:
+        """DALI's TFRecord index (what its `tfrecord2idx` writes): one line per record, `offset length`, the
+        length counting the framing."""
+        return b"".join(self.lines)
 
 
 class TFRecordFormat(Format):
@@ -90,8 +104,17 @@ class TFRecordFormat(Format):
             high += FRAMING + classic.example_size(spec, spec.size, MAX_SIDE, MAX_SIDE)
         return low, high
 
-    def prepare(self, plan: Plan, split: str) -> None:
-        """If this split holds a fix-up file name, check before the writer threads start that this machine's
-        codecs re-encode fix-up files as TensorFlow does (a warning if not)."""
-        if fixups.named_in(plan.splits[split].index.names.blob):
-            fixups.check_codecs()
+
+def dali_index(f: BinaryIO, name: str = "") -> bytes:
+    """The DALI index of a TFRecord stream, read from its framing (what DALI's `tfrecord2idx` computes)."""
+    lines, offset = [], 0
+    while True:
+        head = f.read(12)
+        if not head:
+            return b"".join(lines)
+        if len(head) < 12:
+            raise ValueError(f"{name}: truncated record header at byte {offset}")
+        length = struct.unpack("<Q", head[:8])[0]
+        f.seek(length + 4, 1)
+        lines.append(b"%d %d\n" % (offset, length + FRAMING))
+        offset += length + FRAMING

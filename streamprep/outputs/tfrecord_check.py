@@ -71,6 +71,7 @@ class ShardCheck:
     trusted: bool = True  # every record intact and parsed with a label: its label counts are exact
     problems: list[Problem] = field(default_factory=list)
     omitted: int = 0  # problems beyond PROBLEMS_KEPT
+    index: bytes | None = None  # the DALI index of the file as read; None unless read to its end
 
     def problem(self, what: str, record: int | None = None, offset: int | None = None,
                 filename: str | None = None) -> None:
@@ -119,6 +120,23 @@ def tensorflow():
         return tf
 
 
+def decode_problems(tf: Any, encoded: bytes | None, height: Any, width: Any, what: str, size_from: str) -> list[str]:
+    """What TensorFlow's own decoder finds wrong with a stored image: not a JPEG, not decodable, or of another
+    size than the record says."""
+    if not encoded:
+        return []
+    if not encoded.startswith(b"\xff\xd8"):  # decode_jpeg would also take a PNG or GIF
+        return [f"{what} is not a JPEG (it starts with {encoded[:4].hex(' ')}), but the record says JPEG"]
+    try:
+        shape = tf.io.decode_jpeg(encoded, channels=3).shape
+    except (tf.errors.OpError, ValueError) as e:
+        message = str(e).split("}}")[-1].split("[Op:")[0].strip() or type(e).__name__
+        return [f"{what} does not decode as a JPEG ({message})"]
+    if height is not None and width is not None and (shape[0], shape[1]) != (height, width):
+        return [f"the image decodes to {shape[1]}x{shape[0]} (width x height), but {size_from} say {width}x{height}"]
+    return []
+
+
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "backslashreplace")
 
@@ -159,6 +177,7 @@ class ShardChecker:
     def _read(self, f: BinaryIO, check: ShardCheck) -> None:
         digest = hashlib.sha256()
         offset = record = pending = pending_bytes = 0
+        lines: list[bytes] = []
         try:
             while not self.stop.is_set():
                 head = f.read(12)
@@ -188,6 +207,7 @@ class ShardChecker:
                     check.problem(f"truncated: the file ends inside this record of {length:,} bytes", record, offset)
                     break
                 self._record(check, record, offset, data, masked_crc(data) == struct.unpack("<I", tail)[0])
+                lines.append(b"%d %d\n" % (offset, 16 + length))
                 record += 1
                 offset += 16 + length
                 pending += 1
@@ -200,6 +220,7 @@ class ShardChecker:
             check.records = record
         if check.complete:
             check.sha256 = digest.hexdigest()
+            check.index = b"".join(lines)
         else:
             check.trusted = False
 
@@ -296,20 +317,6 @@ class ShardChecker:
         return problems
 
     def _decode(self, values: dict[str, Any]) -> list[str]:
-        encoded = values.get("image/encoded")
-        if not encoded:
-            return []
-        if not encoded.startswith(b"\xff\xd8"):  # decode_jpeg would also take a PNG, GIF or BMP
-            return [f"image/encoded is not a JPEG (it starts with {encoded[:4].hex(' ')}), but image/format says JPEG"]
-        tf = self.tf
-        try:
-            shape = tf.io.decode_jpeg(encoded, channels=3).shape
-        except (tf.errors.OpError, ValueError) as e:
-            message = str(e).split("}}")[-1].split("[Op:")[0].strip() or type(e).__name__
-            return [f"image/encoded does not decode as a JPEG ({message})"]
-        height, width = values.get("image/height"), values.get("image/width")
-        if height is not None and width is not None and (shape[0], shape[1]) != (height, width):
-            return [f"the image decodes to {shape[1]}x{shape[0]} (width x height), but image/width x image/height "
-                    f"say {width}x{height}"]
-        return []
+        return decode_problems(self.tf, values.get("image/encoded"), values.get("image/height"),
+                               values.get("image/width"), "image/encoded", "image/width x image/height")
 

@@ -35,6 +35,8 @@ from .manifest import MANIFEST, Manifest, ShardEntry
 from ..progress import Callback, Phase
 from ..progress import check as check_stop
 from .tfrecord_check import PROBLEMS_KEPT, READ_BLOCK, SHARD_NAME, Problem, ShardCheck, ShardChecker, tensorflow
+from .webdataset import SUFFIX as TAR_SUFFIX
+from .webdataset_check import TarShardChecker
 
 SPLITS = ("train", "validation")
 NUM_CLASSES = 1000
@@ -87,6 +89,37 @@ class VerifyReport:
         return out
 
 
+def shard_format(name: str) -> str | None:
+    """The format of a shard file by its name (`train-00000-of-01024`: tfrecord, `...tar`: webdataset), or None
+    for any other file (an index `.idx`, the manifest)."""
+    if SHARD_NAME.match(name):
+        return "tfrecord"
+    if name.endswith(TAR_SUFFIX) and SHARD_NAME.match(name[:-len(TAR_SUFFIX)]):
+        return "webdataset"
+    return None
+
+
+def _split_of(name: str) -> str:
+    m = SHARD_NAME.match(name.removesuffix(TAR_SUFFIX))
+    return m[1] if m else ""
+
+
+class AnyShardChecker:
+    """Checks each shard with its format's checker (TFRecord or WebDataset), made on first use."""
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+        self.made: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def shard(self, name: str, size: int | None) -> ShardCheck:
+        kind = shard_format(name) or "tfrecord"
+        with self.lock:
+            if kind not in self.made:
+                self.made[kind] = (TarShardChecker if kind == "webdataset" else ShardChecker)(*self.args)
+        return self.made[kind].shard(name, size)
+
+
 def _listed(value: Any) -> str:
     """A number from the manifest as the report writes numbers; anything else as it is."""
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else repr(value)
@@ -136,7 +169,17 @@ def _digest(fs: Any, path: str, url: str) -> str:
 
 
 def _shard_sets(names: Iterator[str] | list[str], where: str) -> list[Problem]:
-    """Problems with the set of shard names of each split: all of 0..N-1 of one `-of-N`."""
+    """Problems with the set of shard names of each split, in each format present: all of 0..N-1 of one `-of-N`."""
+    problems = []
+    names = list(names)
+    kinds = sorted({k for n in names if (k := shard_format(n))}) or ["tfrecord"]
+    for kind in kinds:
+        mine = [n.removesuffix(TAR_SUFFIX) for n in names if shard_format(n) == kind]
+        problems += _shard_set(mine, where if len(kinds) == 1 else f"{where} ({kind})")
+    return problems
+
+
+def _shard_set(names: list[str], where: str) -> list[Problem]:
     problems = []
     by_split: dict[str, list[tuple[int, int]]] = {s: [] for s in SPLITS}
     for name in names:
@@ -208,14 +251,15 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
         todo, notes = _without_manifest(url, files, problems)
     if decode:
         tensorflow()  # imported before the progress phase starts: it takes a few seconds
-    checks = _check_shards(ShardChecker, fs, root, url, decode, num_classes, todo, files, workers, progress, stop)
+    checks = _check_shards(AnyShardChecker, fs, root, url, decode, num_classes, todo, files, workers, progress, stop)
     for check in checks:
         problems += check.problems
         if manifest is not None and check.name in manifest.shards:
             problems += _against_entry(check, manifest.shards[check.name])
+            problems += _against_index(fs, root, url, check, manifest.shards[check.name], files)
     if manifest is not None and manifest.complete:
         problems += _against_splits(manifest, checks)
-        problems += _against_bboxes(fs, root, url, manifest, files)
+        problems += _against_side_files(fs, root, url, manifest, files)
     return VerifyReport(url, manifest is not None, decode, num_classes, checks, problems,
                         sum(c.omitted for c in checks), notes, time.monotonic() - t0)
 
@@ -236,21 +280,21 @@ def _with_manifest(manifest: Manifest, files: dict[str, dict[str, Any]],
                    problems: list[Problem]) -> tuple[list[str], list[str]]:
     """The shards to read and the notes, for an output with a manifest; problems of the listing added."""
     notes = []
-    shard_files = sorted(n for n in files if SHARD_NAME.match(n))
+    shard_files = sorted(n for n in files if shard_format(n))
     if not manifest.complete:
         problems.append(Problem(MANIFEST, "incomplete conversion: rerun the same convert command to finish it"))
     listed = sorted(manifest.shards)
     for name in listed:
-        if not SHARD_NAME.match(name):
+        if not shard_format(name):
             problems.append(Problem(MANIFEST, f"lists {name!r}, which is not a shard name"))
         elif name not in files:
             problems.append(Problem(name, f"missing: listed in {MANIFEST} but not in the folder"))
     unlisted = [n for n in shard_files if n not in manifest.shards]
-    todo = [n for n in listed if n in files and SHARD_NAME.match(n)]
+    todo = [n for n in listed if n in files and shard_format(n)]
     if manifest.complete:
         problems.extend(Problem(name, f"not listed in {MANIFEST}: left from another run? remove it, or rerun the "
                                       "convert command that wrote this folder") for name in unlisted)
-        problems += _shard_sets([n for n in listed if SHARD_NAME.match(n)], f"listed in {MANIFEST}")
+        problems += _shard_sets([n for n in listed if shard_format(n)], f"listed in {MANIFEST}")
     else:  # a running or killed conversion lists the shards finished so far, and no totals yet
         notes.append(f"the conversion is incomplete: {len(listed):,} shard(s) listed in {MANIFEST} were "
                      f"checked against it; {len(unlisted):,} unlisted shard(s) for framing, schema and labels only")
@@ -265,7 +309,7 @@ def _with_manifest(manifest: Manifest, files: dict[str, dict[str, Any]],
 def _without_manifest(url: str, files: dict[str, dict[str, Any]],
                       problems: list[Problem]) -> tuple[list[str], list[str]]:
     """The shards to read and the notes, for an output without a (usable) manifest, such as the classic's."""
-    shard_files = sorted(n for n in files if SHARD_NAME.match(n))
+    shard_files = sorted(n for n in files if shard_format(n))
     if not shard_files and not problems:
         raise OutputUnreadableError(f"{url}: holds neither {MANIFEST} nor shards (train-00000-of-01024 ...); pass "
                                     "the folder a conversion wrote")
@@ -321,45 +365,72 @@ def _against_entry(check: ShardCheck, entry: ShardEntry) -> list[Problem]:
 
 
 def _against_splits(manifest: Manifest, checks: list[ShardCheck]) -> list[Problem]:
+    """Each split's shard count and label counts against the manifest's totals, in each format (every format
+    holds the same images)."""
     problems = []
     splits = manifest.totals.splits if manifest.totals else {}
-    for split in SPLITS:
-        listed = [n for n in manifest.shards if (m := SHARD_NAME.match(n)) and m[1] == split]
-        summary = splits.get(split)
-        if summary is None:
-            if listed:
-                problems.append(Problem(MANIFEST, f"lists {split} shards but no splits.{split} entry"))
-            continue
-        if summary.shards != len(listed):
-            problems.append(Problem(split, f"{MANIFEST} lists {len(listed):,} {split} shard(s), but its splits.{split} "
-                                           f"says {_listed(summary.shards)}"))
-        mine = [c for c in checks if c.split == split]
-        if len(mine) != len(listed) or not all(c.trusted for c in mine):
-            continue  # missing or damaged shards are reported already; their labels are unknown
-        found: Counter = Counter()
-        for c in mine:
-            found.update(c.labels)
-        differ = _counts_differ(found, summary.class_counts)
-        if differ:
-            problems.append(Problem(split, differ))
+    kinds = sorted({k for n in manifest.shards if (k := shard_format(n))})
+    for kind in kinds:
+        for split in SPLITS:
+            listed = [n for n in manifest.shards if shard_format(n) == kind and _split_of(n) == split]
+            label = split if len(kinds) == 1 else f"{split} ({kind})"
+            summary = splits.get(split)
+            if summary is None:
+                if listed:
+                    problems.append(Problem(MANIFEST, f"lists {split} shards but no splits.{split} entry"))
+                continue
+            if summary.shards != len(listed):
+                problems.append(Problem(label, f"{MANIFEST} lists {len(listed):,} {split} shard(s), but its "
+                                               f"splits.{split} says {_listed(summary.shards)}"))
+            mine = [c for c in checks if c.split == split and shard_format(c.name) == kind]
+            if len(mine) != len(listed) or not all(c.trusted for c in mine):
+                continue  # missing or damaged shards are reported already; their labels are unknown
+            found: Counter = Counter()
+            for c in mine:
+                found.update(c.labels)
+            differ = _counts_differ(found, summary.class_counts)
+            if differ:
+                problems.append(Problem(label, differ))
     return problems
 
 
-def _against_bboxes(fs: Any, root: str, url: str, manifest: Manifest,
-                    files: dict[str, dict[str, Any]]) -> list[Problem]:
-    entry = manifest.totals.bboxes_csv if manifest.totals else None
-    if entry is None:
+def _against_index(fs: Any, root: str, url: str, check: ShardCheck, entry: ShardEntry,
+                   files: dict[str, dict[str, Any]]) -> list[Problem]:
+    """A shard's DALI index: there, of its recorded size and sha256, and exactly the index of the shard as read."""
+    ref = entry.index
+    if ref is None:
         return []
-    name = entry.name
-    if name not in files:
-        return [Problem(name, f"missing: listed in {MANIFEST} but not in the folder")]
+    if ref.name not in files:
+        return [Problem(ref.name, f"missing: the DALI index of {entry.name}, listed in {MANIFEST}")]
+    data = _read_small(fs, f"{root.rstrip('/')}/{ref.name}", url)
     problems = []
-    size = files[name].get("size")
-    if size is not None and size != entry.bytes:
-        problems.append(Problem(name, f"holds {size:,} bytes, {MANIFEST} lists {_listed(entry.bytes)}"))
-    digest = _digest(fs, f"{root.rstrip('/')}/{name}", url)
-    if digest != entry.sha256:
-        problems.append(Problem(name, f"sha256 {digest} differs from {MANIFEST}'s {entry.sha256!r}"))
+    if len(data) != ref.bytes or hashlib.sha256(data).hexdigest() != ref.sha256:
+        problems.append(Problem(ref.name, f"differs from {MANIFEST}'s size and sha256: not the index convert wrote"))
+    if check.index is not None and data != check.index:
+        at = next((i for i, (a, b) in enumerate(zip(data.splitlines(), check.index.splitlines())) if a != b),
+                  min(len(data.splitlines()), len(check.index.splitlines())))
+        problems.append(Problem(ref.name, f"does not match {entry.name} (from line {at + 1}): DALI would read the "
+                                          "wrong bytes; rerun convert to write it again"))
+    return problems
+
+
+def _against_side_files(fs: Any, root: str, url: str, manifest: Manifest,
+                        files: dict[str, dict[str, Any]]) -> list[Problem]:
+    """bboxes.csv and the formats' files beside the shards (timm's _info.json): there, with their size and sha256."""
+    totals = manifest.totals
+    entries = ([totals.bboxes_csv] if totals and totals.bboxes_csv else []) + (list(totals.files) if totals else [])
+    problems = []
+    for entry in entries:
+        name = entry.name
+        if name not in files:
+            problems.append(Problem(name, f"missing: listed in {MANIFEST} but not in the folder"))
+            continue
+        size = files[name].get("size")
+        if size is not None and size != entry.bytes:
+            problems.append(Problem(name, f"holds {size:,} bytes, {MANIFEST} lists {_listed(entry.bytes)}"))
+        digest = _digest(fs, f"{root.rstrip('/')}/{name}", url)
+        if digest != entry.sha256:
+            problems.append(Problem(name, f"sha256 {digest} differs from {MANIFEST}'s {entry.sha256!r}"))
     return problems
 
 

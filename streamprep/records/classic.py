@@ -1,12 +1,10 @@
-"""One record: the image bytes (fixed up if the classic does), its size, and the Example around them."""
+"""The classic's record: the `tf.train.Example` around an image, as `build_imagenet_data.py` writes it."""
 
 from __future__ import annotations
 
 from . import example as ex
-from . import fixups
-from ..errors import ImageError
-from .imagesize import SizeUnreadable, Undecodable, checked_jpeg_size
 from ..plan import RecordSpec
+from .image import Image
 
 _CONSTANT = {
     "image/colorspace": ex.bytes_feature(b"RGB"),
@@ -19,22 +17,9 @@ _VARYING = ("image/height", "image/width", "image/class/label", "image/class/syn
 SCHEMA = ex.Schema([*_CONSTANT, *_VARYING])
 
 
-def image_size(data: bytes, member: str) -> tuple[int, int]:
-    """(height, width) a full decode would give, read from the header, once the checks the classic's
-    decoder makes pass (`imagesize.checked_jpeg_size`)."""
-    try:
-        return checked_jpeg_size(data)
-    except SizeUnreadable as e:
-        raise ImageError(f"{member}: cannot read the image size ({e}); the file is not a usable JPEG. "
-                         "Remove it from the archive or replace it with the original download") from e
-    except Undecodable as e:
-        raise ImageError(f"{member}: the classic's decoder (tf.io.decode_jpeg) would refuse this JPEG ({e}). "
-                         "Replace it with the original download, or leave it out with --on-bad-image skip") from e
-
-
-def encode(spec: RecordSpec, data: bytes) -> bytes:
+def encode(spec: RecordSpec, image: Image) -> bytes:
     """The serialised tf.train.Example the classic writes for this image (sorted feature keys)."""
-    return b"".join(encode_parts(spec, data))
+    return b"".join(encode_parts(spec, image))
 
 
 _ENCODED = "image/encoded"
@@ -74,11 +59,9 @@ def _box_entries(spec: RecordSpec) -> bytes:
                      ex.entry(_BOX_KEYS[4], ex.float_feature(boxes[:, 1].tobytes()))])
 
 
-def encode_parts(spec: RecordSpec, data: bytes) -> tuple[bytes, bytes, bytes]:
+def encode_parts(spec: RecordSpec, image: Image) -> tuple[bytes, bytes, bytes]:
     """The record as (head, image bytes, tail): `encode` without copying the image into the record."""
-    if spec.fixup:
-        data = fixups.apply(spec.fixup, data, spec.member)
-    height, width = image_size(data, spec.member)
+    data, height, width = image.data, image.height, image.width
     before = _CHANNELS + _class_entries(spec) + _COLORSPACE
     image = ex.bytes_entry_head(_ENCODED, len(data))
     after = b"".join([ex.entry("image/filename", ex.bytes_feature(spec.filename.encode("utf-8", "surrogateescape"))),

@@ -1,0 +1,141 @@
+"""WebDataset tar shards: a sample per image (.jpg, .cls, .json), as webdataset, wids, timm and DALI read them.
+
+Each shard `train-00000-of-01024.tar` holds the same images in the same order as the TFRecord shard
+of that name. A sample's key is the image's file name without its extension, under its synset for
+training images (`n01440764/n01440764_10026`, unique even where two classes hold the same file
+name; validation: `ILSVRC2012_val_00000001`). Characters that a reader would take for something
+else (a `.` starts the extension, a space ends a name in DALI's index) are percent-encoded, so a key
+is always `[A-Za-z0-9_%/-]`. Its members:
+- `KEY.jpg`: the image bytes the classic's record holds (fix-up files re-encoded as the classic does);
+- `KEY.cls`: the class as decimal text, 0..N-1 in the order of the labels file (sorted synsets for
+  ImageNet): what timm's `reader_wds` and torchvision's `ImageFolder` number; the classic TFRecord's
+  `image/class/label` is this plus 1;
+- `KEY.json`: `filename`, `synset`, `text`, `label` (the classic's 1..N), `cls`, `height`, `width`
+  and `boxes` (the classic's relative `[xmin, ymin, xmax, ymax]`, float32 values written in their
+  shortest form), keys sorted, UTF-8.
+The tar is deterministic: ustar headers (pax records only for names over 100 bytes), mode 0444,
+uid/gid 0, no user or group names, mtime 0; the archive ends with two zero blocks, padded to a
+multiple of 10240 bytes as Python's tarfile and GNU tar do. `_info.json` beside the shards lists
+each split's shard files and sample counts in timm's layout.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from typing import Sequence
+
+import numpy as np
+
+from ..plan import Plan, RecordSpec, ShardSpec
+from ..records.image import Image
+from .format import Format, ShardEncoder
+from .manifest import ShardEntry
+
+SUFFIX = ".tar"
+INFO_JSON = "_info.json"
+BLOCK = 512
+RECORD = 10240  # tarfile.RECORDSIZE: the archive's length is padded to a multiple of it
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+# Member headers cost 512 bytes each (1024 with a pax record for a long name), the .cls and .json a block or
+# two more, and padding up to 511 bytes after each of the three members.
+RECORD_ALLOWANCE = 6 * BLOCK + 3 * BLOCK
+
+
+def escape(name: str) -> str:
+    """A file name as a key part: bytes outside `[A-Za-z0-9_-]` as `%XX` (so `.`, `/`, spaces and `%` too)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if all(b in _SAFE for b in raw):
+        return name
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in raw)
+
+
+def sample_key(spec: RecordSpec, split: str) -> str:
+    """The sample's key: `synset/stem` for training images, `stem` for validation ones, escaped."""
+    stem = spec.filename.rsplit(".", 1)[0] if "." in spec.filename else spec.filename
+    return escape(stem) if split == "validation" else f"{escape(spec.synset)}/{escape(stem)}"
+
+
+def _number(value: float) -> str:
+    return np.format_float_positional(np.float32(value), unique=True, trim="0")
+
+
+def metadata(spec: RecordSpec, image: Image) -> bytes:
+    """The sample's .json (keys sorted, no spaces, UTF-8)."""
+    boxes = ",".join("[" + ",".join(_number(v) for v in row) + "]" for row in spec.boxes.tolist())
+    fields = {"cls": spec.label - 1, "filename": spec.filename, "height": image.height, "label": spec.label,
+              "synset": spec.synset, "text": spec.text, "width": image.width}
+    body = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return (body[:1] + '"boxes":[' + boxes + "]," + body[1:]).encode("utf-8", "surrogateescape")
+
+
+def member_header(name: str, size: int) -> bytes:
+    """A regular file's tar header, deterministic (see the module docstring)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = size, 0o444, 0, 0, 0, "", ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _padding(size: int) -> bytes:
+    return bytes(-size % BLOCK)
+
+
+class _Encoder(ShardEncoder):
+    def __init__(self, split: str) -> None:
+        self.split = split
+        self.offset = 0
+        self.samples: list[bytes] = []
+
+    def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
+        key = sample_key(spec, self.split)
+        head = member_header(f"{key}.jpg", len(image.data))
+        tail = bytearray(_padding(len(image.data)))
+        line = [b"jpg %d %d %s.jpg" % (self.offset + len(head), len(image.data), key.encode())]
+        at = self.offset + len(head) + len(image.data) + len(tail)
+        for ext, data in (("cls", str(spec.label - 1).encode()), ("json", metadata(spec, image))):
+            header = member_header(f"{key}.{ext}", len(data))
+            line.append(b"%s %d %d %s.%s" % (ext.encode(), at + len(header), len(data), key.encode(), ext.encode()))
+            tail += header + data + _padding(len(data))
+            at += len(header) + len(data) + len(_padding(len(data)))
+        self.offset = at
+        self.samples.append(b" ".join(line))
+        return head, image.data, bytes(tail)
+
+    def finish(self) -> Sequence[bytes]:
+        end = self.offset + 2 * BLOCK
+        end += -end % RECORD
+        closing = bytes(end - self.offset)
+        self.offset = end
+        return (closing,)
+
+    def index(self) -> bytes:
+        """DALI's WebDataset index (what its `wds2idx` writes, version v1.2): `v1.2 SAMPLES`, then a line per
+        sample of `ext offset size name` for each member, offsets of the member's data."""
+        return b"v1.2 %d\n" % len(self.samples) + b"".join(line + b"\n" for line in self.samples)
+
+
+class WebDatasetFormat(Format):
+    """WebDataset shards `train-00000-of-01024.tar` (see the module docstring) and timm's `_info.json`."""
+
+    name = "webdataset"
+    allowance = RECORD_ALLOWANCE
+
+    def file_name(self, shard: ShardSpec) -> str:
+        return shard.name + SUFFIX
+
+    def encoder(self, shard: ShardSpec) -> ShardEncoder:
+        return _Encoder(shard.split)
+
+    def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
+        """timm's `_info.json`: per split its name, sample count, shard file names and their sample counts."""
+        splits = {}
+        for name, split_plan in plan.splits.items():
+            mine = {e.name: e for e in entries if e.split == name}
+            files = [self.file_name(s) for s in split_plan.shards]
+            lengths = [mine[f].records if f in mine else 0 for f in files]
+            splits[name] = {"name": name, "num_samples": sum(lengths), "filenames": files, "shard_lengths": lengths}
+        info = {"name": "imagenet2012", "splits": splits}
+        return {INFO_JSON: (json.dumps(info, indent=1) + "\n").encode()}
+
+    def side_file_names(self) -> list[str]:
+        return [INFO_JSON]

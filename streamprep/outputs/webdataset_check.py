@@ -1,0 +1,178 @@
+"""Reading one WebDataset shard back: tar framing, the members of each sample, labels, metadata, optionally images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import threading
+from typing import Any, BinaryIO
+
+from ..errors import OutputUnreadableError
+from ..progress import Phase
+from .tfrecord_check import ADVANCE_EVERY, READ_BLOCK, ShardCheck, decode_problems, tensorflow
+from .webdataset import SUFFIX
+
+MEMBERS = ("jpg", "cls", "json")  # what every sample holds, once each
+MAX_SMALL_MEMBER = 1 << 20  # a .cls or .json larger than this is not one streamprep wrote
+
+
+class _Hashing:
+    """A read-only file that hashes what is read from it (tarfile reads a stream sequentially)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.digest, self.position = f, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.digest.update(data)
+        self.position += len(data)
+        return data
+
+    def rest(self) -> None:
+        while self.read(READ_BLOCK):
+            pass
+
+
+class TarShardChecker:
+    """Reads WebDataset shards (`NAME.tar`) and checks their samples; one instance shared by the worker threads.
+
+    Checked: the file is a tar to its end; every member is a regular file named `KEY.jpg`, `KEY.cls` or
+    `KEY.json`, a sample's members together and each once; `.cls` a class number in 0..N-1; `.json` an
+    object whose `cls` and `label` agree with `.cls`; `.jpg` a JPEG (with `decode`, one TensorFlow's
+    decoder decodes to the `.json`'s height and width). The labels counted are the classic's (`cls` + 1),
+    to compare with the manifest's class counts; `index` is the DALI index of the file as read.
+    """
+
+    def __init__(self, fs: Any, root: str, url: str, decode: bool, num_classes: int, phase: Phase,
+                 stop: threading.Event) -> None:
+        self.fs, self.root, self.url = fs, root, url
+        self.decode, self.num_classes, self.phase, self.stop = decode, num_classes, phase, stop
+        self.tf = tensorflow() if decode else None
+        self.remote = bool(getattr(fs, "async_impl", False))
+
+    def path(self, name: str) -> str:
+        return f"{self.root.rstrip('/')}/{name}"
+
+    def shard(self, name: str, size: int | None) -> ShardCheck:
+        split = name.split("-", 1)[0]
+        check = ShardCheck(name, split, size)
+        try:
+            options = {"block_size": READ_BLOCK, "cache_type": "readahead"} if self.remote else {}
+            with self.fs.open(self.path(name), "rb", **options) as f:
+                self._read(_Hashing(f), check)
+        except FileNotFoundError:
+            check.problem("disappeared while being verified; is a conversion still writing to this folder?")
+            check.trusted = False
+        except OSError as e:
+            raise OutputUnreadableError(f"{self.path(name)}: cannot read ({e}); check the connection and permissions, "
+                                        "then run verify again") from e
+        return check
+
+    def _read(self, f: _Hashing, check: ShardCheck) -> None:
+        lines: list[bytes] = []
+        sample: dict[str, tuple[int, bytes]] = {}  # ext -> (data offset, data) of the sample being read
+        key: str | None = None
+        offsets: list[bytes] = []
+        pending = pending_bytes = 0
+        try:
+            with tarfile.open(fileobj=f, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    if self.stop.is_set():
+                        return
+                    name = member.name
+                    if not member.isfile():
+                        check.problem(f"member {name!r} is not a regular file", check.records)
+                        check.trusted = False
+                        continue
+                    stem, _, ext = name.rpartition(".")
+                    if ext not in MEMBERS or "." in stem.rsplit("/", 1)[-1] or not stem:
+                        check.problem(f"member {name!r} is not KEY.jpg, KEY.cls or KEY.json", check.records)
+                        check.trusted = False
+                        continue
+                    if stem != key:
+                        if key is not None:
+                            pending_bytes += self._sample(check, key, sample, lines, offsets)
+                            pending += 1
+                        key, sample, offsets = stem, {}, []
+                    if ext in sample:
+                        check.problem(f"sample {stem!r} holds two .{ext} members", check.records)
+                        check.trusted = False
+                        continue
+                    if ext != "jpg" and member.size > MAX_SMALL_MEMBER:
+                        check.problem(f"{name}: {member.size:,} bytes, more than a .{ext} streamprep writes",
+                                      check.records)
+                        check.trusted = False
+                        continue
+                    reader = tar.extractfile(member)
+                    data = reader.read() if reader else b""
+                    sample[ext] = (member.offset_data, data)
+                    offsets.append(b"%s %d %d %s" % (ext.encode(), member.offset_data, member.size,
+                                                     name.encode("utf-8", "surrogateescape")))
+                    if pending >= ADVANCE_EVERY:
+                        self.phase.advance(pending, pending_bytes)
+                        pending = pending_bytes = 0
+                if key is not None:
+                    pending_bytes += self._sample(check, key, sample, lines, offsets)
+                    pending += 1
+            f.rest()
+            check.complete = True
+        except (tarfile.TarError, EOFError) as e:
+            check.problem(f"not a readable tar from byte {f.position:,} on ({e}); the file is damaged or cut short",
+                          check.records)
+        finally:
+            self.phase.advance(pending, pending_bytes)
+        if check.complete:
+            check.sha256 = f.digest.hexdigest()
+            check.index = b"v1.2 %d\n" % len(lines) + b"".join(lines)
+        else:
+            check.trusted = False
+
+    def _sample(self, check: ShardCheck, key: str, sample: dict[str, tuple[int, bytes]], lines: list[bytes],
+                offsets: list[bytes]) -> int:
+        """Check one complete sample; its DALI index line is added; its bytes returned."""
+        record = check.records
+        check.records += 1
+        lines.append(b" ".join(offsets) + b"\n")
+        missing = [ext for ext in MEMBERS if ext not in sample]
+        if missing:
+            check.problem(f"sample {key!r} lacks " + ", ".join(f".{ext}" for ext in missing), record)
+            check.trusted = False
+        cls = meta = None
+        if "cls" in sample:
+            text = sample["cls"][1]
+            if text.isdigit() and int(text) < self.num_classes:
+                cls = int(text)
+                check.labels[cls + 1] += 1
+            else:
+                check.problem(f"sample {key!r}: .cls is {text[:20]!r}, expected a class 0..{self.num_classes - 1}",
+                              record)
+                check.trusted = False
+        if "json" in sample:
+            try:
+                meta = json.loads(sample["json"][1])
+            except (ValueError, RecursionError):
+                meta = None
+            if not isinstance(meta, dict):
+                check.problem(f"sample {key!r}: .json is not a JSON object", record)
+                meta = None
+            elif cls is not None and (meta.get("cls") != cls or meta.get("label") != cls + 1):
+                check.problem(f"sample {key!r}: .json says cls {meta.get('cls')!r} and label {meta.get('label')!r}, "
+                              f".cls says {cls}", record)
+            else:
+                boxes = meta.get("boxes", [])
+                check.boxes += len(boxes) if isinstance(boxes, list) else 0
+        if "jpg" in sample:
+            image = sample["jpg"][1]
+            if not image.startswith(b"\xff\xd8\xff"):
+                check.problem(f"sample {key!r}: .jpg is not a JPEG (it starts with {image[:4].hex(' ')})", record)
+            elif self.decode:
+                for what in decode_problems(self.tf, image, (meta or {}).get("height"), (meta or {}).get("width"),
+                                            f"sample {key!r}: .jpg", ".json's width x height"):
+                    check.problem(what, record)
+                check.decoded += 1
+        return sum(len(data) for _, data in sample.values())
+
+
+def is_tar_shard(name: str) -> bool:
+    return name.endswith(SUFFIX)
