@@ -45,6 +45,10 @@ class PipelineError(StreamprepError):
     """A Beam runner failed for a reason that is not one of streamprep's own errors."""
 
 
+class WorkerDiedError(StreamprepError):
+    """A shard-writing process of the local engine ended without reporting (killed, out of memory)."""
+
+
 def reason(ref: str, error: BaseException) -> str:
     """An error's message without the `archive!member: ` it starts with, for lists that name the member apart."""
     text = str(error)

@@ -1,13 +1,14 @@
-"""The local engine: the pipeline in this process, class tars walked and shards written by threads."""
+"""The local engine: the pipeline on this machine, class tars walked by threads, shards written by worker processes."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from ..archives import checksums
-from ..archives.storage import Source
+from ..archives.storage import Source, protocol_of
 from ..errors import OutputError
 from ..index.build import build_index
 from ..options import Options
@@ -15,9 +16,9 @@ from ..outputs import manifest as mf
 from ..outputs.format import Reader, ShardResult, prepare_split, write_or_keep
 from ..index.images import DatasetIndex
 from ..outputs.materialize import FolderTreeSummary, materialize, tree_path
-from ..plan import Plan, RecordSpec, make_plan
+from ..plan import Plan, RecordSpec, ShardSpec, make_plan
 from ..progress import Callback, Phase, Stopped, check
-from . import pipeline
+from . import forked, pipeline
 from .pipeline import Job, Summary
 
 
@@ -65,13 +66,27 @@ def write_split(job: Job, plan: Plan, split: str, read: Reader, prefetch: bool, 
                 progress: Callback | None = None, stop: threading.Event | None = None) -> list[ShardResult]:
     """All shards of one split, `options.workers` at a time; the bytes do not depend on the number.
 
-    After the first error (or once `stop` is set) no new shard starts; shards already running stop at
-    their next batch, and the error is raised.
+    On local storage the shards are written by forked worker processes (`engines.forked`), else by
+    threads. After the first error (or once `stop` is set) no new shard starts; shards already running
+    stop at their next batch, and the error is raised.
     """
     options, fmts = job.options, job.formats
     split_plan = plan.splits[split]
     if job.pending(split_plan.shards):
-        prepare_split(plan, split)  # before the threads start (not on a resume that keeps every shard)
+        prepare_split(plan, split)  # before the writers start (not on a resume that keeps every shard)
+    workers = max(1, options.workers)
+    with Phase(progress, f"write {split}", total=len(split_plan.order)) as phase:
+        if not prefetch and protocol_of(options.out) == "file" and forked.usable(workers):
+            return forked.write_shards(split_plan.shards, workers, lambda r: journal.finished(*r.entries), phase, stop,
+                                       formats=fmts, plan=plan, output=journal.output, read=read, keep=job.keep,
+                                       skip=options.skip_bad_images, check=job.check_image())
+        return _threads(job, plan, split_plan.shards, read, prefetch, journal, phase, stop)
+
+
+def _threads(job: Job, plan: Plan, shards: Sequence[ShardSpec], read: Reader, prefetch: bool, journal: mf.Journal,
+             phase: Phase, stop: threading.Event | None) -> list[ShardResult]:
+    """`write_split` with threads in this process (remote storage, or no `fork`)."""
+    options, fmts = job.options, job.formats
     failed = threading.Event()
 
     def task(shard) -> ShardResult | None:
@@ -86,19 +101,18 @@ def write_split(job: Job, plan: Plan, split: str, read: Reader, prefetch: bool, 
             failed.set()
             raise
 
-    with Phase(progress, f"write {split}", total=len(split_plan.order)) as phase:
-        with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="writer") as pool:
-            futures = [pool.submit(task, s) for s in split_plan.shards]
-            try:
-                wait(futures, return_when=FIRST_EXCEPTION)
-            finally:  # an error or Ctrl-C: queued shards are dropped, running ones finish
-                failed.set()
-                for f in futures:
-                    f.cancel()
-        errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
-        if errors:  # the cause, not a shard that stopped because of it (inside the phase: it ends as failed)
-            raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
-        check(stop)
+    with ThreadPoolExecutor(max(1, options.workers), thread_name_prefix="writer") as pool:
+        futures = [pool.submit(task, s) for s in shards]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:  # an error or Ctrl-C: queued shards are dropped, running ones finish
+            failed.set()
+            for f in futures:
+                f.cancel()
+    errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
+    if errors:  # the cause, not a shard that stopped because of it (inside the phase: it ends as failed)
+        raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
+    check(stop)
     return [f.result() for f in futures]
 
 
