@@ -107,7 +107,14 @@ class Options:
         "tfrecord", group=OUTPUT, metavar="NAMES",
         help="output format(s), comma-separated: tfrecord (the classic's shards), webdataset (tar shards for "
         "PyTorch, timm and DALI, with timm's _info.json); several are written from one read of the downloads, "
-        "side by side (train-00000-of-01024, train-00000-of-01024.tar)")
+        "side by side (train-00000-of-01024, train-00000-of-01024.tar); or tfds alone (the prepared "
+        "imagenet2012 dataset of TensorFlow Datasets, under imagenet2012/5.1.0/)")
+    file_format: str = option(
+        "tfrecord", group=OUTPUT, metavar="FORMAT",
+        help="the files of --format tfds: tfrecord (tfds.load) or array_record (tfds.data_source and Grain)")
+    tfds_shards: int = option(
+        0, group=OUTPUT, metavar="N", default_text="0: TFDS's own rule (1024 train, 64 validation for ImageNet)",
+        help="shards of each split of --format tfds, as tfds.download.DownloadConfig(num_shards=N)")
     dali_index: bool = option(
         False, group=OUTPUT,
         help="also write NVIDIA DALI's index beside each shard (SHARD_FILE.idx), as its tfrecord2idx and wds2idx "
@@ -194,10 +201,26 @@ class Options:
             object.__setattr__(self, "format", ",".join(formats.parse(self.format)))
         except ValueError as e:
             raise ConfigError(f"format (--format) {self.format!r}: {e}") from e
+        self._check_tfds()
         _check_storage_options(self.storage_options)
         object.__setattr__(self, "storage_options", with_timeouts(self.storage_options, self.timeout,
                                                                   self.connect_timeout))
         self.sharding.check()
+
+    def _check_tfds(self) -> None:
+        tfds = "tfds" in self.formats
+        if self.file_format not in ("tfrecord", "array_record"):
+            raise ConfigError(f"file_format (--file-format) must be tfrecord or array_record, got {self.file_format!r}")
+        if not tfds and (self.file_format != "tfrecord" or self.tfds_shards):
+            raise ConfigError("file_format (--file-format) and tfds_shards (--tfds-shards) are options of --format "
+                              "tfds; add it, or leave them out")
+        if self.tfds_shards < 0:
+            raise ConfigError(f"tfds_shards (--tfds-shards) must be 0 (TFDS's rule) or more, got {self.tfds_shards}")
+        if tfds and self.dali_index:
+            raise ConfigError("dali_index (--dali-index) writes indexes for tfrecord and webdataset shards; "
+                              "--format tfds has none (DALI does not read TFDS's records)")
+        if tfds and self.engine is Engine.BEAM:
+            raise ConfigError("--format tfds runs on the local engine; leave out --engine beam")
 
     @property
     def sharding(self) -> Sharding:

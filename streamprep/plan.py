@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -82,6 +82,21 @@ class RecordSpec:
     fixup: str | None
 
 
+def fixup_rows(split_index: SplitIndex) -> list[int]:
+    """The rows of a split's images the classic re-encodes, found by searching the names' blob (no loop over
+    every image)."""
+    from .records.fixups import CMYK_NAMES, PNG_NAME
+
+    names = split_index.names
+    rows: set[int] = set()
+    for fixup in (PNG_NAME, *CMYK_NAMES):
+        needle, at = fixup.encode(), names.blob.find(fixup.encode())
+        while at >= 0:
+            rows.add(int(np.searchsorted(names.starts, at, side="right")) - 1)
+            at = names.blob.find(needle, at + 1)
+    return [i for i in sorted(rows) if fixup_kind(names[i])]
+
+
 def classic_order(n: int) -> np.ndarray:
     """The classic's shuffle: `random.seed(12345); random.shuffle(list(range(n)))`."""
     order = list(range(n))
@@ -116,6 +131,7 @@ class Plan:
     labels: LabelData
     boxes: BoxTable
     sharding: Sharding
+    fixed_sizes: dict[str, int] = field(default_factory=dict)  # re-encoded fix-up files' sizes, when known
 
     @property
     def shards(self) -> tuple[ShardSpec, ...]:
@@ -123,19 +139,8 @@ class Plan:
 
     def fixup_sizes(self) -> list[tuple[str, int]]:
         """(file name, size in the download) of every image the classic re-encodes."""
-        from .records.fixups import CMYK_NAMES, PNG_NAME
-
-        found = []
-        for split in self.splits.values():
-            names = split.index.names
-            rows: set[int] = set()
-            for fixup in (PNG_NAME, *CMYK_NAMES):  # searched in the names' blob: no loop over every image
-                needle, at = fixup.encode(), names.blob.find(fixup.encode())
-                while at >= 0:
-                    rows.add(int(np.searchsorted(names.starts, at, side="right")) - 1)
-                    at = names.blob.find(needle, at + 1)
-            found += [(names[i], int(split.index.sizes[i])) for i in sorted(rows) if fixup_kind(names[i])]
-        return found
+        return [(split.index.names[i], int(split.index.sizes[i])) for split in self.splits.values()
+                for i in fixup_rows(split.index)]
 
     def archive(self, split: str) -> str:
         return self.splits[split].index.archive

@@ -50,7 +50,8 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
               "labels-file": "s.txt", "metadata-file": "m.txt", "validation-labels-file": "v.txt", "check-md5": True,
               "on-bad-image": "skip", "on-bad-xml": "skip", "check-decode": True, "workers": 3, "engine": "local",
               "overwrite": True, "timeout": 5, "connect-timeout": 2.5, "no-space-check": True,
-              "materialize": "tree", "format": "webdataset,tfrecord", "dali-index": True}
+              "materialize": "tree", "format": "webdataset,tfrecord", "dali-index": True, "file-format": "tfrecord",
+              "tfds-shards": 0}
     assert set(values) | {"train", "val", "bbox", "storage-options"} == {Option.key(f.name) for f in fields()}
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()] + ["[storage-options.s3]", 'anon = true']
     config = tmp_path / "c.toml"
@@ -75,7 +76,13 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     ({"format": "tfrecord,parquet"}, r"format \(--format\) 'tfrecord,parquet': unknown format 'parquet'; known: "
                                      "tfrecord, webdataset"),
     ({"format": "webdataset,webdataset"}, "a format named twice"),
-], ids=["workers", "multiple", "policy", "type", "nothing-to-do", "remote-tree", "unknown-format", "format-twice"])
+    ({"format": "tfds,tfrecord"}, "tfds has an order and sharding of its own"),
+    ({"file_format": "array_record"}, r"are options of --format tfds"),
+    ({"format": "tfds", "dali_index": True}, "--format tfds has none"),
+    ({"format": "tfds", "engine": "beam"}, "runs on the local engine"),
+    ({"format": "tfds", "file_format": "parquet"}, "must be tfrecord or array_record"),
+], ids=["workers", "multiple", "policy", "type", "nothing-to-do", "remote-tree", "unknown-format", "format-twice",
+        "tfds-with-another", "file-format-without-tfds", "tfds-dali", "tfds-beam", "tfds-file-format"])
 def test_options_made_in_python_are_checked_as_the_cli_checks_them(kwargs, message):
     from streamprep import ConfigError, Options
 

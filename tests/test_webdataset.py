@@ -20,7 +20,9 @@ from PIL import Image
 
 from conftest import convert_args, is_result, result_files, run_cli
 from fixtures import builders
-from streamprep.outputs.webdataset import escape
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from streamprep.outputs.webdataset import escape, member_header
 from test_remote import aws_env, s3, s3_endpoint  # noqa: F401 - the moto S3 server fixtures
 from tiny import A, B, write_tiny
 
@@ -82,6 +84,14 @@ def test_escape_is_the_identity_on_imagenet_names_and_percent_encodes_everything
     assert escape("n01440764_10026") == "n01440764_10026"
     assert escape("ILSVRC2012_val_00000001") == "ILSVRC2012_val_00000001"
     assert escape("a.b c%/\u00e9") == "a%2Eb%20c%25%2F%C3%A9"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(min_size=1, max_size=130), st.integers(0, 2**40))
+def test_member_headers_are_what_pythons_tarfile_writes(name, size):
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = size, 0o444, 0, 0, 0, "", ""
+    assert member_header(name, size) == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 def test_webdataset_decodes_every_sample_with_pillow_and_keys_are_unique(both):

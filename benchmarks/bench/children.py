@@ -1,5 +1,5 @@
-"""The speed benchmark's child processes, each timed from outside: streamprep's convert with a TensorFlow probe,
-the `cat` floor, the Python I/O floor and the classic procedure."""
+"""The speed benchmarks' child processes, each timed from outside: streamprep's convert with a TensorFlow probe,
+the `cat` floor, the Python I/O floor, the classic procedure and TFDS's own build of imagenet2012."""
 
 from __future__ import annotations
 
@@ -39,6 +39,21 @@ def tensorflow_imported(side_file: Path) -> bool | None:
         return None
     side_file.unlink()
     return found
+
+
+# `python -c TFDS_BUILD DATA_DIR MANUAL_DIR`: what `tfds build imagenet2012` runs, offline: TFDS's imagenet2012
+# builder prepares the dataset in DATA_DIR from the image tars in MANUAL_DIR (importing TensorFlow and TFDS included).
+TFDS_BUILD = """import sys
+import tensorflow_datasets as tfds
+data_dir, manual_dir = sys.argv[1:]
+tfds.builder("imagenet2012", data_dir=data_dir).download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+"""
+
+
+def tfds_build_cmd(data_dir: Path, manual_dir: Path) -> list[str]:
+    """The command of TFDS's own build (TFDS_BUILD) into `data_dir` from the image tars in `manual_dir`."""
+    return [sys.executable, "-c", TFDS_BUILD, str(data_dir), str(manual_dir)]
 
 
 def cat_cmd(inputs: list[Path]) -> list[str]:

@@ -1,12 +1,14 @@
 """Comparing outputs: result files byte for byte, shards record for record, the same shards written in one format or
-in several, and what the final outputs weigh."""
+in several, two TFDS datasets record for record, and what the final outputs weigh."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from itertools import zip_longest
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .layout import tests_importable
 
@@ -88,6 +90,59 @@ def compare_formats(tfrecord: Path, webdataset: Path, both: Path) -> dict[str, A
     differ = [f"{n} (.tar)" for n in tar_diff] + [f"{n} (TFRecord)" for n in shard_diff]
     return {"tar_files": tars, "tfrecord_shards": shards, "differing": differ[:10],
             "formats_identical": not differ and tars > 0 and shards > 0}
+
+
+def tfds_examples(shard: Path) -> Iterator[tuple[Any, ...]]:
+    """A TFDS TFRecord shard's records, each parsed with `tf.train.Example.FromString`: its feature names and the
+    values of file_name, image and label (not the bytes: protobuf does not promise the order of a map's entries)."""
+    import tensorflow as tf
+
+    for raw in tf.data.TFRecordDataset(str(shard)):
+        feature = tf.train.Example.FromString(raw.numpy()).features.feature
+        names = tuple(sorted(feature))
+        yield (names, tuple(feature["file_name"].bytes_list.value), tuple(feature["image"].bytes_list.value),
+               tuple(feature["label"].int64_list.value))
+
+
+def same_tfds_records(a: Path, b: Path) -> tuple[int, str | None]:
+    """Two TFDS TFRecord shards, record for record: how many records were compared, and where they first differ
+    (None if nowhere)."""
+    count = 0
+    for x, y in zip_longest(tfds_examples(a), tfds_examples(b)):
+        if x != y:
+            return count, f"record {count}" + ("" if x and y else " (one shard ends there)")
+        count += 1
+    return count, None
+
+
+def _dataset_info(folder: Path) -> Any:
+    path = folder / "dataset_info.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def compare_tfds(mine: Path, theirs: Path) -> dict[str, Any]:
+    """Two `imagenet2012/5.1.0/` folders: the same file names, dataset_info.json equal as parsed JSON, the other side
+    files (features.json, label.labels.txt) byte for byte, and every TFRecord shard record for record
+    (`same_tfds_records`). `identical_records` if all of that holds and there are records."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    a, b = (sorted(p.name for p in folder.iterdir()) for folder in (mine, theirs))
+    info = _dataset_info(mine)
+    out: dict[str, Any] = {"files": len(a), "same_file_names": a == b,
+                           "dataset_info_equal": info is not None and info == _dataset_info(theirs),
+                           "shards": 0, "records": 0, "differing": []}
+    for name in sorted(set(a) & set(b) - {"dataset_info.json"}):
+        if ".tfrecord-" in name:
+            count, where = same_tfds_records(mine / name, theirs / name)
+            out["shards"] += 1
+            out["records"] += count
+            if where:
+                out["differing"].append(f"{name}: {where}")
+        elif (mine / name).read_bytes() != (theirs / name).read_bytes():
+            out["differing"].append(f"{name} (bytes)")
+    out["identical_records"] = (out["same_file_names"] and out["dataset_info_equal"] and not out["differing"]
+                                and out["records"] > 0)
+    out["differing"] = out["differing"][:10]
+    return out
 
 
 def output_bytes(folder: Path) -> dict[str, int]:

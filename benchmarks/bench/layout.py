@@ -15,6 +15,7 @@ VALIDATION_LABELS = DATA / "imagenet_2012_validation_synset_labels.txt"  # strea
 TRAIN_TAR, VAL_TAR, BBOX_TARGZ = "ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_bbox_train_v2.tar.gz"
 VAL_LABELS = "validation_labels.txt"
 ARCHIVES = (TRAIN_TAR, VAL_TAR, BBOX_TARGZ)
+TFDS_DATASET = "imagenet2012/5.1.0"  # under `tfds build`'s data_dir, and under `streamprep convert --format tfds --out`
 
 
 def synsets() -> list[str]:

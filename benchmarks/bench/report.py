@@ -39,13 +39,17 @@ def head(*columns: str) -> list[str]:
     return ["|" + "".join(f" {n} |" if n else " |" for n in names), "| " + " | ".join(rules) + " |"]
 
 
+def tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
+
+
 def mark(met: bool | None) -> str:
     return "not measured" if met is None else ("**met**" if met else "**not met**")
 
 
-def fixups_note(scale: dict[str, Any]) -> str:
-    """The sentence on the classic's 23 fix-up files in the data set (no sentence if left out, or before data
-    generation 2)."""
+def fixups_note(scale: dict[str, Any], fixer: str = "the classic") -> str:
+    """The sentence on the classic's 23 fix-up files in the data set, which `fixer` re-encodes with TensorFlow (no
+    sentence if left out, or before data generation 2)."""
     if "fixups" not in scale:
         return ""
     names = scale["fixups"]
@@ -53,7 +57,7 @@ def fixups_note(scale: dict[str, Any]) -> str:
         return " None of the classic's 23 fix-up files belongs to these classes."
     kinds = ", ".join(f"`{n}` ({k.upper()})" for n, k in sorted(names.items()))
     return (f" Of the classic's 23 fix-up files, those of these classes are among the images under their real names, "
-            f"as in the real training tar, each in place of a noise JPEG: {kinds}; the classic re-encodes them with "
+            f"as in the real training tar, each in place of a noise JPEG: {kinds}; {fixer} re-encodes them with "
             f"TensorFlow, streamprep to the same bytes without it.")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .report import fixups_note, head, mark, write_docs
+from .report import fixups_note, head, mark, tries as _tries, write_docs
 from .timing import ratio
 
 SECTION = "## Speed against the classic procedure (benchmarks/speed.py)"
@@ -42,10 +42,6 @@ def _wanted(r: dict[str, Any]) -> list[str]:
 def _vs(r: dict[str, Any], mode: str, slow: str, fast: str) -> str:
     runs = r["runs"][mode]
     return f"{runs[slow]['wall_s']:.3f} s / {runs[fast]['wall_s']:.3f} s"
-
-
-def _tries(n: int) -> str:
-    return "1 try" if n == 1 else f"{n} tries"
 
 
 def _within(limit: float) -> str:

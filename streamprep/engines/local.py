@@ -10,13 +10,12 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from ..archives import checksums
 from ..archives.storage import Source, protocol_of
 from ..errors import OutputError
-from ..index.build import build_index
 from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs.format import Reader, ShardResult, prepare_split, write_or_keep
 from ..index.images import DatasetIndex
 from ..outputs.materialize import FolderTreeSummary, materialize, tree_path
-from ..plan import Plan, RecordSpec, ShardSpec, make_plan
+from ..plan import Plan, RecordSpec, ShardSpec
 from ..progress import Callback, Phase, Stopped, check
 from . import forked, pipeline
 from .pipeline import Job, Summary
@@ -152,8 +151,8 @@ def _run(options: Options, inputs: pipeline.Inputs, state: pipeline.OutputState 
     index = pipeline.saved_index(job, state) if job else None
     reused = index is not None
     if index is None:
-        index = build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop)
-    plan = make_plan(index, inputs.labels, options.sharding)  # fails here, before any write, if a text is missing
+        index = pipeline.index(options, inputs, progress, stop)
+    plan = pipeline.make_run_plan(options, inputs, index)  # fails here, before any write, if a text is missing
     if job:
         pipeline.check_space(job, plan)
     journal = pipeline.open_output(job, state) if job else None

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +20,9 @@ import numpy as np
 
 from .. import __version__
 from ..archives.storage import Source, protocol_of, rejected_options
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, ImageError, OutputError
 from ..index import store
+from ..index.build import build_index
 from ..index.images import DatasetIndex
 from ..index.labels import LabelData, load_label_data
 from ..options import Options
@@ -32,7 +34,10 @@ from ..outputs.format import Check, Format, ShardResult
 from ..records import fixups
 from ..records.decode import full_decode
 from ..outputs.materialize import FolderTreeSummary
-from ..plan import SHARD_STEM, Plan
+from ..outputs.tfds import check_release
+from ..progress import Callback
+from ..plan import SHARD_STEM, Plan, fixup_rows, make_plan
+from ..tfds_plan import make_tfds_plan
 
 SIDE_FILES = {BBOXES_CSV, mf.MANIFEST}  # written beside the shards
 
@@ -89,7 +94,7 @@ class Job:
     @property
     def formats(self) -> list[Format]:
         """The output formats, each writing its DALI index if asked (`--format`, `--dali-index`)."""
-        return output_formats.make(self.options.formats, self.options.dali_index)
+        return output_formats.make(self.options.formats, self.options.dali_index, self.options.file_format)
 
     def pending(self, shards: Any) -> list[Any]:
         """The shards an earlier run did not finish in every format."""
@@ -237,8 +242,9 @@ def _remove_files_of(options: Options, previous: mf.Manifest) -> None:
     if previous.totals:
         names += [f.name for f in previous.totals.files]
     for name in [*names, mf.MANIFEST]:
-        if "/" in name or name in ("", ".", ".."):  # never a path out of `out`, whatever wrote the manifest
-            continue
+        if name in ("", ".", "..") or ("/" in name and not (mf.SHARD_FILE_NAME.match(name)
+                                                             or mf.SIDE_FILE_NAME.match(name))):
+            continue  # never a path out of `out`, whatever wrote the manifest
         try:
             output.fs.rm_file(output.path(name))
         except FileNotFoundError:
@@ -291,6 +297,42 @@ def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.
                for reason, count in sorted(index.ignored.counts.items())}
     return mf.Totals(splits, csv, fixups.by_kind([f for e in entries for f in e.fixups]),
                      [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored, files or [])
+
+
+def index(options: Options, inputs: Inputs, progress: Callback | None = None,
+          stop: threading.Event | None = None) -> DatasetIndex:
+    """Walk the downloads (`index.build`); TFDS's layout labels validation images by position, so a validation
+    tar with fewer images than the labels file lists is no error there."""
+    return build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop,
+                       complete_validation="tfds" not in options.formats)
+
+
+def make_run_plan(options: Options, inputs: Inputs, index: DatasetIndex) -> Plan:
+    """The run's plan: the classic's order and shards, or TFDS's for `--format tfds` (whose shard count counts the
+    fix-up files' re-encoded sizes, so those few files are read and re-encoded first)."""
+    if "tfds" not in options.formats:
+        return make_plan(index, inputs.labels, options.sharding)
+    check_release()
+    images = (inputs.sources["train"].url + "!", inputs.sources["val"].url + "!")
+    for reason, examples in sorted(index.ignored.examples.items()):
+        left = [ref for ref in examples if ref.startswith(images)]
+        if left:
+            raise ConfigError(f"{left[0]}: {reason}, so streamprep leaves it out; `tfds build imagenet2012` would "
+                              "read it (and fail, or write it as an image, or count it when it labels validation "
+                              "images by position), so --format tfds cannot give its dataset: remove such members "
+                              "from the download, or write another format")
+    keys = {"train": "train", "validation": "val"}
+    fixed = {}
+    for split_index in index.splits:
+        source = inputs.sources[keys[split_index.split]]
+        for i in fixup_rows(split_index):
+            data = source.read_at(int(split_index.offsets[i]), int(split_index.sizes[i]))
+            name = split_index.names[i]
+            try:
+                fixed[name] = len(fixups.apply(fixups.fixup_kind(name) or "png", data, split_index.member(i)))
+            except ImageError:
+                fixed[name] = len(data)  # the writer reports it (or skips it) as it reports any bad image
+    return make_tfds_plan(index, inputs.labels, fixed, options.tfds_shards)
 
 
 def save_index(job: Job, index: DatasetIndex) -> None:

@@ -21,7 +21,6 @@ from ..index.build import build_index
 from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs import formats as output_formats
-from ..plan import make_plan
 from ..progress import Callback
 from ..records.fixups import by_kind
 from . import pipeline
@@ -135,15 +134,15 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
         index = pipeline.saved_index(job, state) if job else None
         reused = index is not None
         if index is None:
-            index = build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop)
-        plan = make_plan(index, inputs.labels, options.sharding)
+            index = pipeline.index(options, inputs, progress, stop)
+        plan = pipeline.make_run_plan(options, inputs, index)
         saved = False
         if job and not reused and not refused:
             job.output().create()
             pipeline.save_index(job, index)
             saved = True
         splits = _splits(plan, job, options)
-        fmts = output_formats.make(options.formats, options.dali_index)
+        fmts = output_formats.make(options.formats, options.dali_index, options.file_format)
         todo = job.pending(plan.shards) if job else list(plan.shards)
         space = sum(f.most_bytes(plan, todo) for f in fmts)
         fixed = by_kind([name for name, _ in plan.fixup_sizes()])
@@ -161,7 +160,7 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
 def _splits(plan: Any, job: pipeline.Job | None, options: Options) -> dict[str, SplitPreview]:
     """Each split's images, classes and shards, those an earlier run finished (in every format), and the bytes
     still to write (every format's)."""
-    fmts, keep = output_formats.make(options.formats, options.dali_index), (job.keep if job else {})
+    fmts, keep = output_formats.make(options.formats, options.dali_index, options.file_format), (job.keep if job else {})
     output = job.output() if job else None
     splits = {}
     for name, split_plan in plan.splits.items():

@@ -17,7 +17,8 @@ WALK_THREADS = 8
 
 
 def build_index(sources: dict[str, Source], labels: LabelData, workers: int, progress: Callback | None = None,
-                skip_bad_xml: bool = False, stop: threading.Event | None = None) -> DatasetIndex:
+                skip_bad_xml: bool = False, stop: threading.Event | None = None,
+                complete_validation: bool = True) -> DatasetIndex:
     """Walk the three archives (headers only for the image tars); whichever walk fails first stops the others.
 
     `stop`, when the caller sets it, stops every walk at its next unit of work (`Stopped` is raised).
@@ -26,7 +27,7 @@ def build_index(sources: dict[str, Source], labels: LabelData, workers: int, pro
     ignored = Ignored()
     boxes = BoxWalk(sources["bbox"], progress, skip_bad_xml, stop)
     try:
-        validation = index_validation(sources["val"], labels, ignored, progress, stop)
+        validation = index_validation(sources["val"], labels, ignored, progress, stop, complete_validation)
         train = index_train(sources["train"], labels, ignored, max(workers, WALK_THREADS), progress, stop)
     except Stopped:
         if boxes.done.is_set():

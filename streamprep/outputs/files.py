@@ -63,6 +63,8 @@ class Output:
         """Write `name` through a hidden temporary file, renamed to `name` once closed without error."""
         folder, _, base = name.rpartition("/")
         self._no_links(folder)
+        if folder:
+            self.fs.makedirs(self.path(folder), exist_ok=True)
         tmp = self.path(f"{folder}{'/' if folder else ''}.{base}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
         try:
             with self.fs.open(tmp, "wb") as f:
@@ -84,18 +86,24 @@ TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
 
 
 def sweep(output: Output, names: set[str]) -> list[str]:
-    """Remove temporary files that runs killed before finishing left for any of `names`; their paths."""
+    """Remove temporary files that runs killed before finishing left for any of `names` (which may lie in
+    folders below `out`); their paths."""
     removed = []
-    try:
-        listing = output.fs.ls(output.root, detail=False)
-    except FileNotFoundError:
-        return removed
-    for path in listing:
-        m = TEMPORARY.match(path.rstrip("/").rsplit("/", 1)[-1])
-        if m and m["name"] in names and int(m["pid"]) != os.getpid():
-            try:
-                output.fs.rm(path)
-                removed.append(path)
-            except FileNotFoundError:
-                pass
+    by_folder: dict[str, set[str]] = {}
+    for name in names:
+        folder, _, base = name.rpartition("/")
+        by_folder.setdefault(folder, set()).add(base)
+    for folder, bases in sorted(by_folder.items()):
+        try:
+            listing = output.fs.ls(output.path(folder) if folder else output.root, detail=False)
+        except FileNotFoundError:
+            continue
+        for path in listing:
+            m = TEMPORARY.match(path.rstrip("/").rsplit("/", 1)[-1])
+            if m and m["name"] in bases and int(m["pid"]) != os.getpid():
+                try:
+                    output.fs.rm(path)
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
     return removed

@@ -62,6 +62,7 @@ class Format(ABC):
 
     name: str  # as the user names it, e.g. "tfrecord"
     allowance: int = RECORD_ALLOWANCE  # at most how many bytes a record takes beyond its image
+    stores_boxes: bool = True  # whether a record holds the image's bounding boxes (counted in the manifest)
 
     def __init__(self, dali_index: bool = False) -> None:
         self.dali_index = dali_index
@@ -208,7 +209,7 @@ def write_shard(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
                 for file in files:
                     nbytes += file.put(file.encoder.record(spec, image))
                     file.entry.records += 1
-                    file.entry.boxes += len(spec.boxes)
+                    file.entry.boxes += len(spec.boxes) if file.fmt.stores_boxes else 0
                     if spec.fixup:
                         file.entry.fixups.append(spec.filename)
             if phase:

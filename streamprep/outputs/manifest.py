@@ -26,9 +26,13 @@ from .files import Output
 MANIFEST = "manifest.json"
 # A shard's file name: the classic's stem and, for other formats, a suffix; never a path (it is removed by
 # --overwrite and read back by resume and verify, so a name that leaves the folder would be obeyed).
-SHARD_FILE_NAME = re.compile(f"^{SHARD_STEM}" + r"(\.[A-Za-z0-9_.-]+)?$")
+# TFDS's prepared dataset lies in a folder of its own: imagenet2012/VERSION/ (outputs/tfds.py).
+TFDS_FOLDER = r"imagenet2012/\d+\.\d+\.\d+/"
+SHARD_FILE_NAME = re.compile(f"^(?:{SHARD_STEM}" + r"(\.[A-Za-z0-9_.-]+)?"
+                             f"|{TFDS_FOLDER}" + r"imagenet2012-(train|validation)\.(tfrecord|array_record)-\d{5}-of-\d{5})$")
 FORMAT = "streamprep-manifest/1"
-SIDE_FILE_NAMES = ("_info.json",)  # files the formats write beside the shards (`Totals.files`)
+# Files the formats write beside the shards (`Totals.files`): timm's, and TFDS's metadata.
+SIDE_FILE_NAME = re.compile(f"^(?:_info\\.json|{TFDS_FOLDER}(?:dataset_info\\.json|features\\.json|label\\.labels\\.txt))$")
 FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (at most a second of work lost)
 MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")
 ETAG_KEYS = ("ETag", "etag")
@@ -114,9 +118,10 @@ class FileEntry:
     files: int = 0
 
     @classmethod
-    def parse(cls, data: Any, names: tuple[str, ...] = ("bboxes.csv",)) -> "FileEntry":
-        _require(isinstance(data, dict) and data.get("name") in names,
-                 f"a file entry that is not one of {', '.join(names)}")
+    def parse(cls, data: Any, names: re.Pattern[str] = re.compile(r"^bboxes\.csv$")) -> "FileEntry":
+        _require(isinstance(data, dict) and isinstance(data.get("name"), str) and bool(names.match(data["name"])),
+                 f"a file entry named {data.get('name') if isinstance(data, dict) else data!r}, which is not a file "
+                 "convert writes there")
         return cls(data["name"], data.get("bytes"), data.get("sha256"), data.get("boxes", 0), data.get("files", 0))
 
 
@@ -208,7 +213,7 @@ class Manifest:
         totals = Totals({k: SplitEntry.parse(v) for k, v in splits.items()},
                         None if csv is None else FileEntry.parse(csv), {k: list(v) for k, v in fixups.items()},
                         skipped if isinstance(skipped, list) else [], data.get("ignored", {}) or {},
-                        [FileEntry.parse(f, SIDE_FILE_NAMES) for f in files])
+                        [FileEntry.parse(f, SIDE_FILE_NAME) for f in files])
         has_totals = any(k in data for k in ("splits", "bboxes_csv"))
         return cls(data.get("run", {}), data.get("options", {}), data.get("md5", {}), entries,
                    data.get("complete") is True, totals if has_totals else None, str(data.get("streamprep", "")))

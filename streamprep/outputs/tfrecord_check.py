@@ -137,6 +137,13 @@ def decode_problems(tf: Any, encoded: bytes | None, height: Any, width: Any, wha
     return []
 
 
+def key_problems(feature: Any, expected: dict[str, str], rule: str) -> list[str]:
+    """The features a record lacks, and those it has beyond `expected` (`rule` says what is expected)."""
+    keys = set(feature.keys())
+    return ([f"missing feature {k}" for k in sorted(expected.keys() - keys)]
+            + [f"unknown feature {k} ({rule})" for k in sorted(keys - expected.keys())])
+
+
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "backslashreplace")
 
@@ -248,7 +255,7 @@ class ShardChecker:
         else:
             check.labels[label] += 1
         check.boxes += len(values.get("image/object/bbox/xmin", ()))
-        if self.decode and values.get("image/encoded"):
+        if self.decode and (values.get("image/encoded") or values.get("image")):
             problems += self._decode(values)
             check.decoded += 1
         for what in problems:
@@ -257,10 +264,7 @@ class ShardChecker:
     def _schema(self, example: Any) -> tuple[list[str], dict[str, Any]]:
         """The record's problems, and the values of its well-typed features."""
         feature = example.features.feature
-        keys = set(feature.keys())
-        problems = [f"missing feature {k}" for k in sorted(FEATURES.keys() - keys)]
-        problems += [f"unknown feature {k} (the classic writes exactly {len(FEATURES)} features)"
-                     for k in sorted(keys - FEATURES.keys())]
+        problems = key_problems(feature, FEATURES, f"the classic writes exactly {len(FEATURES)} features")
         values: dict[str, Any] = {}
         for key, kind in FEATURES.items():
             if key not in feature:

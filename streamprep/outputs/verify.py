@@ -36,6 +36,7 @@ from ..progress import Callback, Phase
 from ..progress import check as check_stop
 from .tfrecord_check import PROBLEMS_KEPT, READ_BLOCK, SHARD_NAME, Problem, ShardCheck, ShardChecker, tensorflow
 from .webdataset import SUFFIX as TAR_SUFFIX
+from .tfds_check import TFDS_SHARD, TFDSShardChecker
 from .webdataset_check import TarShardChecker
 
 SPLITS = ("train", "validation")
@@ -90,17 +91,25 @@ class VerifyReport:
 
 
 def shard_format(name: str) -> str | None:
-    """The format of a shard file by its name (`train-00000-of-01024`: tfrecord, `...tar`: webdataset), or None
-    for any other file (an index `.idx`, the manifest)."""
+    """The format of a shard file by its name (`train-00000-of-01024`: tfrecord, `...tar`: webdataset,
+    `imagenet2012/5.1.0/imagenet2012-train.tfrecord-00000-of-01024`: tfds), or None for any other file."""
     if SHARD_NAME.match(name):
         return "tfrecord"
     if name.endswith(TAR_SUFFIX) and SHARD_NAME.match(name[:-len(TAR_SUFFIX)]):
         return "webdataset"
+    if TFDS_SHARD.match(name):
+        return "tfds"
     return None
 
 
+def _stem(name: str) -> str:
+    """A shard file's name as the classic's stem (`train-00000-of-01024`), whatever its format."""
+    m = TFDS_SHARD.match(name)
+    return f"{m[1]}-{m[3]}-of-{m[4]}" if m else name.removesuffix(TAR_SUFFIX)
+
+
 def _split_of(name: str) -> str:
-    m = SHARD_NAME.match(name.removesuffix(TAR_SUFFIX))
+    m = SHARD_NAME.match(_stem(name))
     return m[1] if m else ""
 
 
@@ -116,7 +125,8 @@ class AnyShardChecker:
         kind = shard_format(name) or "tfrecord"
         with self.lock:
             if kind not in self.made:
-                self.made[kind] = (TarShardChecker if kind == "webdataset" else ShardChecker)(*self.args)
+                self.made[kind] = {"webdataset": TarShardChecker, "tfds": TFDSShardChecker}.get(kind, ShardChecker)(
+                    *self.args)
         return self.made[kind].shard(name, size)
 
 
@@ -143,10 +153,15 @@ def _listing(fs: Any, root: str, url: str) -> dict[str, dict[str, Any]]:
         raise OutputUnreadableError(f"{url}: is a file, not a folder; pass the folder that holds the shards")
     try:
         entries = fs.ls(root, detail=True)
+        if any(_name(e["name"]) == "imagenet2012" and e.get("type") == "directory" for e in entries):
+            entries += [e for e in fs.find(f"{root.rstrip('/')}/imagenet2012", maxdepth=2, detail=True).values()]
     except OSError as e:
         raise OutputUnreadableError(f"{url}: cannot list ({e}); check the path or URL and permissions") from e
-    return {_name(e["name"]): e for e in entries
-            if e.get("type") != "directory" and not _name(e["name"]).startswith(".") and _name(e["name"]) != ""}
+    base = len(fs._strip_protocol(root).rstrip("/")) + 1
+    return {fs._strip_protocol(e["name"])[base:]: e for e in entries
+            if e.get("type") != "directory" and not any(part.startswith(".")
+                                                        for part in fs._strip_protocol(e["name"])[base:].split("/"))
+            and _name(e["name"]) != ""}
 
 
 def _read_small(fs: Any, path: str, url: str) -> bytes:
@@ -174,7 +189,7 @@ def _shard_sets(names: Iterator[str] | list[str], where: str) -> list[Problem]:
     names = list(names)
     kinds = sorted({k for n in names if (k := shard_format(n))}) or ["tfrecord"]
     for kind in kinds:
-        mine = [n.removesuffix(TAR_SUFFIX) for n in names if shard_format(n) == kind]
+        mine = [_stem(n) for n in names if shard_format(n) == kind]
         problems += _shard_set(mine, where if len(kinds) == 1 else f"{where} ({kind})")
     return problems
 

@@ -1,0 +1,80 @@
+"""Reading one shard of the TFDS layout back: TFDS's three features per record, labels 0..N-1, optionally images."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from .tfrecord_check import ShardCheck, ShardChecker, decode_problems, key_problems
+
+TFDS_SHARD = re.compile(r"^imagenet2012/\d+\.\d+\.\d+/imagenet2012-(train|validation)\.(tfrecord|array_record)"
+                        r"-(\d{5})-of-(\d{5})$")
+FEATURES = {"file_name": "bytes_list", "image": "bytes_list", "label": "int64_list"}
+
+
+class TFDSShardChecker(ShardChecker):
+    """Checks TFDS's imagenet2012 shards: TFRecord framing (or ArrayRecord, read by its own reader on local
+    storage), each record an Example of exactly `file_name`, `image` and `label`, the label in 0..N-1 (counted
+    as the classic's label + 1, to compare with the manifest's class counts), the image a JPEG (decoded with
+    `decode`)."""
+
+    def shard(self, name: str, size: int | None) -> ShardCheck:
+        m = TFDS_SHARD.match(name)
+        if m and m[2] == "array_record":
+            return self._array_record(name, size, m[1])
+        check = super().shard(name, size)
+        check.split = m[1] if m else ""
+        return check
+
+    def _array_record(self, name: str, size: int | None, split: str) -> ShardCheck:
+        check = ShardCheck(name, split, size)
+        digest = hashlib.sha256()
+        with self.fs.open(self.path(name), "rb") as f:
+            while chunk := f.read(8 << 20):
+                digest.update(chunk)
+        check.sha256 = digest.hexdigest()
+        check.complete = True
+        if getattr(self.fs, "protocol", None) not in ("file", ("file", "local")):
+            check.trusted = False  # ArrayRecord's reader takes local paths only: size and sha256 are checked
+            return check
+        from array_record.python import array_record_module
+
+        reader = array_record_module.ArrayRecordReader(self.fs._strip_protocol(self.path(name)))
+        try:
+            for record, data in enumerate(reader.read_all()):
+                self._record(check, record, None, data, True)
+                check.records += 1
+        finally:
+            reader.close()
+        self.phase.advance(check.records, size or 0)
+        return check
+
+    def _schema(self, example: Any) -> tuple[list[str], dict[str, Any]]:
+        feature = example.features.feature
+        problems = key_problems(feature, FEATURES, "TFDS's imagenet2012 has file_name, image, label")
+        values: dict[str, Any] = {}
+        for key, kind in FEATURES.items():
+            if key not in feature:
+                continue
+            got = feature[key].WhichOneof("kind")
+            items = getattr(feature[key], kind).value if got == kind else []
+            if got != kind or len(items) != 1:
+                problems.append(f"{key} is not one {kind} value")
+                continue
+            values[key] = items[0]
+        label = values.get("label")
+        if label is not None:
+            if 0 <= label < self.num_classes:
+                values["image/class/label"] = label + 1  # counted as the classic's label
+            else:
+                problems.append(f"label {label} is out of range 0..{self.num_classes - 1}")
+        if "file_name" in values:
+            values["image/filename"] = values["file_name"]
+        image = values.get("image")
+        if image is not None and not image.startswith(b"\xff\xd8"):
+            problems.append(f"image is not a JPEG (it starts with {image[:4].hex(' ')})")
+        return problems, values
+
+    def _decode(self, values: dict[str, Any]) -> list[str]:
+        return decode_problems(self.tf, values.get("image"), None, None, "image", "")

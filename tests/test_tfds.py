@@ -1,0 +1,140 @@
+"""`--format tfds` judged by TensorFlow Datasets itself: a real `tfds build imagenet2012` on the same downloads.
+
+The downloads hold the classic's fix-up files (a CMYK JPEG and the PNG under their real names) and a
+validation tar of 7 images (not 50,000). TFDS builds from them offline into one data_dir, streamprep
+converts them into another, and the two are compared split by split and shard by shard, record by
+record (parsed: protobuf's map order is not part of its contract). Then TFDS reads streamprep's output
+with `tfds.load` and `tfds.data_source`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+import tensorflow_datasets as tfds  # noqa: E402 - the test extra installs the release streamprep reproduces
+
+from conftest import convert_args, run_cli  # noqa: E402
+from fixtures import builders  # noqa: E402
+from tiny import write_tiny  # noqa: E402
+
+CMYK, PNG = "n01739381_1309.JPEG", "n02105855_2933.JPEG"
+VERSION_DIR = Path("imagenet2012") / "5.1.0"
+
+
+def classes() -> dict[str, dict[str, bytes]]:
+    out: dict[str, dict[str, bytes]] = {}
+    for k, synset in enumerate(("n01440764", "n01739381", "n02105855", "n04596742")):
+        out[synset] = {f"{synset}_{i}.JPEG": builders.jpeg(20 + i, 16 + 3 * k, seed=11 * k + i) for i in range(6, 0, -1)}
+    out["n01739381"][CMYK] = builders.jpeg(40, 30, mode="CMYK", seed=5)
+    out["n02105855"][PNG] = builders.png(36, 28, seed=6)
+    return out
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("tfds-downloads")
+    val = {f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(24, 20 + i, seed=300 + i) for i in range(7, 0, -1)}
+    # TFDS labels validation images with its own file (the one streamprep ships): lines 1..7 of 50,000
+    return write_tiny(folder, classes=classes(), val=val, val_labels=["n01440764"] * 7)
+
+
+def tfds_build(downloads: dict[str, Path], data_dir: Path, **config) -> Path:
+    builder = tfds.builder("imagenet2012", data_dir=str(data_dir), file_format=config.pop("file_format", None))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(downloads["train"].parent), **config))
+    return data_dir / VERSION_DIR
+
+
+def streamprep(downloads: dict[str, Path], out: Path, *extra: str) -> Path:
+    code, err = run_cli("convert", "--train", downloads["train"], "--val", downloads["val"], "--bbox",
+                        downloads["bbox"], "--out", out, "--format", "tfds", "--quiet", *extra)
+    assert code == 0, err
+    return out / VERSION_DIR
+
+
+def records(path: Path) -> list[dict]:
+    found = []
+    for raw in tf.data.TFRecordDataset(str(path)):
+        feature = tf.train.Example.FromString(raw.numpy()).features.feature
+        assert set(feature) == {"file_name", "image", "label"}
+        found.append({"file_name": feature["file_name"].bytes_list.value[0],
+                      "image": feature["image"].bytes_list.value[0], "label": feature["label"].int64_list.value[0]})
+    return found
+
+
+@pytest.fixture(scope="module", params=[0, 3], ids=["tfds-shard-rule", "3-shards"])
+def built(request, downloads, tmp_path_factory) -> tuple[Path, Path]:
+    shards = request.param
+    theirs = tfds_build(downloads, tmp_path_factory.mktemp("tfds-build"), **({"num_shards": shards} if shards else {}))
+    mine = streamprep(downloads, tmp_path_factory.mktemp("tfds-streamprep"),
+                      *(("--tfds-shards", str(shards)) if shards else ()))
+    return theirs, mine
+
+
+def test_the_same_files_splits_and_shard_lengths_as_tfds_build(built):
+    theirs, mine = built
+    names = sorted(p.name for p in theirs.iterdir())
+    assert names == sorted(p.name for p in mine.iterdir())
+    info_theirs, info_mine = (json.loads((d / "dataset_info.json").read_text()) for d in (theirs, mine))
+    assert info_mine == info_theirs  # split names, shard lengths, sizes, and everything else TFDS writes there
+    assert (mine / "dataset_info.json").read_bytes() == (theirs / "dataset_info.json").read_bytes()
+    for name in ("features.json", "label.labels.txt"):
+        assert (mine / name).read_bytes() == (theirs / name).read_bytes()
+
+
+def test_record_for_record_the_same_examples_in_the_same_order(built):
+    theirs, mine = built
+    shards = sorted(p.name for p in theirs.glob("imagenet2012-*.tfrecord-*"))
+    assert len(shards) >= 2
+    for name in shards:
+        expected, got = records(theirs / name), records(mine / name)
+        assert got == expected, name
+    fixed = {r["file_name"].decode(): r for name in shards for r in records(mine / name)}
+    assert fixed[CMYK]["image"][:2] == fixed[PNG]["image"][:2] == b"\xff\xd8"  # re-encoded as TFDS does
+
+
+def test_tfds_load_reads_the_output_as_a_prepared_dataset(built, downloads):
+    _, mine = built
+    data_dir = mine.parent.parent
+    builder = tfds.builder("imagenet2012", data_dir=str(data_dir))
+    assert builder.info.splits["train"].num_examples == 4 * 6 + 2
+    assert builder.info.splits["validation"].num_examples == 7
+    for split, n in (("train", 26), ("validation", 7)):
+        examples = list(tfds.load("imagenet2012", split=split, data_dir=str(data_dir), download=False))
+        assert len(examples) == n
+        assert all(e["image"].shape[2] == 3 and 0 <= int(e["label"]) < 1000 for e in examples)
+
+
+def test_array_record_output_equals_tfds_builds_and_reads_through_data_source(downloads, tmp_path):
+    theirs = tfds_build(downloads, tmp_path / "theirs", file_format="array_record", num_shards=2)
+    mine = streamprep(downloads, tmp_path / "mine", "--file-format", "array_record", "--tfds-shards", "2")
+    names = sorted(p.name for p in theirs.iterdir())
+    assert names == sorted(p.name for p in mine.iterdir())
+    assert json.loads((mine / "dataset_info.json").read_text()) == json.loads((theirs / "dataset_info.json").read_text())
+    source = tfds.data_source("imagenet2012", split="train", data_dir=str(tmp_path / "mine"))
+    reference = tfds.data_source("imagenet2012", split="train", data_dir=str(tmp_path / "theirs"))
+    assert len(source) == len(reference) == 26
+    for k in range(len(source)):
+        a, b = source[k], reference[k]
+        assert (a["file_name"], int(a["label"])) == (b["file_name"], int(b["label"]))
+        assert (a["image"] == b["image"]).all()
+
+
+def test_verify_checks_a_tfds_output_against_its_manifest(built, tmp_path):
+    _, mine = built
+    out = mine.parent.parent
+    code, err = run_cli("verify", str(out))
+    assert code == 0, err
+
+
+def test_a_member_tfds_build_would_read_but_streamprep_leaves_out_is_a_one_line_error(sample, tmp_path):
+    """The bundled sample holds a README and other members the classic ignores: TFDS would not."""
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", "--format", "tfds", "--quiet"))
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert "so --format tfds cannot give its dataset: remove such members from the download" in line
+    assert not (tmp_path / "out").exists()
