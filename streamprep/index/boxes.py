@@ -84,7 +84,11 @@ def csv_lines(stem: str, boxes: Iterable[Box]) -> str:
     return "".join("%s.JPEG,%.4f,%.4f,%.4f,%.4f\n" % (stem, *box) for box in boxes)
 
 
-@dataclass(frozen=True)
+class DuplicateXml(ValueError):
+    """Two XML files of the same folder and name (its text: `folder/file name`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class XmlBoxes:
     """One parsed XML file: its synset folder, its file name (`stem.xml`) and its kept boxes."""
 
@@ -104,29 +108,42 @@ class BoxTable:
     files: int
 
     @classmethod
-    def build(cls, files: list[XmlBoxes]) -> "BoxTable":
-        """From the parsed XML files in any order, sorted by (folder, file name).
+    def build(cls, files: list[XmlBoxes], consume: bool = False) -> "BoxTable":
+        """From the parsed XML files in any order, sorted by (folder, file name) (the list is sorted in place;
+        with `consume`, each file's entry is dropped once used, so that at full scale, 544,546 files, their
+        objects and the table do not all live at once). A name held twice raises `DuplicateXml`.
 
         Nothing here splits or counts text: a name may hold any character (a newline, U+2028, a
         comma), and each file's rows are its own boxes, never lines parsed back from bboxes.csv.
         """
-        files = sorted(files, key=lambda f: (f.folder, f.file_name))
+        files.sort(key=lambda f: (f.folder, f.file_name))
         starts = array("q", [0])
         values = array("f")
         by_image: dict[str, int | tuple[int, ...]] = {}
-        for number, xml in enumerate(files):
+        csv = bytearray()
+        previous = None
+        count = len(files)
+        for number in range(count):
+            xml = files[number]
+            if consume:
+                files[number] = None  # type: ignore[call-overload]
+            if (xml.folder, xml.file_name) == previous:
+                raise DuplicateXml(f"{xml.folder}/{xml.file_name}")
+            previous = (xml.folder, xml.file_name)
             starts.append(starts[-1] + len(xml.boxes))
             if not xml.boxes:
                 continue
             # The classic reads its own bboxes.csv back: the %.4f text is what the records hold.
             values.extend(float("%.4f" % v) for box in xml.boxes for v in box)
-            image = xml.file_name[:-len(".xml")] + ".JPEG"
+            stem = xml.file_name[:-len(".xml")]
+            image = stem + ".JPEG"
             seen = by_image.get(image)
             by_image[image] = number if seen is None else (*((seen,) if isinstance(seen, int) else seen), number)
-        csv = "".join(csv_lines(xml.file_name[:-len(".xml")], xml.boxes) for xml in files)
+            csv += csv_lines(stem, xml.boxes).encode("utf-8", "surrogateescape")
+        text = bytes(csv)
+        del csv
         rows = np.frombuffer(values, dtype=np.float32).astype("<f4").reshape(-1, 4)
-        return cls(csv.encode("utf-8", "surrogateescape"), rows, np.frombuffer(starts, dtype=np.int64), by_image,
-                   len(files))
+        return cls(text, rows, np.frombuffer(starts, dtype=np.int64), by_image, count)
 
     @classmethod
     def empty(cls) -> "BoxTable":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -14,7 +15,7 @@ from typing import Any
 from ..archives import retry
 from ..archives.storage import Source
 from ..archives.walk import gzip_members
-from .boxes import BoxTable, XmlBoxes, parse_boxes
+from .boxes import BoxTable, DuplicateXml, XmlBoxes, parse_boxes
 from ..errors import AnnotationError, ArchiveError, reason
 from .images import Ignored, Skipped, regular_file
 from ..progress import Callback, Event, Phase, check
@@ -116,8 +117,7 @@ class _Parsing:
 
 def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: Callback | None, skip_bad_xml: bool,
                  stop: threading.Event | None) -> BoxTable:
-    seen: set[str] = set()
-    read = members = 0
+    read = members = wanted = 0
     with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase, \
             ThreadPoolExecutor(PARSERS, thread_name_prefix="xml") as pool:
         parsing = _Parsing(pool, skip_bad_xml, skipped, source.url)
@@ -131,15 +131,13 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
                 if m.is_dir or not _wanted(m, name, source.url, ignored):
                     continue
                 assert data is not None  # `_annotation` kept it
-                if name in seen:
-                    raise ArchiveError(f"{source.url}!{m.name}: the archive holds this name twice; "
-                                       "repack the archive without duplicates")
-                if len(seen) >= MAX_XML_FILES:
+                if wanted >= MAX_XML_FILES:
                     raise ArchiveError(f"{source.url}: holds more than {MAX_XML_FILES:,} XML files (the real archive "
                                        "544,546); it is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch "
                                        "it again")
-                seen.add(name)
+                wanted += 1
                 folder, file_name = name.split("/")
+                folder = sys.intern(folder)  # one string per synset folder, not one per file
                 parsing.add(folder, file_name, f"{source.url}!{m.name}", data)
             files = parsing.finish()
         except BaseException:
