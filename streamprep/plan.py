@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,10 +100,10 @@ def fixup_rows(split_index: SplitIndex) -> list[int]:
 
 def classic_order(n: int) -> np.ndarray:
     """The classic's shuffle: `random.seed(12345); random.shuffle(list(range(n)))`."""
-    order = list(range(n))
+    order = array("q", range(n))  # the same swaps as on a list (shuffle only indexes it), 8 bytes an entry, not 36
     rng = random.Random(SHUFFLE_SEED)
     rng.shuffle(order)
-    return np.asarray(order, dtype=np.int64)
+    return np.frombuffer(order, dtype=np.int64).copy()
 
 
 def shard_bounds(n: int, shards: int, threads: int) -> list[tuple[int, int]]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import pickle
 import queue
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -187,6 +190,28 @@ class _Done:
 
 
 @dataclass
+class _DoneInFile:
+    """The child's `_Done`, pickled into a temporary file: streamed to and from disk, it never exists in either
+    process as one 50 MB pickle (at full scale) beside the objects it holds."""
+
+    path: str
+
+    @classmethod
+    def write(cls, done: _Done) -> "_DoneInFile":
+        handle, path = tempfile.mkstemp(prefix="streamprep-boxes-", suffix=".pickle")
+        with os.fdopen(handle, "wb") as f:
+            pickle.dump(done, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return cls(path)
+
+    def read(self) -> _Done:
+        try:
+            with open(self.path, "rb") as f:
+                return pickle.load(f)
+        finally:
+            os.unlink(self.path)
+
+
+@dataclass
 class _Failed:
     error: BaseException
 
@@ -248,9 +273,9 @@ class BoxWalk:
                 if self.progress:
                     self.progress(message)
                 continue
-            if isinstance(message, _Done):
-                self._finish(BoxWalkResult(message.table, Ignored.from_state(message.ignored),
-                                           Skipped(list(message.skipped))))
+            if isinstance(message, _DoneInFile):
+                done = message.read()
+                self._finish(BoxWalkResult(done.table, Ignored.from_state(done.ignored), Skipped(list(done.skipped))))
             else:
                 self._finish(message)
             return
@@ -299,7 +324,8 @@ def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: A
     try:
         ignored, skipped = Ignored(), Skipped()
         table = index_boxes(Source(url, storage_options), ignored, relay, skip_bad_xml, skipped)
-        out.put(_Done(table, ignored.state(), skipped.items))
+        flush()
+        out.put(_DoneInFile.write(_Done(table, ignored.state(), skipped.items)))
     except BaseException as e:  # noqa: BLE001 - sent to the parent, which raises it
         try:
             out.put(_Failed(e))
