@@ -95,6 +95,11 @@ class Planned:
     ignored: dict[str, Any]
     skipped: list[dict[str, str]]
 
+    def __repr__(self) -> str:  # a runner's error quotes its elements: a line, not the whole index
+        shards = {name: len(split.shards) for name, split in self.plan.splits.items()}
+        images = {name: len(split.index) for name, split in self.plan.splits.items()}
+        return f"Planned(images={images}, shards={shards})"
+
 
 class _Recorder(Ignored):
     """An `Ignored` that also remembers the order of its entries, to be replayed between the class tars' own."""
@@ -278,7 +283,11 @@ def build(p: beam.Pipeline, bj: BeamJob, writer: Callable[[BeamJob], beam.DoFn] 
                | "gather index" >> beam.combiners.ToList()
                | "combine and plan" >> beam.Map(_plan, bj))
     plan_side = beam.pvalue.AsSingleton(planned)
-    results = (planned | "shards" >> beam.FlatMap(lambda planned: planned.plan.shards)
+    # The plan reaches every later step as a side input only, never also as a main input: a PCollection that
+    # is both (legal in Beam's model) is handed to its side-input readers twice by the Dask runner, and a
+    # singleton of two elements fails there (tests/test_dask.py).
+    results = (p | "start writing" >> beam.Create([None])
+               | "shards" >> beam.FlatMap(lambda _, planned: planned.plan.shards, plan_side)
                | "spread shards" >> beam.Reshuffle()
                | "write shards" >> beam.ParDo(writer(bj), plan_side)
                | "gather results" >> beam.combiners.ToList())
