@@ -93,6 +93,12 @@ def make_tfds_plan(index: DatasetIndex, labels: LabelData, fixed_sizes: Mapping[
             split_index = positional_labels(split_index, labels)
         names = [split_index.names[i] for i in range(len(split_index))]
         n = len(names)
+        if len(set(names)) < n:
+            seen: set[str] = set()
+            twice = next(name for name in names if name in seen or seen.add(name))  # type: ignore[func-returns-value]
+            raise ConfigError(f"{split_index.archive}: two images of the {split_index.split} split are named {twice} "
+                              "(in two classes); TFDS keys examples by file name and `tfds build` fails on this, so "
+                              "--format tfds cannot give its dataset: rename one, or write another format")
         total = sum(tfds_example.size(int(split_index.labels[i]) - 1, name,
                                       fixed_sizes.get(name, int(split_index.sizes[i]))) for i, name in enumerate(names))
         count = num_shards or number_of_shards(total, n)

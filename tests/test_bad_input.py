@@ -190,25 +190,38 @@ def test_missing_archive_is_named(tmp_path):
 
 
 def test_ctrl_c_stops_the_run_promptly_and_leaves_only_complete_shards(tmp_path):
+    """The downloads are read over HTTP through a proxy that delays every request by 0.2 s, so that writing the 200
+    shards takes about 40 s whatever the machine's speed or load: the Ctrl-C always lands mid-run."""
     import os
+    import shutil
     import signal
     import subprocess
     import sys
     import time
 
-    classes = {synset: {f"{synset}_{i}.JPEG": builders.jpeg(32, 24, seed=i) + os.urandom(150_000)
+    from servers import FaultProxy, nginx_server, require_nginx
+
+    classes = {synset: {f"{synset}_{i}.JPEG": builders.jpeg(32, 24, seed=i) + os.urandom(20_000)
                         for i in range(400, 0, -1)} for synset in (A, B)}
     paths = write_tiny(tmp_path / "dl", classes=classes)
+    www = tmp_path / "www"
+    www.mkdir()
+    for key in ("train", "val", "bbox"):
+        shutil.copyfile(paths[key], www / paths[key].name)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "streamprep", "convert", "--train", paths["train"], "--val", paths["val"],
-               "--bbox", paths["bbox"], "--validation-labels-file", paths["val_labels"], "--out", out,
-               "--train-shards", "200", "--validation-shards", "1", "--classic-threads", "1", "--workers", "1"]
-    process = subprocess.Popen([str(c) for c in command], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out.exists() and any(out.glob("train-*"))):
-        time.sleep(0.005)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    with nginx_server(www, tmp_path / "nginx", exe=require_nginx()) as base, FaultProxy.to(base) as proxy:
+        urls = {k: f"{proxy.url}/{paths[k].name}" for k in ("train", "val", "bbox")}
+        command = [sys.executable, "-m", "streamprep", "convert", "--train", urls["train"], "--val", urls["val"],
+                   "--bbox", urls["bbox"], "--validation-labels-file", paths["val_labels"], "--out", out,
+                   "--train-shards", "200", "--validation-shards", "1", "--classic-threads", "1", "--workers", "1"]
+        process = subprocess.Popen([str(c) for c in command], stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (out.exists() and any(out.glob("train-*"))):
+            if not proxy.delay and out.exists() and any(out.glob("validation-*")):
+                proxy.delay = 0.2  # indexed and writing: from here on every image batch waits
+            time.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted" in err
     written = sorted(p.name for p in out.glob("train-*"))

@@ -138,3 +138,52 @@ def test_a_member_tfds_build_would_read_but_streamprep_leaves_out_is_a_one_line_
     line = err.strip().splitlines()[-1]
     assert "so --format tfds cannot give its dataset: remove such members from the download" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_switching_the_file_format_is_another_conversion_and_overwrite_leaves_no_old_shard(downloads, tmp_path):
+    out = tmp_path / "out"
+    streamprep(downloads, out)
+    code, err = run_cli("convert", "--train", downloads["train"], "--val", downloads["val"], "--bbox", downloads["bbox"],
+                        "--out", out, "--format", "tfds", "--file-format", "array_record", "--quiet")
+    assert code == 2 and "file_format 'tfrecord' then, 'array_record' now" in err
+    streamprep(downloads, out, "--file-format", "array_record", "--overwrite")
+    names = sorted(p.name for p in (out / VERSION_DIR).iterdir())
+    assert not [n for n in names if ".tfrecord-" in n] and [n for n in names if ".array_record-" in n]
+    code, err = run_cli("verify", str(out))
+    assert code == 0, err
+
+
+def test_a_tfds_dataset_that_no_manifest_lists_is_not_written_over(downloads, tmp_path):
+    theirs = tfds_build(downloads, tmp_path / "theirs").parent.parent  # a `tfds build` into the folder
+    before = {p: p.read_bytes() for p in theirs.rglob("*") if p.is_file()}
+    code, err = run_cli("convert", "--train", downloads["train"], "--val", downloads["val"], "--bbox", downloads["bbox"],
+                        "--out", theirs, "--format", "tfds", "--quiet")
+    assert code == 2 and "imagenet2012/5.1.0/" in err
+    assert {p: p.read_bytes() for p in theirs.rglob("*") if p.is_file()} == before
+
+
+def test_a_damaged_array_record_shard_is_a_problem_verify_reports(downloads, tmp_path, capsys):
+    out = tmp_path / "out"
+    shard = streamprep(downloads, out, "--file-format", "array_record") / "imagenet2012-train.array_record-00000-of-00001"
+    shard.write_bytes(shard.read_bytes()[:50])
+    code, _ = run_cli("verify", str(out))
+    report = capsys.readouterr().out
+    assert code == 1 and "not a readable ArrayRecord file" in report
+
+
+def test_inspect_shows_a_tfds_shards_records(built, capsys):
+    _, mine = built
+    shard = sorted(mine.glob("imagenet2012-train.tfrecord-*"))[0]
+    code, _ = run_cli("inspect", str(shard), "--limit", "2")
+    report = capsys.readouterr().out
+    assert code == 0 and "TFRecord shard" in report and ".JPEG  label " in report
+
+
+def test_the_same_file_name_in_two_classes_is_refused_as_tfds_build_fails_on_it(tmp_path):
+    same = classes()
+    same["n04596742"]["n01440764_1.JPEG"] = builders.jpeg(20, 20, seed=99)  # also a file of n01440764
+    val = {f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(24, 20, seed=i) for i in (2, 1)}
+    paths = write_tiny(tmp_path / "dl", classes=same, val=val, val_labels=["n01440764"] * 2)
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--out", tmp_path / "out", "--format", "tfds", "--quiet")
+    assert code == 2 and "two images of the train split are named n01440764_1.JPEG" in err

@@ -233,3 +233,20 @@ def test_webdataset_shards_and_indexes_written_to_s3_equal_a_local_run(sample, b
     code, err = run_cli("verify", out, "--storage-option", f"s3.endpoint_url={s3_endpoint}",
                         "--storage-option", "s3.key=testing", "--storage-option", "s3.secret=testing")
     assert code == 0, err
+
+
+def test_verify_reports_a_sample_whose_members_come_back_after_other_samples(tmp_path, capsys):
+    def add(tar, name, data):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    jpeg = builders.jpeg(16, 16, seed=1)
+    meta = json.dumps({"cls": 0, "label": 1, "boxes": []}).encode()
+    with tarfile.open(tmp_path / "validation-00000-of-00001.tar", "w") as tar:
+        for key in ("a", "b", "a"):
+            add(tar, f"{key}.jpg", jpeg)
+            add(tar, f"{key}.cls", b"0")
+            add(tar, f"{key}.json", meta)
+    code, _ = run_cli("verify", str(tmp_path))
+    assert code == 1 and "sample 'a' appears again after other samples" in capsys.readouterr().out

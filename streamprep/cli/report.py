@@ -291,9 +291,12 @@ def format_inspection(i: Inspection) -> str:
         lines += ["", f"  the first {len(i.entries):,}:"]
         for e in i.entries:
             if i.kind in ("TFRecord shard", "WebDataset shard"):
-                lines.append(f"  {e['filename']}  label {e['label']} {e['synset']}  {e['width']}x{e['height']}  "
-                             f"{e['bytes']:,} bytes  {len(e['boxes'])} box(es)")
-                lines.append(f"      {e['text']}")
+                size = f"{e['width']}x{e['height']}  " if e["width"] is not None else ""
+                nbytes = f"{e['bytes']:,} bytes" if isinstance(e["bytes"], int) else "no image"
+                lines.append(f"  {e['filename']}  label {e['label']}{' ' + e['synset'] if e['synset'] else ''}  {size}"
+                             f"{nbytes}  {len(e['boxes'])} box(es)")
+                if e["text"] is not None:
+                    lines.append(f"      {e['text']}")
                 lines += [f"      box {box}" for box in e["boxes"][:3]]
             elif "box" in e:
                 lines.append(f"  {e['image']}  {e['box']}")

@@ -155,7 +155,7 @@ def _run(options: Options, inputs: pipeline.Inputs, state: pipeline.OutputState 
     plan = pipeline.make_run_plan(options, inputs, index)  # fails here, before any write, if a text is missing
     if job:
         pipeline.check_space(job, plan)
-    journal = pipeline.open_output(job, state) if job else None
+    journal = pipeline.open_output(job, state, plan) if job else None
     if job and not reused:
         pipeline.save_index(job, index)
     tree = None

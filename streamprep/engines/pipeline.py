@@ -77,7 +77,7 @@ def run_record(options: Options, inputs: Inputs) -> dict[str, Any]:
     """What the output depends on (inputs, label data, sharding, policies): the manifest's `run`."""
     return {"inputs": inputs.identities, "labels": inputs.labels.digest(),
             "layout": dataclasses.asdict(options.sharding), "formats": list(options.formats),
-            "dali_index": options.dali_index, "on_bad_image": str(options.on_bad_image),
+            "dali_index": options.dali_index, "file_format": options.file_format, "tfds_shards": options.tfds_shards, "on_bad_image": str(options.on_bad_image),
             "on_bad_xml": str(options.on_bad_xml), "check_decode": options.check_decode, "streamprep": __version__}
 
 
@@ -134,8 +134,17 @@ def look_at_output(options: Options) -> OutputState:
     except OSError as e:
         raise OutputError(f"{options.out}: cannot list the output folder ({e}); choose a readable and writable "
                           "--out") from e
+    if "imagenet2012" in names:  # TFDS's layout (--format tfds, or a `tfds build` into this folder)
+        try:
+            below = output.fs.find(output.path("imagenet2012"), maxdepth=2, detail=False)
+        except OSError:
+            below = []
+        root = len(output.fs._strip_protocol(output.root).rstrip("/")) + 1
+        names += [output.fs._strip_protocol(p)[root:] for p in below]
     previous, problem = mf.load_checked(output) if mf.MANIFEST in names else (None, None)
-    return OutputState(previous, problem, sorted(n for n in names if SHARD_FILE.match(n)), True)
+    return OutputState(previous, problem, sorted(n for n in names if SHARD_FILE.match(n) or mf.SHARD_FILE_NAME.match(n)
+                                                 or mf.SIDE_FILE_NAME.match(n) and n.startswith("imagenet2012/")),
+                       True)
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -149,8 +158,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
         said.append(f"other or changed downloads: {', '.join(changed)}")
     if old.get("layout") != new.get("layout"):
         said.append(f"shard counts {old.get('layout')} then, {new.get('layout')} now")
-    said += [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in ("labels", "on_bad_image", "on_bad_xml",
-                                                                     "check_decode", "streamprep")
+    said += [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in ("formats", "dali_index", "file_format",
+                                                                     "tfds_shards", "labels", "on_bad_image",
+                                                                     "on_bad_xml", "check_decode", "streamprep")
              if old.get(k) != new.get(k)]
     return "; ".join(said) or "another run record"
 
@@ -221,7 +231,7 @@ def files_of(fmts: list[Format], shards: Any) -> list[str]:
     return [name for f in fmts for name in (*f.file_names(shards), *f.side_file_names())]
 
 
-def open_output(job: Job, state: OutputState | None) -> mf.Journal:
+def open_output(job: Job, state: OutputState | None, plan: Plan | None = None) -> mf.Journal:
     """The first writes of a run: an older conversion's files removed (`overwrite`), `out` created, what killed
     runs left swept, and the manifest written (listing the shards kept) through the `Journal` returned."""
     previous = state.previous if state else None
@@ -229,7 +239,8 @@ def open_output(job: Job, state: OutputState | None) -> mf.Journal:
         _remove_files_of(job.options, previous)
     output = job.output()
     output.create()
-    sweep(output, {*SIDE_FILES, *files_of(job.formats, job.options.sharding.every_shard())})
+    shards = [*job.options.sharding.every_shard(), *(plan.shards if plan else ())]  # TFDS's counts come from the data
+    sweep(output, {*SIDE_FILES, *files_of(job.formats, shards)})
     return mf.Journal(output, job.manifest)
 
 

@@ -56,6 +56,9 @@ class ShardEncoder(ABC):
         writes one (`Format.index_name`)."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the encoder holds (a local temporary file, say); called once the shard is done or failed."""
+
 
 class Format(ABC):
     """One output format: the file each shard becomes, and optionally a reader's index beside it."""
@@ -190,8 +193,12 @@ def write_shard(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
     the run, or with `skip_bad_images` is left out of every format and listed.
     """
     with contextlib.ExitStack() as stack:
-        files = [_File(fmt, fmt.encoder(shard), ShardEntry(fmt.file_name(shard), shard.split, 0, 0, ""),
-                       stack.enter_context(output.atomic(fmt.file_name(shard)))) for fmt in fmts]
+        files = []
+        for fmt in fmts:
+            encoder = fmt.encoder(shard)
+            stack.callback(encoder.close)
+            files.append(_File(fmt, encoder, ShardEntry(fmt.file_name(shard), shard.split, 0, 0, ""),
+                               stack.enter_context(output.atomic(fmt.file_name(shard)))))
         for batch, datas in _batches(plan.records(shard), read, prefetch):
             check(stop)
             nbytes = 0

@@ -183,7 +183,7 @@ def _webdataset_shard(source: Source, limit: int) -> Inspection:
         meta = current.get("json") or {}
         values = {"filename": meta.get("filename"), "label": meta.get("label"), "synset": meta.get("synset"),
                   "text": meta.get("text"), "height": meta.get("height"), "width": meta.get("width"),
-                  "bytes": current.get("jpg"), "boxes": [[round(v, 4) for v in b] for b in meta.get("boxes", [])]}
+                  "bytes": current.get("jpg"), "boxes": _boxes(meta.get("boxes"))}
         samples += 1
         labels[values["label"]] += 1
         boxes += len(values["boxes"])
@@ -204,7 +204,11 @@ def _webdataset_shard(source: Source, limit: int) -> Inspection:
                         current["jpg"] = member.size
                     elif ext == "json" and member.isfile() and member.size <= MAX_SMALL_MEMBER:
                         reader = tar.extractfile(member)
-                        current["json"] = json.loads(reader.read()) if reader else {}
+                        try:
+                            meta = json.loads(reader.read()) if reader else {}
+                        except (ValueError, RecursionError):
+                            meta = {}
+                        current["json"] = meta if isinstance(meta, dict) else {}
             if key is not None:
                 close()
         except (tarfile.TarError, ValueError, EOFError) as e:
@@ -213,6 +217,14 @@ def _webdataset_shard(source: Source, limit: int) -> Inspection:
     found.counts = {"samples": samples, "labels": len(labels), "boxes": boxes}
     found.more = samples - len(found.entries)
     return found
+
+
+def _boxes(found: Any) -> list[list[float]]:
+    """A .json's boxes as shown, or none if they are not a list of four numbers each."""
+    if not isinstance(found, list) or not all(isinstance(b, list) and len(b) == 4 and
+                                              all(isinstance(v, (int, float)) for v in b) for b in found):
+        return []
+    return [[round(v, 4) for v in b] for b in found]
 
 
 def _values(example: Any) -> dict[str, Any]:
@@ -229,6 +241,10 @@ def _values(example: Any) -> dict[str, Any]:
 
     lists = {k: list(feature[f"image/object/bbox/{k}"].float_list.value) if f"image/object/bbox/{k}" in feature else []
              for k in ("xmin", "ymin", "xmax", "ymax")}
+    if "file_name" in feature and "image" in feature:  # TFDS's imagenet2012 record: file_name, image, label 0..N-1
+        image = one("image", "bytes_list")
+        return {"filename": text("file_name"), "label": one("label", "int64_list"), "synset": None, "text": None,
+                "height": None, "width": None, "bytes": None if image is None else len(image), "boxes": []}
     encoded = one("image/encoded", "bytes_list")
     return {"filename": text("image/filename"), "label": one("image/class/label", "int64_list"),
             "synset": text("image/class/synset"), "text": text("image/class/text"),

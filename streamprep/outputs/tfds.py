@@ -19,7 +19,7 @@ import tempfile
 from importlib import metadata, resources
 from typing import Iterator, Sequence
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, OutputError
 from ..plan import Plan, RecordSpec, ShardSpec
 from ..records import tfds_example
 from ..records.image import Image
@@ -69,24 +69,38 @@ class _ArrayRecordEncoder(ShardEncoder):
                                          "pip install 'streamprep[tfds]'") from e
         handle, self.path = tempfile.mkstemp(prefix="streamprep-", suffix=".array_record")
         os.close(handle)
-        self.writer = array_record_module.ArrayRecordWriter(self.path, "group_size:1")
+        try:
+            self.writer = array_record_module.ArrayRecordWriter(self.path, "group_size:1")
+        except RuntimeError as e:
+            self.close()
+            raise self._error(e) from e
+
+    def _error(self, e: BaseException) -> OutputError:
+        return OutputError(f"{self.path}: cannot write the local ArrayRecord file that becomes a shard ({e}); ArrayRecord "
+                           "writes to local disk first: free space in the temporary folder (TMPDIR)")
 
     def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
-        self.writer.write(b"".join(tfds_example.encode_parts(spec.label - 1, spec.filename, image)))
+        try:
+            self.writer.write(b"".join(tfds_example.encode_parts(spec.label - 1, spec.filename, image)))
+        except RuntimeError as e:
+            raise self._error(e) from e
         return ()
 
     def finish(self) -> Iterator[bytes]:
-        self.writer.close()
         try:
-            with open(self.path, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    yield chunk
-        finally:
-            os.unlink(self.path)
+            self.writer.close()
+        except RuntimeError as e:
+            raise self._error(e) from e
+        with open(self.path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
 
-    def __del__(self) -> None:  # a shard abandoned on an error: no temporary file left behind
-        if os.path.exists(self.path):
+    def close(self) -> None:
+        """The local file removed, whatever happened to the shard (called by the writer, error or not)."""
+        try:
             os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 def _records_size(plan: Plan, split: str, files: Sequence[ShardEntry]) -> int:

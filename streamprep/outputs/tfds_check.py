@@ -40,13 +40,20 @@ class TFDSShardChecker(ShardChecker):
             return check
         from array_record.python import array_record_module
 
-        reader = array_record_module.ArrayRecordReader(self.fs._strip_protocol(self.path(name)))
         try:
-            for record, data in enumerate(reader.read_all()):
-                self._record(check, record, None, data, True)
-                check.records += 1
-        finally:
-            reader.close()
+            reader = array_record_module.ArrayRecordReader(self.fs._strip_protocol(self.path(name)))
+            try:
+                records = reader.read_all()
+            finally:
+                reader.close()
+        except (RuntimeError, ValueError, OSError) as e:  # the library's own words for a damaged file
+            check.problem(f"not a readable ArrayRecord file ({str(e).splitlines()[0][:200]}); the file is damaged "
+                          "or cut short")
+            check.trusted = False
+            return check
+        for record, data in enumerate(records):
+            self._record(check, record, None, data, True)
+            check.records += 1
         self.phase.advance(check.records, size or 0)
         return check
 

@@ -73,6 +73,7 @@ class TarShardChecker:
         lines: list[bytes] = []
         sample: dict[str, tuple[int, bytes]] = {}  # ext -> (data offset, data) of the sample being read
         key: str | None = None
+        keys: set[str] = set()
         offsets: list[bytes] = []
         pending = pending_bytes = 0
         try:
@@ -94,6 +95,11 @@ class TarShardChecker:
                         if key is not None:
                             pending_bytes += self._sample(check, key, sample, lines, offsets)
                             pending += 1
+                        if stem in keys:
+                            check.problem(f"sample {stem!r} appears again after other samples: a sample's members "
+                                          "lie next to each other, once", check.records)
+                            check.trusted = False
+                        keys.add(stem)
                         key, sample, offsets = stem, {}, []
                     if ext in sample:
                         check.problem(f"sample {stem!r} holds two .{ext} members", check.records)
@@ -156,7 +162,8 @@ class TarShardChecker:
             if not isinstance(meta, dict):
                 check.problem(f"sample {key!r}: .json is not a JSON object", record)
                 meta = None
-            elif cls is not None and (meta.get("cls") != cls or meta.get("label") != cls + 1):
+            elif cls is not None and (type(meta.get("cls")) is not int or type(meta.get("label")) is not int
+                                      or meta.get("cls") != cls or meta.get("label") != cls + 1):
                 check.problem(f"sample {key!r}: .json says cls {meta.get('cls')!r} and label {meta.get('label')!r}, "
                               f".cls says {cls}", record)
             else:
