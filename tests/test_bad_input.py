@@ -210,15 +210,17 @@ def test_ctrl_c_stops_the_run_promptly_and_leaves_only_complete_shards(tmp_path)
         shutil.copyfile(paths[key], www / paths[key].name)
     out = tmp_path / "out"
     with nginx_server(www, tmp_path / "nginx", exe=require_nginx()) as base, FaultProxy.to(base) as proxy:
+        proxy.delay = 0.2  # from the start: indexing takes a few round trips, writing one a shard
         urls = {k: f"{proxy.url}/{paths[k].name}" for k in ("train", "val", "bbox")}
         command = [sys.executable, "-m", "streamprep", "convert", "--train", urls["train"], "--val", urls["val"],
                    "--bbox", urls["bbox"], "--validation-labels-file", paths["val_labels"], "--out", out,
                    "--train-shards", "200", "--validation-shards", "1", "--classic-threads", "1", "--workers", "1"]
-        process = subprocess.Popen([str(c) for c in command], stderr=subprocess.PIPE, text=True)
+        # Ctrl-C's default action restored in the child: a shell starting these tests in the background hands them
+        # SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+        process = subprocess.Popen([str(c) for c in command], stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (out.exists() and any(out.glob("train-*"))):
-            if not proxy.delay and out.exists() and any(out.glob("validation-*")):
-                proxy.delay = 0.2  # indexed and writing: from here on every image batch waits
             time.sleep(0.005)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
