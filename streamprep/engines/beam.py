@@ -14,7 +14,10 @@ on workers:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import pickle
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -28,6 +31,7 @@ from ..errors import ArchiveError, ConfigError, OutputError, PipelineError, Stre
 from ..index.boxwalk import index_boxes
 from ..index.images import (DatasetIndex, Ignored, Skipped, SplitIndex, assemble, class_images, class_tars,
                             index_validation, no_class_tars_message)
+from ..index import store
 from ..index.boxes import BoxTable
 from ..options import Options
 from ..outputs import manifest as mf
@@ -206,7 +210,46 @@ def _plan(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> P
     ignored.merge(Ignored.from_state(boxes.ignored))
     index = DatasetIndex((validation.split, train), boxes.table, ignored, Skipped(list(boxes.skipped)))
     pipeline.save_index(job, index)
-    return Planned(make_plan(index, job.labels, job.options.sharding), ignored.state(), list(boxes.skipped))
+    planned = Planned(make_plan(index, job.labels, job.options.sharding), ignored.state(), list(boxes.skipped))
+    return PlanRef.save(planned, job.output())
+
+
+@dataclass(frozen=True)
+class PlanRef:
+    """Where the plan lies (`.streamprep/plan-SHA.pickle` in `out`): what travels as the side input, a few hundred
+    bytes, instead of the plan (about 180 MB at full scale), which a runner may copy into every bundle. Each
+    worker process reads the plan once (`load`) and keeps it."""
+
+    name: str
+    sha256: str
+    images: dict[str, int]
+    shards: dict[str, int]
+
+    @classmethod
+    def save(cls, planned: Planned, output: Output) -> "PlanRef":
+        data = pickle.dumps(planned, protocol=pickle.HIGHEST_PROTOCOL)
+        sha = hashlib.sha256(data).hexdigest()
+        name = f"{store.STATE_DIR}/plan-{sha[:16]}.pickle"
+        with output.atomic(name) as f:
+            f.write(data)
+        return cls(name, sha, {n: len(s.index) for n, s in planned.plan.splits.items()},
+                   {n: len(s.shards) for n, s in planned.plan.splits.items()})
+
+    def load(self, output: Output) -> Planned:
+        with _plans_lock:
+            found = _plans.get(self.sha256)
+            if found is None:
+                with output.fs.open(output.path(self.name), "rb") as f:
+                    data = f.read()
+                if hashlib.sha256(data).hexdigest() != self.sha256:
+                    raise OutputError(f"{output.path(self.name)}: the saved plan was changed while the pipeline ran; "
+                                      "run the conversion again")
+                found = _plans[self.sha256] = pickle.loads(data)
+            return found
+
+
+_plans: dict[str, Planned] = {}  # this worker process's plans, by sha256: read once, whatever the bundles
+_plans_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -229,10 +272,11 @@ class WriteShards(beam.DoFn):
     def make_output(self) -> Output:
         return Output(self.out, self.storage_options, create=False)
 
-    def process(self, shard: ShardSpec, planned: Planned) -> Any:
-        plan, job = planned.plan, self.job
+    def process(self, shard: ShardSpec, ref: PlanRef) -> Any:
+        job = self.job
         if self.output is None:
             self.output = self.make_output()
+        plan = ref.load(self.output).plan
         url = plan.archive(shard.split)
         if url not in self.sources:
             self.sources[url] = Source(url, self.storage_options)
@@ -254,9 +298,11 @@ class WriteShards(beam.DoFn):
             source.close()
 
 
-def _finish(results: list[ShardResult], planned: Planned, bj: BeamJob) -> int:
+def _finish(results: list[ShardResult], ref: PlanRef, bj: BeamJob) -> int:
     """bboxes.csv and manifest.json, with the shared pipeline's code; temporary files of failed attempts removed."""
-    plan, job = planned.plan, bj.job
+    job = bj.job
+    planned = ref.load(job.output())
+    plan = planned.plan
     order = {s.name: i for i, s in enumerate(plan.shards)}  # validation, then train, in shard order: as locally
     results = sorted(results, key=lambda r: order[r.shard.name])
     if [r.shard.name for r in results] != [s.name for s in plan.shards]:
@@ -287,7 +333,7 @@ def build(p: beam.Pipeline, bj: BeamJob, writer: Callable[[BeamJob], beam.DoFn] 
     # is both (legal in Beam's model) is handed to its side-input readers twice by the Dask runner, and a
     # singleton of two elements fails there (tests/test_dask.py).
     results = (p | "start writing" >> beam.Create([None])
-               | "shards" >> beam.FlatMap(lambda _, planned: planned.plan.shards, plan_side)
+               | "shards" >> beam.FlatMap(lambda _, ref: ref.load(bj.job.output()).plan.shards, plan_side)
                | "spread shards" >> beam.Reshuffle()
                | "write shards" >> beam.ParDo(writer(bj), plan_side)
                | "gather results" >> beam.combiners.ToList())
