@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

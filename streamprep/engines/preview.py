@@ -17,7 +17,6 @@ from typing import Any
 from ..archives.checksums import PUBLISHED
 from ..archives.storage import protocol_of
 from ..errors import StreamprepError
-from ..index.build import build_index
 from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs import formats as output_formats

@@ -149,7 +149,11 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
     if not members:
         raise ArchiveError(f"{source.url}: the archive is empty; the download is incomplete, "
                            "fetch ILSVRC2012_bbox_train_v2.tar.gz again")
-    return BoxTable.build(files)
+    try:  # sorted there: a name held twice is two neighbours (no set of 544,546 names kept while walking)
+        return BoxTable.build(files, consume=True)
+    except DuplicateXml as e:
+        raise ArchiveError(f"{source.url}!{e}: the archive holds this name twice; repack the archive without "
+                           "duplicates") from e
 
 
 def _is_annotation_name(name: str) -> bool:

@@ -19,13 +19,15 @@ class TFDSShardChecker(ShardChecker):
     as the classic's label + 1, to compare with the manifest's class counts), the image a JPEG (decoded with
     `decode`)."""
 
+    def split_of(self, name: str) -> str:
+        m = TFDS_SHARD.match(name)
+        return m[1] if m else ""
+
     def shard(self, name: str, size: int | None) -> ShardCheck:
         m = TFDS_SHARD.match(name)
         if m and m[2] == "array_record":
             return self._array_record(name, size, m[1])
-        check = super().shard(name, size)
-        check.split = m[1] if m else ""
-        return check
+        return super().shard(name, size)
 
     def _array_record(self, name: str, size: int | None, split: str) -> ShardCheck:
         check = ShardCheck(name, split, size)

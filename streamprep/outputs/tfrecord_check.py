@@ -167,9 +167,12 @@ class ShardChecker:
             return self.fs.open(self.path(name), "rb", block_size=READ_BLOCK, cache_type="readahead")
         return self.fs.open(self.path(name), "rb")
 
-    def shard(self, name: str, size: int | None) -> ShardCheck:
+    def split_of(self, name: str) -> str:
         m = SHARD_NAME.match(name)
-        check = ShardCheck(name, m[1] if m else "", size)
+        return m[1] if m else ""
+
+    def shard(self, name: str, size: int | None) -> ShardCheck:
+        check = ShardCheck(name, self.split_of(name), size)
         try:
             with self._open(name) as f:
                 self._read(f, check)

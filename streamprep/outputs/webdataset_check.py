@@ -5,12 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-import threading
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from ..errors import OutputUnreadableError
-from ..progress import Phase
-from .tfrecord_check import ADVANCE_EVERY, READ_BLOCK, ShardCheck, decode_problems, tensorflow
+from .tfrecord_check import ADVANCE_EVERY, READ_BLOCK, ShardCheck, ShardChecker, decode_problems
 from .webdataset import SUFFIX
 
 MEMBERS = ("jpg", "cls", "json")  # what every sample holds, once each
@@ -34,7 +31,7 @@ class _Hashing:
             pass
 
 
-class TarShardChecker:
+class TarShardChecker(ShardChecker):
     """Reads WebDataset shards (`NAME.tar`) and checks their samples; one instance shared by the worker threads.
 
     Checked: the file is a tar to its end; every member is a regular file named `KEY.jpg`, `KEY.cls` or
@@ -44,32 +41,11 @@ class TarShardChecker:
     to compare with the manifest's class counts; `index` is the DALI index of the file as read.
     """
 
-    def __init__(self, fs: Any, root: str, url: str, decode: bool, num_classes: int, phase: Phase,
-                 stop: threading.Event) -> None:
-        self.fs, self.root, self.url = fs, root, url
-        self.decode, self.num_classes, self.phase, self.stop = decode, num_classes, phase, stop
-        self.tf = tensorflow() if decode else None
-        self.remote = bool(getattr(fs, "async_impl", False))
+    def split_of(self, name: str) -> str:
+        return super().split_of(name.removesuffix(SUFFIX))
 
-    def path(self, name: str) -> str:
-        return f"{self.root.rstrip('/')}/{name}"
-
-    def shard(self, name: str, size: int | None) -> ShardCheck:
-        split = name.split("-", 1)[0]
-        check = ShardCheck(name, split, size)
-        try:
-            options = {"block_size": READ_BLOCK, "cache_type": "readahead"} if self.remote else {}
-            with self.fs.open(self.path(name), "rb", **options) as f:
-                self._read(_Hashing(f), check)
-        except FileNotFoundError:
-            check.problem("disappeared while being verified; is a conversion still writing to this folder?")
-            check.trusted = False
-        except OSError as e:
-            raise OutputUnreadableError(f"{self.path(name)}: cannot read ({e}); check the connection and permissions, "
-                                        "then run verify again") from e
-        return check
-
-    def _read(self, f: _Hashing, check: ShardCheck) -> None:
+    def _read(self, raw: BinaryIO, check: ShardCheck) -> None:
+        f = _Hashing(raw)
         lines: list[bytes] = []
         sample: dict[str, tuple[int, bytes]] = {}  # ext -> (data offset, data) of the sample being read
         key: str | None = None

@@ -303,9 +303,8 @@ def png_pixels(data: bytes, channels: int = 3) -> np.ndarray:
     data = libpng_view(data)
     if not height or not width or height * width * 4 >= MAX_DECODED_BYTES:
         raise Undecodable(f"a PNG of {width}x{height} pixels; at most {MAX_DECODED_BYTES:,} bytes decoded are allowed")
-    if channels == 0 and png_channels(data) != 3:
-        raise Undecodable(f"a PNG of {png_channels(data)} channel(s), which the classic's encode_jpeg(format='rgb') "
-                          "refuses")
+    if channels == 0 and (native := png_channels(data)) != 3:
+        raise Undecodable(f"a PNG of {native} channel(s), which the classic's encode_jpeg(format='rgb') refuses")
     with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
         image.load()
         if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit gray: libpng keeps the high byte
