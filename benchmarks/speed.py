@@ -278,18 +278,7 @@ def main() -> None:
                                                              runs / "streamprep_both")
         result["formats_identical"] = result["formats_identity"]["formats_identical"]
     result["ratios"] = {mode: ratios(result["runs"][mode]) for mode in modes}
-    result["command"] = report.command("speed.py")
-    result["date"] = report.date()
-    result["machine"] = report.machine()
-    result["targets"] = speed_report.targets(result)
-
-    print(json.dumps(result, indent=1))
-    for table in speed_report.tables(result):
-        print()
-        print(table)
-    (args.cache / "last.json").write_text(json.dumps(result, indent=1))
-    if args.write_docs:
-        speed_report.render(result, args.write_docs)
+    report.publish(result, "speed.py", speed_report.targets, speed_report.tables, speed_report.render, args.cache / "last.json", args.write_docs)
     if not args.keep_outputs:
         for side in sides:
             shutil.rmtree(side.folder, ignore_errors=True)

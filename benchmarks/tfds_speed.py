@@ -163,18 +163,7 @@ def main() -> None:
     result["identical_records"] = result["identity"]["identical_records"]
     wall = {name: x["wall_s"] for name, x in result["runs"].items()}
     result["tfds_build_over_streamprep_tfds"] = ratio(wall["tfds_build"], wall["streamprep_tfds"])
-    result["command"] = report.command("tfds_speed.py")
-    result["date"] = report.date()
-    result["machine"] = report.machine()
-    result["targets"] = tfds_report.targets(result)
-
-    print(json.dumps(result, indent=1))
-    for table in tfds_report.tables(result):
-        print()
-        print(table)
-    (work / "last.json").write_text(json.dumps(result, indent=1))
-    if args.write_docs:
-        tfds_report.render(result, args.write_docs)
+    report.publish(result, "tfds_speed.py", tfds_report.targets, tfds_report.tables, tfds_report.render, work / "last.json", args.write_docs)
     if not args.keep_outputs:
         for side in sides:
             shutil.rmtree(side.folder, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -73,3 +74,20 @@ def write_docs(path: Path, text: str, heading: str) -> None:
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     tail = "".join(lines[end:])
     path.write_text("".join(lines[:start]) + text + ("\n" + tail if tail else ""))
+
+
+def publish(result: dict[str, Any], script: str, targets: Any, tables: Any, render: Any, saved: Path,
+            write_docs: Path | None) -> None:
+    """A run's closing part, the same for every driver: its command, date, machine and targets recorded, the
+    JSON and the tables printed, the JSON saved (for `--from-json`) and, if asked, the docs section written."""
+    result["command"] = command(script)
+    result["date"] = date()
+    result["machine"] = machine()
+    result["targets"] = targets(result)
+    print(json.dumps(result, indent=1))
+    for table in tables(result):
+        print()
+        print(table)
+    saved.write_text(json.dumps(result, indent=1))
+    if write_docs:
+        render(result, write_docs)
