@@ -149,14 +149,14 @@ class Plan:
     def records(self, shard: ShardSpec) -> list[RecordSpec]:
         split = self.splits[shard.split]
         index = split.index
+        rows = split.order[shard.start:shard.stop].tolist()
+        raw = [index.names.raw(i) for i in rows]
         out = []
-        for i in split.order[shard.start:shard.stop]:
-            i = int(i)
-            name, label = index.names[i], int(index.labels[i])
+        for i, encoded, boxes in zip(rows, raw, self.boxes.boxes_of_many(raw)):
+            name, label = encoded.decode("utf-8", "surrogateescape"), int(index.labels[i])
             synset = self.labels.synsets[label - 1]
             out.append(RecordSpec(name, label, synset, self.labels.text(synset), index.member(i),
-                                  int(index.offsets[i]), int(index.sizes[i]), self.boxes.boxes_of(name),
-                                  fixup_kind(name)))
+                                  int(index.offsets[i]), int(index.sizes[i]), boxes, fixup_kind(name)))
         return out
 
 

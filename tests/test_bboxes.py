@@ -8,11 +8,14 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from classic_reference import write_bboxes_csv
 from fixtures.builders import voc_xml
 from servers import connection_recorder
 from streamprep.index.boxes import BoxTable, XmlBoxes, csv_lines, parse_boxes
+from streamprep.index.nametable import NameLookup, NameTable, encode
 from streamprep.errors import AnnotationError
 
 WHERE = "ILSVRC2012_bbox_train_v2.tar.gz!n01440764/n01440764_1.xml"
@@ -155,7 +158,7 @@ FILES = {
 
 
 def _table(seed: int) -> BoxTable:
-    items = [XmlBoxes(*key, parse_boxes(data, "/".join(key))) for key, data in FILES.items()]
+    items = [XmlBoxes.of(*key, parse_boxes(data, "/".join(key))) for key, data in FILES.items()]
     random.Random(seed).shuffle(items)
     return BoxTable.build(items)
 
@@ -198,9 +201,9 @@ LINE_BOUNDARIES = ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "
 @pytest.mark.parametrize("boundary", LINE_BOUNDARIES, ids=[repr(b) for b in LINE_BOUNDARIES])
 def test_a_name_holding_a_line_boundary_shifts_no_box_onto_another_image(boundary):
     """str.splitlines breaks at these; nothing may frame or count by a character a name can hold."""
-    odd = XmlBoxes("n01440764", f"n01440764_1{boundary}x.xml", [(0.1, 0.2, 0.3, 0.4), (0.5, 0.5, 0.6, 0.6)])
-    after = XmlBoxes("n01440764", "n01440764_2.xml", [(0.25, 0.25, 0.75, 0.75)])
-    later = XmlBoxes("n01443537", "n01443537_1.xml", [(0.0, 0.0, 1.0, 1.0)])
+    odd = XmlBoxes.of("n01440764", f"n01440764_1{boundary}x.xml", [(0.1, 0.2, 0.3, 0.4), (0.5, 0.5, 0.6, 0.6)])
+    after = XmlBoxes.of("n01440764", "n01440764_2.xml", [(0.25, 0.25, 0.75, 0.75)])
+    later = XmlBoxes.of("n01443537", "n01443537_1.xml", [(0.0, 0.0, 1.0, 1.0)])
 
     table = BoxTable.build([later, after, odd])
 
@@ -231,3 +234,27 @@ def test_boxes_reach_the_right_records_when_an_xml_name_holds_u2028(tmp_path):
     assert len(records[f"{A}_1.JPEG"]["image/object/bbox/xmin"].float_list.value) == 0  # no XML of its own
     csv = (tmp_path / "out" / "bboxes.csv").read_text(encoding="utf-8")
     assert csv.count(".JPEG,") == 3
+
+
+@settings(max_examples=150, deadline=None)
+@given(names=st.lists(st.sampled_from(["plumless", "buckeroo", "a.JPEG", "a.JPEG", "\n", "é", "\udcff", ""])
+                      | st.text(max_size=12), max_size=40),
+       queries=st.lists(st.text(max_size=12) | st.sampled_from(["plumless", "buckeroo", "a.JPEG"]), max_size=10))
+def test_name_lookup_finds_every_position_of_a_name_and_nothing_else(names, queries):
+    # "plumless" and "buckeroo" share a CRC-32: the lookup must tell them apart by the stored name.
+    table = NameTable.of(names)
+    lookup = NameLookup.of(table)
+    asked = [*names, *queries, "plumless", "buckeroo"]
+    found = lookup.find(table, [encode(q) for q in asked])
+    assert found == [[i for i, n in enumerate(names) if n == q] for q in asked]
+
+
+def test_an_image_named_in_two_folders_gets_both_files_boxes_in_csv_order_and_a_crc_twin_none():
+    first = XmlBoxes.of("n01440764", "plumless.xml", [(0.1, 0.1, 0.2, 0.2)])
+    second = XmlBoxes.of("n01443537", "plumless.xml", [(0.3, 0.3, 0.4, 0.4), (0.5, 0.5, 0.6, 0.6)])
+    table = BoxTable.build([second, first])
+    np.testing.assert_array_equal(table.boxes_of("plumless.JPEG"),
+                                  np.asarray([[0.1, 0.1, 0.2, 0.2], [0.3, 0.3, 0.4, 0.4], [0.5, 0.5, 0.6, 0.6]],
+                                             np.float32))
+    assert table.boxes_of("buckeroo.JPEG").shape == (0, 4)  # the same CRC-32 as plumless.JPEG, another name
+    assert [name for name, _ in table.entries()] == ["plumless.JPEG", "plumless.JPEG"]

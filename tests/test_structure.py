@@ -366,7 +366,8 @@ def test_the_fix_up_files_are_found_by_name_even_between_other_names_in_the_blob
     import numpy as np
 
     from streamprep.index.boxes import BoxTable
-    from streamprep.index.images import DatasetIndex, Ignored, NameTable, SplitIndex
+    from streamprep.index.images import DatasetIndex, Ignored, SplitIndex
+    from streamprep.index.nametable import NameTable
     from streamprep.index.labels import load_label_data
     from streamprep.plan import Sharding, make_plan
     from streamprep.records.fixups import CMYK_NAMES, PNG_NAME

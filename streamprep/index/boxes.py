@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from lxml import etree
 
 from ..errors import AnnotationError
+from .nametable import NameLookup, NameTable, encode
 
 Box = tuple[float, float, float, float]
+BOX_BYTES = 32  # one box packed: four float64
 
 _PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                        remove_comments=True, remove_pis=True)
@@ -90,11 +92,24 @@ class DuplicateXml(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class XmlBoxes:
-    """One parsed XML file: its synset folder, its file name (`stem.xml`) and its kept boxes."""
+    """One parsed XML file: its synset folder, its file name (`stem.xml`) and its kept boxes, packed.
+
+    The boxes are float64 (xmin, ymin, xmax, ymax) back to back in one bytes object: at full scale the walk
+    holds 544,546 of these at once, and a list of tuples of floats costs five times the memory.
+    """
 
     folder: str
     file_name: str
-    boxes: list[Box]
+    packed: bytes
+
+    @classmethod
+    def of(cls, folder: str, file_name: str, boxes: list[Box]) -> "XmlBoxes":
+        return cls(folder, file_name, array("d", [v for box in boxes for v in box]).tobytes() if boxes else b"")
+
+    @property
+    def boxes(self) -> list[Box]:
+        values = array("d", self.packed)
+        return [tuple(values[i:i + 4]) for i in range(0, len(values), 4)]  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,9 @@ class BoxTable:
     csv: bytes | bytearray  # built in place, not copied (at full scale 30 MB)
     rows: np.ndarray  # float32 (n, 4): xmin, ymin, xmax, ymax as parsed back from the %.4f text
     xml_rows: np.ndarray  # int64 (files + 1,): file i owns rows[xml_rows[i]:xml_rows[i + 1]]
-    by_image: dict[str, int | tuple[int, ...]]  # "stem.JPEG" -> file number(s) in csv order
+    images: NameTable  # the image name (`stem.JPEG`) of each file with boxes, in csv order
+    image_files: np.ndarray  # int64: the file number of each of `images`
+    lookup: NameLookup  # image name -> its entries of `images` (a name may be in two folders)
     files: int
 
     @classmethod
@@ -119,7 +136,7 @@ class BoxTable:
         files.sort(key=lambda f: (f.folder, f.file_name))
         starts = array("q", [0])
         values = array("f")
-        by_image: dict[str, int | tuple[int, ...]] = {}
+        names, name_starts, image_files = bytearray(), array("q", [0]), array("q")
         csv = bytearray()
         previous = None
         count = len(files)
@@ -130,18 +147,21 @@ class BoxTable:
             if (xml.folder, xml.file_name) == previous:
                 raise DuplicateXml(f"{xml.folder}/{xml.file_name}")
             previous = (xml.folder, xml.file_name)
-            starts.append(starts[-1] + len(xml.boxes))
-            if not xml.boxes:
+            boxes = xml.boxes
+            starts.append(starts[-1] + len(boxes))
+            if not boxes:
                 continue
             # The classic reads its own bboxes.csv back: the %.4f text is what the records hold.
-            values.extend(float("%.4f" % v) for box in xml.boxes for v in box)
+            values.extend(float("%.4f" % v) for box in boxes for v in box)
             stem = xml.file_name[:-len(".xml")]
-            image = stem + ".JPEG"
-            seen = by_image.get(image)
-            by_image[image] = number if seen is None else (*((seen,) if isinstance(seen, int) else seen), number)
-            csv += csv_lines(stem, xml.boxes).encode("utf-8", "surrogateescape")
+            names += encode(stem + ".JPEG")
+            name_starts.append(len(names))
+            image_files.append(number)
+            csv += csv_lines(stem, boxes).encode("utf-8", "surrogateescape")
         rows = np.frombuffer(values, dtype=np.float32).astype("<f4").reshape(-1, 4)
-        return cls(csv, rows, np.frombuffer(starts, dtype=np.int64), by_image, count)
+        images = NameTable(bytes(names), np.frombuffer(name_starts, dtype=np.int64))
+        return cls(csv, rows, np.frombuffer(starts, dtype=np.int64), images,
+                   np.frombuffer(image_files, dtype=np.int64), NameLookup.of(images), count)
 
     @classmethod
     def empty(cls) -> "BoxTable":
@@ -149,12 +169,20 @@ class BoxTable:
 
     def boxes_of(self, filename: str) -> np.ndarray:
         """The (n, 4) float32 boxes of an image base name, in bboxes.csv order."""
-        found = self.by_image.get(filename)
-        if found is None:
-            return self.rows[:0]
-        numbers = (found,) if isinstance(found, int) else found
-        parts = [self.rows[self.xml_rows[n]:self.xml_rows[n + 1]] for n in numbers]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return self.boxes_of_many([encode(filename)])[0]
+
+    def boxes_of_many(self, filenames: list[bytes]) -> list[np.ndarray]:
+        """`boxes_of` for many encoded names at once (one search for all of them)."""
+        out = []
+        for entries in self.lookup.find(self.images, filenames):
+            parts = [self.rows[self.xml_rows[f]:self.xml_rows[f + 1]] for f in self.image_files[entries].tolist()]
+            out.append(self.rows[:0] if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts))
+        return out
+
+    def entries(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(image name, its boxes) of each XML file with boxes, in bboxes.csv order."""
+        for entry, number in enumerate(self.image_files.tolist()):
+            yield self.images[entry], self.rows[self.xml_rows[number]:self.xml_rows[number + 1]]
 
     @property
     def count(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 from ..archives import retry
 from ..archives.storage import Source
 from ..archives.walk import gzip_members
-from .boxes import BoxTable, DuplicateXml, XmlBoxes, parse_boxes
+from .boxes import BOX_BYTES, BoxTable, DuplicateXml, XmlBoxes, parse_boxes
 from ..errors import AnnotationError, ArchiveError, reason
 from .images import Ignored, Skipped, regular_file
 from ..progress import Callback, Event, Phase, check
@@ -67,7 +67,7 @@ def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, skipped
                 raise
             skipped.add(ref, reason(ref, e))
             continue
-        out.append(XmlBoxes(folder, file_name, boxes))
+        out.append(XmlBoxes.of(folder, file_name, boxes))
     return out
 
 
@@ -102,7 +102,7 @@ class _Parsing:
         self.pending_bytes -= nbytes
         parsed = future.result()
         self.files.extend(parsed)
-        self.boxes += sum(len(x.boxes) for x in parsed)
+        self.boxes += sum(len(x.packed) for x in parsed) // BOX_BYTES
         if self.boxes > MAX_BOXES:
             raise ArchiveError(f"{self.url}: holds more than {MAX_BOXES:,} boxes (the real archive about 615,000); it "
                                "is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch it again")

@@ -16,6 +16,7 @@ import numpy as np
 from ..archives.storage import Source, sequential_reader
 from ..archives.walk import inner_members, members
 from .boxes import BoxTable
+from .nametable import NameTable
 from ..errors import ArchiveError
 from .labels import LabelData
 from ..progress import Callback, Phase, check
@@ -25,35 +26,6 @@ VALIDATION_NAME = "ILSVRC2012_val_%08d.JPEG"
 VALIDATION_PATTERN = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
 EXAMPLES_KEPT = 5
 log = logging.getLogger(__name__)
-
-
-class NameTable:
-    """Many short strings in one bytes object plus offsets (about 30 bytes a name)."""
-
-    def __init__(self, blob: bytes, starts: np.ndarray) -> None:
-        self.blob, self.starts = blob, starts
-
-    @classmethod
-    def of(cls, names: list[str]) -> "NameTable":
-        encoded = [n.encode("utf-8", "surrogateescape") for n in names]
-        starts = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=starts[1:])
-        return cls(b"".join(encoded), starts)
-
-    @classmethod
-    def concat(cls, tables: list["NameTable"]) -> "NameTable":
-        blobs, starts, base = [], [np.zeros(1, dtype=np.int64)], 0
-        for t in tables:
-            blobs.append(t.blob)
-            starts.append(t.starts[1:] + base)
-            base += len(t.blob)
-        return cls(b"".join(blobs), np.concatenate(starts))
-
-    def __len__(self) -> int:
-        return len(self.starts) - 1
-
-    def __getitem__(self, i: int) -> str:
-        return self.blob[self.starts[i]:self.starts[i + 1]].decode("utf-8", "surrogateescape")
 
 
 @dataclass

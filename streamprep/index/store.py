@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from typing import Any
 
 import numpy as np
 
 from .boxes import BoxTable
-from .images import DatasetIndex, Ignored, NameTable, Skipped, SplitIndex
+from .images import DatasetIndex, Ignored, Skipped, SplitIndex
+from .nametable import NameLookup, NameTable
 from ..outputs.files import Output
 
 STATE_DIR = ".streamprep"  # hidden, so that tools globbing the shards do not see it
-FORMAT = "streamprep-index/2"  # 2: skipped members apart from ignored ones
+FORMAT = "streamprep-index/3"  # 2: skipped members apart from ignored ones; 3: image names of the boxes as arrays
 
 
 def key(identities: dict[str, dict[str, Any]], labels_digest: str, policies: dict[str, str]) -> str:
@@ -42,15 +42,16 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
                        f"{s.split}.offsets": s.offsets, f"{s.split}.sizes": s.sizes})
         splits.append({"split": s.split, "archive": s.archive, "containers": {str(k): v for k, v in s.containers.items()}})
     b = index.boxes
-    arrays.update({"boxes.csv": np.frombuffer(b.csv, dtype=np.uint8), "boxes.rows": b.rows, "boxes.xml_rows": b.xml_rows})
-    meta = {"format": FORMAT, "splits": splits, "files": b.files, "by_image": b.by_image,
+    arrays.update({"boxes.csv": np.frombuffer(b.csv, dtype=np.uint8), "boxes.rows": b.rows, "boxes.xml_rows": b.xml_rows,
+                   "boxes.images": np.frombuffer(b.images.blob, dtype=np.uint8), "boxes.image_starts": b.images.starts,
+                   "boxes.image_files": b.image_files, "boxes.crcs": b.lookup.crcs,
+                   "boxes.positions": b.lookup.positions})
+    meta = {"format": FORMAT, "splits": splits, "files": b.files,
             "ignored": index.ignored.state(), "skipped": index.skipped.items}
     arrays["meta"] = _text(meta)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
     output.fs.makedirs(output.path(STATE_DIR), exist_ok=True)
-    with output.atomic(_name(k)) as f:
-        f.write(buf.getvalue())
+    with output.atomic(_name(k)) as f:  # streamed: at full scale the arrays are 120 MB, never copied into one buffer
+        np.savez(f, **arrays)
     for path in output.fs.glob(output.path(f"{STATE_DIR}/index-*.npz")):  # indexes of other downloads: stale
         if not path.endswith(_name(k).rsplit("/", 1)[1]):
             output.fs.rm(path)
@@ -59,10 +60,8 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
 def load(output: Output, k: str) -> DatasetIndex | None:
     """The saved index for key `k`, or None when there is none or it cannot be read (then the archives are walked)."""
     try:
-        with output.fs.open(output.path(_name(k)), "rb") as f:
-            data = f.read()
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
+        with output.fs.open(output.path(_name(k)), "rb") as f, np.load(f, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}  # read array by array, never the whole file at once
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8", "surrogateescape"))
         if meta.get("format") != FORMAT:
             return None
@@ -72,8 +71,9 @@ def load(output: Output, k: str) -> DatasetIndex | None:
             splits.append(SplitIndex(name, s["archive"], NameTable(arrays[f"{name}.names"].tobytes(), arrays[f"{name}.starts"]),
                                      arrays[f"{name}.labels"], arrays[f"{name}.offsets"], arrays[f"{name}.sizes"],
                                      {int(k): v for k, v in s["containers"].items()}))
-        by_image = {k: v if isinstance(v, int) else tuple(v) for k, v in meta["by_image"].items()}
-        boxes = BoxTable(arrays["boxes.csv"].tobytes(), arrays["boxes.rows"], arrays["boxes.xml_rows"], by_image,
+        boxes = BoxTable(arrays["boxes.csv"].tobytes(), arrays["boxes.rows"], arrays["boxes.xml_rows"],
+                         NameTable(arrays["boxes.images"].tobytes(), arrays["boxes.image_starts"]),
+                         arrays["boxes.image_files"], NameLookup(arrays["boxes.crcs"], arrays["boxes.positions"]),
                          meta["files"])
         return DatasetIndex(tuple(splits), boxes, Ignored.from_state(meta["ignored"]), Skipped(list(meta["skipped"])))
     except FileNotFoundError:

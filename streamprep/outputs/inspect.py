@@ -138,10 +138,12 @@ def _bboxes(source: Source, limit: int) -> Inspection:
     table = index_boxes(source, ignored)
     found = Inspection(source.url, "bounding-box archive", source.size,
                        {"XML files": table.files, "boxes": table.count})
-    for image in table.by_image:  # in bboxes.csv order; nothing here splits text a name could hold
-        for box in table.boxes_of(image):
-            if len(found.entries) < limit:
-                found.entries.append({"image": image, "box": [round(float(v), 4) for v in box]})
+    for image, boxes in table.entries():  # in bboxes.csv order; nothing here splits text a name could hold
+        for box in boxes:
+            found.entries.append({"image": image, "box": [round(float(v), 4) for v in box]})
+        if len(found.entries) >= limit:
+            del found.entries[limit:]
+            break
     found.more = table.count - len(found.entries)
     found.ignored = _ignored(ignored)
     return found
