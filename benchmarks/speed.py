@@ -4,7 +4,7 @@ Builds (once, cached under benchmarks/.cache/speed/) ImageNet-shaped downloads w
 `build()`: a training tar of per-class tars, a validation tar and a bounding-box .tar.gz, holding
 RGB noise JPEGs of 300-500 px a side (about 120 KB each), and, in the classes that have one, the
 classic's fix-up file under its real name (a PNG or a CMYK JPEG), as the real training tar does. Then
-it times four sides (six with --formats, the default), each a subprocess whose whole process tree is
+it times four sides (seven with --formats, the default), each a subprocess whose whole process tree is
 sampled for RSS (every 50 ms, /proc) and whose folder is sampled for disk use (st_blocks, every 100 ms
 or less often when a walk gets slow):
 
@@ -12,10 +12,10 @@ or less often when a walk gets slow):
                 `python -c` wrapper that runs `streamprep.cli.main(argv)` and, after it returned,
                 writes whether `tensorflow` is in sys.modules to a side file; TFRecord alone (the default
                 format);
-  streamprep_webdataset, streamprep_both
+  streamprep_webdataset, streamprep_both, streamprep_both_dali
                 (--formats, the default; --no-formats leaves them out) the same, with `--format
-                webdataset`, and with `--format tfrecord,webdataset --dali-index` (one read, both formats
-                and DALI's indexes);
+                webdataset`, with `--format tfrecord,webdataset` (one read, both formats) and with
+                `--format tfrecord,webdataset --dali-index` (and DALI's index files);
   cat           the floor: `cat TRAIN_TAR VAL_TAR > OUT`, cat's stdout opened on OUT;
   python_floor  a Python loop that reads every byte of the three archives in 8 MB blocks and writes
                 as many bytes as streamprep's shards hold into one file (no fsync, like the others);
@@ -35,8 +35,8 @@ JSON says `"cold": "unavailable: <reason>"` and the tables say so.
 All sides use the same shard layout: the classic 1024/128 shards with 8 threads when the scale
 allows it, a smaller layout otherwise. The classic's last shards and streamprep's last shards are
 then compared record for record (parsed features, per shard name) and bboxes.csv byte for byte; with
---formats, the last `.tar` shards of streamprep_webdataset and of streamprep_both by sha256, file for
-file of the same name, and the TFRecord shards of streamprep_both and of streamprep
+--formats, the last `.tar` shards of streamprep_webdataset and of streamprep_both_dali by sha256, file
+for file of the same name, and the TFRecord shards of streamprep_both_dali and of streamprep
 (`formats_identical`).
 Unless --walk-repeats is 0, it first times walking the headers of the nested training tar with
 Python's tarfile (outer tar, then each class tar through `extractfile` + `tarfile.open(fileobj=...)`)
@@ -78,7 +78,8 @@ SCALE_KEYS = ("classes", "images_per_class", "val_images", "train_images", "imag
 MODES = {"warm": ["warm"], "cold": ["cold"], "both": ["warm", "cold"]}
 # the sides --formats adds, each streamprep's conversion with these options added
 FORMAT_SIDES = {"streamprep_webdataset": ["--format", "webdataset"],
-                "streamprep_both": ["--format", "tfrecord,webdataset", "--dali-index"]}
+                "streamprep_both": ["--format", "tfrecord,webdataset"],
+                "streamprep_both_dali": ["--format", "tfrecord,webdataset", "--dali-index"]}
 
 
 def parse_args() -> argparse.Namespace:
@@ -96,7 +97,7 @@ def parse_args() -> argparse.Namespace:
                     help="warm: archives read before each try; cold: page cache dropped before each try")
     ap.add_argument("--skip-classic", action="store_true", help="time streamprep and the floors only")
     ap.add_argument("--formats", action=argparse.BooleanOptionalAction, default=True,
-                    help="also time `--format webdataset` and `--format tfrecord,webdataset --dali-index` "
+                    help="also time `--format webdataset`, `--format tfrecord,webdataset` and the same with `--dali-index` "
                          "against the TFRecord-alone conversion, and check their shards are the same bytes")
     ap.add_argument("--train-shards", type=int, help="layout override (default: 1024/128/8 if the scale allows)")
     ap.add_argument("--validation-shards", type=int)
@@ -206,9 +207,9 @@ def ratios(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
     if "streamprep_both" in wall:
         rss = {name: x["peak_rss_mb_max"] for name, x in runs.items()}
         out |= {f"{short}_over_tfrecord": ratio(wall[f"streamprep_{short}"], wall["streamprep"])
-                for short in ("webdataset", "both")}
+                for short in ("webdataset", "both", "both_dali") if f"streamprep_{short}" in wall}
         out |= {f"{short}_rss_over_tfrecord": ratio(rss[f"streamprep_{short}"], rss["streamprep"])
-                for short in ("webdataset", "both")}
+                for short in ("webdataset", "both", "both_dali") if f"streamprep_{short}" in wall}
     return out
 
 
@@ -275,7 +276,7 @@ def main() -> None:
     if args.formats:
         print("comparing the formats' shards by sha256 ...", file=sys.stderr)
         result["formats_identity"] = compare.compare_formats(runs / "streamprep", runs / "streamprep_webdataset",
-                                                             runs / "streamprep_both")
+                                                             runs / "streamprep_both_dali")
         result["formats_identical"] = result["formats_identity"]["formats_identical"]
     result["ratios"] = {mode: ratios(result["runs"][mode]) for mode in modes}
     report.publish(result, "speed.py", speed_report.targets, speed_report.tables, speed_report.render, args.cache / "last.json", args.write_docs)

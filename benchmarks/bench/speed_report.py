@@ -14,11 +14,13 @@ TARGETS = {"classic_speedup": 15.0, "warm_cat_ratio": 3.0, "cold_cat_ratio": 2.0
            "webdataset_over_tfrecord": 1.10, "both_over_tfrecord": 1.6, "both_rss_over_tfrecord": 1.10}
 SIDES = {"streamprep": "`streamprep convert` (default workers)",
          "streamprep_webdataset": "`streamprep convert --format webdataset`",
-         "streamprep_both": "`streamprep convert --format tfrecord,webdataset --dali-index`",
+         "streamprep_both": "`streamprep convert --format tfrecord,webdataset`",
+         "streamprep_both_dali": "`streamprep convert --format tfrecord,webdataset --dali-index`",
          "cat": "`cat` floor (`cat TRAIN_TAR VAL_TAR > OUT`)",
          "python_floor": "Python floor (read the archives, write the shards' bytes)",
          "classic": "classic procedure (tar, bboxes.csv, folders, TF build, 8 threads)"}
-SKIPPED = {"streamprep_webdataset": "--no-formats", "streamprep_both": "--no-formats", "classic": "--skip-classic"}
+SKIPPED = {"streamprep_webdataset": "--no-formats", "streamprep_both": "--no-formats",
+           "streamprep_both_dali": "--no-formats", "classic": "--skip-classic"}
 MODES = ("warm", "cold")
 
 
@@ -87,14 +89,15 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     for key, target in (("webdataset_over_tfrecord", (f"webdataset alone within "
                                                       f"{_within(TARGETS['webdataset_over_tfrecord'])} of TFRecord "
                                                       f"alone (warm)")),
-                        ("both_over_tfrecord", (f"tfrecord,webdataset (+ DALI indexes) at most "
+                        ("both_over_tfrecord", (f"tfrecord,webdataset at most "
                                                 f"{TARGETS['both_over_tfrecord']:g}x TFRecord alone (warm)"))):
         q = ratios.get("warm", {}).get(key)
         side = "streamprep_" + key.removesuffix("_over_tfrecord")
         row(target, f"{q:.2f}x ({_vs(r, 'warm', side, 'streamprep')})" if q is not None
             else ("formats skipped (`--no-formats`)" if "warm" in runs else _missing(r, "warm", why=True)),
             None if q is None else q <= TARGETS[key])
-    both = [runs[m]["streamprep_both"] for m in MODES if "streamprep_both" in runs.get(m, {})]
+    both = [runs[m][side] for m in MODES for side in ("streamprep_both", "streamprep_both_dali")
+            if side in runs.get(m, {})]
     target = f"peak RSS with both formats within {_within(TARGETS['both_rss_over_tfrecord'])} of TFRecord alone"
     if both:
         peak_both = max(x["peak_rss_mb_max"] for x in both)
@@ -130,10 +133,12 @@ def ratios_table(r: dict[str, Any]) -> str:
              "streamprep_over_python_floor": "streamprep / Python floor",
              "python_floor_over_cat": "Python floor / `cat` floor", "classic_over_cat": "classic / `cat` floor",
              "webdataset_over_tfrecord": "`--format webdataset` / TFRecord alone (streamprep)",
-             "both_over_tfrecord": "`--format tfrecord,webdataset --dali-index` / TFRecord alone",
+             "both_over_tfrecord": "`--format tfrecord,webdataset` / TFRecord alone",
+             "both_dali_over_tfrecord": "`--format tfrecord,webdataset --dali-index` / TFRecord alone",
              "webdataset_rss_over_tfrecord": "peak RSS (highest try): `--format webdataset` / TFRecord alone",
-             "both_rss_over_tfrecord": "peak RSS (highest try): `--format tfrecord,webdataset --dali-index` / "
-                                       "TFRecord alone"}
+             "both_rss_over_tfrecord": "peak RSS (highest try): `--format tfrecord,webdataset` / TFRecord alone",
+             "both_dali_rss_over_tfrecord": "peak RSS (highest try): `--format tfrecord,webdataset --dali-index` / "
+                                            "TFRecord alone"}
     bold = {"classic_over_streamprep", "streamprep_over_cat", "webdataset_over_tfrecord", "both_over_tfrecord"}
     for key, name in names.items():
         cells = []
@@ -233,9 +238,10 @@ def section(r: dict[str, Any]) -> str:
             "bounding-box walk, a separate process for large archives, only parses XML). The `cat` floor is "
             "`cat TRAIN_TAR VAL_TAR > OUT`, timed the same way; the Python floor reads every byte of the three "
             "archives in 8 MB blocks and writes as many bytes as the shards hold into one file. No run calls fsync.",
-            "Two more streamprep sides run the same way (wrapper, layout, tries), with `--format webdataset` and with "
-            "`--format tfrecord,webdataset --dali-index` (the downloads read once for both formats and DALI's "
-            "indexes); `streamprep convert` alone writes TFRecord, the default format." if _formats(r)
+            "Three more streamprep sides run the same way (wrapper, layout, tries), with `--format webdataset`, with "
+            "`--format tfrecord,webdataset` (the downloads read once for both formats) and with the same plus "
+            "`--dali-index` (and DALI's index files); `streamprep convert` alone writes TFRecord, the default "
+            "format." if _formats(r)
             else "The format sides were skipped (`--no-formats`).",
             f"Each side is a subprocess given {_tries(n['streamprep'])} in each page-cache mode"
             + (f" (the classic {_tries(n['classic'])})" if "classic" in n else "") + ", the sides taking turns; its "
