@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from array import array
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -13,14 +14,19 @@ from ..errors import AnnotationError
 from .nametable import NameLookup, NameTable, encode
 
 Box = tuple[float, float, float, float]
-BOX_BYTES = 32  # one box packed: four float64
 
 _PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                        remove_comments=True, remove_pis=True)
 
 
+_PARSERS = threading.local()  # one parser a thread, reused (an lxml parser may not be shared between threads)
+
+
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(**_PARSER_OPTIONS)
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = etree.XMLParser(**_PARSER_OPTIONS)
+    return parser
 
 
 def _int(text: object, what: str, where: str) -> int:

@@ -10,24 +10,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ..archives import retry
 from ..archives.storage import Source
 from ..archives.walk import gzip_members
-from .boxes import BOX_BYTES, BoxTable, DuplicateXml, XmlBoxes, parse_boxes
+from .boxes import BoxTable, DuplicateXml, XmlBoxes, parse_boxes
 from ..errors import AnnotationError, ArchiveError, reason
 from .images import Ignored, Skipped, regular_file
 from ..progress import Callback, Event, Phase, check
 from ..archives.tarscan import normalize
 
-XML_BATCH = 512  # XML files parsed per task at most
-BATCH_BYTES = 1 << 20  # bytes of XML per task at most
-PARSERS = 2  # threads parsing XML (lxml lets go of the GIL while it parses) beside the one reading the archive
-IN_FLIGHT_BYTES = 8 << 20  # bytes of XML read but not yet parsed, at most: the walk's memory is bounded in total
 MAX_XML_BYTES = 1 << 20  # one XML member read into memory at most (real ones are a few KB)
 # The box table grows with the archive: these bound it whatever the archive holds (the real one has
 # 544,546 XML files and about 615,000 boxes; a table at both limits holds about 400 MB).
@@ -56,96 +50,41 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
     return retry.call(lambda: f"{source.url}: cannot read", once)
 
 
-def _parse(batch: list[tuple[str, str, str, bytes]], skip_bad_xml: bool, skipped: Skipped) -> list[XmlBoxes]:
-    """The boxes of each (folder, file name, member ref, XML bytes), in order."""
-    out = []
-    for folder, file_name, ref, data in batch:
-        try:
-            boxes = parse_boxes(data, ref)
-        except AnnotationError as e:
-            if not skip_bad_xml:
-                raise
-            skipped.add(ref, reason(ref, e))
-            continue
-        out.append(XmlBoxes.of(folder, file_name, boxes))
-    return out
-
-
-class _Parsing:
-    """XML files handed to the parser threads in batches, with the bytes in flight and the table's size bounded."""
-
-    def __init__(self, pool: ThreadPoolExecutor, skip_bad_xml: bool, skipped: Skipped, url: str) -> None:
-        self.pool, self.skip_bad_xml, self.skipped, self.url = pool, skip_bad_xml, skipped, url
-        self.files: list[XmlBoxes] = []
-        self.boxes = 0
-        self.batch: list[tuple[str, str, str, bytes]] = []
-        self.batch_bytes = 0
-        self.pending: deque[tuple[Future, int]] = deque()
-        self.pending_bytes = 0
-
-    def add(self, folder: str, file_name: str, ref: str, data: bytes) -> None:
-        self.batch.append((folder, file_name, ref, data))
-        self.batch_bytes += len(data)
-        if len(self.batch) >= XML_BATCH or self.batch_bytes >= BATCH_BYTES:
-            self.submit()
-
-    def submit(self) -> None:
-        if self.batch:
-            self.pending.append((self.pool.submit(_parse, self.batch, self.skip_bad_xml, self.skipped), self.batch_bytes))
-            self.pending_bytes += self.batch_bytes
-            self.batch, self.batch_bytes = [], 0
-        while self.pending and (self.pending_bytes > IN_FLIGHT_BYTES or self.pending[0][0].done()):
-            self._collect()
-
-    def _collect(self) -> None:
-        future, nbytes = self.pending.popleft()
-        self.pending_bytes -= nbytes
-        parsed = future.result()
-        self.files.extend(parsed)
-        self.boxes += sum(len(x.packed) for x in parsed) // BOX_BYTES
-        if self.boxes > MAX_BOXES:
-            raise ArchiveError(f"{self.url}: holds more than {MAX_BOXES:,} boxes (the real archive about 615,000); it "
-                               "is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch it again")
-
-    def finish(self) -> list[XmlBoxes]:
-        self.submit()
-        while self.pending:
-            self._collect()
-        return self.files
-
-    def cancel(self) -> None:
-        for future, _ in self.pending:
-            future.cancel()
-
-
 def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: Callback | None, skip_bad_xml: bool,
                  stop: threading.Event | None) -> BoxTable:
-    read = members = wanted = 0
-    with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase, \
-            ThreadPoolExecutor(PARSERS, thread_name_prefix="xml") as pool:
-        parsing = _Parsing(pool, skip_bad_xml, skipped, source.url)
-        try:
-            for m, data, compressed in gzip_members(source, MAX_XML_BYTES, keep=_annotation):
-                check(stop)
-                members += 1
-                phase.advance(int(m.is_file), compressed - read)
-                read = compressed
-                name = normalize(m.name)
-                if m.is_dir or not _wanted(m, name, source.url, ignored):
-                    continue
-                assert data is not None  # `_annotation` kept it
-                if wanted >= MAX_XML_FILES:
-                    raise ArchiveError(f"{source.url}: holds more than {MAX_XML_FILES:,} XML files (the real archive "
-                                       "544,546); it is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch "
-                                       "it again")
-                wanted += 1
-                folder, file_name = name.split("/")
-                folder = sys.intern(folder)  # one string per synset folder, not one per file
-                parsing.add(folder, file_name, f"{source.url}!{m.name}", data)
-            files = parsing.finish()
-        except BaseException:
-            parsing.cancel()
-            raise
+    read = members = wanted = boxes = 0
+    files: list[XmlBoxes] = []
+    with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase:
+        for m, data, compressed in gzip_members(source, MAX_XML_BYTES, keep=_annotation):
+            check(stop)
+            members += 1
+            phase.advance(int(m.is_file), compressed - read)
+            read = compressed
+            name = normalize(m.name)
+            if m.is_dir or not _wanted(m, name, source.url, ignored):
+                continue
+            assert data is not None  # `_annotation` kept it
+            if wanted >= MAX_XML_FILES:
+                raise ArchiveError(f"{source.url}: holds more than {MAX_XML_FILES:,} XML files (the real archive "
+                                   "544,546); it is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch "
+                                   "it again")
+            wanted += 1
+            folder, file_name = name.split("/")
+            ref = f"{source.url}!{m.name}"
+            try:  # parsed here, as it is read: a few KB at a time, so the walk holds no XML text
+                parsed = parse_boxes(data, ref)
+            except AnnotationError as e:
+                if not skip_bad_xml:
+                    raise
+                skipped.add(ref, reason(ref, e))
+                continue
+            # one string per synset folder, not one per file
+            files.append(XmlBoxes.of(sys.intern(folder), file_name, parsed))
+            boxes += len(parsed)
+            if boxes > MAX_BOXES:
+                raise ArchiveError(f"{source.url}: holds more than {MAX_BOXES:,} boxes (the real archive about "
+                                   "615,000); it is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch it "
+                                   "again")
     if not members:
         raise ArchiveError(f"{source.url}: the archive is empty; the download is incomplete, "
                            "fetch ILSVRC2012_bbox_train_v2.tar.gz again")
