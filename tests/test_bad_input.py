@@ -591,11 +591,15 @@ def test_a_file_the_classic_would_take_as_an_image_of_a_class_but_streamprep_wou
     assert code == 2 and "where the classic would take it as" in err and err.count("\n") == 1, err
 
 
-def test_a_bounding_box_file_held_twice_is_a_one_line_error_naming_it(tmp_path):
+@pytest.mark.parametrize("copies", ["both-good", "one-bad-skipped", "both-bad-skipped"])
+def test_a_bounding_box_file_held_twice_is_a_one_line_error_naming_it(tmp_path, copies):
     xml = builders.voc_xml(f"{A}_1", 17, 12, [(1, 1, 10, 10)])
-    paths = write_tiny(tmp_path / "dl", xmls={f"{A}/{A}_1.xml": xml, f"./{A}/{A}_1.xml": xml})
+    first, second = {"both-good": (xml, xml), "one-bad-skipped": (b"<annotation>", xml),
+                     "both-bad-skipped": (b"<annotation>", b"<x")}[copies]
+    paths = write_tiny(tmp_path / "dl", xmls={f"{A}/{A}_1.xml": first, f"./{A}/{A}_1.xml": second})
+    skip = [] if copies == "both-good" else ["--on-bad-xml", "skip"]  # skipping one copy does not make it unique
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out", "--quiet")
+                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out", "--quiet", *skip)
     assert code == 2
     assert err.strip().splitlines()[-1].endswith(f"!{A}/{A}_1.xml: the archive holds this name twice; repack the "
                                                  "archive without duplicates")

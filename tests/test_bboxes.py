@@ -116,8 +116,12 @@ HOSTILE = {
     "external-http": '<!DOCTYPE annotation [<!ENTITY w SYSTEM "http://127.0.0.1:{port}/x">]>',
     "external-file": '<!DOCTYPE annotation [<!ENTITY w SYSTEM "file:///etc/passwd">]>',
     "external-parameter-entity": '<!DOCTYPE annotation [<!ENTITY % p SYSTEM "http://127.0.0.1:{port}/p"> %p;]>',
+    # an external DTD that is never read: its entities are undefined, and a reference inside a number must not
+    # leave the text before it (5) as the value
+    "external-dtd-undefined-reference": '<!DOCTYPE annotation SYSTEM "http://127.0.0.1:{port}/a.dtd">',
+    "external-dtd-reference-inside-a-number": '<!DOCTYPE annotation SYSTEM "a.dtd">',
 }
-USES = {"billion-laughs": "&l9;", "external-parameter-entity": "500"}
+USES = {"billion-laughs": "&l9;", "external-parameter-entity": "500", "external-dtd-reference-inside-a-number": "5&u;00"}
 
 
 @pytest.mark.parametrize("name", HOSTILE, ids=HOSTILE)

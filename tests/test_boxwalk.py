@@ -4,7 +4,12 @@ for a large one (the real archive's case); both give the same output, errors and
 from __future__ import annotations
 
 import gzip
+import os
 import random
+import subprocess
+import sys
+import tempfile
+import time
 
 import pytest
 
@@ -55,3 +60,57 @@ def test_a_bad_xml_stops_the_run_with_its_name_whichever_way_it_was_read(tmp_pat
     assert code == 2
     assert err.splitlines()[-1].startswith("streamprep: error:") and f"{B}/{B}_3.xml" in err
     assert "not well-formed XML" in err
+
+
+PARENT = """
+import sys, threading
+from streamprep.archives.storage import Source
+from streamprep.index.boxwalk import BoxWalk
+
+if __name__ == "__main__":
+    walk = BoxWalk(Source(sys.argv[1]), None, False, threading.Event())
+    print(walk.process.pid, flush=True)
+    walk.result()
+"""
+
+
+def test_the_box_walk_process_ends_and_leaves_no_file_when_its_parent_is_killed(tmp_path):
+    xml = builders.voc_xml("x", 10, 10, [(1, 1, 5, 5)])
+    many = {f"{A}/{A}_{i}.xml": xml for i in range(60_000)}  # a walk of a few seconds
+    archive = tmp_path / "bbox.tar.gz"
+    archive.write_bytes(bbox_archive(many, large=True))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script), str(archive)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "TMPDIR": str(temp)})
+    child = int(parent.stdout.readline())
+    parent.kill()  # kill -9: no chance to stop its child
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child), "the box walk outlived the process that started it"
+    assert list(temp.iterdir()) == []  # no result file written for a reader that is gone
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_a_result_file_left_by_a_killed_run_is_swept_by_the_next(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / f"{boxindex.TEMP_PREFIX}{gone.pid}-x1.pickle"
+    mine = tmp_path / f"{boxindex.TEMP_PREFIX}{os.getpid()}-x2.pickle"
+    other = tmp_path / "unrelated.pickle"
+    for path in (stale, mine, other):
+        path.write_bytes(b"x")
+    boxindex._DoneInFile.sweep()
+    assert not stale.exists() and mine.exists() and other.exists()

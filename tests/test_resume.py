@@ -122,6 +122,64 @@ def test_rerun_of_a_finished_output_keeps_every_shard_and_reuses_the_index(downl
     assert results(out) == reference[0]
 
 
+def _resave(path: Path, change) -> None:
+    import numpy as np
+
+    with np.load(path) as z:
+        arrays = {name: z[name] for name in z.files}
+    change(arrays)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:100]),
+    "empty": lambda p: p.write_bytes(b""),
+    "one-byte-flipped": _flip,
+    "labels-reversed-and-saved-again": lambda p: _resave(p, lambda a: a.update({"train.labels": a["train.labels"][::-1]})),
+    "box-lookup-reversed-and-saved-again": lambda p: _resave(p, lambda a: a.update({"boxes.crcs": a["boxes.crcs"][::-1]})),
+    "meta-not-an-object": lambda p: _resave(p, lambda a: a.update({"meta": np_bytes(b"[1, 2]")})),
+    "a-directory": lambda p: (p.unlink(), p.mkdir()),
+}
+
+
+def np_bytes(data: bytes):
+    import numpy as np
+
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=DAMAGE)
+def test_a_damaged_or_changed_saved_index_is_walked_again_and_gives_the_same_shards(downloads, reference, tmp_path,
+                                                                                     damage):
+    out = tmp_path / "out"
+    assert run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))[0] == 0
+    (index,) = (out / ".streamprep").glob("index-*.npz")
+    DAMAGE[damage](index)
+    (out / reference[1]["shards"][-1]["name"]).unlink()  # work for the rerun, which must not trust that index
+
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out))
+
+    assert code == 0, err
+    assert "index train: started" in err  # walked again, not read from the damaged file
+    assert results(out) == reference[0]
+
+
+def test_a_file_where_the_saved_index_folder_goes_is_a_one_line_error(downloads, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".streamprep").write_text("mine")
+    code, err = run_cli(*args(downloads, downloads["val_labels"], out, "--quiet"))
+    assert code == 2 and err.count("\n") == 1 and ".streamprep: is a file" in err, err
+    assert (out / ".streamprep").read_text() == "mine"
+
+
 def test_a_changed_download_is_refused_then_walked_again_with_overwrite_and_nothing_is_kept(downloads, reference,
                                                                                             tmp_path):
     out = tmp_path / "out"

@@ -187,3 +187,15 @@ def test_the_same_file_name_in_two_classes_is_refused_as_tfds_build_fails_on_it(
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
                         "--out", tmp_path / "out", "--format", "tfds", "--quiet")
     assert code == 2 and "two images of the train split are named n01440764_1.JPEG" in err
+
+
+def test_an_index_walked_for_tfds_does_not_spare_a_classic_run_its_check_of_the_validation_images(tmp_path):
+    # TFDS labels validation images by position, so its walk lets the tar hold fewer images than the labels file
+    # lists; the classic's does not. The index saved by the first must not serve the second.
+    paths = write_tiny(tmp_path / "dl", val={"ILSVRC2012_val_00000001.JPEG": builders.jpeg(20, 20)},
+                       val_labels=["n01440764", "n01440764"])
+    out = tmp_path / "out"
+    code, err = run_cli("plan", *convert_args(paths, out, "--format", "tfds")[1:])
+    assert code == 0, err
+    code, err = run_cli(*convert_args(paths, out, "--quiet"))
+    assert code == 2 and "not in the archive" in err and err.count("\n") == 1, err

@@ -250,3 +250,17 @@ def test_verify_reports_a_sample_whose_members_come_back_after_other_samples(tmp
             add(tar, f"{key}.json", meta)
     code, _ = run_cli("verify", str(tmp_path))
     assert code == 1 and "sample 'a' appears again after other samples" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("filename", ["n01440764_1.JPEG", "é\u2028\"\\.JPEG", "x\udcff\udcfe.JPEG"])
+def test_sample_json_is_valid_utf8_json_that_reads_back_the_same_name(filename):
+    from streamprep.outputs.webdataset import metadata
+    from streamprep.plan import RecordSpec
+    from streamprep.records.image import Image as Prepared
+
+    spec = RecordSpec(filename, 1, "n01440764", "tench", "a.tar!" + filename, 0, 3,
+                      np.asarray([[0.1, 0.2, 0.3, 0.4]], np.float32), None)
+    raw = metadata(spec, Prepared(b"abc", 5, 7))
+    parsed = json.loads(raw.decode("utf-8"))  # strict: bytes that are not UTF-8 (from a non-UTF-8 name) fail here
+    assert parsed["filename"] == filename  # the same str, lone surrogates included, as the archive's name decodes
+    assert parsed["boxes"] == [[0.1, 0.2, 0.3, 0.4]] and (parsed["height"], parsed["width"]) == (5, 7)

@@ -205,7 +205,8 @@ def make_job(options: Options, inputs: Inputs, state: OutputState | None, md5: d
                        dict(keep))
     key = None
     if mf.identifiable(inputs.identities):
-        key = store.key(inputs.identities, run["labels"], {"on_bad_xml": str(options.on_bad_xml)})
+        key = store.key(inputs.identities, run["labels"], {"on_bad_xml": str(options.on_bad_xml),
+                                                           "complete_validation": str(complete_validation(options))})
     return Job(options, inputs.labels, head, keep, key)
 
 
@@ -315,7 +316,13 @@ def index(options: Options, inputs: Inputs, progress: Callback | None = None,
     """Walk the downloads (`index.build`); TFDS's layout labels validation images by position, so a validation
     tar with fewer images than the labels file lists is no error there."""
     return build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop,
-                       complete_validation="tfds" not in options.formats)
+                       complete_validation=complete_validation(options))
+
+
+def complete_validation(options: Options) -> bool:
+    """Whether every image the validation labels file lists must be in the validation tar (part of the index's
+    key: an index walked without the check may not serve a run that needs it)."""
+    return "tfds" not in options.formats
 
 
 def make_run_plan(options: Options, inputs: Inputs, index: DatasetIndex) -> Plan:

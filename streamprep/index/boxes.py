@@ -45,10 +45,15 @@ def parse_boxes(data: bytes, where: str) -> list[Box]:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as e:
         raise AnnotationError(f"{where}: not well-formed XML ({e}); fix or remove this XML file") from e
-    dtd = root.getroottree().docinfo.internalDTD
+    docinfo = root.getroottree().docinfo
+    dtd = docinfo.internalDTD
     if dtd is not None and any(True for _ in dtd.iterentities()):
         raise AnnotationError(f"{where}: declares XML entities, which streamprep refuses to expand; "
                               "remove the DOCTYPE from this XML file")
+    if docinfo.doctype:  # under a DOCTYPE the parser keeps an undefined entity as a node, never an error
+        for entity in root.iter(etree.Entity):
+            raise AnnotationError(f"{where}: refers to the entity {entity.text}, which it does not define (the "
+                                  "classic's parser refuses it too); fix or remove this XML file")
 
     found: dict[str, list[object]] = {"xmin": [], "ymin": [], "xmax": [], "ymax": [], "width": [], "height": []}
     for element in root.iter(*found):  # one walk, each tag's elements in document order

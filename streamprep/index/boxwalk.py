@@ -54,6 +54,7 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
                  stop: threading.Event | None) -> BoxTable:
     read = members = wanted = boxes = 0
     files: list[XmlBoxes] = []
+    left_out: list[tuple[str, str]] = []  # (folder, file name) of the XML files skipped as unusable
     with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase:
         for m, data, compressed in gzip_members(source, MAX_XML_BYTES, keep=_annotation):
             check(stop)
@@ -77,6 +78,7 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
                 if not skip_bad_xml:
                     raise
                 skipped.add(ref, reason(ref, e))
+                left_out.append((folder, file_name))
                 continue
             # one string per synset folder, not one per file
             files.append(XmlBoxes.of(sys.intern(folder), file_name, parsed))
@@ -89,10 +91,24 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
         raise ArchiveError(f"{source.url}: the archive is empty; the download is incomplete, "
                            "fetch ILSVRC2012_bbox_train_v2.tar.gz again")
     try:  # sorted there: a name held twice is two neighbours (no set of 544,546 names kept while walking)
+        if left_out:  # a name held twice is an error even where one of the two was skipped
+            _no_duplicates(files, left_out)
         return BoxTable.build(files, consume=True)
     except DuplicateXml as e:
         raise ArchiveError(f"{source.url}!{e}: the archive holds this name twice; repack the archive without "
                            "duplicates") from e
+
+
+def _no_duplicates(files: list[XmlBoxes], left_out: list[tuple[str, str]]) -> None:
+    """`DuplicateXml` if a skipped file's name is held twice, among the skipped files or by a parsed one."""
+    seen: set[tuple[str, str]] = set()
+    for name in left_out:
+        if name in seen:
+            raise DuplicateXml("/".join(name))
+        seen.add(name)
+    for xml in files:
+        if (xml.folder, xml.file_name) in seen:
+            raise DuplicateXml(f"{xml.folder}/{xml.file_name}")
 
 
 def _is_annotation_name(name: str) -> bool:
@@ -140,11 +156,33 @@ class _DoneInFile:
     path: str
 
     @classmethod
-    def write(cls, done: _Done) -> "_DoneInFile":
-        handle, path = tempfile.mkstemp(prefix="streamprep-boxes-", suffix=".pickle")
-        with os.fdopen(handle, "wb") as f:
-            pickle.dump(done, f, protocol=pickle.HIGHEST_PROTOCOL)
+    def write(cls, done: _Done, owner: int) -> "_DoneInFile":
+        """The file, named after the process that is to read it (`owner`), so that one left by a run killed before
+        it read the file is found and removed by a later run (`sweep`)."""
+        handle, path = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{owner}-", suffix=".pickle")
+        try:
+            with os.fdopen(handle, "wb") as f:
+                pickle.dump(done, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            os.unlink(path)
+            raise
         return cls(path)
+
+    @staticmethod
+    def sweep() -> None:
+        """Remove the files that runs killed before reading them left in the temporary folder."""
+        folder = tempfile.gettempdir()
+        try:
+            names = [n for n in os.listdir(folder) if n.startswith(TEMP_PREFIX) and n.endswith(".pickle")]
+        except OSError:
+            return
+        for name in names:
+            owner = name[len(TEMP_PREFIX):].split("-", 1)[0]
+            if owner.isdigit() and not _alive(int(owner)):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass
 
     def read(self) -> _Done:
         try:
@@ -157,6 +195,20 @@ class _DoneInFile:
 @dataclass
 class _Failed:
     error: BaseException
+
+
+TEMP_PREFIX = "streamprep-boxes-"
+PARENT_CHECK = 0.5  # seconds between the walk process's checks that the process that started it is alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
 
 
 class BoxWalk:
@@ -175,10 +227,12 @@ class BoxWalk:
         self.outcome: BoxWalkResult | _Failed | None = None
         self.process: Any = None
         if source.size >= PROCESS_MIN_BYTES:
+            _DoneInFile.sweep()
             context = multiprocessing.get_context("spawn")
             self.queue = context.Queue()
             self.process = context.Process(target=_child, name="streamprep-bboxes", daemon=True,
-                                           args=(source.url, source.storage_options, skip_bad_xml, self.queue))
+                                           args=(source.url, source.storage_options, skip_bad_xml, self.queue,
+                                                 os.getpid()))
             self.process.start()
             target = self._relay
         else:
@@ -242,7 +296,7 @@ class BoxWalk:
         self.thread.join(5)  # its last progress event before the caller reports the error, not after
 
 
-def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: Any) -> None:
+def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: Any, parent: int) -> None:
     """The bounding-box walk in its own process: progress (batched) and then the outcome, through `out`."""
     pending: dict[str, Any] = {"items": 0, "nbytes": 0, "last": time.monotonic(), "phase": "", "unit": "files"}
 
@@ -264,11 +318,27 @@ def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: A
         flush()
         out.put(event)
 
+    written: list[str] = []
+
+    def watch() -> None:  # the process that started this one was killed (kill -9 leaves no time to stop it): end
+        while True:
+            if os.getppid() != parent:
+                for path in written:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+                os._exit(1)
+            time.sleep(PARENT_CHECK)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     try:
         ignored, skipped = Ignored(), Skipped()
         table = index_boxes(Source(url, storage_options), ignored, relay, skip_bad_xml, skipped)
         flush()
-        out.put(_DoneInFile.write(_Done(table, ignored.state(), skipped.items)))
+        done = _DoneInFile.write(_Done(table, ignored.state(), skipped.items), parent)
+        written.append(done.path)
+        out.put(done)
     except BaseException as e:  # noqa: BLE001 - sent to the parent, which raises it
         try:
             out.put(_Failed(e))

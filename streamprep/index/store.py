@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,10 @@ import numpy as np
 from .boxes import BoxTable
 from .images import DatasetIndex, Ignored, Skipped, SplitIndex
 from .nametable import NameLookup, NameTable
+from ..errors import OutputError
 from ..outputs.files import Output
+
+log = logging.getLogger(__name__)
 
 STATE_DIR = ".streamprep"  # hidden, so that tools globbing the shards do not see it
 FORMAT = "streamprep-index/3"  # 2: skipped members apart from ignored ones; 3: image names of the boxes as arrays
@@ -49,7 +53,12 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
     meta = {"format": FORMAT, "splits": splits, "files": b.files,
             "ignored": index.ignored.state(), "skipped": index.skipped.items}
     arrays["meta"] = _text(meta)
-    output.fs.makedirs(output.path(STATE_DIR), exist_ok=True)
+    arrays["digest"] = np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)
+    output.refuse_links(STATE_DIR)
+    folder = output.path(STATE_DIR)
+    if output.fs.exists(folder) and not output.fs.isdir(folder):
+        raise OutputError(f"{folder}: is a file, where streamprep keeps its saved index; remove it and run again")
+    output.fs.makedirs(folder, exist_ok=True)
     with output.atomic(_name(k)) as f:  # streamed: at full scale the arrays are 120 MB, never copied into one buffer
         np.savez(f, **arrays)
     for path in output.fs.glob(output.path(f"{STATE_DIR}/index-*.npz")):  # indexes of other downloads: stale
@@ -57,26 +66,84 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
             output.fs.rm(path)
 
 
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over every array's name, type, shape and bytes (no copy of the bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == "digest":
+            continue
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+class _Damaged(ValueError):
+    """A saved index whose arrays do not fit together."""
+
+
+def _check(condition: bool, what: str) -> None:
+    if not condition:
+        raise _Damaged(what)
+
+
+def _names(blob: np.ndarray, starts: np.ndarray, what: str) -> NameTable:
+    _check(blob.dtype == np.uint8 and blob.ndim == 1 and starts.dtype == np.int64 and starts.ndim == 1
+           and len(starts) >= 1 and starts[0] == 0 and starts[-1] == len(blob)
+           and bool(np.all(np.diff(starts) >= 0)), f"{what}: names")
+    return NameTable(blob.tobytes(), starts)
+
+
+def _split(s: dict[str, Any], arrays: dict[str, np.ndarray]) -> SplitIndex:
+    name = s["split"]
+    _check(name in ("train", "validation"), "split name")
+    names = _names(arrays[f"{name}.names"], arrays[f"{name}.starts"], name)
+    labels, offsets, sizes = arrays[f"{name}.labels"], arrays[f"{name}.offsets"], arrays[f"{name}.sizes"]
+    n = len(names)
+    _check(labels.dtype == np.int32 and offsets.dtype == np.int64 and sizes.dtype == np.int64, f"{name}: types")
+    _check(labels.shape == offsets.shape == sizes.shape == (n,), f"{name}: lengths")
+    _check(not n or (labels.min() >= 1 and offsets.min() >= 0 and sizes.min() >= 0), f"{name}: values")
+    return SplitIndex(name, str(s["archive"]), names, labels, offsets, sizes,
+                      {int(k): str(v) for k, v in s["containers"].items()})
+
+
+def _boxes(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> BoxTable:
+    files, rows, xml_rows = int(meta["files"]), arrays["boxes.rows"], arrays["boxes.xml_rows"]
+    images = _names(arrays["boxes.images"], arrays["boxes.image_starts"], "boxes")
+    image_files, crcs, positions = arrays["boxes.image_files"], arrays["boxes.crcs"], arrays["boxes.positions"]
+    k = len(images)
+    _check(rows.dtype == np.float32 and rows.ndim == 2 and rows.shape[1] == 4, "boxes: rows")
+    _check(xml_rows.dtype == np.int64 and xml_rows.shape == (files + 1,) and xml_rows[0] == 0
+           and xml_rows[-1] == len(rows) and bool(np.all(np.diff(xml_rows) >= 0)), "boxes: rows of each file")
+    _check(image_files.dtype == np.int64 and image_files.shape == (k,)
+           and bool(np.all(np.diff(image_files) > 0)) and (not k or (image_files[0] >= 0 and image_files[-1] < files)),
+           "boxes: files of the images")
+    _check(crcs.dtype == np.uint32 and positions.dtype == np.int64 and crcs.shape == positions.shape == (k,)
+           and bool(np.all(crcs[1:] >= crcs[:-1])) and bool(np.array_equal(np.sort(positions), np.arange(k))),
+           "boxes: lookup")
+    return BoxTable(arrays["boxes.csv"].tobytes(), rows, xml_rows, images, image_files, NameLookup(crcs, positions),
+                    files)
+
+
 def load(output: Output, k: str) -> DatasetIndex | None:
-    """The saved index for key `k`, or None when there is none or it cannot be read (then the archives are walked)."""
+    """The saved index for key `k`, or None when there is none or it cannot be used: damaged, changed since it was
+    written (its digest), or from another version. Then the archives are walked again, as on a first run."""
+    path = output.path(_name(k))
     try:
-        with output.fs.open(output.path(_name(k)), "rb") as f, np.load(f, allow_pickle=False) as z:
+        output.refuse_links(STATE_DIR)  # never read back through a link planted in `out`
+        with output.fs.open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}  # read array by array, never the whole file at once
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8", "surrogateescape"))
         if meta.get("format") != FORMAT:
             return None
-        splits = []
-        for s in meta["splits"]:
-            name = s["split"]
-            splits.append(SplitIndex(name, s["archive"], NameTable(arrays[f"{name}.names"].tobytes(), arrays[f"{name}.starts"]),
-                                     arrays[f"{name}.labels"], arrays[f"{name}.offsets"], arrays[f"{name}.sizes"],
-                                     {int(k): v for k, v in s["containers"].items()}))
-        boxes = BoxTable(arrays["boxes.csv"].tobytes(), arrays["boxes.rows"], arrays["boxes.xml_rows"],
-                         NameTable(arrays["boxes.images"].tobytes(), arrays["boxes.image_starts"]),
-                         arrays["boxes.image_files"], NameLookup(arrays["boxes.crcs"], arrays["boxes.positions"]),
-                         meta["files"])
-        return DatasetIndex(tuple(splits), boxes, Ignored.from_state(meta["ignored"]), Skipped(list(meta["skipped"])))
+        _check(arrays["digest"].tobytes().decode() == _digest(arrays), "digest")
+        splits = tuple(_split(s, arrays) for s in meta["splits"])
+        _check(sorted(s.split for s in splits) == ["train", "validation"], "splits")
+        return DatasetIndex(splits, _boxes(meta, arrays), Ignored.from_state(meta["ignored"]),
+                            Skipped(list(meta["skipped"])))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # damaged or from another version: walk the archives again
+    except Exception as e:  # noqa: BLE001 - any damage at all means the same: walk the archives again
+        log.warning("%s: the saved index cannot be used (%s: %s); walking the downloads again", path,
+                    type(e).__name__, str(e)[:200])
+        return None

@@ -46,9 +46,9 @@ class Output:
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
 
-    def _no_links(self, folder: str) -> None:
-        """On a local `out`, refuse to write through a symbolic link among `folder`'s parts below it (one left
-        there before the run would take the file outside `out`)."""
+    def refuse_links(self, folder: str) -> None:
+        """On a local `out`, refuse to use a symbolic link among `folder`'s parts below it (one left there before
+        the run would take a file written, or read back, outside `out`): `OutputError`."""
         if not folder or protocol_of(self.url) != "file":
             return
         current = self.root.rstrip("/")
@@ -62,7 +62,7 @@ class Output:
     def atomic(self, name: str) -> Iterator[BinaryIO]:
         """Write `name` through a hidden temporary file, renamed to `name` once closed without error."""
         folder, _, base = name.rpartition("/")
-        self._no_links(folder)
+        self.refuse_links(folder)
         if folder:
             self.fs.makedirs(self.path(folder), exist_ok=True)
         tmp = self.path(f"{folder}{'/' if folder else ''}.{base}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")

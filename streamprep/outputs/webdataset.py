@@ -61,12 +61,18 @@ def _number(value: float) -> str:
 
 
 def metadata(spec: RecordSpec, image: Image) -> bytes:
-    """The sample's .json (keys sorted, no spaces, UTF-8)."""
+    """The sample's .json (keys sorted, no spaces, UTF-8). A name holding bytes that are not UTF-8 (kept by Python as
+    lone surrogates) makes the whole file ASCII with `\\uXXXX` escapes: still JSON, and read back to the same
+    string, where writing those bytes raw would not be JSON at all."""
     boxes = ",".join("[" + ",".join(_number(v) for v in row) + "]" for row in spec.boxes.tolist())
     fields = {"cls": spec.label - 1, "filename": spec.filename, "height": image.height, "label": spec.label,
               "synset": spec.synset, "text": spec.text, "width": image.width}
     body = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return (body[:1] + '"boxes":[' + boxes + "]," + body[1:]).encode("utf-8", "surrogateescape")
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        body = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return (body[:1] + '"boxes":[' + boxes + "]," + body[1:]).encode("utf-8")
 
 
 # A ustar header's fields after the name (offset 100), as Python's tarfile writes them for mode 0444, owner 0/0,
