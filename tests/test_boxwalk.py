@@ -114,3 +114,12 @@ def test_a_result_file_left_by_a_killed_run_is_swept_by_the_next(tmp_path, monke
         path.write_bytes(b"x")
     boxindex._DoneInFile.sweep()
     assert not stale.exists() and mine.exists() and other.exists()
+
+
+@pytest.mark.parametrize("spelling", ["{A}//{A}_1.xml", "/{A}/{A}_1.xml", "{A}/./{A}_1.xml", "./{A}/{A}_1.xml"])
+def test_an_xml_name_spelled_as_tar_would_extract_it_to_folder_file_gives_its_boxes(tmp_path, spelling):
+    # `tar` writes each of these to A/A_1.xml, where the classic's glob finds it
+    name = spelling.format(A=A)
+    code, err, files = convert(tmp_path, "odd", {name: XMLS[f"{A}/{A}_1.xml"]}, large=False)
+    assert code == 0, err
+    assert files["bboxes.csv"].startswith(f"{A}_1.JPEG,".encode()) and files["bboxes.csv"].count(b"\n") == 1

@@ -287,7 +287,9 @@ def _padded(n: int) -> int:
 
 
 def normalize(name: str) -> str:
-    """A member name as extraction would place it: leading `./` and trailing `/` dropped."""
-    while name.startswith("./"):
-        name = name[2:]
-    return name.rstrip("/")
+    """A member name as extraction would place it: empty and `.` parts dropped, so a leading `/` or `./`, a
+    trailing `/`, `a//b` and `a/./b` all name the file `tar` writes (`..` parts are kept, for the caller to
+    refuse)."""
+    if "//" not in name and "/." not in name and not name.startswith(("/", "./")) and not name.endswith("/"):
+        return name  # the usual name, unchanged (checked without splitting it)
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
