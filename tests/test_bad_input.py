@@ -555,8 +555,8 @@ def test_a_phase_that_fails_says_so_in_the_log_lines(tmp_path):
     assert "write train: failed" in err and "write train: done" not in err, err
 
 
-@pytest.mark.parametrize("odd", ["\n", "\r", "\u2028", "\x1b[31m", "\x85"], ids=["newline", "cr", "u2028", "escape",
-                                                                              "nel"])
+@pytest.mark.parametrize("odd", ["\n", "\r", "\u2028", "\x1b[31m", "\x85", "\udc9b2J"],
+                         ids=["newline", "cr", "u2028", "escape", "nel", "c1-csi-byte-not-utf8"])
 def test_a_name_holding_control_characters_gives_one_escaped_line(tmp_path, odd):
     classes = tiny_classes()
     classes[A][f"{A}_9{odd}evil.JPEG"] = b"not a jpeg"

@@ -199,3 +199,16 @@ def test_an_index_walked_for_tfds_does_not_spare_a_classic_run_its_check_of_the_
     assert code == 0, err
     code, err = run_cli(*convert_args(paths, out, "--quiet"))
     assert code == 2 and "not in the archive" in err and err.count("\n") == 1, err
+
+
+def test_overwriting_a_tfds_output_with_another_format_leaves_no_empty_tfds_folders(tmp_path):
+    paths = write_tiny(tmp_path / "dl")
+    out = tmp_path / "out"
+    code, err = run_cli(*convert_args(paths, out, "--format", "tfds", "--quiet"))
+    assert code == 0, err
+    (out / "imagenet2012" / "mine.txt").write_text("not streamprep's")  # a folder holding a file of its own stays
+    code, err = run_cli(*convert_args(paths, out, "--overwrite", "--quiet"))
+    assert code == 0, err
+    assert not (out / "imagenet2012" / "5.1.0").exists()
+    assert (out / "imagenet2012" / "mine.txt").read_text() == "not streamprep's"
+    assert any(p.name.startswith("train-") for p in out.iterdir())

@@ -15,7 +15,11 @@ from ..progress import Event
 LOG_INTERVAL = 15.0  # seconds between plain progress lines when stderr is not a terminal
 # Characters a name from an archive may hold that would break a line or drive the terminal: C0 and C1
 # controls (newline, escape, ...), DEL, and Unicode's line and paragraph separators. Shown escaped.
-_UNPRINTABLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+_UNPRINTABLE = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+                # a name's bytes that are not UTF-8 (Python keeps byte B as U+DC00+B): shown as the byte, never
+                # written raw, where 0x9b would reach the terminal as a control sequence
+                | {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)}
+                | {c: f"\\u{c:04x}" for c in [*range(0xD800, 0xDC80), *range(0xDD00, 0xE000)]})
 
 
 def safe(text: str) -> str:

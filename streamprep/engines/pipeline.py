@@ -253,16 +253,26 @@ def _remove_files_of(options: Options, previous: mf.Manifest) -> None:
         names.append(BBOXES_CSV)
     if previous.totals:
         names += [f.name for f in previous.totals.files]
+    checked = []
     for name in [*names, mf.MANIFEST]:
         if name in ("", ".", "..") or ("/" in name and not (mf.SHARD_FILE_NAME.match(name)
                                                              or mf.SIDE_FILE_NAME.match(name))):
             continue  # never a path out of `out`, whatever wrote the manifest
+        checked.append(name)
         try:
             output.fs.rm_file(output.path(name))
         except FileNotFoundError:
             pass
         except OSError as e:
             raise OutputError(f"{output.path(name)}: cannot remove it ({e}); check --out") from e
+    if protocol_of(output.url) == "file":  # the folders those files were in (TFDS's), once empty; object stores
+        folders = {name.rsplit("/", 1)[0] for name in checked if "/" in name}  # have no folders to leave behind
+        for folder in sorted({f"{f.rsplit('/', k)[0]}" for f in folders for k in range(f.count("/") + 1)},
+                             key=lambda f: -f.count("/")):
+            try:
+                os.rmdir(os.path.join(output.root, folder))  # refused unless empty: nothing else is removed
+            except OSError:
+                pass
 
 
 def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, results: list[ShardResult]) -> mf.Manifest:
