@@ -10,8 +10,15 @@ import tensorflow as tf
 
 from classic_reference import read_examples
 from conftest import convert_args, result_files, run_cli
+from streamprep.outputs.tfrecord import read_records
 
 LAYOUTS = [(8, 4, 2), (6, 3, 3), (4, 4, 4), (1024, 128, 8), (2, 1, 1)]
+
+
+def _records(shard: Path) -> int:
+    """How many records a shard frames: counted only where its bytes equal TensorFlow's own shard of that name."""
+    with open(shard, "rb") as f:
+        return sum(1 for _ in read_records(f, str(shard)))
 
 
 def shard_files(folder: Path) -> list[str]:
@@ -32,6 +39,9 @@ def test_shards_equal_the_classic_record_for_record(sample, classic, tmp_path, l
     assert len(names) == train_shards + validation_shards
     total = 0
     for name in names:
+        if (out / name).read_bytes() == (reference / name).read_bytes():  # the same bytes: the same records
+            total += _records(out / name)
+            continue
         mine, theirs = read_examples(out / name), read_examples(reference / name)
         assert len(mine) == len(theirs), name
         for position, (a, b) in enumerate(zip(mine, theirs)):
