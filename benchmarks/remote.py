@@ -35,18 +35,12 @@ from bench.server import check_server, serving
 from bench.timing import rates, ratio
 
 SHARDS = ["--train-shards", "16", "--validation-shards", "8", "--classic-threads", "8"]
-SCALE_KEYS = ("classes", "images_per_class", "val_images", "train_images", "images", "xml_files", "image_bytes",
-              "jpeg_kb", "archive_bytes")
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--classes", type=int, default=40, help="training classes (the first N synsets)")
-    ap.add_argument("--images-per-class", type=int, default=50)
-    ap.add_argument("--val-images", type=int, default=500)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-fixups", action="store_true",
-                    help="leave the classic's fix-up files (PNG, CMYK) out of the data: TensorFlow is never needed")
+    data.add_arguments(ap, classes=40, per_class=50, val_images=500,
+                       fixups_help="leave the classic's fix-up files (PNG, CMYK) out of the data")
     ap.add_argument("--latency-ms", type=float, default=20.0, help="sleep before answering each HTTP request")
     ap.add_argument("--workers", type=int, default=None, help="passed to streamprep --workers (default: its own)")
     ap.add_argument("--cache", type=Path, default=CACHE / "remote")
@@ -61,10 +55,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    fixups = not args.no_fixups
-    folder = args.cache / data.key(args.classes, args.images_per_class, args.val_images, args.seed,
-                                   with_fixups=fixups)
-    meta = data.build(folder, args.classes, args.images_per_class, args.val_images, args.seed, with_fixups=fixups)
+    folder, meta = data.from_args(args.cache, args)
     labels = folder / VAL_LABELS
     outs = {k: args.cache / f"out-{k}" for k in ("local", "remote", "phases")}
     options = [*SHARDS, *(["--workers", str(args.workers)] if args.workers else [])]
@@ -105,7 +96,7 @@ def main() -> None:
             r.pop("stderr_tail", None)
     floor_over_local = ratio(local["wall_s"], floor["wall_s"], 3)  # of the rounded walls, as the table shows them
     result: dict[str, Any] = {
-        "scale": {**{k: meta[k] for k in SCALE_KEYS}, **({"fixups": meta["fixups"]} if fixups else {})},
+        "scale": data.scale_summary(meta),
         "latency_ms": args.latency_ms, "workers": args.workers, "server_check": check,
         "local": local, "remote": remote, "floor": floor,
         "ratio": remote_over_local, "floor_ratio": floor_over_local,

@@ -72,9 +72,7 @@ from bench.layout import ARCHIVES, CACHE, VAL_LABELS
 from bench.timing import ratio
 from bench.walk import header_walk
 
-SIZE_RANGE = (300, 500)
-SCALE_KEYS = ("classes", "images_per_class", "val_images", "train_images", "images", "xml_files", "image_bytes",
-              "jpeg_kb", "archive_bytes")
+SIZE_RANGE = data.SPEED_SIZE_RANGE
 MODES = {"warm": ["warm"], "cold": ["cold"], "both": ["warm", "cold"]}
 # the sides --formats adds, each streamprep's conversion with these options added
 FORMAT_SIDES = {"streamprep_webdataset": ["--format", "webdataset"],
@@ -84,12 +82,7 @@ FORMAT_SIDES = {"streamprep_webdataset": ["--format", "webdataset"],
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--classes", type=int, default=100, help="training classes (the first N synsets)")
-    ap.add_argument("--images-per-class", type=int, default=190)
-    ap.add_argument("--val-images", type=int, default=1000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-fixups", action="store_true",
-                    help="leave the classic's fix-up files (PNG, CMYK) out of the data")
+    data.add_arguments(ap, classes=100, per_class=190, val_images=1000)
     ap.add_argument("--repeats", type=int, default=3,
                     help="tries of streamprep and of each floor in each page-cache mode; the best counts")
     ap.add_argument("--classic-repeats", type=int, default=1, help="tries of the classic in each page-cache mode")
@@ -222,13 +215,7 @@ def main() -> None:
         speed_report.render(json.loads(args.from_json.read_text()), args.write_docs)
         return
 
-    fixups = not args.no_fixups
-    folder = args.cache / data.key(args.classes, args.images_per_class, args.val_images, args.seed, SIZE_RANGE,
-                                   fixups)
-    built = (folder / "done.json").exists()
-    meta = data.build(folder, args.classes, args.images_per_class, args.val_images, args.seed, SIZE_RANGE, fixups)
-    print(f"downloads {'cached' if built else 'built'} in {folder} ({meta['images']:,} JPEGs, "
-          f"build {meta['build_s']} s)", file=sys.stderr)
+    folder, meta = data.from_args(args.cache, args, SIZE_RANGE)
     inputs = [folder / n for n in ARCHIVES]
     labels = folder / VAL_LABELS
     input_bytes = sum(p.stat().st_size for p in inputs)
@@ -237,8 +224,7 @@ def main() -> None:
     runs = args.cache / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
-        "scale": {**{k: meta[k] for k in SCALE_KEYS}, "size_range": list(SIZE_RANGE),
-                  "archive_mb": round(input_bytes / 1e6, 1), **({"fixups": meta["fixups"]} if fixups else {})},
+        "scale": {**data.scale_summary(meta), "size_range": list(SIZE_RANGE), "archive_mb": round(input_bytes / 1e6, 1)},
         "layout": lay,
         "repeats": {"streamprep": args.repeats, **dict.fromkeys(FORMAT_SIDES if args.formats else (), args.repeats),
                     "cat": args.repeats, "python_floor": args.repeats,

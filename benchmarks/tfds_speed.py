@@ -51,19 +51,12 @@ from bench import children, compare, data, pagecache, procs, report, tfds_report
 from bench.layout import ARCHIVES, CACHE, TFDS_DATASET, TRAIN_TAR, VAL_TAR
 from bench.timing import ratio
 
-SIZE_RANGE = (300, 500)  # speed.py's: the same cached downloads
-SCALE_KEYS = ("classes", "images_per_class", "val_images", "train_images", "images", "xml_files", "image_bytes",
-              "jpeg_kb", "archive_bytes")
+SIZE_RANGE = data.SPEED_SIZE_RANGE  # speed.py's: the same cached downloads
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--classes", type=int, default=100, help="training classes (the first N synsets)")
-    ap.add_argument("--images-per-class", type=int, default=190)
-    ap.add_argument("--val-images", type=int, default=1000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-fixups", action="store_true",
-                    help="leave the classic's fix-up files (PNG, CMYK) out of the data")
+    data.add_arguments(ap, classes=100, per_class=190, val_images=1000)
     ap.add_argument("--repeats", type=int, default=3, help="tries of streamprep --format tfds; the best counts")
     ap.add_argument("--tfds-repeats", type=int, default=1, help="tries of TFDS's own build; the best counts")
     ap.add_argument("--cache", type=Path, default=CACHE / "speed", help="the downloads' cache (speed.py's)")
@@ -86,13 +79,7 @@ def parse_args() -> argparse.Namespace:
 
 def downloads(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The cached downloads' folder (built if missing) and their summary."""
-    fixups = not args.no_fixups
-    folder = args.cache.resolve() / data.key(args.classes, args.images_per_class, args.val_images, args.seed,
-                                             SIZE_RANGE, fixups)
-    built = (folder / "done.json").exists()
-    meta = data.build(folder, args.classes, args.images_per_class, args.val_images, args.seed, SIZE_RANGE, fixups)
-    print(f"downloads {'cached' if built else 'built'} in {folder} ({meta['images']:,} JPEGs, "
-          f"build {meta['build_s']} s)", file=sys.stderr)
+    folder, meta = data.from_args(args.cache.resolve(), args, SIZE_RANGE)
     return folder, meta
 
 
@@ -129,9 +116,8 @@ def make_sides(args: argparse.Namespace, folder: Path, runs: Path) -> tuple[list
     return sides, commands
 
 
-def scale(meta: dict[str, Any], image_bytes: int, fixups: bool) -> dict[str, Any]:
-    return {**{k: meta[k] for k in SCALE_KEYS}, "size_range": list(SIZE_RANGE),
-            "image_tars_mb": round(image_bytes / 1e6, 1), **({"fixups": meta["fixups"]} if fixups else {})}
+def scale(meta: dict[str, Any], image_bytes: int) -> dict[str, Any]:
+    return {**data.scale_summary(meta), "size_range": list(SIZE_RANGE), "image_tars_mb": round(image_bytes / 1e6, 1)}
 
 
 def main() -> None:
@@ -146,7 +132,7 @@ def main() -> None:
     runs = work / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     sides, commands = make_sides(args, folder, runs)
-    result: dict[str, Any] = {"scale": scale(meta, image_bytes, not args.no_fixups),
+    result: dict[str, Any] = {"scale": scale(meta, image_bytes),
                               "repeats": {s.name: s.repeats for s in sides}, "page_cache": "warm",
                               "commands": commands, "tfds_version": metadata.version("tensorflow-datasets")}
     try:

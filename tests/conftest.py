@@ -24,6 +24,20 @@ def sample(tmp_path_factory) -> dict[str, Path]:
     return make_fixtures.build_sample(tmp_path_factory.mktemp("sample"))
 
 
+SMALL_LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+
+
+@pytest.fixture(scope="session")
+def both(sample, tmp_path_factory) -> Path:
+    """The sample converted once to TFRecord and WebDataset with DALI's indexes (`SMALL_LAYOUT`); read it, never
+    change it (copy it first)."""
+    out = tmp_path_factory.mktemp("both")
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--format", "tfrecord,webdataset", "--dali-index",
+                                      "--quiet"))
+    assert code == 0, err
+    return out
+
+
 def run_cli(*argv: str) -> tuple[int, str]:
     """Run `streamprep` in-process; returns (exit status, stderr text)."""
     from streamprep.cli import main

@@ -16,19 +16,7 @@ import tensorflow as tf
 from nvidia.dali import fn, pipeline_def, types
 import nvidia.dali.tfrecord as tfrec
 
-from conftest import convert_args, run_cli
-
-LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
-BATCH = 8
-
-
-@pytest.fixture(scope="module")
-def out(sample, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("dali")
-    code, err = run_cli(*convert_args(sample, folder, *LAYOUT, "--format", "tfrecord,webdataset", "--dali-index",
-                                      "--quiet"))
-    assert code == 0, err
-    return folder
+BATCH = 8  # the output: conftest's `both` fixture, shared with test_webdataset.py
 
 
 def reference(folder: Path, split: str) -> dict[str, tuple[int, bytes]]:
@@ -55,8 +43,8 @@ def run_all(pipe, outputs: int) -> list[tuple]:
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
-def test_dali_tfrecord_reader_reads_every_record_through_the_index_files(out, split):
-    shards = sorted(str(p) for p in out.glob(f"{split}-*-of-*[0-9]"))
+def test_dali_tfrecord_reader_reads_every_record_through_the_index_files(both, split):
+    shards = sorted(str(p) for p in both.glob(f"{split}-*-of-*[0-9]"))
 
     @pipeline_def(batch_size=BATCH, num_threads=2, device_id=None)
     def pipe():
@@ -69,7 +57,7 @@ def test_dali_tfrecord_reader_reads_every_record_through_the_index_files(out, sp
         return inputs["image/encoded"], inputs["image/class/label"], inputs["image/filename"], images
 
     rows = run_all(pipe(), 4)
-    expected = reference(out, split)
+    expected = reference(both, split)
     got = {bytes(name).decode(): (int(label[0]), bytes(encoded)) for encoded, label, name, _ in rows}
     assert len(rows) == len(expected) == len(got)
     assert got == expected
@@ -77,8 +65,8 @@ def test_dali_tfrecord_reader_reads_every_record_through_the_index_files(out, sp
 
 
 @pytest.mark.parametrize("split", ["train", "validation"])
-def test_dali_webdataset_reader_reads_every_sample_through_the_index_files(out, split):
-    shards = sorted(str(p) for p in out.glob(f"{split}-*.tar"))
+def test_dali_webdataset_reader_reads_every_sample_through_the_index_files(both, split):
+    shards = sorted(str(p) for p in both.glob(f"{split}-*.tar"))
 
     @pipeline_def(batch_size=BATCH, num_threads=2, device_id=None)
     def pipe():
@@ -89,7 +77,7 @@ def test_dali_webdataset_reader_reads_every_sample_through_the_index_files(out, 
         return jpg, cls, meta, fn.decoders.image(jpg, device="cpu", output_type=types.RGB, adjust_orientation=False)
 
     rows = run_all(pipe(), 4)
-    expected = reference(out, split)
+    expected = reference(both, split)
     got = {}
     for jpg, cls, meta, image in rows:
         info = json.loads(bytes(meta))

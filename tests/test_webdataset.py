@@ -18,7 +18,7 @@ import tensorflow as tf
 import webdataset as wds
 from PIL import Image
 
-from conftest import convert_args, is_result, result_files, run_cli
+from conftest import SMALL_LAYOUT, convert_args, is_result, result_files, run_cli
 from fixtures import builders
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,7 +26,7 @@ from streamprep.outputs.webdataset import escape, member_header
 from test_remote import aws_env, s3, s3_endpoint  # noqa: F401 - the moto S3 server fixtures
 from tiny import A, B, write_tiny
 
-LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+LAYOUT = SMALL_LAYOUT
 
 
 def tfrecords(path: Path) -> list[tf.train.Example]:
@@ -36,15 +36,6 @@ def tfrecords(path: Path) -> list[tf.train.Example]:
 def feature(example: tf.train.Example, key: str):
     f = example.features.feature[key]
     return getattr(f, f.WhichOneof("kind")).value
-
-
-@pytest.fixture(scope="module")
-def both(sample, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("both")
-    code, err = run_cli(*convert_args(sample, out, *LAYOUT, "--format", "tfrecord,webdataset", "--dali-index",
-                                      "--quiet"))
-    assert code == 0, err
-    return out
 
 
 def samples(path: Path) -> list[dict]:

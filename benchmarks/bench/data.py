@@ -9,10 +9,12 @@ each, are the builders' `tar_bytes`.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import io
 import json
 import os
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -126,6 +128,38 @@ def _publish(folder: Path, names: tuple[str, ...]) -> None:
 
 
 # --------------------------------------------------------------------------- speed.py and remote.py
+
+SPEED_SIZE_RANGE = (300, 500)  # the image sides of speed.py's data set, which tfds_speed.py reuses
+SCALE_KEYS = ("classes", "images_per_class", "val_images", "train_images", "images", "xml_files", "image_bytes",
+              "jpeg_kb", "archive_bytes")  # a data set's summary, as the benchmarks report it
+
+
+def add_arguments(ap: argparse.ArgumentParser, classes: int, per_class: int, val_images: int,
+                  fixups_help: str = "leave the classic's fix-up files (PNG, CMYK) out of the data") -> None:
+    """The options that name a data set: every benchmark built on `build` takes the same ones."""
+    ap.add_argument("--classes", type=int, default=classes, help="training classes (the first N synsets)")
+    ap.add_argument("--images-per-class", type=int, default=per_class)
+    ap.add_argument("--val-images", type=int, default=val_images)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-fixups", action="store_true", help=fixups_help)
+
+
+def from_args(cache: Path, args: argparse.Namespace,
+              size_range: tuple[int, int] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The data set `add_arguments`' options name, under `cache` (built if missing): its folder and summary."""
+    fixups = not args.no_fixups
+    folder = cache / key(args.classes, args.images_per_class, args.val_images, args.seed, size_range, fixups)
+    built = (folder / "done.json").exists()
+    meta = build(folder, args.classes, args.images_per_class, args.val_images, args.seed, size_range, fixups)
+    print(f"downloads {'cached' if built else 'built'} in {folder} ({meta['images']:,} JPEGs, "
+          f"build {meta['build_s']} s)", file=sys.stderr)
+    return folder, meta
+
+
+def scale_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """A data set's summary for a benchmark's JSON (with its fix-up files, if it holds them)."""
+    return {**{k: meta[k] for k in SCALE_KEYS}, **({"fixups": meta["fixups"]} if meta.get("fixups") else {})}
+
 
 def key(classes: int, per_class: int, val_images: int, seed: int, size_range: tuple[int, int] | None = None,
         with_fixups: bool = True) -> str:

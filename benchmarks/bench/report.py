@@ -40,6 +40,13 @@ def head(*columns: str) -> list[str]:
     return ["|" + "".join(f" {n} |" if n else " |" for n in names), "| " + " | ".join(rules) + " |"]
 
 
+def targets_table(r: dict[str, Any]) -> str:
+    """A run's targets (`r["targets"]`: target, measured, met) as a Markdown table."""
+    rows = head("target", "measured", "")
+    rows += [f"| {t['target']} | {t['measured']} | {mark(t['met'])} |" for t in r["targets"]]
+    return "\n".join(rows)
+
+
 def tries(n: int) -> str:
     return "1 try" if n == 1 else f"{n} tries"
 

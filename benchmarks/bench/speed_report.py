@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .report import fixups_note, head, mark, tries as _tries, write_docs
+from .report import fixups_note, head, targets_table, tries as _tries, write_docs
 from .timing import ratio
 
 SECTION = "## Speed against the classic procedure (benchmarks/speed.py)"
@@ -183,13 +183,6 @@ def formats_line(r: dict[str, Any]) -> str:
             f"tfrecord,webdataset --dali-index`, and the latter's {ident['tfrecord_shards']:,} TFRecord shards against "
             f"those of TFRecord alone: **formats_identical: {'true' if ident['formats_identical'] else 'false'}**"
             f"{differ}.")
-
-
-def targets_table(r: dict[str, Any]) -> str:
-    rows = head("target", "measured", "")
-    for t in r["targets"]:
-        rows.append(f"| {t['target']} | {t['measured']} | {mark(t['met'])} |")
-    return "\n".join(rows)
 
 
 def phases_table(r: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .report import fixups_note, head, mark, tries, write_docs
+from .report import fixups_note, head, targets_table, tries, write_docs
 
 SECTION = "## TFDS: tfds build against streamprep --format tfds (benchmarks/tfds_speed.py)"
 TARGET_SPEEDUP = 10.0
@@ -67,12 +67,6 @@ def identity_line(r: dict[str, Any]) -> str:
             f"JSON, features.json and label.labels.txt byte for byte, and {ident['shards']:,} shards record for record "
             f"({ident['records']:,} records, each parsed with `tf.train.Example.FromString`: its feature names, "
             f"file_name, image, label): **identical_records: {_true(ident['identical_records'])}**{differ}.")
-
-
-def targets_table(r: dict[str, Any]) -> str:
-    rows = head("target", "measured", "")
-    rows += [f"| {t['target']} | {t['measured']} | {mark(t['met'])} |" for t in r["targets"]]
-    return "\n".join(rows)
 
 
 def tables(r: dict[str, Any]) -> list[str]:

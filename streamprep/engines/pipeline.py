@@ -266,9 +266,11 @@ def _remove_files_of(options: Options, previous: mf.Manifest) -> None:
         except OSError as e:
             raise OutputError(f"{output.path(name)}: cannot remove it ({e}); check --out") from e
     if protocol_of(output.url) == "file":  # the folders those files were in (TFDS's), once empty; object stores
-        folders = {name.rsplit("/", 1)[0] for name in checked if "/" in name}  # have no folders to leave behind
-        for folder in sorted({f"{f.rsplit('/', k)[0]}" for f in folders for k in range(f.count("/") + 1)},
-                             key=lambda f: -f.count("/")):
+        folders = set()  # have no folders to leave behind
+        for name in checked:
+            parts = name.split("/")[:-1]
+            folders.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
+        for folder in sorted(folders, key=lambda f: -f.count("/")):  # the deepest first
             try:
                 os.rmdir(os.path.join(output.root, folder))  # refused unless empty: nothing else is removed
             except OSError:

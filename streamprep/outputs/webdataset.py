@@ -67,12 +67,14 @@ def metadata(spec: RecordSpec, image: Image) -> bytes:
     boxes = ",".join("[" + ",".join(_number(v) for v in row) + "]" for row in spec.boxes.tolist())
     fields = {"cls": spec.label - 1, "filename": spec.filename, "height": image.height, "label": spec.label,
               "synset": spec.synset, "text": spec.text, "width": image.width}
-    body = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    def text(ascii_only: bool) -> str:
+        body = json.dumps(fields, sort_keys=True, ensure_ascii=ascii_only, separators=(",", ":"))
+        return body[:1] + '"boxes":[' + boxes + "]," + body[1:]
+
     try:
-        body.encode("utf-8")
-    except UnicodeEncodeError:
-        body = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return (body[:1] + '"boxes":[' + boxes + "]," + body[1:]).encode("utf-8")
+        return text(False).encode("utf-8")
+    except UnicodeEncodeError:  # only for such a name: the usual sample is encoded once
+        return text(True).encode("utf-8")
 
 
 # A ustar header's fields after the name (offset 100), as Python's tarfile writes them for mode 0444, owner 0/0,
