@@ -20,8 +20,8 @@ _PUBLIC = {
     "verify": "outputs.verify", "VerifyReport": "outputs.verify", "inspect": "outputs.inspect",
     "Event": "progress", "Stopped": "progress",
     **{name: "errors" for name in ("AnnotationError", "ArchiveError", "ConfigError", "ImageError", "LabelDataError",
-                                   "MissingDependencyError", "OutputError", "OutputUnreadableError", "PipelineError",
-                                   "StreamprepError")},
+                                   "MissingDependencyError", "OutputBusyError", "OutputError", "OutputUnreadableError",
+                                   "PipelineError", "StreamprepError")},
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

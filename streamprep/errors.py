@@ -33,6 +33,10 @@ class OutputError(StreamprepError):
     """The output location cannot be written, or what was written cannot be read back."""
 
 
+class OutputBusyError(OutputError):
+    """Another run is writing the output folder (it holds its lock, or its lease on an object store)."""
+
+
 class OutputUnreadableError(OutputError):
     """An output to verify or inspect is missing, not a folder, or cannot be read."""
 

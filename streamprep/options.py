@@ -59,6 +59,7 @@ class Option:
     off_key: str | None = None
     off_help: str = ""
     default_text: str | None = None  # the default as the help shows it, when not the field's default
+    inspect: bool = False  # also an option of `streamprep inspect`: it changes what inspect reads or shows
 
     @staticmethod
     def flag(name: str) -> str:
@@ -126,17 +127,18 @@ class Options:
         help="the classic's --num_threads, which decides shard boundaries; not how many threads streamprep runs")
     labels_file: str | None = option(
         help="synsets file, line k = label k", group=LABELS, metavar="URL", path=True,
-        default_text="the shipped imagenet_lsvrc_2015_synsets.txt")
+        default_text="the shipped imagenet_lsvrc_2015_synsets.txt", inspect=True)
     metadata_file: str | None = option(help="synset<TAB>text file", group=LABELS, metavar="URL", path=True,
-                                       default_text="the shipped imagenet_metadata.txt")
+                                       default_text="the shipped imagenet_metadata.txt", inspect=True)
     validation_labels_file: str | None = option(
         help="synset of each validation image, by number", group=LABELS, metavar="URL", path=True,
-        default_text="the shipped imagenet_2012_validation_synset_labels.txt")
+        default_text="the shipped imagenet_2012_validation_synset_labels.txt", inspect=True)
     overwrite: bool = option(
         False, group=OUTPUT, manifest=False,
         help="if --out holds the output of another conversion (other downloads, shard counts or options), remove "
-        "exactly the files its manifest.json lists first; without it such an --out is refused. A rerun of the same "
-        "conversion resumes either way")
+        "exactly the files its manifest.json lists first, and every other file named as streamprep's output that "
+        "this run does not write; without it such an --out is refused. A rerun of the same conversion resumes "
+        "either way")
     materialize: str | None = option(
         help="also write the classic folder layout under this local folder: bboxes/, bboxes.csv, "
         "ILSVRC2012_img_val/<synset>/, ILSVRC2012_img_train/<synset>/", group=OUTPUT, metavar="BASE", path=True)
@@ -165,13 +167,13 @@ class Options:
         help="where the conversion runs: this process, or an Apache Beam pipeline (Dataflow, Flink, Spark) whose "
         "options follow a `--`, e.g. `--engine beam -- --runner=DataflowRunner --project=P`; the output is the same")
     timeout: float = option(
-        60.0, group=EXECUTION, metavar="SECONDS", manifest=False,
+        60.0, group=EXECUTION, metavar="SECONDS", manifest=False, inspect=True,
         help="give up on a server that sends nothing for this long during a request (then retried, 6 attempts in all)")
     connect_timeout: float = option(
-        30.0, group=EXECUTION, metavar="SECONDS", manifest=False,
+        30.0, group=EXECUTION, metavar="SECONDS", manifest=False, inspect=True,
         help="give up on connecting to a server after this long (then retried, 6 attempts in all)")
     storage_options: dict[str, dict[str, Any]] = option(
-        factory=dict, group=EXECUTION, metavar="PROTO.KEY=VALUE", manifest=False,  # may hold credentials
+        factory=dict, group=EXECUTION, metavar="PROTO.KEY=VALUE", manifest=False, inspect=True,  # may hold credentials
         help="fsspec option for one protocol, e.g. s3.endpoint_url=http://127.0.0.1:5555 (repeatable; "
         "config: a [storage-options.PROTO] table)")
 
@@ -211,9 +213,12 @@ class Options:
         tfds = "tfds" in self.formats
         if self.file_format not in ("tfrecord", "array_record"):
             raise ConfigError(f"file_format (--file-format) must be tfrecord or array_record, got {self.file_format!r}")
-        if not tfds and (self.file_format != "tfrecord" or self.tfds_shards):
-            raise ConfigError("file_format (--file-format) and tfds_shards (--tfds-shards) are options of --format "
-                              "tfds; add it, or leave them out")
+        given = [f"{name} ({Option.flag(name)} {value})" for name, value in
+                 (("file_format", self.file_format if self.file_format != "tfrecord" else None),
+                  ("tfds_shards", self.tfds_shards or None)) if value is not None]
+        if not tfds and given:  # name only the options given: the other was not
+            raise ConfigError(f"{' and '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of "
+                              f"--format tfds; add --format tfds, or leave {'it' if len(given) == 1 else 'them'} out")
         if self.tfds_shards < 0:
             raise ConfigError(f"tfds_shards (--tfds-shards) must be 0 (TFDS's rule) or more, got {self.tfds_shards}")
         if tfds and self.dali_index:

@@ -7,9 +7,11 @@ callbacks only report: throttling or dropping them changes nothing else.
 
 from __future__ import annotations
 
+import signal
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional
+from typing import Callable, Iterator, Literal, Optional
 
 from .errors import StreamprepError
 
@@ -36,6 +38,33 @@ class Stopped(StreamprepError):
     """The run was cancelled through its stop event (Ctrl-C, or another part of the run failed first)."""
 
     exit_code = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C's KeyboardInterrupt is (`terminate_as_interrupt`): the run stops
+    the same orderly way (workers halted and waited for, finished files listed, the lock released)."""
+
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises `Terminated` in the main thread (the first one; later ones are ignored, so the
+    orderly stop is not cut short). For the command line: the library itself installs no signal handler. Does
+    nothing outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def check(stop: threading.Event | None) -> None:

@@ -1,29 +1,32 @@
-"""PURE: index -> TFDS's imagenet2012 plan: its order (md5 of split and file name), labels and shard boundaries.
+"""PURE: index -> TFDS's imagenet2012 plan: its order (md5 of split and file name), fix-ups and shard boundaries.
 
 `tfds build imagenet2012` (tensorflow-datasets 4.9.10, dataset version 5.1.0) keys each example by
 its file name, sorts a split by `md5(split name + key)` read as a 128-bit integer
 (`core/hashing.py`, `core/shuffle.py`), counts shards from the split's serialised size
 (`core/utils/shard_utils.py`: 1024 when that keeps shards between 64 MiB and 1 GiB, else a power of
 two that does; `DownloadConfig(num_shards=N)` overrides it) and cuts them at
-`round(examples * k / shards)`. Validation labels are TFDS's too: the k-th file name in sorted order
-takes line k of the validation labels file (`imagenet_common.get_validation_labels`), which is the
-classic's rule (line k is image k) whenever the tar holds images 1..N. The plan is a `plan.Plan`, so
-the shared writer writes it like any other.
+`round(examples * k / shards)`. The index holds the members TFDS reads, with its file names and labels
+(walked by TFDS's rules: `index.images.index_train_tfds`, `index_validation_tfds`); the plan refuses what
+makes `tfds build` fail once they are all known (two images of a split under one key, a name that is
+not UTF-8) and fixes up the files TFDS fixes up (`fixup_kind`). The plan is a `plan.Plan`, so the
+shared writer writes it like any other.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ArchiveError, ConfigError
 from .index.images import DatasetIndex, SplitIndex
 from .index.labels import LabelData
-from .plan import Plan, ShardSpec, Sharding, SplitPlan
+from .plan import Plan, RecordSpec, ShardSpec, Sharding, SplitPlan, fixup_rows as classic_fixup_rows
 from .records import tfds_example
+from .records.fixups import CMYK_NAMES, PNG_NAME
 
 MIN_SHARD_SIZE = 64 << 20  # shard_utils.DEFAULT_MIN_SHARD_SIZE
 MAX_SHARD_SIZE = 1024 << 20  # shard_utils.DEFAULT_MAX_SHARD_SIZE
@@ -58,49 +61,83 @@ def order(split: str, names: list[str]) -> np.ndarray:
     keys = []
     for i, name in enumerate(names):
         md5 = salt.copy()
-        md5.update(name.replace("\\", "/").encode("utf-8", "surrogateescape"))
+        md5.update(hash_key(name))
         keys.append((int.from_bytes(md5.digest(), "big"), i))
     keys.sort()
     return np.asarray([i for _, i in keys], dtype=np.int64)
 
 
-def positional_labels(split_index: SplitIndex, labels: LabelData) -> SplitIndex:
-    """The validation split with TFDS's labels: the k-th name in sorted order takes the k-th validation label."""
-    names = [split_index.names[i] for i in range(len(split_index))]
-    ranks = np.empty(len(names), dtype=np.int64)
-    ranks[np.argsort(np.asarray(names, dtype=object), kind="stable")] = np.arange(len(names))
-    found = np.zeros(len(names), dtype=np.int32)
-    for i, rank in enumerate(ranks):
-        if rank >= len(labels.validation):
-            raise ConfigError(f"{split_index.archive}: holds more validation images than the validation labels "
-                              f"file has lines ({len(labels.validation):,}); TFDS would fail on "
-                              f"{names[i]}: pass a --validation-labels-file with a line for each image")
-        label = labels.label(labels.validation[rank])
-        if label is None:
-            raise ConfigError(f"{split_index.archive}!{names[i]}: its TFDS label, line {rank + 1} of the validation "
-                              f"labels file ({labels.validation[rank]}), is not in the labels file")
-        found[i] = label
-    return dataclasses.replace(split_index, labels=found)
+def hash_key(name: str) -> bytes:
+    """The bytes TFDS hashes for a key (`core/hashing.py`: `\\` read as `/`, then UTF-8: `UnicodeEncodeError` for a
+    name that is not UTF-8, as in TFDS)."""
+    return name.replace("\\", "/").encode("utf-8")
+
+
+def fixup_kind(split: str, file_name: str) -> str | None:
+    """'png', 'cmyk' or None, as TFDS's `_fix_image` decides: only training images (the validation split is written
+    as read), under exactly a fix-up file's name (`n01739381_1309.JPEG`, not `sub/n01739381_1309.JPEG`)."""
+    if split != "train":
+        return None
+    return "png" if file_name == PNG_NAME else "cmyk" if file_name in CMYK_NAMES else None
+
+
+def fixup_rows(split_index: SplitIndex) -> list[int]:
+    """The rows of a split's images TFDS re-encodes (`fixup_kind`)."""
+    return [i for i in classic_fixup_rows(split_index) if fixup_kind(split_index.split, split_index.names[i])]
+
+
+@dataclass(frozen=True, eq=False)
+class TFDSPlan(Plan):
+    """TFDS's plan: its records fixed up as TFDS fixes them up (`fixup_kind`), not as the classic does."""
+
+    def records(self, shard: ShardSpec) -> list[RecordSpec]:
+        return [dataclasses.replace(r, fixup=fixup_kind(shard.split, r.filename)) for r in super().records(shard)]
+
+    def fixup_sizes(self) -> list[tuple[str, int]]:
+        return [(split.index.names[i], int(split.index.sizes[i])) for split in self.splits.values()
+                for i in fixup_rows(split.index)]
+
+
+def image_size(fixed_sizes: Mapping[str, int], index: SplitIndex, i: int) -> int:
+    """The bytes of image `i` of a split as its TFDS record holds them: `fixed_sizes` (by file name) for a file TFDS
+    fixes up, else its size in the download."""
+    name, size = index.names[i], int(index.sizes[i])
+    return fixed_sizes.get(name, size) if fixup_kind(index.split, name) else size
+
+
+def refuse_keys(split_index: SplitIndex, names: list[str]) -> None:
+    """Stop on what makes `tfds build` fail once a split's keys are known: a file name that is not UTF-8 (TFDS's
+    file_name feature and key hash encode it), two images under one key (its shuffler's DuplicatedKeysError)."""
+    seen: dict[bytes, int] = {}
+    for i, name in enumerate(names):
+        try:
+            key = hash_key(name)
+        except UnicodeEncodeError:
+            raise ArchiveError(f"{split_index.member(i)}: the file name is not UTF-8, and `tfds build` fails encoding "
+                               "it (UnicodeEncodeError), so --format tfds cannot give its dataset: rename it, or "
+                               "write another format") from None
+        if key in seen:
+            other = names[seen[key]]
+            same = f"named {name}" if other == name else f"named {other} and {name}, one key to TFDS (\\ is /)"
+            where = "in two class tars, or twice in one" if split_index.split == "train" else "in the validation tar"
+            raise ArchiveError(f"{split_index.archive}: two images of the {split_index.split} split are {same} "
+                               f"({where}; TFDS keys examples by file name); `tfds build` fails on this, so --format "
+                               "tfds cannot give its dataset: rename one, or write another format")
+        seen[key] = i
 
 
 def make_tfds_plan(index: DatasetIndex, labels: LabelData, fixed_sizes: Mapping[str, int],
-                   num_shards: int = 0) -> Plan:
-    """TFDS's plan of both splits. `fixed_sizes` are the re-encoded sizes of the fix-up files (by file name),
-    which count in a split's size; `num_shards` (0: TFDS's own rule) is `DownloadConfig(num_shards=...)`."""
+                   num_shards: int = 0) -> TFDSPlan:
+    """TFDS's plan of both splits, from an index walked by TFDS's rules. `fixed_sizes` are the re-encoded sizes of
+    the training images TFDS fixes up (by file name), which count in a split's size; `num_shards` (0: TFDS's own
+    rule) is `DownloadConfig(num_shards=...)`."""
     splits = {}
     for split_index in index.splits:
-        if split_index.split == "validation":
-            split_index = positional_labels(split_index, labels)
         names = [split_index.names[i] for i in range(len(split_index))]
         n = len(names)
-        if len(set(names)) < n:
-            seen: set[str] = set()
-            twice = next(name for name in names if name in seen or seen.add(name))  # type: ignore[func-returns-value]
-            raise ConfigError(f"{split_index.archive}: two images of the {split_index.split} split are named {twice} "
-                              "(in two classes); TFDS keys examples by file name and `tfds build` fails on this, so "
-                              "--format tfds cannot give its dataset: rename one, or write another format")
-        total = sum(tfds_example.size(int(split_index.labels[i]) - 1, name,
-                                      fixed_sizes.get(name, int(split_index.sizes[i]))) for i, name in enumerate(names))
+        refuse_keys(split_index, names)
+        total = sum(tfds_example.size(int(split_index.labels[i]) - 1, name, image_size(fixed_sizes, split_index, i))
+                    for i, name in enumerate(names))
         count = num_shards or number_of_shards(total, n)
         if n < count:
             raise ConfigError(f"tfds_shards (--tfds-shards) {count}: the {split_index.split} split has only {n:,} "
@@ -108,4 +145,4 @@ def make_tfds_plan(index: DatasetIndex, labels: LabelData, fixed_sizes: Mapping[
         cuts = [0, *boundaries(n, count)]
         shards = tuple(ShardSpec(split_index.split, k, count, cuts[k], cuts[k + 1]) for k in range(count))
         splits[split_index.split] = SplitPlan(split_index, order(split_index.split, names), shards)
-    return Plan(splits, labels, index.boxes, Sharding(), dict(fixed_sizes))
+    return TFDSPlan(splits, labels, index.boxes, Sharding(), dict(fixed_sizes))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from classic_reference import read_examples
-from conftest import run_cli
+from conftest import SMALL_LAYOUT, run_cli
 from streamprep.plan import classic_order
 from fixtures import builders
 from tiny import A, B, tiny_classes, write_tiny
@@ -244,7 +244,8 @@ def test_on_bad_image_skip_leaves_the_image_out_lists_it_and_writes_the_rest(tmp
     paths = corrupt_class(None, tmp_path / "dl")
     out = tmp_path / "out"
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                        "--validation-labels-file", paths["val_labels"], "--out", out, "--on-bad-image", "skip")
+                        "--validation-labels-file", paths["val_labels"], "--out", out, "--on-bad-image", "skip",
+                        *SMALL_LAYOUT)
     assert code == 0, err
     bad = f"ILSVRC2012_img_train.tar!{B}.tar!{B}_2.JPEG"
     assert "skipped 1 bad input file(s)" in err and bad in err

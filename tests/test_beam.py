@@ -19,6 +19,9 @@ from conftest import ROOT, convert_args, result_files, run_cli
 from test_remote import aws_env, s3, s3_endpoint  # noqa: F401 - the moto S3 server fixtures
 
 LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+# Beam checks every element against the pipeline's type hints as it runs: a hint that says something other than
+# what flows fails a test on any Beam version (Beam 2.78 started checking side inputs against them).
+TYPE_CHECKED = ("--runtime_type_check",)
 SAMPLE_SHARDS = 4 + 2
 FAILING_SHARD = "train-00002-of-00004"
 
@@ -77,7 +80,7 @@ def test_multiprocess_direct_runner_on_s3_matches_the_local_engine_byte_for_byte
 
     # the worker processes get the endpoint and keys from the pipeline's DoFns and elements, nothing global
     code, err = run_cli(*convert_args(urls, beam_out, *LAYOUT, *storage, "--engine", "beam", "--",
-                                      "--direct_running_mode=multi_processing", "--direct_num_workers=2"))
+                                      "--direct_running_mode=multi_processing", "--direct_num_workers=2", *TYPE_CHECKED))
 
     assert code == 0, err
     assert "written by this run: 44 images" in err, err  # the Beam metrics counters, as a Dataflow user sees them
@@ -157,7 +160,8 @@ def test_a_bundle_failing_mid_shard_is_retried_by_beam_and_the_output_is_identic
     """A real Beam retry: the BundleBasedDirectRunner runs a failed bundle again (up to 4 attempts)."""
     out, marker = tmp_path / "out", tmp_path / "attempts"
 
-    beam.convert(options_for(sample, out), ["--runner=BundleBasedDirectRunner"], writer=failing_writer(beam, marker))
+    beam.convert(options_for(sample, out), ["--runner=BundleBasedDirectRunner", *TYPE_CHECKED],
+                 writer=failing_writer(beam, marker))
 
     assert marker.read_text().count("attempt") == 2, "the shard was not failed once and retried"
     assert_matches_local(out, local_run)  # and the dead worker's partial temporary file was swept
@@ -170,11 +174,11 @@ def test_a_failed_pipeline_run_again_leaves_identical_output_and_no_partial_file
 
     out, marker = tmp_path / "out", tmp_path / "attempts"
     with pytest.raises(StreamprepError, match="injected failure"):
-        beam.convert(options_for(sample, out), [], writer=failing_writer(beam, marker, always=True))
+        beam.convert(options_for(sample, out), [*TYPE_CHECKED], writer=failing_writer(beam, marker, always=True))
     assert FAILING_SHARD not in os.listdir(out), "a shard that failed mid-way has its final name"
     assert (out / f".{FAILING_SHARD}.1-deadbeef.tmp").exists()  # a partial file, but only under a hidden name
 
-    beam.convert(options_for(sample, out), [])
+    beam.convert(options_for(sample, out), [*TYPE_CHECKED])
 
     assert_matches_local(out, local_run)
 
@@ -214,7 +218,8 @@ def test_the_beam_engine_writes_every_format_and_index_as_the_local_engine(beam,
     local, out = tmp_path / "local", tmp_path / "beam"
     code, err = run_cli(*convert_args(sample, local, *LAYOUT, *formats, "--quiet"))
     assert code == 0, err
-    code, err = run_cli(*convert_args(sample, out, *LAYOUT, *formats, "--engine", "beam", "--quiet"))
+    code, err = run_cli(*convert_args(sample, out, *LAYOUT, *formats, "--engine", "beam", "--quiet", "--",
+                                      *TYPE_CHECKED))
     assert code == 0, err
     files = result_files(local)
     assert {n for n in files if n.endswith(".tar")} and {n for n in files if n.endswith(".idx")} and "_info.json" in files

@@ -9,10 +9,14 @@ from __future__ import annotations
 import pytest
 
 from conftest import convert_args, result_files, run_cli
-from test_beam import LAYOUT, options_for, same_but_out
+from test_beam import LAYOUT, TYPE_CHECKED, options_for, same_but_out
 
 import distributed  # noqa: E402 - the test extra installs dask[distributed]
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
+# On the Dask runner, Beam's `--runtime_type_check` wrapper hands CombineGlobally's default-injecting step an
+# unevaluated `AsList` (Beam 2.78: "object of type 'AsList' has no len()", with any pipeline); its
+# `--performance_runtime_type_check` checks every element against the hints as well and runs.
+DASK_TYPE_CHECKED = ("--performance_runtime_type_check",)
 FAILING_SHARD = "train-00002-of-00004"
 
 
@@ -30,7 +34,7 @@ def test_the_dask_runner_writes_what_the_local_engine_writes(sample, cluster, tm
     code, err = run_cli(*convert_args(sample, local, *LAYOUT, *formats, "--quiet"))
     assert code == 0, err
     code, err = run_cli(*convert_args(sample, out, *LAYOUT, *formats, "--engine", "beam", "--quiet", "--",
-                                      DASK_RUNNER, f"--dask_client_address={cluster}"))
+                                      DASK_RUNNER, f"--dask_client_address={cluster}", *DASK_TYPE_CHECKED))
     assert code == 0, err
     files = result_files(local)
     assert len(files) > 20 and result_files(out) == files
@@ -56,7 +60,7 @@ def test_a_failing_shard_is_one_line_naming_it_on_either_runner(sample, cluster,
     from streamprep.engines import beam as engine
     from streamprep.errors import StreamprepError
 
-    args = [DASK_RUNNER, f"--dask_client_address={cluster}"] if runner == "dask" else []
+    args = [DASK_RUNNER, f"--dask_client_address={cluster}", *DASK_TYPE_CHECKED] if runner == "dask" else [*TYPE_CHECKED]
     with pytest.raises(StreamprepError) as raised:
         engine.convert(options_for(sample, tmp_path / "out"), args, writer=failing_writer())
     message = str(raised.value)

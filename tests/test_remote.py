@@ -393,6 +393,29 @@ def test_a_misbehaving_server_gives_a_one_line_error_within_a_bounded_time(tmp_p
     assert took < 60, f"took {took:.0f} s"
 
 
+@pytest.mark.parametrize("mode", ["silent", "hang-get"], ids=["never-answers", "answers-head-not-get"])
+def test_a_server_that_answers_nothing_ends_a_run_within_three_timeouts(tmp_path, mode):
+    """All three downloads on one server that stops answering: however many requests and retries are under way,
+    the run waits at most 3 x --timeout without progress (before, six attempts of each request were waited out)."""
+    from servers import Misbehaving
+    from tiny import write_tiny
+
+    timeout = 2.0
+    sample = write_tiny(tmp_path / "dl")
+    with Misbehaving(sample["train"].parent, mode) as server:
+        started = time.monotonic()
+        code, err = run_cli("convert", *[x for role in ("train", "val", "bbox")
+                                         for x in (f"--{role}", f"{server.url}/{sample[role].name}")],
+                            "--validation-labels-file", sample["val_labels"], "--out", tmp_path / "out", "--quiet",
+                            "--timeout", str(timeout), "--connect-timeout", str(timeout))
+        took = time.monotonic() - started
+    assert code == 2 and err.count("\n") == 1 and "stopped answering" in err, err
+    assert "3 x --timeout" in err, err
+    # 3 x 2 s of silence, plus the run's own work and a loaded machine's slack; six attempts would take 12 s or more
+    assert 3 * timeout - 0.5 <= took < 3 * timeout + 4, f"took {took:.1f} s"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_s3_bucket_is_reported_at_once_not_retried(sample, s3, s3_endpoint, tmp_path):
     started = time.monotonic()
     code, err = run_cli("convert", "--train", "s3://no-such-bucket/ILSVRC2012_img_train.tar", "--val", sample["val"],

@@ -7,8 +7,10 @@ import gzip
 import io
 import json
 import logging
+import re
 import struct
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -77,7 +79,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
                                      "tfrecord, webdataset"),
     ({"format": "webdataset,webdataset"}, "a format named twice"),
     ({"format": "tfds,tfrecord"}, "tfds has an order and sharding of its own"),
-    ({"file_format": "array_record"}, r"are options of --format tfds"),
+    ({"file_format": "array_record"}, r"file_format \(--file-format array_record\) is an option of --format tfds"),
     ({"format": "tfds", "dali_index": True}, "--format tfds has none"),
     ({"format": "tfds", "engine": "beam"}, "runs on the local engine"),
     ({"format": "tfds", "file_format": "parquet"}, "must be tfrecord or array_record"),
@@ -381,3 +383,48 @@ def test_the_fix_up_files_are_found_by_name_even_between_other_names_in_the_blob
     plan = make_plan(DatasetIndex((empty, index), BoxTable.empty(), Ignored()), load_label_data(),
                      Sharding(8, 8, 8))
     assert sorted(plan.fixup_sizes()) == sorted([(cmyk[0], 12), ("x_" + PNG_NAME, 13), (cmyk[1], 15)])
+
+
+# --------------------------------------------------------------------------------------------- the documented design
+
+def design_tree() -> set[str]:
+    """The module tree docs/design.md draws, as paths under streamprep/ (a package by its folder)."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    block = text[text.index("```\nstreamprep/\n") + len("```\nstreamprep/\n"):]
+    block = block[:block.index("```")]
+    paths, parents = set(), []
+    for line in block.splitlines():
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        parents = parents[:depth - 1] + [line.split()[0].rstrip("/")]
+        paths.add("/".join(parents))
+    return paths
+
+
+def code_tree() -> set[str]:
+    """Every module under streamprep/, a subpackage's __init__.py by its folder."""
+    package = ROOT / "streamprep"
+    paths = set()
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package)
+        subpackage = path.name == "__init__.py" and relative.parent != Path(".")
+        paths.add(relative.parent.as_posix() if subpackage else relative.as_posix())
+    return paths
+
+
+def test_the_design_pages_module_tree_names_every_module_and_no_other():
+    drawn, code = design_tree(), code_tree()
+    assert {"errors.py", "archives", "archives/storage.py", "cli/report.py"} <= drawn  # the tree was read
+    assert sorted(code - drawn) == [], "modules missing from docs/design.md's tree"
+    assert sorted(drawn - code) == [], "docs/design.md's tree names modules that do not exist"
+
+
+def test_the_engine_seam_names_only_steps_the_pipeline_has():
+    from streamprep.cli import report
+    from streamprep.engines import pipeline
+
+    text = (ROOT / "docs" / "design.md").read_text()
+    section = text[text.index("### The engine seam"):]
+    section = section[:section.index("\n## ")]
+    named = set(re.findall(r"`([a-z_]+)`", section)) - {"run"}  # the manifest's `run`, a key
+    assert {"open_inputs", "make_job", "finish"} <= named
+    assert sorted(n for n in named if not hasattr(pipeline, n) and not hasattr(report, n)) == []

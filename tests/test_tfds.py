@@ -4,7 +4,9 @@ The downloads hold the classic's fix-up files (a CMYK JPEG and the PNG under the
 validation tar of 7 images (not 50,000). TFDS builds from them offline into one data_dir, streamprep
 converts them into another, and the two are compared split by split and shard by shard, record by
 record (parsed: protobuf's map order is not part of its contract). Then TFDS reads streamprep's output
-with `tfds.load` and `tfds.data_source`.
+with `tfds.load` and `tfds.data_source`. Downloads at the edges of TFDS's member rules
+(`tests/tfds_members.py`) are compared the same way, in TFRecord and ArrayRecord; where `tfds build` fails on
+one, the conversion must stop with a one-line error giving the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import tensorflow_datasets as tfds  # noqa: E402 - the test extra installs the r
 
 from conftest import convert_args, run_cli  # noqa: E402
 from fixtures import builders  # noqa: E402
+from tfds_members import (BASE_TRAIN, BASE_VAL, FAILING, gzipped_class_tar, odd_downloads,  # noqa: E402
+                          write_downloads)
 from tiny import write_tiny  # noqa: E402
 
 CMYK, PNG = "n01739381_1309.JPEG", "n02105855_2933.JPEG"
@@ -57,9 +61,18 @@ def streamprep(downloads: dict[str, Path], out: Path, *extra: str) -> Path:
 
 
 def records(path: Path) -> list[dict]:
+    """The parsed examples of a TFRecord shard, or of an ArrayRecord one (read with its own reader)."""
     found = []
-    for raw in tf.data.TFRecordDataset(str(path)):
-        feature = tf.train.Example.FromString(raw.numpy()).features.feature
+    if ".array_record-" in path.name:
+        from array_record.python import array_record_module
+
+        reader = array_record_module.ArrayRecordReader(str(path))
+        raws = reader.read_all()
+        reader.close()
+    else:
+        raws = [raw.numpy() for raw in tf.data.TFRecordDataset(str(path))]
+    for raw in raws:
+        feature = tf.train.Example.FromString(raw).features.feature
         assert set(feature) == {"file_name", "image", "label"}
         found.append({"file_name": feature["file_name"].bytes_list.value[0],
                       "image": feature["image"].bytes_list.value[0], "label": feature["label"].int64_list.value[0]})
@@ -131,13 +144,97 @@ def test_verify_checks_a_tfds_output_against_its_manifest(built, tmp_path):
     assert code == 0, err
 
 
-def test_a_member_tfds_build_would_read_but_streamprep_leaves_out_is_a_one_line_error(sample, tmp_path):
-    """The bundled sample holds a README and other members the classic ignores: TFDS would not."""
+def test_the_bundled_sample_stops_where_tfds_build_fails_on_it_with_a_one_line_error(sample, tmp_path):
+    """The bundled sample holds members the classic ignores and `tfds build` fails on: a README in the validation
+    tar, which takes a line of the sample's validation labels file, which has none to spare (and a README and a
+    class tar of no synset in the training tar)."""
     code, err = run_cli(*convert_args(sample, tmp_path / "out", "--format", "tfds", "--quiet"))
-    assert code == 2
-    line = err.strip().splitlines()[-1]
-    assert "so --format tfds cannot give its dataset: remove such members from the download" in line
+    assert code == 2 and err.count("\n") == 1, err
+    assert "ILSVRC2012_img_val.tar!README.txt: TFDS labels the validation tar's member names" in err
+    assert "so `tfds build` fails on it (KeyError): remove such members from the validation tar" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory) -> dict[str, Path]:
+    return odd_downloads(tmp_path_factory.mktemp("tfds-odd"))
+
+
+@pytest.mark.parametrize("file_format, shards", [("tfrecord", 0), ("tfrecord", 3), ("array_record", 2)])
+def test_every_member_tfds_build_takes_is_taken_record_for_record(odd, tmp_path, file_format, shards):
+    """Images under other extensions, files that are no images, files in folders, empty class tars, links, hidden
+    files and validation members that are no images: the classic leaves them out, `tfds build` does not."""
+    sharding = {"num_shards": shards} if shards else {}
+    theirs = tfds_build(odd, tmp_path / "theirs", file_format=file_format, **sharding)
+    mine = streamprep(odd, tmp_path / "mine", "--file-format", file_format,
+                      *(("--tfds-shards", str(shards)) if shards else ()))
+    names = sorted(p.name for p in theirs.iterdir())
+    assert names == sorted(p.name for p in mine.iterdir())
+    info = json.loads((theirs / "dataset_info.json").read_text())
+    assert json.loads((mine / "dataset_info.json").read_text()) == info
+    shards_written = [n for n in names if f".{file_format}-" in n]
+    assert len(shards_written) == 2 * (shards or 1)
+    taken = []
+    for name in shards_written:
+        expected = records(theirs / name)
+        assert records(mine / name) == expected, name
+        taken += [r["file_name"].decode() for r in expected]
+    assert sum(int(n) for s in info["splits"] for n in s["shardLengths"]) == len(taken) == 21 + 12
+    assert {"lower.jpeg", "upper.JPG", "picture.png", "README", "empty.JPEG", "sub/in_folder.JPEG", "up.JPEG",
+            "c/d.JPEG", "dot.JPEG", "unknown-type.JPEG", "n04596742_1.JPEG", "n01443537_1.JPEG", "n01530575_1.JPEG",
+            "README.txt", "sub/ILSVRC2012_val_00000007.JPEG", "ILSVRC2012_val_00000008.JPEG"} <= set(taken)
+    assert not {".hidden.JPEG", "link.JPEG", "hard.JPEG", "backup.JPEG~", "ILSVRC2012_val_00000010.JPEG"} & set(taken)
+    # records that hold no image (a readme, an empty file) are what `tfds build` writes: verify passes them
+    code, err = run_cli("verify", str(tmp_path / "mine"))
+    assert code == 0, err
+
+
+def test_a_rerun_of_such_downloads_keeps_its_shards_and_rewrites_a_lost_one_from_the_saved_index(odd, tmp_path):
+    mine = streamprep(odd, tmp_path / "mine", "--tfds-shards", "3")
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    (mine / "imagenet2012-train.tfrecord-00001-of-00003").unlink()
+    assert streamprep(odd, tmp_path / "mine", "--tfds-shards", "3") == mine
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+
+
+@pytest.mark.parametrize("case", sorted(FAILING))
+def test_what_tfds_build_fails_on_stops_the_conversion_with_its_reason_in_one_line(case, tmp_path):
+    train, val, words = FAILING[case]
+    paths = write_downloads(tmp_path / "dl", train, val)
+    with pytest.raises(Exception):  # noqa: B017 - whatever TFDS raises: KeyError, tarfile.ReadError, ...
+        tfds_build(paths, tmp_path / "theirs")
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--out", tmp_path / "out", "--format", "tfds", "--quiet")
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert not list((tmp_path / "out").rglob("imagenet2012-train*"))  # (a failing fix-up stops it when written)
+
+
+def test_a_validation_member_past_the_labels_files_last_line_stops_the_conversion_as_it_stops_tfds_build(
+        tmp_path, monkeypatch):
+    from tensorflow_datasets.datasets.imagenet2012 import imagenet_common
+
+    labels = tmp_path / "validation_labels.txt"  # 3 lines, for the tar's 4 names
+    labels.write_text("n01440764\n" * 3)
+    monkeypatch.setattr(imagenet_common, "_VALIDATION_LABELS_FNAME", str(labels))  # TFDS's own file, for this test
+    paths = write_downloads(tmp_path / "dl", BASE_TRAIN, [*BASE_VAL, ("README.txt", b"validation images\n")])
+    with pytest.raises(KeyError, match="README.txt"):
+        tfds_build(paths, tmp_path / "theirs")
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--out", tmp_path / "out", "--format", "tfds", "--validation-labels-file", labels, "--quiet")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "README.txt: TFDS labels the validation tar's member names, sorted, with the lines of the validation " \
+           "labels file" in err and "this one is name 4 of 4" in err and "the file has 3 lines" in err
+
+
+def test_a_gzipped_class_tar_tfds_build_reads_is_refused_saying_what_to_do(tmp_path):
+    paths = gzipped_class_tar(tmp_path / "dl")
+    theirs = tfds_build(paths, tmp_path / "theirs")  # tarfile opens a class tar `r|*`, compressed or not
+    assert sum(len(records(p)) for p in theirs.glob("imagenet2012-train.tfrecord-*")) == 3
+    code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
+                        "--out", tmp_path / "out", "--format", "tfds", "--quiet")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "n01443537.tgz: a gzip-compressed tar, which `tfds build` reads as a class tar but streamprep cannot " \
+           "read in place; store it uncompressed in the training tar, or write another format" in err
 
 
 def test_switching_the_file_format_is_another_conversion_and_overwrite_leaves_no_old_shard(downloads, tmp_path):

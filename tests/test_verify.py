@@ -346,3 +346,85 @@ def test_help_lists_verify():
     with pytest.raises(SystemExit), contextlib.redirect_stdout(out):
         main(["verify", "--help"])
     assert "--decode" in out.getvalue() and "(default: 1000)" in out.getvalue()
+
+
+# Label numbering: every message says a label in the numbering its format stores.
+
+@pytest.fixture(scope="module")
+def tfds_converted(tmp_path_factory) -> Path:
+    """--format tfds of TFDS-valid downloads (tests/tfds_downloads.py), one TFRecord shard a split."""
+    from tfds_downloads import tfds_convert_args, write_tfds_downloads
+
+    base = tmp_path_factory.mktemp("verify-tfds")
+    code, err = run_cli(*tfds_convert_args(write_tfds_downloads(base / "dl"), base / "out"))
+    assert code == 0, err
+    return base / "out"
+
+
+TFDS_TRAIN = "imagenet2012/5.1.0/imagenet2012-train.tfrecord-00000-of-00001"
+
+
+def rewrite_tfds_label(shard: Path, number: int, label: int) -> tuple[str, int]:
+    """Give record `number` of a TFDS shard another label, framed again with correct CRCs; its file name and old
+    label."""
+    framed = []
+    for i, (_, data) in enumerate(records(shard)):
+        if i == number:
+            example = tf.train.Example.FromString(data)
+            feature = example.features.feature
+            name, old = feature["file_name"].bytes_list.value[0].decode(), feature["label"].int64_list.value[0]
+            feature["label"].int64_list.value[:] = [label]
+            data = example.SerializeToString(deterministic=True)
+        framed.append(frame(data))
+    shard.write_bytes(b"".join(framed))
+    return name, old
+
+
+def test_the_summary_names_each_formats_label_range_in_its_own_numbering(both, tfds_converted):
+    code, out, _ = verify_cli(tfds_converted, "--quiet")
+    summary = out.splitlines()[-1]
+    assert code == 0 and "checked framing, schema, labels (TFDS label 0..999), counts" in summary, out
+    assert "1..1000" not in summary
+    code, out, _ = verify_cli(both, "--quiet")
+    assert code == 0 and "labels (image/class/label 1..1000; .cls 0..999)" in out.splitlines()[-1], out
+
+
+def test_a_tfds_label_out_of_range_is_reported_against_0_to_999(tfds_converted, tmp_path):
+    out = Path(shutil.copytree(tfds_converted, tmp_path / "out"))
+    name, _ = rewrite_tfds_label(out / TFDS_TRAIN, 1, 1000)
+    code, report, _ = verify_cli(out, "--quiet")
+    assert code == 1 and f"{TFDS_TRAIN}: record 1 at byte" in report
+    assert f"({name}): label 1000 is out of range 0..999" in report
+
+
+def test_a_tfds_label_count_that_differs_from_the_manifest_is_named_as_tfds_numbers_it(tfds_converted, tmp_path):
+    out = Path(shutil.copytree(tfds_converted, tmp_path / "out"))
+    _, old = rewrite_tfds_label(out / TFDS_TRAIN, 0, 5)  # TFDS label 5 (n01491361): no image of the downloads has it
+    code, report, _ = verify_cli(out, "--quiet")
+    assert code == 1
+    line = next(line for line in report.splitlines() if "label counts differ" in line)
+    assert "TFDS label 5: 1 in the records, 0 listed" in line
+    assert f"TFDS label {old}: 3 in the records, 4 listed" in line
+    assert "manifest.json's class_counts key is 1 more, the classic's label" in line
+
+
+def test_a_webdataset_json_label_numbered_like_cls_is_reported_with_both_numberings(both, tmp_path):
+    import tarfile
+
+    out = Path(shutil.copytree(both, tmp_path / "out"))
+    shard = out / "validation-00000-of-00002.tar"
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    name, data = next((m.name, d) for m, d in members if m.name.endswith(".json"))
+    meta = json.loads(data)
+    meta["label"] = meta["cls"]  # the 0-based class where the classic's 1-based label belongs
+    with tarfile.open(shard, "w", format=tarfile.PAX_FORMAT) as tar:
+        for member, data in members:
+            data = json.dumps(meta).encode() if member.name == name else data
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    code, report, _ = verify_cli(out, "--quiet")
+    cls = meta["cls"]
+    assert code == 1
+    assert (f"sample '{name[:-5]}': .json says cls {cls} and label {cls}, .cls says {cls} (so cls {cls} and the "
+            f"classic's label {cls + 1})") in report

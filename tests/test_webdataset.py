@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -199,15 +200,20 @@ def test_verify_finds_a_damaged_webdataset_shard_and_a_wrong_index(both, tmp_pat
     assert "train-00000-of-00004.tar.idx: does not match train-00000-of-00004.tar (from line 2)" in report
 
 
-def test_inspect_shows_a_webdataset_shards_samples_as_a_tfrecord_shards_records(both, capsys):
+def test_inspect_shows_a_webdataset_shards_samples_as_a_tfrecord_shards_records_with_the_cls_label(both, capsys):
+    """The same first record (file name, size, bytes, boxes), its label as each file stores it: the classic's
+    1..1000 in the TFRecord, `.cls`'s 0..999 in the WebDataset shard, one less."""
     code, _ = run_cli("inspect", str(both / "validation-00000-of-00002.tar"), "--limit", "1")
     tar_report = capsys.readouterr().out
     code2, _ = run_cli("inspect", str(both / "validation-00000-of-00002"), "--limit", "1")
     tfrecord_report = capsys.readouterr().out
     assert code == code2 == 0
     assert "WebDataset shard" in tar_report and "samples" in tar_report
-    first = [line for line in tfrecord_report.splitlines() if "label" in line and "bytes" in line]
-    assert first and first[0] in tar_report  # the same first record: file name, label, size, bytes, boxes
+    pattern = re.compile(r"^(\s+\S+)\s+label (\d+) (.*)$")
+    tf_first = next(pattern.match(line) for line in tfrecord_report.splitlines() if pattern.match(line))
+    tar_first = next(pattern.match(line) for line in tar_report.splitlines() if pattern.match(line))
+    assert (tar_first[1], tar_first[3]) == (tf_first[1], tf_first[3])
+    assert int(tar_first[2]) == int(tf_first[2]) - 1
 
 
 def test_webdataset_shards_and_indexes_written_to_s3_equal_a_local_run(sample, both, s3, s3_endpoint):

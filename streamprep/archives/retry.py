@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from typing import Callable, Iterator, TypeVar
 
@@ -24,6 +25,7 @@ PERMANENT_NAMES = {
     "DefaultCredentialsError": "no Google Cloud credentials found; run `gcloud auth application-default login` or "
                                "set GOOGLE_APPLICATION_CREDENTIALS, or pass --storage-option gs.token=anon",
 }
+PATIENCE = 3  # a server may answer nothing for this many idle-read timeouts (--timeout) before a run gives up
 TIMEOUT_NAMES = ("TimeoutError", "ServerTimeoutError", "ConnectTimeoutError", "ReadTimeoutError", "FSTimeoutError",
                  "ConnectTimeout", "ReadTimeout")
 
@@ -89,22 +91,90 @@ def transient(error: BaseException) -> bool:
     return False
 
 
-def call(what: Callable[[], str], fn: Callable[[], T], attempts: int = ATTEMPTS, error: type | None = None) -> T:
-    """`fn()`, retried on transient errors; the last one is raised as `error` (ArchiveError) naming `what()`."""
+class Patience:
+    """How long one server may go without answering, across every request and thread of a run.
+
+    Each request's idle reads are bounded by `--timeout`, but retries multiply that bound: six attempts
+    of each of several requests kept a run waiting on a silent server for many minutes. A `Patience` is
+    shared by every request to one server (`for_server`); it measures the time since the last request
+    that made progress (any answer), and once that reaches `PATIENCE` x the idle timeout no request to
+    that server is tried again. A request that fails after more than one idle timeout was receiving
+    bytes until its last timeout (an idle read longer than that would have ended it sooner), so only
+    its last timeout counts as no progress: while bytes arrive, retries continue.
+    """
+
+    def __init__(self, idle_timeout: float, limit: int = PATIENCE) -> None:
+        self.idle_timeout, self.budget = idle_timeout, limit * idle_timeout
+        self._lock = threading.Lock()
+        self._since: float | None = None  # when the current stretch without progress began; None: none under way
+
+    def progressed(self) -> None:
+        """A request to this server was answered."""
+        self._since = None
+
+    def failed(self, started: float) -> float:
+        """A request started at `started` (time.monotonic) failed transiently: the seconds without progress so far."""
+        now = time.monotonic()
+        with self._lock:
+            began = max(started, now - self.idle_timeout)
+            if self._since is None or began < self._since:
+                self._since = began
+            return now - self._since
+
+    def spent(self) -> bool:
+        """Whether the server has answered nothing for the whole budget (no request to it is tried then)."""
+        since = self._since
+        return since is not None and time.monotonic() - since >= self.budget - self.idle_timeout / 2
+
+    def left(self, started: float) -> bool:
+        """After a failed request started at `started`: whether another attempt still fits the budget (with up to
+        half an idle timeout of slack, so that three timed-out attempts fit three timeouts)."""
+        return self.failed(started) <= self.budget - self.idle_timeout / 2
+
+    def exhausted(self, error: type, text: str) -> Exception:
+        return error(f"{text} (nothing for {self.budget:g} s, {PATIENCE} x --timeout); check the server and the "
+                     "connection, then rerun: finished shards are kept")
+
+
+_servers: dict[tuple[str, float], Patience] = {}
+_servers_lock = threading.Lock()
+
+
+def for_server(server: str, idle_timeout: float) -> Patience:
+    """The one `Patience` of this process for `server` (scheme and host) at this idle timeout."""
+    with _servers_lock:
+        return _servers.setdefault((server, idle_timeout), Patience(idle_timeout))
+
+
+def call(what: Callable[[], str], fn: Callable[[], T], attempts: int = ATTEMPTS, error: type | None = None,
+         patience: Patience | None = None) -> T:
+    """`fn()`, retried on transient errors; the last one is raised as `error` (ArchiveError) naming `what()`.
+    With `patience` (remote storage), attempts also stop once its server has answered nothing for too long, and a
+    timed-out attempt is tried again at once (it has waited already)."""
     from ..errors import ArchiveError
 
     error = error or ArchiveError
     for attempt in range(attempts):
+        if patience is not None and patience.spent():  # other requests to this server waited it out already
+            raise patience.exhausted(error, f"{what()}: {describe(TimeoutError())}")
+        started = time.monotonic()
         try:
-            return fn()
+            result = fn()
         except Exception as e:
             if not transient(e):
                 if foreign(e):  # a storage client's own error that no retry cures (a 400, a broken answer)
                     raise error(f"{what()}: {describe(e)}; check the URL and the server") from e
                 raise
+            if patience is not None and not patience.left(started):
+                raise patience.exhausted(error, f"{what()}: {describe(e)}") from e
             if attempt == attempts - 1:
                 raise exhausted(error, f"{what()}: {describe(e)}", attempts) from e
-            pause(attempt)
+            if not timed_out(e):
+                pause(attempt)
+            continue
+        if patience is not None:
+            patience.progressed()
+        return result
     raise AssertionError("unreachable")
 
 

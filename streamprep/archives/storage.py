@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import threading
+import time
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,11 +16,10 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from ..errors import ArchiveError, ConfigError, MissingDependencyError
+from ..extras import BACKENDS
 from . import retry
 from .tarscan import ReadAt
 
-# Which pip extra brings the backend a URL scheme needs.
-EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
 
 
 def protocol_of(url: str) -> str:
@@ -58,24 +58,38 @@ def _with_timeouts(protocol: str, options: dict[str, Any], connect: float, read:
         config = dict(options.get("config_kwargs") or {})
         config.setdefault("connect_timeout", connect)
         config.setdefault("read_timeout", read)
-        # botocore's own retries would run under ours (6 x 5 attempts): one attempt each, ours decide.
+        # botocore's own retries, and s3fs's around them, would run under ours (6 x 5 x 5 attempts): one attempt
+        # each, ours decide (retry.call, with the server's no-progress budget).
         config.setdefault("retries", {"mode": "standard", "max_attempts": 1})
         options["config_kwargs"] = config
     elif protocol == "gs":
         options.setdefault("timeout", read)  # gcsfs: one timeout for the whole request
 
 
+def patience_for(url: str, storage_options: dict[str, Any] | None) -> retry.Patience | None:
+    """The shared no-progress budget of the server `url` is on (by scheme and host), from the run's --timeout."""
+    timeouts = (storage_options or {}).get(TIMEOUTS)
+    if not timeouts:
+        return None
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]  # the host of an HTTP URL, the bucket of an S3 or GCS one
+    return retry.for_server(f"{scheme}://{host}", float(timeouts["read"]))
+
+
 def resolve(url: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """`fsspec.core.url_to_fs` with this protocol's options; a missing backend names the extra to install."""
     try:
-        return url_to_fs(url, **options_for(url, storage_options))
+        fs, path = url_to_fs(url, **options_for(url, storage_options))
     except ImportError as e:
         scheme = protocol_of(url)
-        extra = EXTRAS.get(scheme)
+        extra = BACKENDS.get(scheme, (None, None))[1]
         hint = f"install streamprep[{extra}]" if extra else f"install the fsspec backend for '{scheme}://'"
         raise MissingDependencyError(f"{url}: no fsspec backend for '{scheme}://' ({e}); {hint}") from e
     except ValueError as e:
         raise MissingDependencyError(f"{url}: unknown URL scheme ({e}); use a path or a URL fsspec knows") from e
+    if protocol_of(url) in ("s3", "s3a") and isinstance(getattr(fs, "retries", None), int):
+        fs.retries = 1  # s3fs's own retries (a class attribute, 5) would run under ours: one attempt, ours decide
+    return fs, path
 
 
 def rejected_options(url: str, error: TypeError) -> ConfigError:
@@ -94,8 +108,9 @@ class Source:
     def __post_init__(self) -> None:
         self.fs, self.path = resolve(self.url, self.storage_options)
         self.remote = bool(getattr(self.fs, "async_impl", False))  # S3, GCS, HTTP...: every read is a request
+        self.patience = patience_for(self.url, self.storage_options) if self.remote else None
         try:
-            info = retry.call(lambda: f"{self.url}: cannot read its size", self._info)
+            info = retry.call(lambda: f"{self.url}: cannot read its size", self._info, patience=self.patience)
         except (TypeError, AttributeError) as e:  # a backend given settings of a shape it does not take
             raise rejected_options(self.url, e) from e
         except FileNotFoundError as e:
@@ -193,7 +208,7 @@ class Source:
             return b""
         if self.remote:  # one ranged request, no read-ahead cache
             data = retry.call(lambda: f"{self.url} bytes {offset}-{end - 1}",
-                              lambda: self.fs.cat_file(self.path, start=offset, end=end))
+                              lambda: self.fs.cat_file(self.path, start=offset, end=end), patience=self.patience)
             return self.ranged(data, offset, end - offset)
         fd = self._fd()
         if fd >= 0:
@@ -230,8 +245,11 @@ class Source:
         out: list[bytes | None] = [None] * len(ranges)
         todo = list(range(len(ranges)))
         for attempt in range(retry.ATTEMPTS):
+            started = time.monotonic()
             got = self.fs.cat_ranges([self.path] * len(todo), [ranges[i][0] for i in todo],
                                      [ranges[i][0] + ranges[i][1] for i in todo], on_error="return")
+            if self.patience is not None and any(not isinstance(data, BaseException) for data in got):
+                self.patience.progressed()
             failed = []
             for i, data in zip(todo, got):
                 if isinstance(data, BaseException):
@@ -247,10 +265,13 @@ class Source:
             if not failed:
                 return out  # type: ignore[return-value]
             todo = [i for i, _ in failed]
-            if attempt < retry.ATTEMPTS - 1:
+            i, error = failed[0]
+            offset, length = ranges[i]
+            if self.patience is not None and not self.patience.left(started):
+                raise self.patience.exhausted(ArchiveError, f"{self.url} bytes {offset}-{offset + length - 1}: "
+                                              f"{retry.describe(error)}") from error
+            if attempt < retry.ATTEMPTS - 1 and not all(retry.timed_out(e) for _, e in failed):
                 retry.pause(attempt)
-        i, error = failed[0]
-        offset, length = ranges[i]
         raise retry.exhausted(ArchiveError, f"{self.url} bytes {offset}-{offset + length - 1}: "
                               f"{retry.describe(error)}") from error
 
@@ -288,7 +309,7 @@ class Readahead:
 
     def __init__(self, source: Source, end: int, chunk: int = READAHEAD_CHUNK, depth: int = READAHEAD_DEPTH) -> None:
         self.source, self.end, self.chunk, self.depth = source, min(end, source.size), chunk, depth
-        self.pending: dict[int, Future] = {}  # chunk start -> its bytes
+        self.pending: dict[int, tuple[Future, float]] = {}  # chunk start -> its bytes, when it was requested
         self.frontier = 0  # the next chunk start to request
         self.data, self.data_start = b"", 0  # the chunk being read
 
@@ -300,18 +321,21 @@ class Readahead:
     def _take(self, start: int) -> bytes:
         """Chunk `start`, requesting it and the ones after it as needed."""
         if not (start in self.pending or self.frontier == start):  # outside the window: start one here
-            for future in self.pending.values():
-                future.cancel()
-            self.pending, self.frontier = {}, start
+            self.close()
+            self.frontier = start
         while self.frontier < self.end and len(self.pending) < self.depth:
-            self.pending[self.frontier] = self._request(self.frontier)
+            self.pending[self.frontier] = self._request(self.frontier), time.monotonic()
             self.frontier += self.chunk
-        future = self.pending.pop(start)
+        future, requested = self.pending.pop(start)
         length = min(self.chunk, self.end - start)
         try:
             data = future.result()
-        except Exception:  # noqa: BLE001 - asked again through the retrying path, which names the URL and range
+        except Exception as e:  # noqa: BLE001 - asked again through the retrying path, which names the URL and range
+            if self.source.patience is not None and retry.transient(e):
+                self.source.patience.failed(requested)  # the time it waited counts against the server's budget
             return self.source.read_at(start, length)
+        if self.source.patience is not None:
+            self.source.patience.progressed()
         return self.source.ranged(data, start, length)
 
     def read_at(self, offset: int, length: int) -> bytes:
@@ -329,7 +353,7 @@ class Readahead:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
-        for future in self.pending.values():
+        for future, _ in self.pending.values():
             future.cancel()
         self.pending = {}
 

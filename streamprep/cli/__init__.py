@@ -13,12 +13,16 @@ from typing import Any, Sequence, TextIO
 def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
-        from .commands import main as run
+        from ..progress import terminate_as_interrupt
 
-        return run(argv, stderr, stdout)
-    except KeyboardInterrupt:
-        (stderr or sys.stderr).write("streamprep: interrupted; nothing was left half-written\n")
-        return 130
+        with terminate_as_interrupt():  # SIGTERM stops a run as Ctrl-C does, with exit status 143
+            from .commands import main as run
+
+            return run(argv, stderr, stdout)
+    except KeyboardInterrupt as e:
+        what = "terminated" if getattr(e, "exit_code", 130) == 143 else "interrupted"
+        (stderr or sys.stderr).write(f"streamprep: {what}; nothing was left half-written\n")
+        return getattr(e, "exit_code", 130)
 
 
 def parser() -> Any:

@@ -1,19 +1,20 @@
-"""The command line: subcommands `convert` and `verify`, their flags generated from the option table."""
+"""The command line: `convert`, `plan`, `inspect`, `verify` and `config`, flags generated from the option table."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import sys
 from typing import Any, Callable, Sequence, TextIO
 
-from .. import __version__
+from .. import __version__, extras
 from ..archives import retry
-from ..errors import ConfigError, MissingDependencyError, StreamprepError
+from ..errors import ConfigError, StreamprepError
 from ..options import Engine, Option, default_workers, fields, load_config, make_options, with_timeouts
-from ..progress import Stopped
+from ..progress import Stopped, Terminated
 from .report import Reporter, WarningHandler, format_inspection, format_preview, format_summary, safe
 
 
@@ -87,17 +88,50 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one `streamprep: error:` line instead of a usage block."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message}; see `{self.prog} --help`")
+        raise UsageError(f"{message}{_did_you_mean(message)}; see `{self.prog} --help`")
+
+
+def _did_you_mean(message: str) -> str:
+    """` (did you mean X?)` for argparse's "invalid choice: 'Y' (choose from ...)", when a choice is close to Y."""
+    if "invalid choice: " not in message or "(choose from " not in message:
+        return ""
+    wrong = message.split("invalid choice: ", 1)[1].split(" (choose from ", 1)[0].strip("'")
+    choices = [c.strip().strip("'") for c in message.rsplit("(choose from ", 1)[1].rstrip(")").split(",")]
+    close = difflib.get_close_matches(wrong, choices, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _unrecognized(command: argparse.ArgumentParser, extra: list[str]) -> UsageError:
+    """The arguments `command` (a subcommand's parser, or the top one) does not take, each unknown flag with the
+    closest of that command's own flags; and where its help is."""
+    flags = [f for action in command._actions for f in action.option_strings if f.startswith("--")]  # noqa: SLF001
+    said = []
+    for arg in extra:
+        name = arg.split("=", 1)[0]
+        close = difflib.get_close_matches(name, flags, n=1) if name.startswith("-") else []
+        said.append(f"{arg} (did you mean {close[0]}?)" if close else arg)
+    return UsageError(f"unrecognized arguments: {', '.join(said)}; see `{command.prog} --help`")
+
+
+def _commands(top: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's parser, by name."""
+    return next(a.choices for a in top._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
 
 
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="streamprep", description="ImageNet (ILSVRC2012) downloads to TFRecord shards, "
-                                  "straight from the archives.")
+    """Every command's parser; each option of `convert` and `plan` is a field of the option table."""
+    top = _Parser(prog="streamprep", description="ImageNet (ILSVRC2012) downloads to training-ready shards, "
+                  "straight from the archives, nothing extracted: the classic TFRecord shards, WebDataset shards "
+                  "(with NVIDIA DALI's indexes and timm's _info.json) or TensorFlow Datasets' prepared imagenet2012, "
+                  "with bboxes.csv and manifest.json. Start with `streamprep convert --help`.")
     top.add_argument("--version", action="version", version=f"streamprep {__version__}")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser("convert", help="write the classic train/validation shards and bboxes.csv",
-                       description="Write the classic 1024/128 TFRecord shards and bboxes.csv straight from the "
-                       "three ILSVRC2012 downloads, extracting nothing to disk. Flags override --config.")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("convert", help="write the shards (TFRecord, WebDataset, TFDS), bboxes.csv and manifest.json",
+                       description="Write the training and validation shards, bboxes.csv and manifest.json straight "
+                       "from the three ILSVRC2012 downloads, extracting nothing to disk: by default the classic "
+                       "1024/128 TFRecord shards; with --format, WebDataset tar shards (timm's _info.json beside "
+                       "them, and NVIDIA DALI's index files with --dali-index), or TFDS's prepared imagenet2012 "
+                       "(TFRecord or ArrayRecord files). Flags override --config.")
     p.add_argument("--config", metavar="TOML", help="config file setting any option below by its long name "
                    "(`streamprep config --example` prints one); flags override it")
     add_arguments(p)
@@ -117,18 +151,22 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="print an example config file (every option, its default and help)",
                        description="Print a config file for `convert --config`: every option by its long name, with "
                        "its default and help, commented out. `streamprep config --example > my.toml`.")
-    c.add_argument("--example", action="store_true", required=True, help="print the example config")
+    c.add_argument("--example", action="store_true", help="print the example config (without it: this help)")
 
-    i = sub.add_parser("inspect", help="look inside a download or a shard",
-                       description="Show what a download (the training tar, the validation tar, the bounding-box "
-                       "tar.gz) or a TFRecord shard (streamprep's or the classic procedure's) holds: counts, the "
-                       "first members or records, and members that convert would leave out, and why. Recognised by "
-                       "content, not name.")
-    i.add_argument("path", metavar="PATH", help="a download or a shard: a path or fsspec URL")
+    i = sub.add_parser("inspect", help="look inside a download, a shard or any file convert writes",
+                       description="Show what one file holds, recognised by its content, not its name: a download "
+                       "(the training tar, the validation tar, the bounding-box tar.gz: images per class as convert "
+                       "labels them, and the members it would leave out, and why), a shard (TFRecord, the classic's "
+                       "or TFDS's; WebDataset; TFDS ArrayRecord: each record's file name, label as the file numbers "
+                       "it, synset and text), a DALI index, manifest.json, _info.json, TFDS's dataset_info.json, "
+                       "features.json and label.labels.txt, bboxes.csv or a label file. Any other file is a one-line "
+                       "error (exit status 2).")
+    i.add_argument("path", metavar="PATH", help="the file: a path or fsspec URL")
     i.add_argument("--limit", type=int, default=20, metavar="N", help="members or records listed (default: 20)")
     i.add_argument("--json", action="store_true", help="print the report as JSON (for scripts)")
-    add_arguments(i, only={"labels_file", "metadata_file", "validation_labels_file", "storage_options", "timeout",
-                           "connect_timeout"})
+    i.add_argument("--config", metavar="TOML", help="convert's config file: inspect takes the label files and storage "
+                   "settings from it, so it labels as that convert run would; flags override it")
+    add_arguments(i, only={f.name for f in fields() if f.metadata["option"].inspect})
 
     v = sub.add_parser("verify", help="check a finished output: framing, schema, labels, counts and sha256",
                        description="Check every record of an output folder: length and data CRCs, the classic "
@@ -143,7 +181,8 @@ def parser() -> argparse.ArgumentParser:
                    help="also decode every image with TensorFlow (decode_jpeg, 3 channels) and check its size "
                    "against image/height and image/width (default: off; slower)")
     g.add_argument("--num-classes", type=int, default=1000, metavar="N",
-                   help="image/class/label must be in 1..N (default: 1000)")
+                   help="the classes: a TFRecord's image/class/label must be in 1..N (the classic's numbering), a "
+                   "WebDataset .cls and a TFDS label in 0..N-1 (default: 1000)")
     add_arguments(v, only={"workers", "storage_options", "timeout", "connect_timeout"},
                   helps={"workers": "shards checked at once"})
     v.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (the report is still printed)")
@@ -195,9 +234,9 @@ def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int], quiet: b
     except StreamprepError as e:
         stderr.write(f"streamprep: error: {safe(str(e))}\n")
         return e.exit_code
-    except KeyboardInterrupt:
-        stderr.write(f"streamprep: interrupted; {interrupted}\n")
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (`progress.Terminated`: exit status 143)
+        stderr.write(f"streamprep: {'terminated' if isinstance(e, Terminated) else 'interrupted'}; {interrupted}\n")
+        return getattr(e, "exit_code", 130)
     except Exception as e:  # noqa: BLE001 - a storage client's error that reached here: one line, not a traceback
         if not retry.foreign(e):
             raise  # a bug of streamprep's: the traceback is what to report
@@ -223,6 +262,7 @@ def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 def _convert_command(args: argparse.Namespace, passthrough: list[str] | None, stderr: TextIO) -> int:
     """`streamprep convert`, on the local engine or (`--engine beam`) on Apache Beam."""
     options = make_options(_values(args))
+    extras.check(extras.for_convert(options))  # every package the run needs, before Beam is imported
     reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
     if options.engine is Engine.BEAM:
         summary = _beam_engine().convert(options, passthrough or [], reporter)
@@ -255,8 +295,12 @@ def _inspect_command(args: argparse.Namespace, stdout: TextIO) -> int:
 
     if args.limit < 0:
         raise ConfigError(f"limit (--limit) must be 0 or more, got {args.limit}")
-    storage = _bounded(args, _storage_options(args))
-    labels = load_label_data(args.labels_file, args.metadata_file, args.validation_labels_file, storage)
+    values = _values(args)  # a convert config's other options (shards, formats, ...) change nothing shown
+    defaults = {f.name: f.default for f in fields()}
+    storage = with_timeouts(values["storage_options"], *(values.get(name, defaults[name])
+                                                         for name in ("timeout", "connect_timeout")))
+    labels = load_label_data(values.get("labels_file"), values.get("metadata_file"),
+                             values.get("validation_labels_file"), storage)
     found = inspect(args.path, labels, storage, args.limit)
     stdout.write(json.dumps(found.to_json(), indent=1) + "\n" if args.json else format_inspection(found))
     stdout.flush()
@@ -264,12 +308,7 @@ def _inspect_command(args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def _beam_engine() -> Any:
-    """engines.beam, which imports Apache Beam; only `--engine beam` loads it."""
-    try:
-        import apache_beam  # noqa: F401
-    except ImportError as e:
-        raise MissingDependencyError(f"--engine beam needs Apache Beam, which is not installed ({e}); "
-                                     "install streamprep[beam]") from e
+    """engines.beam, which imports Apache Beam (checked installed by `extras`); only `--engine beam` loads it."""
     from ..engines import beam
     return beam
 
@@ -282,11 +321,17 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout
     if "--" in argv:  # `convert ... --engine beam -- --runner=...`: the rest goes to Beam untouched
         cut = argv.index("--")
         argv, passthrough = argv[:cut], argv[cut + 1:]
+    top = parser()
     try:
-        args = parser().parse_args(argv)
+        args, extra = top.parse_known_args(argv)
+        if extra:  # told apart by the command they were given to: its flags suggested, its help named
+            raise _unrecognized(_commands(top).get(args.command, top), extra)
     except UsageError as e:
         stderr.write(f"streamprep: error: {safe(str(e))}\n")
         return e.exit_code
+    if args.command is None or (args.command == "config" and not args.example):  # nothing asked: the help
+        (_commands(top)[args.command] if args.command else top).print_help(stdout or sys.stdout)
+        return 0
     if args.command == "config":
         from ..options import example_config
 
@@ -298,8 +343,9 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout
         return _guarded(stderr, "nothing was written but the saved index",
                         lambda: _plan_command(args, stdout or sys.stdout, stderr), args.quiet)
     if args.command == "verify":
-        return _guarded(stderr, "verification stopped", lambda: _verify_command(args, stdout or sys.stdout, stderr),
-                        args.quiet)
+        return _guarded(stderr, "verification stopped",
+                        lambda: extras.check(extras.for_verify(args.out, args.decode))
+                        or _verify_command(args, stdout or sys.stdout, stderr), args.quiet)
     return _guarded(stderr, "finished shards are kept, no partial file has a final name",
                     lambda: _convert_command(args, passthrough, stderr), args.quiet)
 

@@ -34,6 +34,7 @@ from ..index.images import (DatasetIndex, Ignored, Skipped, SplitIndex, assemble
 from ..index import store
 from ..index.boxes import BoxTable
 from ..options import Options
+from ..outputs import lock as run_lock
 from ..outputs import manifest as mf
 from ..outputs.files import Output, sweep
 from ..outputs.format import ShardResult, prepare_split, write_or_keep
@@ -191,8 +192,9 @@ class WalkClassTar(beam.DoFn):
             self.source.close()
 
 
-def _plan(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> Planned:
-    """All walks combined into the `DatasetIndex` the local engine builds (same `Ignored` order), then the plan."""
+def _plan(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> "PlanRef":
+    """All walks combined into the `DatasetIndex` the local engine builds (same `Ignored` order), then the plan,
+    saved beside the output: what flows on is its `PlanRef`."""
     validation = next(p for p in parts if isinstance(p, ValidationWalk))
     boxes = next(p for p in parts if isinstance(p, BoxesWalk))
     classes = {p.label: p for p in parts if isinstance(p, ClassWalk)}
@@ -353,6 +355,29 @@ def _cause(e: BaseException) -> StreamprepError:
                          " (the whole error is logged at debug level)")
 
 
+def _close_client(result: Any) -> None:
+    """Close the client a runner opened for this run and left open (the Dask runner's `distributed.Client`): left
+    open, it outlives the run and prints reconnection tracebacks once its cluster goes away."""
+    client = getattr(result, "client", None)
+    close = getattr(client, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - the run's outcome is decided; a client that fails to close changes nothing
+            log.debug("closing the runner's client failed", exc_info=True)
+
+
+def _remove_plans(output: Output) -> None:
+    """The plans saved in `out` (`PlanRef`), once the pipeline succeeded: its workers needed them, no later run does
+    (about 180 MB at full scale). Those of earlier runs that were killed go too (this run holds `out`)."""
+    try:
+        for path in output.fs.glob(output.path(f"{store.STATE_DIR}/plan-*.pickle")):
+            output.fs.rm_file(path)
+    except OSError as e:
+        log.warning("%s: the saved plan could not be removed (%s); remove %s/plan-*.pickle", output.url, e,
+                    output.path(store.STATE_DIR))
+
+
 def check_pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     """The Beam pipeline options, validated for their runner as Beam would at `run()`: before anything is done."""
     from apache_beam.options.pipeline_options import StandardOptions
@@ -374,9 +399,16 @@ def check_pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
 
 def convert(options: Options, beam_args: Sequence[str], progress: Callback | None = None,
             writer: Callable[[BeamJob], beam.DoFn] = WriteShards) -> Summary:
-    """Run the conversion on Beam; `beam_args` go to `PipelineOptions` untouched. Waits for the pipeline."""
+    """Run the conversion on Beam; `beam_args` go to `PipelineOptions` untouched. Waits for the pipeline, holding
+    `out`'s lock (or lease) meanwhile: one run per --out."""
     started = time.monotonic()
     pipeline_options = check_pipeline_options(beam_args)
+    with run_lock.held(options.out, options.storage_options):
+        return _convert(options, beam_args, pipeline_options, writer, started)
+
+
+def _convert(options: Options, beam_args: Sequence[str], pipeline_options: PipelineOptions,
+             writer: Callable[[BeamJob], beam.DoFn], started: float) -> Summary:
     bj = prepare(options)
     log.info("running on Apache Beam (%s); %d class tars listed", " ".join(beam_args) or "DirectRunner",
              len(bj.containers))
@@ -384,11 +416,15 @@ def convert(options: Options, beam_args: Sequence[str], progress: Callback | Non
         p = beam.Pipeline(options=pipeline_options)
         build(p, bj, writer)
         result = p.run()
-        result.wait_until_finish()
+        try:
+            result.wait_until_finish()
+        finally:
+            _close_client(result)
     except StreamprepError:
         raise
     except Exception as e:  # noqa: BLE001 - the runner's wrapping of a worker's error
         raise _cause(e) from e
+    _remove_plans(bj.job.output())
     counters: dict[str, int] = {}
     try:
         for c in result.metrics().query(beam.metrics.MetricsFilter().with_namespace("streamprep"))["counters"]:

@@ -11,6 +11,7 @@ from ..archives import checksums
 from ..archives.storage import Source, protocol_of
 from ..errors import OutputError
 from ..options import Options
+from ..outputs import lock as run_lock
 from ..outputs import manifest as mf
 from ..outputs.format import Reader, ShardResult, prepare_split, write_or_keep
 from ..index.images import DatasetIndex
@@ -116,7 +117,9 @@ def _threads(job: Job, plan: Plan, shards: Sequence[ShardSpec], read: Reader, pr
 
 
 def convert(options: Options, progress: Callback | None = None, stop: threading.Event | None = None) -> Summary:
-    """Produce the classic shards, bboxes.csv and manifest.json under `options.out`; returns a summary.
+    """Write the shards of `options.formats` (the classic TFRecord; WebDataset with timm's _info.json, and DALI's
+    indexes with `dali_index`; or TFDS's imagenet2012), bboxes.csv and manifest.json under `options.out`, and the
+    classic folder layout under `options.materialize`; returns a summary.
 
     Rerunning the same command after an interruption keeps the shards the manifest lists as
     finished (once their sha256 is checked), writes the rest, and reuses the saved index when the
@@ -124,15 +127,17 @@ def convert(options: Options, progress: Callback | None = None, stop: threading.
     """
     started = time.monotonic()
     inputs = pipeline.open_inputs(options)
-    state = pipeline.look_at_output(options) if options.out else None
     try:
-        if state:  # an --out holding another conversion, or not writable: refused before anything is read
-            pipeline.claim_output(options, state, pipeline.run_record(options, inputs))
-        summary = _run(options, inputs, state, progress, stop)
-    except BaseException:
-        if state:
-            pipeline.release_output(options, state)
-        raise
+        with run_lock.held(options.out, options.storage_options):  # one run per --out, for the whole run
+            state = pipeline.look_at_output(options) if options.out else None
+            try:
+                if state:  # an --out holding another conversion, or not writable: refused before anything is read
+                    pipeline.claim_output(options, state, pipeline.run_record(options, inputs))
+                summary = _run(options, inputs, state, progress, stop)
+            except BaseException:
+                if state:
+                    pipeline.release_output(options, state)
+                raise
     finally:
         inputs.close()
     summary.seconds = time.monotonic() - started
@@ -173,13 +178,14 @@ def _write(job: Job, journal: mf.Journal, inputs: pipeline.Inputs, plan: Plan, i
            stop: threading.Event | None) -> None:
     """Both splits' shards (read from the folder tree if one was just written), then the complete manifest."""
     results: list[ShardResult] = []
-    for split, key in (("validation", "val"), ("train", "train")):
-        source = inputs.sources[key]
-        read = tree_reader(tree.base, split) if tree else archive_reader(source)
-        results += write_split(job, plan, split, read, source.remote and not tree, journal, progress, stop)
+    with journal:  # however the writing ends, the manifest lists every file it finished
+        for split, key in (("validation", "val"), ("train", "train")):
+            source = inputs.sources[key]
+            read = tree_reader(tree.base, split) if tree else archive_reader(source)
+            results += write_split(job, plan, split, read, source.remote and not tree, journal, progress, stop)
     summary.manifest = pipeline.finish(job, journal, plan, index, results)
     written = [r for r in results if not r.kept]
-    summary.shards_kept = len(results) - len(written)
+    summary.shards_kept, summary.shards_written = len(results) - len(written), len(written)
     summary.images_written = sum(r.records for r in written)
     summary.bytes_written = sum(r.bytes for r in written)
     summary.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[

@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..archives.storage import Source, protocol_of, rejected_options
-from ..errors import ConfigError, ImageError, OutputError
+from .. import extras
+from ..archives.storage import Source, protocol_of, rejected_options, resolve
+from ..errors import ArchiveError, ConfigError, ImageError, OutputError
 from ..index import store
 from ..index.build import build_index
 from ..index.images import DatasetIndex
 from ..index.labels import LabelData, load_label_data
-from ..options import Options
+from ..options import BBOX_TARGZ, TRAIN_TAR, VAL_TAR, Options, join
 from ..outputs import manifest as mf
 from ..outputs.bboxes_csv import BBOXES_CSV, write_bboxes
 from ..outputs.files import Output, sweep
@@ -37,6 +38,7 @@ from ..outputs.materialize import FolderTreeSummary
 from ..outputs.tfds import check_release
 from ..progress import Callback
 from ..plan import SHARD_STEM, Plan, fixup_rows, make_plan
+from .. import tfds_plan
 from ..tfds_plan import make_tfds_plan
 
 SIDE_FILES = {BBOXES_CSV, mf.MANIFEST}  # written beside the shards
@@ -55,14 +57,19 @@ class Inputs:
             source.close()
 
 
+OFFICIAL = {"train": TRAIN_TAR, "val": VAL_TAR, "bbox": BBOX_TARGZ}  # each download's name in a DOWNLOADS folder
+
+
 def open_inputs(options: Options) -> Inputs:
-    """The label data and the three downloads (one size lookup each); close them when done."""
+    """The label data and the three downloads (one size lookup each); close them when done. Every optional
+    package the run needs is checked first (`extras`), before anything is read."""
+    extras.check(extras.for_convert(options))
     labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file,
                              options.storage_options)
     sources: dict[str, Source] = {}
     try:
         for key in ("train", "val", "bbox"):
-            sources[key] = Source(getattr(options, key), options.storage_options)
+            sources[key] = open_download(options, key)
         if sources["train"].url == sources["val"].url:
             raise ConfigError(f"train and val (--train, --val) name the same file {sources['train'].url}; pass each "
                               "download once")
@@ -71,6 +78,47 @@ def open_inputs(options: Options) -> Inputs:
         for source in sources.values():
             source.close()
         raise
+
+
+def from_downloads(options: Options, key: str) -> bool:
+    """Whether download `key` (train, val, bbox) is the official name in the DOWNLOADS folder (not given itself)."""
+    return bool(options.downloads) and getattr(options, key) == join(options.downloads, OFFICIAL[key])
+
+
+def open_download(options: Options, key: str) -> Source:
+    """One of the three downloads. Taken from the DOWNLOADS folder, it cannot be found when DOWNLOADS is itself a
+    file (a path or a URL alike): then the error says so, and what to pass instead."""
+    try:
+        return Source(getattr(options, key), options.storage_options)
+    except (ArchiveError, NotADirectoryError) as e:
+        if from_downloads(options, key) and _is_file(options.downloads, options.storage_options):
+            raise downloads_is_a_file(options) from e
+        raise
+
+
+def _is_file(url: str, storage_options: dict[str, Any]) -> bool:
+    """Whether `url` is a file (asked only once opening a download in it failed)."""
+    try:
+        fs, path = resolve(url, storage_options)
+        return bool(fs.isfile(path))
+    except Exception:  # noqa: BLE001 - not known to be a file: the download's own error stands
+        return False
+
+
+def downloads_is_a_file(options: Options) -> ConfigError:
+    """DOWNLOADS names a file (often one of the three downloads) where the folder holding the three belongs."""
+    given = options.downloads or ""
+    name = given.rstrip("/").rsplit("/", 1)[-1]
+    flag = next((f"--{key}" for key, official in OFFICIAL.items() if name == official), None)
+    others = [f"--{key}" for key in OFFICIAL if from_downloads(options, key) and f"--{key}" != flag]
+    if flag:
+        also = f" (and {' '.join(f'{o} FILE' for o in others)} for the other download{'s' * (len(others) > 1)})" \
+            if others else ""
+        instead = f"pass it as {flag} {given}{also}"
+    else:
+        instead = f"pass the downloads as {' '.join(f'{o} FILE' for o in others)}"
+    return ConfigError(f"DOWNLOADS {given} is a file, not the folder holding the three downloads; {instead}, or "
+                       f"pass the folder that holds {TRAIN_TAR}, {VAL_TAR} and {BBOX_TARGZ}")
 
 
 def run_record(options: Options, inputs: Inputs) -> dict[str, Any]:
@@ -120,6 +168,7 @@ class OutputState:
     manifest_problem: str | None  # why a manifest.json there cannot be used
     shard_files: list[str]
     existed: bool
+    output_files: list[str] = dataclasses.field(default_factory=list)  # every file named as streamprep's output
 
 
 def look_at_output(options: Options) -> OutputState:
@@ -144,7 +193,7 @@ def look_at_output(options: Options) -> OutputState:
     previous, problem = mf.load_checked(output) if mf.MANIFEST in names else (None, None)
     return OutputState(previous, problem, sorted(n for n in names if SHARD_FILE.match(n) or mf.SHARD_FILE_NAME.match(n)
                                                  or mf.SIDE_FILE_NAME.match(n) and n.startswith("imagenet2012/")),
-                       True)
+                       True, sorted(n for n in names if mf.OUTPUT_FILE_NAME.match(n)))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -172,8 +221,8 @@ def claim_output(options: Options, state: OutputState, run: dict[str, Any], prob
     if state.previous is not None and state.previous.run != run and not options.overwrite:
         raise OutputError(f"{out}: holds the output of another conversion ({_differences(state.previous.run, run)}); "
                           "its files would stay beside this run's, and a training job reading train-* would read "
-                          f"both. Pass --overwrite to remove its {len(state.previous.shards):,} shard(s) first, or "
-                          "choose another --out")
+                          f"both. Pass --overwrite to remove its {len(_replaced(state)):,} file(s) first, or choose "
+                          "another --out")
     if state.previous is None and state.shard_files:
         why = f" (its manifest.json is unusable: {state.manifest_problem})" if state.manifest_problem else ""
         raise OutputError(f"{out}: holds {len(state.shard_files):,} shard file(s) (e.g. {state.shard_files[0]}) that "
@@ -181,6 +230,13 @@ def claim_output(options: Options, state: OutputState, run: dict[str, Any], prob
                           "them or choose another --out")
     if probe:
         Output(out, options.storage_options, create=False).probe()
+
+
+def _replaced(state: OutputState) -> list[str]:
+    """The files of an earlier conversion that --overwrite replaces: what its manifest lists, and every other file
+    named as streamprep's output (those it finished after its manifest was last written, when it was killed)."""
+    listed = state.previous.files() if state.previous else []
+    return sorted({*listed, *state.output_files} - {mf.MANIFEST})
 
 
 def release_output(options: Options, state: OutputState) -> None:
@@ -203,10 +259,14 @@ def make_job(options: Options, inputs: Inputs, state: OutputState | None, md5: d
     head = mf.Manifest(run, options.public(),
                        {k: {"identity": inputs.identities[k], "md5": v} for k, v in (md5 or {}).items()},
                        dict(keep))
+    for fmt in output_formats.make(options.formats, options.dali_index, options.file_format):
+        fmt.refuse(inputs.labels)  # before anything is read or written
     key = None
     if mf.identifiable(inputs.identities):
-        key = store.key(inputs.identities, run["labels"], {"on_bad_xml": str(options.on_bad_xml),
-                                                           "complete_validation": str(complete_validation(options))})
+        policies = {"on_bad_xml": str(options.on_bad_xml), "complete_validation": str(complete_validation(options))}
+        if "tfds" in options.formats:
+            policies["members"] = "tfds"  # walked by TFDS's member rules (an index saved before them was not)
+        key = store.key(inputs.identities, run["labels"], policies)
     return Job(options, inputs.labels, head, keep, key)
 
 
@@ -233,32 +293,50 @@ def files_of(fmts: list[Format], shards: Any) -> list[str]:
 
 
 def open_output(job: Job, state: OutputState | None, plan: Plan | None = None) -> mf.Journal:
-    """The first writes of a run: an older conversion's files removed (`overwrite`), `out` created, what killed
-    runs left swept, and the manifest written (listing the shards kept) through the `Journal` returned."""
+    """The first writes of a run: an older conversion's files removed (`overwrite`), and every other file named as
+    streamprep's output that this run does not write (refused without `overwrite`), `out` created, what killed runs
+    left swept, and the manifest written (listing the shards kept) through the `Journal` returned."""
     previous = state.previous if state else None
     if previous is not None and previous.run != job.manifest.run and job.options.overwrite:
         _remove_files_of(job.options, previous)
     output = job.output()
     output.create()
     shards = [*job.options.sharding.every_shard(), *(plan.shards if plan else ())]  # TFDS's counts come from the data
-    sweep(output, {*SIDE_FILES, *files_of(job.formats, shards)})
+    claimed = {*SIDE_FILES, *files_of(job.formats, shards)}
+    stale = [n for n in (state.output_files if state else []) if n not in claimed]
+    if stale:
+        _remove_stale(job.options, previous, stale)
+    sweep(output, claimed | set(stale), mf.OUTPUT_FILE_NAME)
     return mf.Journal(output, job.manifest)
+
+
+def _remove_stale(options: Options, previous: mf.Manifest | None, stale: list[str]) -> None:
+    """Files named as streamprep's output that this run does not write (another run's: a training job globbing
+    `train-*` would read them too): removed with `overwrite` when a streamprep manifest is there, else refused."""
+    if previous is None:
+        raise OutputError(f"{options.out}: holds {len(stale):,} file(s) named as streamprep names its output (e.g. "
+                          f"{stale[0]}) that no streamprep manifest lists and this run would not write; streamprep "
+                          "will not mix its files with them. Remove them or choose another --out")
+    if not options.overwrite:
+        raise OutputError(f"{options.out}: holds {len(stale):,} file(s) named as streamprep names its output (e.g. "
+                          f"{stale[0]}) that this run would not write, left by another run; a training job would "
+                          "read them beside this run's. Pass --overwrite to remove them, or remove them yourself")
+    _remove(Output(options.out, options.storage_options, create=False), stale)
 
 
 def _remove_files_of(options: Options, previous: mf.Manifest) -> None:
     """Exactly the files an older conversion's manifest lists (`overwrite`), the manifest last."""
     output = Output(options.out, options.storage_options, create=False)
-    names = [n for e in previous.shards.values() for n in e.files()]  # `Manifest.parse` refused any other name
-    if previous.totals and previous.totals.bboxes_csv:
-        names.append(BBOXES_CSV)
-    if previous.totals:
-        names += [f.name for f in previous.totals.files]
-    checked = []
-    for name in [*names, mf.MANIFEST]:
-        if name in ("", ".", "..") or ("/" in name and not (mf.SHARD_FILE_NAME.match(name)
-                                                             or mf.SIDE_FILE_NAME.match(name))):
-            continue  # never a path out of `out`, whatever wrote the manifest
-        checked.append(name)
+    names = previous.files()  # `Manifest.parse` refused any other name
+    checked = [name for name in [*names, mf.MANIFEST]
+               if name not in ("", ".", "..") and ("/" not in name or mf.SHARD_FILE_NAME.match(name)
+                                                   or mf.SIDE_FILE_NAME.match(name))]
+    _remove(output, checked)  # never a path out of `out`, whatever wrote the manifest
+
+
+def _remove(output: Output, checked: list[str]) -> None:
+    """These files of `out` (names checked: none leaves it), then the folders they were in, once empty."""
+    for name in checked:
         try:
             output.fs.rm_file(output.path(name))
         except FileNotFoundError:
@@ -288,6 +366,12 @@ def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, resul
             with output.atomic(name) as f:
                 f.write(data)
             files.append(mf.FileEntry(name, len(data), hashlib.sha256(data).hexdigest()))
+    written = {*SIDE_FILES, *(n for e in entries for n in e.files()), *(f.name for f in files)}
+    strays = [n for n in mf.output_files(output) if n not in written]
+    if strays:  # never a complete manifest beside another run's files
+        raise OutputError(f"{output.path(strays[0])}: named as streamprep names its output, but not written by this "
+                          f"run ({len(strays):,} such file(s)): another program writes into --out? Stop it, remove "
+                          "them and run the same command again")
     journal.complete(entries, totals(plan, index, results, csv, files))
     return journal.manifest
 
@@ -325,10 +409,10 @@ def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.
 
 def index(options: Options, inputs: Inputs, progress: Callback | None = None,
           stop: threading.Event | None = None) -> DatasetIndex:
-    """Walk the downloads (`index.build`); TFDS's layout labels validation images by position, so a validation
-    tar with fewer images than the labels file lists is no error there."""
+    """Walk the downloads (`index.build`); for `--format tfds` by TFDS's member rules, which label validation
+    images by position, so a validation tar with fewer images than the labels file lists is no error there."""
     return build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop,
-                       complete_validation=complete_validation(options))
+                       complete_validation=complete_validation(options), tfds="tfds" in options.formats)
 
 
 def complete_validation(options: Options) -> bool:
@@ -339,27 +423,28 @@ def complete_validation(options: Options) -> bool:
 
 def make_run_plan(options: Options, inputs: Inputs, index: DatasetIndex) -> Plan:
     """The run's plan: the classic's order and shards, or TFDS's for `--format tfds` (whose shard count counts the
-    fix-up files' re-encoded sizes, so those few files are read and re-encoded first)."""
+    fix-up files' re-encoded sizes, so those few files are read and re-encoded first). A TFDS index holds exactly
+    the members `tfds build` reads (`index.images.index_train_tfds`): the members it left out TFDS skips too."""
     if "tfds" not in options.formats:
         return make_plan(index, inputs.labels, options.sharding)
     check_release()
-    images = (inputs.sources["train"].url + "!", inputs.sources["val"].url + "!")
-    for reason, examples in sorted(index.ignored.examples.items()):
-        left = [ref for ref in examples if ref.startswith(images)]
-        if left:
-            raise ConfigError(f"{left[0]}: {reason}, so streamprep leaves it out; `tfds build imagenet2012` would "
-                              "read it (and fail, or write it as an image, or count it when it labels validation "
-                              "images by position), so --format tfds cannot give its dataset: remove such members "
-                              "from the download, or write another format")
     keys = {"train": "train", "validation": "val"}
+    for split_index in index.splits:  # what is wrong is the download, not a shard count (TFDS's rule gives one)
+        if not len(split_index):
+            archive, which = split_index.archive, "training" if split_index.split == "train" else "validation"
+            raise ConfigError(f"{archive}: holds no {which} images, and no split of TFDS's imagenet2012 may be empty "
+                              "(`tfds build` stops with 'No examples were yielded'), so --format tfds cannot give it: "
+                              f"check that this is the {which} download (`streamprep inspect {archive}` shows what "
+                              "it holds), or write another format")
     fixed = {}
     for split_index in index.splits:
         source = inputs.sources[keys[split_index.split]]
-        for i in fixup_rows(split_index):
+        for i in tfds_plan.fixup_rows(split_index):  # TFDS's: training files under exactly a fix-up name
             data = source.read_at(int(split_index.offsets[i]), int(split_index.sizes[i]))
             name = split_index.names[i]
             try:
-                fixed[name] = len(fixups.apply(fixups.fixup_kind(name) or "png", data, split_index.member(i)))
+                fixed[name] = len(fixups.apply(tfds_plan.fixup_kind(split_index.split, name) or "png", data,
+                                               split_index.member(i)))
             except ImageError:
                 fixed[name] = len(data)  # the writer reports it (or skips it) as it reports any bad image
     return make_tfds_plan(index, inputs.labels, fixed, options.tfds_shards)
@@ -386,6 +471,7 @@ class Summary:
     seconds: float
     manifest: mf.Manifest | None = None  # the complete manifest (None when only the folder tree was written)
     shards_kept: int = 0  # finished by an earlier run, checked and kept
+    shards_written: int | None = None  # by this run (None when the engine does not count them)
     images_written: int | None = None  # by this run (None when the engine does not count them)
     bytes_read: int | None = None  # image bytes read from the downloads by this run
     bytes_written: int | None = None  # shard bytes written by this run

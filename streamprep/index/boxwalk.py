@@ -47,7 +47,7 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
             skipped.merge(attempt_skipped)
         return table
 
-    return retry.call(lambda: f"{source.url}: cannot read", once)
+    return retry.call(lambda: f"{source.url}: cannot read", once, patience=source.patience)
 
 
 def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: Callback | None, skip_bad_xml: bool,

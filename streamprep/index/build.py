@@ -13,8 +13,9 @@ from .labels import LabelData
 
 def build_index(sources: dict[str, Source], labels: LabelData, workers: int, progress: Callback | None = None,
                 skip_bad_xml: bool = False, stop: threading.Event | None = None,
-                complete_validation: bool = True) -> DatasetIndex:
+                complete_validation: bool = True, tfds: bool = False) -> DatasetIndex:
     """Walk the three archives (headers only for the image tars); whichever walk fails first stops the others.
+    With `tfds`, the image tars are walked by TFDS's member rules (`--format tfds`: `images.index_train_tfds`).
 
     `stop`, when the caller sets it, stops every walk at its next unit of work (`Stopped` is raised).
     """
@@ -22,8 +23,8 @@ def build_index(sources: dict[str, Source], labels: LabelData, workers: int, pro
     ignored = Ignored()
     boxes = BoxWalk(sources["bbox"], progress, skip_bad_xml, stop)
     try:
-        validation = index_validation(sources["val"], labels, ignored, progress, stop, complete_validation)
-        train = index_train(sources["train"], labels, ignored, workers, progress, stop)
+        validation = index_validation(sources["val"], labels, ignored, progress, stop, complete_validation, tfds)
+        train = index_train(sources["train"], labels, ignored, workers, progress, stop, tfds)
     except Stopped:
         if boxes.done.is_set():
             boxes.result()  # raises the error that stopped the walks

@@ -1,15 +1,16 @@
-"""The index: every image the classic would use, where its bytes sit, and every box; nothing decoded."""
+"""The index: every image the classic (or TFDS's builder) uses, where its bytes sit, every box; nothing decoded."""
 
 from __future__ import annotations
 
 import bisect
 import logging
+import posixpath
 import re
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ VALIDATION_NAME = "ILSVRC2012_val_%08d.JPEG"
 VALIDATION_PATTERN = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
 EXAMPLES_KEPT = 5
 log = logging.getLogger(__name__)
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass
@@ -128,6 +130,14 @@ class _Group:
         return cls(NameTable.of(names), np.fromiter((found[n].offset for n in names), np.int64, len(names)),
                    np.fromiter((found[n].size for n in names), np.int64, len(names)))
 
+    @classmethod
+    def listed(cls, found: list[tuple[str, TarMember]]) -> "_Group":
+        """From (name, member) pairs, sorted by name; a name held twice is kept twice (for the plan to refuse)."""
+        found = sorted(found, key=lambda item: item[0])
+        n = len(found)
+        return cls(NameTable.of([name for name, _ in found]), np.fromiter((m.offset for _, m in found), np.int64, n),
+                   np.fromiter((m.size for _, m in found), np.int64, n))
+
 
 def assemble(split: str, archive: str, groups: dict[int, _Group], containers: dict[int, str]) -> SplitIndex:
     labels = sorted(groups)
@@ -174,39 +184,48 @@ def class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: Re
     return _Group.of(found)
 
 
-def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: int = 4,
-                progress: Callback | None = None, stop: threading.Event | None = None) -> SplitIndex:
-    """Walk the outer training tar and each per-class tar inside it.
+def walk_class_tars(source: Source, tars: Callable[[ReadAt | None], Iterable[T]],
+                    walk: Callable[[T, ReadAt | None], R], workers: int, stop: threading.Event | None) -> list[R]:
+    """`walk(item, read_at)` of every item `tars(read_at)` gives (a class tar), in that order.
 
     Locally the class tars are walked in parallel, header by header. Remotely the whole tar
     streams through one `Readahead` and is walked in order: requests overlap, nothing waits on a
     chain of round trips.
     """
+    if source.remote:
+        with sequential_reader(source) as read_at:
+            return [walk(item, read_at) for item in tars(read_at)]
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index") as pool:
+        try:
+            futures = []
+            for item in tars(None):
+                check(stop)
+                futures.append(pool.submit(walk, item, None))
+            return [f.result() for f in futures]
+        except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: int = 4,
+                progress: Callback | None = None, stop: threading.Event | None = None,
+                tfds: bool = False) -> SplitIndex:
+    """Walk the outer training tar and each per-class tar inside it (`walk_class_tars`); with `tfds`, by TFDS's
+    member rules (`index_train_tfds`)."""
+    if tfds:
+        return index_train_tfds(source, labels, ignored, workers, progress, stop)
     containers: dict[int, str] = {}
-    groups: dict[int, _Group] = {}
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
 
-        def walk(outer: TarMember, read_at: ReadAt | None = None) -> _Group:
+        def walk(item: tuple[int, TarMember], read_at: ReadAt | None) -> tuple[int, _Group]:
             check(stop)
+            label, outer = item
             group = class_images(source, outer, ignored, read_at)
             phase.advance(len(group.names), outer.size + 512)
-            return group
+            return label, group
 
-        if source.remote:
-            with sequential_reader(source) as read_at:
-                for label, outer in class_tars(source, labels, ignored, containers, read_at):
-                    groups[label] = walk(outer, read_at)
-        else:
-            with ThreadPoolExecutor(max(1, workers), thread_name_prefix="index") as pool:
-                try:
-                    futures = {}
-                    for label, outer in class_tars(source, labels, ignored, containers):
-                        check(stop)
-                        futures[label] = pool.submit(walk, outer)
-                    groups = {label: f.result() for label, f in futures.items()}
-                except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+        groups = dict(walk_class_tars(source, lambda read_at: class_tars(source, labels, ignored, containers, read_at),
+                                      walk, workers, stop))
     if not containers:
         raise ArchiveError(no_class_tars_message(source, ignored))
     groups = {k: g for k, g in groups.items() if len(g.names)}
@@ -299,9 +318,12 @@ def _validation_members(source: Source, labels: LabelData, ignored: Ignored, pro
 
 def index_validation(source: Source, labels: LabelData, ignored: Ignored,
                      progress: Callback | None = None, stop: threading.Event | None = None,
-                     complete: bool = True) -> SplitIndex:
+                     complete: bool = True, tfds: bool = False) -> SplitIndex:
     """Walk the validation tar and give each listed image its label by image number. With `complete`, every image
-    the validation labels file lists must be in the tar (TFDS's layout does not ask it: it labels by position)."""
+    the validation labels file lists must be in the tar. With `tfds`, TFDS's member rules and labels instead
+    (`index_validation_tfds`)."""
+    if tfds:
+        return index_validation_tfds(source, labels, ignored, progress, stop)
     found = _validation_members(source, labels, ignored, progress, stop)
     listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
     missing = [name for name in listed if name not in found] if complete else []
@@ -332,3 +354,257 @@ def index_validation(source: Source, labels: LabelData, ignored: Ignored,
                        f"{min(unlisted)}); they are left out, as the classic leaves them. If the labels file is "
                        "short, pass the complete one with --validation-labels-file")
     return assemble("validation", source.url, {k: _Group.of(v) for k, v in by_label.items()}, {})
+
+
+# TFDS's member rules (`--format tfds`): what `tfds build imagenet2012` (tensorflow-datasets 4.9.10) reads, as its
+# builder (`_generate_examples`, `imagenet_common.get_validation_labels`) and `iter_archive`
+# (`core/download/extractor.py`: `iter_tar`, `_normpath`) decide it, with Python's tarfile underneath. The training
+# and validation tars are read as seekable files (`ExtractMethod.TAR`), each class tar as a stream (`TAR_STREAM`).
+# Every member with data is read, whatever its name or content: every file of the training tar is a class tar,
+# labelled by its name less its last 4 characters (`label = fname[:-4]`); every file of a class tar or of the
+# validation tar is an image whose `file_name` (and key) is its path. Left out: directories, devices and FIFOs (no
+# data), names `_normpath` refuses (`tfds_name`), links in a class tar (a stream cannot follow them) and links to
+# nothing; a link in the training or validation tar is read as its target. Member types tarfile does not know are
+# files to it, and so images here.
+
+TFDS_SKIPPED_NAME = "a name TFDS's iter_archive skips (hidden, ending in ~, absolute or outside the archive)"
+TFDS_NO_DATA = "a device or FIFO (TFDS reads no data from it)"
+TFDS_STREAM_LINK = "a link in a class tar (TFDS skips links when it streams a class tar)"
+TFDS_DANGLING_LINK = "a link to no file of the archive (TFDS skips it)"
+TFDS_EMPTY_CLASS_TAR = "a class tar without a member TFDS reads"
+
+
+def tfds_name(name: str) -> str | None:
+    """The file name TFDS gives a member (`extractor._normpath`: `os.path.normpath`, so `a/./b`, `a//b` and `a/../b`
+    are `a/b`, `a/b` and `b`), or None for one it skips: a name that starts with `.` once normalised (`../x`), an
+    absolute one, one ending in `~`, one whose last part starts with `.` (`._x.JPEG`, `.DS_Store`)."""
+    if name and "/" not in name and name[0] != "." and name[-1] != "~":
+        return name  # the usual name, which normpath leaves as it is (checked without normalising it)
+    path = posixpath.normpath(name)
+    if path.startswith(".") or posixpath.isabs(path) or path.endswith("~") or posixpath.basename(path).startswith("."):
+        return None
+    return path
+
+
+class _LinkTargets:
+    """Where tarfile's `extractfile` takes a link's data from in a seekable tar (`_find_link_target`)."""
+
+    def __init__(self, every: list[TarMember]) -> None:
+        self.every = every
+        self.positions: dict[str, list[int]] | None = None  # normalised name -> positions, made at the first link
+
+    def target(self, at: int, where: str) -> TarMember | None:
+        """The member whose data link `every[at]` gives: for a hard link the last member before it with its target's
+        name, for a symbolic link the last one of the whole archive with the target's name taken from the link's
+        folder (names compared after `os.path.normpath`), followed through further links. None where there is no
+        such member or it holds no data (a directory): tarfile gives nothing and TFDS skips the link. A loop makes
+        tarfile recurse until Python stops it, and so `tfds build` fails: an error here too."""
+        if self.positions is None:
+            self.positions = defaultdict(list)
+            for k, m in enumerate(self.every):
+                self.positions[posixpath.normpath(m.name)].append(k)
+        start, seen = at, set()
+        while True:
+            m = self.every[at]
+            if at in seen:
+                raise ArchiveError(f"{where}!{self.every[start].name}: a link whose targets lead back to a link "
+                                   f"already followed ({m.name}); tarfile follows it forever, so `tfds build` fails "
+                                   "on it (RecursionError): replace the link with the file, or write another format")
+            seen.add(at)
+            if m.type == ord("2"):  # symbolic: the whole archive
+                name, limit = posixpath.normpath("/".join(filter(None, (posixpath.dirname(m.name), m.linkname)))), None
+            else:  # hard: the members before it
+                name, limit = posixpath.normpath(m.linkname), at
+            found = [k for k in self.positions.get(name, ()) if limit is None or k < limit]
+            if not found:
+                return None
+            at = found[-1]
+            target = self.every[at]
+            if not target.is_link:
+                return None if target.is_dir or target.is_device else target
+
+
+def _tfds_data(m: TarMember, ref: str, ignored: Ignored,
+               link: Callable[[], TarMember | None] | None) -> TarMember | None:
+    """The member whose data TFDS reads for `m` (its link target, from `link`; a link in a stream when `link` is
+    None), or None when it reads none (recorded as ignored, directories silently as the classic's walk does)."""
+    if m.is_link:
+        target = link() if link is not None else None
+        if target is None:
+            ignored.add(ref, TFDS_DANGLING_LINK if link is not None else TFDS_STREAM_LINK)
+        return target
+    if m.is_dir:
+        return None
+    if m.is_device:
+        ignored.add(ref, TFDS_NO_DATA)
+        return None
+    return m
+
+
+def index_validation_tfds(source: Source, labels: LabelData, ignored: Ignored, progress: Callback | None = None,
+                          stop: threading.Event | None = None) -> SplitIndex:
+    """The validation tar as `tfds build` reads it (the rules above), with TFDS's labels
+    (`imagenet_common.get_validation_labels`): the names tarfile lists for the tar (`getnames()`: every member,
+    directories and members TFDS skips included), sorted, take the validation labels file's lines in order
+    (`dict(zip(names, lines))`: a later one of a name held twice wins), and each image takes the line of its file
+    name. An image whose name has no line, or whose line is not a synset of the labels file, makes `tfds build`
+    fail (KeyError), and so stops the run here, named."""
+    every: list[TarMember] = []
+    found: dict[int, list[tuple[str, TarMember]]] = defaultdict(list)
+    with Phase(progress, "index validation", total_bytes=source.size) as phase:
+        for m in members(source):
+            check(stop)
+            phase.advance(0, m.size + 512)
+            every.append(m)
+        lines = labels.validation
+        names = sorted(m.name.rstrip("/") if m.is_dir else m.name for m in every)  # tarfile's names of directories
+        line_of = {name: k for k, name in enumerate(names[:len(lines)])}
+        targets = _LinkTargets(every)
+        for at, m in enumerate(every):
+            ref = f"{source.url}!{m.name}"
+            data = _tfds_data(m, ref, ignored, lambda: targets.target(at, source.url))
+            if data is None:
+                continue
+            name = tfds_name(m.name)
+            if name is None:
+                ignored.add(ref, TFDS_SKIPPED_NAME)
+                continue
+            k = line_of.get(name)
+            if k is None:
+                raise ArchiveError(_no_validation_line(ref, name, names, lines, labels))
+            label = labels.label(lines[k])
+            if label is None:
+                raise ArchiveError(f"{ref}: line {k + 1} of the validation labels file "
+                                   f"{labels.sources.get('validation', '')} gives TFDS's label of this image "
+                                   f"({lines[k]}), which is not a synset of the labels file, so `tfds build` fails on "
+                                   "it (KeyError): pass a validation labels file of synsets, or write another format")
+            found[label].append((name, data))
+        phase.advance(sum(len(v) for v in found.values()))
+    return assemble("validation", source.url, {k: _Group.listed(v) for k, v in found.items()}, {})
+
+
+def _no_validation_line(ref: str, name: str, names: list[str], lines: tuple[str, ...], labels: LabelData) -> str:
+    """Why TFDS finds no line of the validation labels file for this image (the KeyError `tfds build` fails with)."""
+    what = "remove such members from the validation tar, or write another format"
+    at = bisect.bisect_left(names, name)
+    if at == len(names) or names[at] != name:
+        return (f"{ref}: TFDS looks its label up under its normalised name {name!r}, which is not a name the tar "
+                f"lists, so `tfds build` fails on it (KeyError): repack the validation tar with plain member names, "
+                "or write another format")
+    return (f"{ref}: TFDS labels the validation tar's member names, sorted, with the lines of the validation labels "
+            f"file {labels.sources.get('validation', '')} in order, and this one is name {at + 1:,} of "
+            f"{len(names):,} (directories and members TFDS skips count too) where the file has {len(lines):,} lines, "
+            f"so `tfds build` fails on it (KeyError): {what}")
+
+
+def tfds_class_tars(source: Source, ignored: Ignored,
+                    read_at: ReadAt | None = None) -> Iterator[tuple[TarMember, TarMember]]:
+    """Every file of the training tar TFDS takes for a class tar, as (the member as named, the member whose data
+    it is): in archive order, then the links (read as their targets: a symbolic link may point past itself)."""
+    every: list[TarMember] = []
+    links: list[int] = []
+    for m in members(source, read_at):
+        every.append(m)
+        if m.is_link:
+            links.append(len(every) - 1)
+            continue
+        if _tfds_data(m, f"{source.url}!{m.name}", ignored, None) is None:
+            continue
+        if tfds_name(m.name) is None:
+            ignored.add(f"{source.url}!{m.name}", TFDS_SKIPPED_NAME)
+            continue
+        yield m, m
+    targets = _LinkTargets(every)
+    for at in links:
+        m = every[at]
+        data = _tfds_data(m, f"{source.url}!{m.name}", ignored, lambda: targets.target(at, source.url))
+        if data is None:
+            continue
+        if tfds_name(m.name) is None:
+            ignored.add(f"{source.url}!{m.name}", TFDS_SKIPPED_NAME)
+            continue
+        yield m, data
+
+
+def _compression(head: bytes) -> str | None:
+    """The compression tarfile's `r|*` would find at the start of a class tar (`_StreamProxy.getcomptype`)."""
+    if head.startswith(b"\x1f\x8b\x08"):
+        return "gzip"
+    if head[0:3] == b"BZh" and head[4:10] == b"1AY&SY":
+        return "bzip2"
+    if head.startswith((b"\x5d\x00\x00\x80", b"\xfd7zXZ")):
+        return "xz"
+    return None
+
+
+def tfds_class_images(source: Source, named: TarMember, data: TarMember, labels: LabelData, ignored: Ignored,
+                      read_at: ReadAt | None = None) -> list[tuple[str, TarMember]]:
+    """The images TFDS reads from one class tar (`named`, its data `data`): (file name, member) pairs. A file
+    that is no tar makes `tfds build` fail (tarfile.ReadError); so does a class tar holding an image whose label,
+    its name less 4 characters, is no synset of the labels file (KeyError). Both stop the run here, named."""
+    where = f"{source.url}!{named.name}"
+    synset = (tfds_name(named.name) or "")[:-4]
+    what = "remove it from the training tar, or write another format"
+    if data.size == 0:
+        raise ArchiveError(f"{where}: an empty file; `tfds build` opens every file of the training tar as a class "
+                           f"tar and fails on this one (tarfile.ReadError: empty file): {what}")
+    images: list[tuple[str, TarMember]] = []
+    walked = False
+    try:
+        for m in inner_members(source, data, read_at if named is data else None):
+            walked = True
+            ref = f"{where}!{m.name}"
+            if _tfds_data(m, ref, ignored, None) is None:
+                continue
+            name = tfds_name(m.name)
+            if name is None:
+                ignored.add(ref, TFDS_SKIPPED_NAME)
+                continue
+            images.append((name, m))
+    except ArchiveError as e:
+        if walked:
+            raise  # damage after the first member: tarfile stops there quietly, streamprep refuses the archive
+        kind = _compression(source.read_at(data.offset, min(data.size, 10)))
+        if kind:
+            raise ArchiveError(f"{where}: a {kind}-compressed tar, which `tfds build` reads as a class tar but "
+                               "streamprep cannot read in place; store it uncompressed in the training tar, or write "
+                               "another format") from e
+        reason = str(e).split(": ", 1)[-1].split(";")[0]
+        raise ArchiveError(f"{where}: not a tar archive ({reason}); `tfds build` opens every file of the training "
+                           f"tar as a class tar and fails on this one (tarfile.ReadError): {what}") from e
+    if not images:
+        ignored.add(where, TFDS_EMPTY_CLASS_TAR)
+        return images
+    if labels.label(synset) is None:
+        raise ArchiveError(f"{where}: TFDS labels a class tar by its name less its last 4 characters, {synset!r}, "
+                           f"which is not a synset of the labels file, so `tfds build` fails on its images (KeyError; "
+                           f"first: {min(name for name, _ in images)}): remove it from the training tar (or empty "
+                           "it), or write another format")
+    return images
+
+
+def index_train_tfds(source: Source, labels: LabelData, ignored: Ignored, workers: int = 4,
+                     progress: Callback | None = None, stop: threading.Event | None = None) -> SplitIndex:
+    """The training tar as `tfds build` reads it (the rules above). Two class tars may give one synset (a link, or
+    `n01440764.tar` beside `n01440764.TAR`): their images are one class; messages name the first class tar."""
+    with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
+
+        def walk(item: tuple[TarMember, TarMember], read_at: ReadAt | None) -> tuple[TarMember, list]:
+            check(stop)
+            named, data = item
+            images = tfds_class_images(source, named, data, labels, ignored, read_at)
+            phase.advance(len(images), data.size + 512)
+            return named, images
+
+        walked = walk_class_tars(source, lambda read_at: tfds_class_tars(source, ignored, read_at), walk, workers,
+                                 stop)
+    containers: dict[int, str] = {}
+    found: dict[int, list[tuple[str, TarMember]]] = defaultdict(list)
+    for named, images in walked:
+        if images:
+            label = labels.label((tfds_name(named.name) or "")[:-4])
+            if label is None:  # never: tfds_class_images refuses a class tar of an unknown synset with images
+                raise AssertionError(named.name)
+            containers.setdefault(label, named.name)
+            found[label].extend(images)
+    return assemble("train", source.url, {k: _Group.listed(v) for k, v in found.items()}, containers)

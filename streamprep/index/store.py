@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -13,11 +14,10 @@ from .boxes import BoxTable
 from .images import DatasetIndex, Ignored, Skipped, SplitIndex
 from .nametable import NameLookup, NameTable
 from ..errors import OutputError
-from ..outputs.files import Output
+from ..outputs.files import STATE_DIR, Output
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = ".streamprep"  # hidden, so that tools globbing the shards do not see it
 FORMAT = "streamprep-index/3"  # 2: skipped members apart from ignored ones; 3: image names of the boxes as arrays
 
 
@@ -59,6 +59,14 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
     if output.fs.exists(folder) and not output.fs.isdir(folder):
         raise OutputError(f"{folder}: is a file, where streamprep keeps its saved index; remove it and run again")
     output.fs.makedirs(folder, exist_ok=True)
+    path = output.path(_name(k))
+    if output.local and os.path.isdir(path) and not os.path.islink(path):  # damage in streamprep's own folder
+        try:
+            os.rmdir(path)
+        except OSError as e:
+            log.warning("%s: is a folder, where streamprep saves its index (%s); the index is not saved: remove the "
+                        "folder so that a rerun need not walk the downloads again", path, e)
+            return
     with output.atomic(_name(k)) as f:  # streamed: at full scale the arrays are 120 MB, never copied into one buffer
         np.savez(f, **arrays)
     for path in output.fs.glob(output.path(f"{STATE_DIR}/index-*.npz")):  # indexes of other downloads: stale

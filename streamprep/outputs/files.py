@@ -1,16 +1,22 @@
-"""The output location: any fsspec URL; files appear under their final name only when complete."""
+"""The output location: any fsspec URL; files appear under their final name only when complete, and only inside it."""
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator
 
+from fsspec.implementations.local import LocalFileSystem
+
 from ..archives import retry
 from ..archives.storage import protocol_of, rejected_options, resolve
 from ..errors import OutputError
+
+STATE_DIR = ".streamprep"  # streamprep's own state in `out` (saved index, lock): hidden from tools globbing shards
+NOFOLLOW, CLOEXEC = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_CLOEXEC", 0)  # POSIX (O_EXCL alone elsewhere)
 
 
 class Output:
@@ -20,6 +26,7 @@ class Output:
         self.url = url
         self.storage_options = storage_options or {}
         self.fs, self.root = resolve(url, self.storage_options)
+        self.local = protocol_of(url) == "file" and isinstance(self.fs, LocalFileSystem)
         if create:
             self.create()
 
@@ -37,9 +44,13 @@ class Output:
         self.create()
         name = self.path(f".streamprep-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
-            with self.fs.open(name, "wb") as f:
-                f.write(b"")
-            self.fs.rm(name)
+            if self.local:
+                os.close(_create(name))
+                os.unlink(name)
+            else:
+                with self.fs.open(name, "wb") as f:
+                    f.write(b"")
+                self.fs.rm(name)
         except OSError as e:
             raise OutputError(f"{self.url}: cannot write into the output folder ({e}); choose a writable --out") from e
 
@@ -59,20 +70,43 @@ class Output:
                                   "not follow it. Remove the link")
 
     @contextmanager
-    def atomic(self, name: str) -> Iterator[BinaryIO]:
-        """Write `name` through a hidden temporary file, renamed to `name` once closed without error."""
+    def atomic(self, name: str, durable: bool = False) -> Iterator[BinaryIO]:
+        """Write `name` through a hidden temporary file beside it, renamed to `name` once closed without error.
+
+        The one way files of `out` are written. On local disk the temporary file is created new inside `out`
+        (`O_EXCL`, never through a link: `O_NOFOLLOW`) and renamed with `os.replace`, which replaces a link or a
+        file at `name` (the link, never what it points to) and never moves into a folder; a folder at `name` is
+        an `OutputError`. Elsewhere it is copied onto `name` as one object (`cp_file`: no folder rules) and
+        removed. `durable`: on local disk the file and its folder are flushed to the disk (fsync) before this
+        returns (the journal)."""
         folder, _, base = name.rpartition("/")
         self.refuse_links(folder)
         if folder:
             self.fs.makedirs(self.path(folder), exist_ok=True)
+        final = self.path(name)
+        if self.local and os.path.isdir(final) and not os.path.islink(final):
+            raise OutputError(f"{final}: is a folder, where streamprep writes a file; remove it, or choose another "
+                              "--out")
         tmp = self.path(f"{folder}{'/' if folder else ''}.{base}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
         try:
-            with self.fs.open(tmp, "wb") as f:
-                yield f
-            self.fs.mv(tmp, self.path(name))
+            if self.local:
+                with open(tmp, "wb", opener=lambda path, _: _create(path)) as f:  # its `name` the path
+                    yield f
+                    if durable:
+                        f.flush()
+                        os.fsync(f.fileno())
+                os.replace(tmp, final)
+                if durable:
+                    _fsync_folder(os.path.dirname(final))
+            else:
+                with self.fs.open(tmp, "wb") as f:
+                    yield f
+                self._rename(tmp, final)
         except BaseException as e:
             try:
-                if self.fs.exists(tmp):
+                if self.local:
+                    os.unlink(tmp)
+                elif self.fs.exists(tmp):
                     self.fs.rm(tmp)
             except OSError:
                 pass
@@ -81,13 +115,44 @@ class Output:
                                   "of --out; finished files are kept") from e
             raise
 
+    def _rename(self, tmp: str, final: str) -> None:
+        """A remote store's rename: the object copied to its final key, then removed (fsspec's `mv` would move it
+        into a "folder" of keys below the final name)."""
+        try:
+            self.fs.cp_file(tmp, final)
+        except NotImplementedError:
+            self.fs.mv(tmp, final)
+            return
+        self.fs.rm_file(tmp)
+
+
+def _create(path: str, mode: int = 0o666) -> int:
+    """A new file, opened for writing: refused if anything (a file, a link) is at `path` already."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | CLOEXEC, mode)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in `folder` durable (its entry written to the disk)."""
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # a file system that cannot sync a folder: the rename is as durable as it makes it
+    finally:
+        os.close(fd)
+
 
 TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
 
 
-def sweep(output: Output, names: set[str]) -> list[str]:
+def sweep(output: Output, names: set[str], also: re.Pattern[str] | None = None) -> list[str]:
     """Remove temporary files that runs killed before finishing left for any of `names` (which may lie in
-    folders below `out`); their paths."""
+    folders below `out`), or for any name `also` matches (every name streamprep gives its files: a killed run
+    of another conversion); their paths. Called by a run that holds `out` (`outputs.lock`), so no temporary file
+    of another process is in use. The temporary folder of this machine is swept too (`sweep_local`)."""
     removed = []
     by_folder: dict[str, set[str]] = {}
     for name in names:
@@ -100,10 +165,62 @@ def sweep(output: Output, names: set[str]) -> list[str]:
             continue
         for path in listing:
             m = TEMPORARY.match(path.rstrip("/").rsplit("/", 1)[-1])
-            if m and m["name"] in bases and int(m["pid"]) != os.getpid():
+            if not m or int(m["pid"]) == os.getpid():
+                continue
+            if m["name"] in bases or (also is not None and also.match(f"{folder}/{m['name']}" if folder else m["name"])):
                 try:
                     output.fs.rm(path)
                     removed.append(path)
                 except FileNotFoundError:
                     pass
+    sweep_local()
     return removed
+
+
+# A local file of a run in the temporary folder (TMPDIR): named after the process that made it, which removes it
+# when done; one whose process is gone (killed) is removed by the next run (`sweep_local`).
+LOCAL_TEMPORARY = re.compile(r"^streamprep-(?P<pid>\d+)-[0-9a-f]{8}\.[a-z_]+$")
+
+
+def local_temporary(suffix: str) -> str:
+    """A new, empty file in this machine's temporary folder, `streamprep-PID-XXXXXXXX.SUFFIX`: its path."""
+    folder = tempfile.gettempdir()
+    while True:
+        path = os.path.join(folder, f"streamprep-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+        try:
+            os.close(_create(path, 0o600))
+            return path
+        except FileExistsError:
+            continue
+
+
+def sweep_local() -> list[str]:
+    """Remove the files of `local_temporary` whose process has ended (a run killed before it removed them)."""
+    folder = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith("streamprep-")]
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        m = LOCAL_TEMPORARY.match(name)
+        if m and not alive(int(m["pid"])):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this number runs on this machine (another user's included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True

@@ -115,6 +115,16 @@ class Format(ABC):
         """The names `side_files` may write (for sweeping and removing)."""
         return []
 
+    def prepare(self, spec: RecordSpec, data: bytes) -> Image:
+        """The image this format's records hold, made once per image: by default the classic's
+        (`records.image.prepared`: its fix-ups and its decoder's checks). Formats written together prepare alike; a
+        format with a rule of its own (TFDS's) is written alone."""
+        return prepared(spec, data)
+
+    def refuse(self, labels: Any) -> None:
+        """Raise (`LabelDataError`, `ConfigError`) before anything is read or written if the format cannot hold what
+        these label data (`index.labels.LabelData`) would give it faithfully; nothing by default."""
+
 
 def prepare_split(plan: Plan, split: str) -> None:
     """Called once before a split's shards are written, in the process that writes them: if the split holds a
@@ -206,7 +216,7 @@ def write_shard(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
                 try:
                     if check_image is not None:
                         check_image(spec, data)
-                    image = prepared(spec, data)
+                    image = fmts[0].prepare(spec, data)
                 except ImageError as e:
                     if not skip_bad_images:
                         raise

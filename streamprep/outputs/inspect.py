@@ -1,256 +1,234 @@
-"""`streamprep inspect`: what a download or a shard holds, as plain values (the CLI prints them, or JSON).
+"""`streamprep inspect`: what one file streamprep reads or writes holds, recognised by its content, as plain values.
 
-A download is recognised by its content, not its name: a gzip file is the bounding-box archive, a
-tar of `nXXXXXXXX.tar` members the training tar, a tar of JPEGs the validation tar, and a file
-whose first record has a valid TFRecord length CRC a shard (streamprep's or the classic
-procedure's). Downloads are walked as convert walks them (headers only for the image tars).
+The content decides, never the name alone: a gzip stream is the bounding-box archive; a tar is the
+training tar (class tars `nXXXXXXXX.tar` at its top), the validation tar (`*.JPEG` at its top) or a
+WebDataset shard (`KEY.jpg`, `KEY.cls`, `KEY.json`); a file whose first record has a valid TFRecord
+length CRC is a TFRecord shard, the classic's or TFDS's by its first Example's features; a file that
+opens with Riegeli's signature is a TFDS ArrayRecord shard; text is a DALI index (`v1.2 N`, or
+`OFFSET LENGTH` lines), bboxes.csv, a label file, or JSON: manifest.json, timm's `_info.json`, TFDS's
+`dataset_info.json` or `features.json`. Only an empty file (an empty TFRecord shard, or its empty
+DALI index) is told by its name. Anything else is `OutputUnreadableError`: one line saying what the
+file is not and what inspect takes. Downloads are walked as convert walks them.
 """
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import json
+import os
+import re
 import struct
-import tarfile
-from collections import Counter
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import zlib
+from typing import Any, Iterator
 
 from ..archives.storage import Source
+from ..archives.tarscan import _checksum_ok, normalize
 from ..archives.walk import members
-from ..errors import ArchiveError, OutputUnreadableError
-from ..index.boxwalk import index_boxes
-from ..index.images import Ignored, class_images, class_tars, regular_file
+from ..errors import ArchiveError, OutputError, OutputUnreadableError
 from ..index.labels import LabelData
-from ..archives.tarscan import normalize
+from ..plan import SHARD_STEM
+from . import inspect_downloads, inspect_outputs
+from .inspection import SHOWN, Inspection, NotRecognised
+from .tfds_check import TFDS_SHARD
 from .tfrecord import masked_crc, read_records
-from .webdataset_check import MAX_SMALL_MEMBER, MEMBERS
+from .webdataset_check import MEMBERS
 
-SHOWN = 20  # records or members listed by default
-
-
-@dataclass
-class Inspection:
-    """What `inspect` found: the kind of file, counts, the first entries, and members left out and why."""
-
-    url: str
-    kind: str  # "training tar", "validation tar", "bounding-box archive", "TFRecord shard", "WebDataset shard"
-    size: int
-    counts: dict[str, int] = field(default_factory=dict)
-    per_class: dict[str, int] = field(default_factory=dict)  # synset -> images (a download)
-    entries: list[dict[str, Any]] = field(default_factory=list)  # the first records or members
-    ignored: dict[str, dict[str, Any]] = field(default_factory=dict)  # reason -> {"count", "examples"}
-    more: int = 0  # entries not listed
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _ignored(ignored: Ignored) -> dict[str, dict[str, Any]]:
-    return {reason: {"count": n, "examples": ignored.examples[reason]} for reason, n in sorted(ignored.counts.items())}
+HEAD = 64 << 10  # bytes read first to recognise a file
+MAX_JSON = 64 << 20  # a JSON file streamprep writes is far smaller (manifest.json: about 1 MB for 1152 shards)
+TAR_PROBE = 1000  # members looked at to tell a tar's kind before giving up
+# Riegeli's file signature, with which every ArrayRecord file opens (Riegeli's file format: "file signature").
+RIEGELI_SIGNATURE = bytes.fromhex("83af70d10d884a3f0000000000000000400000000000000091bac23c9287e1a9"
+                                  "0000000000000000e19f13c0e9b1c37273000000000000000000000000000000")
+ACCEPTED = ("inspect takes the training tar, the validation tar, the bounding-box tar.gz, a TFRecord, WebDataset or "
+            "TFDS (TFRecord or ArrayRecord) shard, a DALI .idx, manifest.json, _info.json, TFDS's dataset_info.json, "
+            "features.json or label.labels.txt, bboxes.csv or a label file")
+TFRECORD_INDEX = re.compile(r"\d+ \d+")
+WEBDATASET_INDEX = re.compile(r"v1\.2 \d+")
+SHARD_FILE = re.compile(SHARD_STEM)
+TFDS_SHARD_AT_END = re.compile(TFDS_SHARD.pattern.removeprefix("^"))
 
 
 def inspect(url: str, labels: LabelData, storage_options: dict[str, Any] | None = None,
             limit: int = SHOWN) -> Inspection:
-    """Look inside `url` (a path or fsspec URL): a download or a shard."""
-    source = Source(url, storage_options or {})
+    """Look inside `url` (a path or fsspec URL): a download, a shard, an index or a file beside the shards."""
     try:
-        head = source.read_at(0, 512)
-        if head[:2] == b"\x1f\x8b":
-            return _bboxes(source, limit)
-        if _is_tfrecord(head):
-            return _shard(source, limit)
-        return _tar(source, labels, limit)
+        source = Source(url, storage_options or {})
+    except ArchiveError:
+        if _is_folder(url):
+            raise OutputUnreadableError(f"{url}: a folder; inspect looks at one file (streamprep verify checks a "
+                                        "whole output folder)") from None
+        raise
+    try:
+        try:
+            return _dispatch(source, labels, limit)
+        except NotRecognised as e:
+            raise OutputUnreadableError(f"{url}: not a file streamprep reads or writes: {e}; {ACCEPTED}") from None
     finally:
         source.close()
 
 
-def _is_tfrecord(head: bytes) -> bool:
-    return len(head) >= 12 and masked_crc(head[:8]) == struct.unpack("<I", head[8:12])[0]
+def _is_folder(url: str) -> bool:
+    """Whether a local `url` is a folder (a remote one is not asked again: Source's error says it)."""
+    return ("://" not in url or url.startswith("file://")) and os.path.isdir(url.removeprefix("file://"))
+
+
+def _dispatch(source: Source, labels: LabelData, limit: int) -> Inspection:
+    head = source.read_at(0, min(HEAD, source.size)) if source.size else b""
+    if not head:
+        return _empty(source, labels, limit)
+    if head[:2] == b"\x1f\x8b":
+        if not _gzipped_tar(source):
+            raise NotRecognised("gzip, but not a gzipped tar, so not the bounding-box archive")
+        return inspect_downloads.bounding_boxes(source, limit)
+    if head[:len(RIEGELI_SIGNATURE)] == RIEGELI_SIGNATURE:
+        return inspect_outputs.array_record_shard(source, labels, limit)
+    if len(head) >= 12 and masked_crc(head[:8]) == struct.unpack("<I", head[8:12])[0]:
+        return inspect_outputs.tfrecord_shard(source, labels, limit, _tfrecord_kind(source))
+    if _is_tar(head) or (source.size >= 1024 and source.size % 512 == 0 and not any(head)):  # or an empty tar
+        return _tar(source, labels, limit)
+    text = _as_text(head, complete=len(head) == source.size)
+    if text is None:
+        raise NotRecognised(_binary(head))
+    return _text(source, text, labels, limit)
+
+
+def _empty(source: Source, labels: LabelData, limit: int) -> Inspection:
+    """An empty file: the only content told by its name (an empty shard, or its empty DALI index)."""
+    name = source.path.rstrip("/")
+    base = name.rpartition("/")[2]
+    tfds = TFDS_SHARD_AT_END.search(name)
+    if SHARD_FILE.fullmatch(base) or (tfds and tfds[2] == "tfrecord"):
+        found = inspect_outputs.tfrecord_shard(source, labels, limit, "tfds" if tfds else "classic")
+    elif base.endswith(".idx") and SHARD_FILE.fullmatch(base.removesuffix(".idx")):
+        found = inspect_outputs.tfrecord_index(source, [], limit)
+    else:
+        raise NotRecognised("an empty file (only a TFRecord shard, or its DALI index, is ever empty, and is named "
+                            "like one: train-00000-of-01024)")
+    found.notes.append("an empty file, named like a shard: convert writes one for a split with fewer images than "
+                       "shards")
+    return found
+
+
+def _is_tar(block: bytes) -> bool:
+    """Whether a file starting with `block` opens with a tar header (its checksum valid)."""
+    return len(block) >= 512 and _checksum_ok(block[:512])
+
+
+def _gzipped_tar(source: Source) -> bool:
+    """Whether the gzip stream holds a tar: a first header, or the end-of-archive zeros of an empty one."""
+    with source.fs.open(source.path, "rb") as raw, gzip.GzipFile(fileobj=raw) as f:
+        try:
+            block = f.read(1024)
+            return _is_tar(block) or (len(block) == 1024 and not any(block))
+        except (OSError, EOFError, zlib.error):  # a damaged stream: the bounding-box walk says where
+            return True
+
+
+def _tfrecord_kind(source: Source) -> str:
+    """"classic" or "tfds" by the first record's features."""
+    from .example_proto import example_type
+
+    with source.fs.open(source.path, "rb") as f:
+        try:
+            first = next(read_records(f, source.url))
+        except OutputError as e:  # a bad data CRC, or cut short
+            raise OutputUnreadableError(f"{source.url}: a TFRecord file whose first record cannot be read "
+                                        f"({str(e).rpartition(': ')[2]}); `streamprep verify` on its folder says what "
+                                        "is wrong with it") from e
+    try:
+        feature = example_type().FromString(first).features.feature
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError (its module differs between builds)
+        raise NotRecognised(f"a TFRecord file whose first record is no tf.train.Example ({e})") from e
+    kind = inspect_outputs.example_kind(feature)
+    if kind is None:
+        raise NotRecognised("a TFRecord file, but its first record is neither the classic's Example "
+                            "(image/encoded ...) nor TFDS's imagenet2012 one (file_name, image, label)")
+    return kind
 
 
 def _tar(source: Source, labels: LabelData, limit: int) -> Inspection:
-    first = next(iter(members(source)), None)
-    if first is None:
-        raise ArchiveError(f"{source.url}: empty, or neither a download streamprep knows (a tar, the bounding-box "
-                           "tar.gz) nor a TFRecord shard")
-    if normalize(first.name).endswith(".tar"):
-        return _training(source, labels, limit)
-    if normalize(first.name).rpartition(".")[2] in MEMBERS:
-        return _webdataset_shard(source, limit)
-    return _validation(source, labels, limit)
-
-
-def _training(source: Source, labels: LabelData, limit: int) -> Inspection:
-    ignored, containers = Ignored(), {}
-    found = Inspection(source.url, "training tar", source.size)
-    for label, outer in class_tars(source, labels, ignored, containers):
-        group = class_images(source, outer, ignored)
-        synset = labels.synsets[label - 1]
-        found.per_class[synset] = len(group.names)
-        for i in range(min(len(group.names), max(0, limit - len(found.entries)))):
-            found.entries.append({"member": f"{outer.name}!{group.names[i]}", "label": label, "synset": synset,
-                                  "bytes": int(group.sizes[i])})
-    found.counts = {"classes": len(found.per_class), "images": sum(found.per_class.values())}
-    found.more = found.counts["images"] - len(found.entries)
-    found.ignored = _ignored(ignored)
-    return found
-
-
-def _validation(source: Source, labels: LabelData, limit: int) -> Inspection:
-    from ..index.images import VALIDATION_PATTERN
-
-    listed = {f"ILSVRC2012_val_{i + 1:08d}.JPEG": synset for i, synset in enumerate(labels.validation)}
-    ignored = Ignored()
-    found = Inspection(source.url, "validation tar", source.size)
-    per_class: Counter = Counter()
-    images = 0
-    for m in members(source):
-        name = normalize(m.name)
-        ref = f"{source.url}!{m.name}"
+    """A tar, by the members at its top: class tars, validation images, or WebDataset samples."""
+    first = None
+    for n, m in enumerate(members(source)):
         if m.is_dir:
             continue
-        if "/" in name or not name.endswith(".JPEG"):
-            ignored.add(ref, "not a *.JPEG at the top of the validation tar")
-            continue
-        if not regular_file(m, source.url, ignored):
-            continue
-        synset = listed.get(name)
-        if synset is None:
-            ignored.add(ref, "not listed in the validation labels file" if VALIDATION_PATTERN.fullmatch(name)
-                        else "not named ILSVRC2012_val_NNNNNNNN.JPEG")
-            continue
-        if labels.label(synset) is None:
-            ignored.add(ref, "validation image of a synset not in the labels file")
-            continue
-        images += 1
-        per_class[synset] += 1
-        if len(found.entries) < limit:
-            found.entries.append({"member": m.name, "label": labels.label(synset), "synset": synset, "bytes": m.size})
-    found.per_class = dict(sorted(per_class.items()))
-    found.counts = {"classes": len(per_class), "images": images, "listed in the labels file": len(listed)}
-    found.more = images - len(found.entries)
-    found.ignored = _ignored(ignored)
-    return found
-
-
-def _bboxes(source: Source, limit: int) -> Inspection:
-    ignored = Ignored()
-    table = index_boxes(source, ignored)
-    found = Inspection(source.url, "bounding-box archive", source.size,
-                       {"XML files": table.files, "boxes": table.count})
-    for image, boxes in table.entries():  # in bboxes.csv order; nothing here splits text a name could hold
-        for box in boxes:
-            found.entries.append({"image": image, "box": [round(float(v), 4) for v in box]})
-        if len(found.entries) >= limit:
-            del found.entries[limit:]
+        name = normalize(m.name)
+        first = first or name
+        if "/" not in name and name.endswith(".tar"):
+            return inspect_downloads.training(source, labels, limit)
+        if "/" not in name and name.endswith(".JPEG"):
+            return inspect_downloads.validation(source, labels, limit)
+        if name.rpartition("/")[2].partition(".")[2] in MEMBERS:
+            return inspect_outputs.webdataset_shard(source, labels, limit)
+        if n >= TAR_PROBE:
             break
-    found.more = table.count - len(found.entries)
-    found.ignored = _ignored(ignored)
-    return found
+    if first is None:
+        return inspect_outputs.webdataset_shard(source, labels, limit)  # an empty tar: an empty WebDataset shard
+    raise NotRecognised(f"a tar, but neither a download (class tars nXXXXXXXX.tar, or *.JPEG, at its top) nor a "
+                        f"WebDataset shard (KEY.jpg, KEY.cls, KEY.json); its first member is {first}")
 
 
-def _shard(source: Source, limit: int) -> Inspection:
-    from .example_proto import example_type as message_type
+def _as_text(head: bytes, complete: bool) -> str | None:
+    """The head as UTF-8 text, or None for binary data (a NUL, or bytes that are no UTF-8)."""
+    if b"\0" in head:
+        return None
+    try:
+        return codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+    except UnicodeDecodeError:
+        return None
 
-    example_type = message_type()
-    found = Inspection(source.url, "TFRecord shard", source.size)
-    records = boxes = 0
-    labels: Counter = Counter()
+
+def _binary(head: bytes) -> str:
+    """What binary data is, as far as inspect can tell."""
+    if head.startswith(b"\xff\xd8\xff"):
+        what = "a JPEG image"
+    elif head.startswith(b"\x89PNG"):
+        what = "a PNG image"
+    else:
+        what = "binary data"
+    return (f"{what} (it starts with {head[:8].hex(' ')}): no tar header, gzip, TFRecord or ArrayRecord signature")
+
+
+def _lines(source: Source) -> Iterator[tuple[int, str]]:
+    """The file's lines, numbered from 1, without their line ends; trailing blank lines dropped."""
+    blank = 0
     with source.fs.open(source.path, "rb") as f:
-        try:
-            for data in read_records(f, source.url):
-                records += 1
-                values = _values(example_type.FromString(data))
-                labels[values.get("label")] += 1
-                boxes += len(values.get("boxes", []))
-                if len(found.entries) < limit:
-                    found.entries.append(values)
-        except Exception as e:  # noqa: BLE001 - damaged framing or a record that is no Example: said, then stop
-            raise OutputUnreadableError(f"{source.url}: record {records} cannot be read ({e}); "
-                                        "`streamprep verify` says what is wrong with it") from e
-    found.counts = {"records": records, "labels": len(labels), "boxes": boxes}
-    found.more = records - len(found.entries)
-    return found
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise NotRecognised(f"text up to line {number}, which is not UTF-8") from None
+            if not line:
+                blank += 1
+                continue
+            if blank:
+                raise NotRecognised(f"text with an empty line {number - 1}: no file streamprep writes has one")
+            yield number, line
 
 
-def _webdataset_shard(source: Source, limit: int) -> Inspection:
-    """A WebDataset shard's samples, shown as a TFRecord shard's records are (the label the classic's, cls + 1)."""
-    found = Inspection(source.url, "WebDataset shard", source.size)
-    samples = boxes = 0
-    labels: Counter = Counter()
-    current: dict[str, Any] = {}
-
-    def close() -> None:
-        nonlocal samples, boxes
-        meta = current.get("json") or {}
-        values = {"filename": meta.get("filename"), "label": meta.get("label"), "synset": meta.get("synset"),
-                  "text": meta.get("text"), "height": meta.get("height"), "width": meta.get("width"),
-                  "bytes": current.get("jpg"), "boxes": _boxes(meta.get("boxes"))}
-        samples += 1
-        labels[values["label"]] += 1
-        boxes += len(values["boxes"])
-        if len(found.entries) < limit:
-            found.entries.append(values)
-
-    key = None
-    with source.fs.open(source.path, "rb") as f:
-        try:
-            with tarfile.open(fileobj=f, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    stem, _, ext = member.name.rpartition(".")
-                    if stem != key and key is not None:
-                        close()
-                        current = {}
-                    key = stem
-                    if ext == "jpg":
-                        current["jpg"] = member.size
-                    elif ext == "json" and member.isfile() and member.size <= MAX_SMALL_MEMBER:
-                        reader = tar.extractfile(member)
-                        try:
-                            meta = json.loads(reader.read()) if reader else {}
-                        except (ValueError, RecursionError):
-                            meta = {}
-                        current["json"] = meta if isinstance(meta, dict) else {}
-            if key is not None:
-                close()
-        except (tarfile.TarError, ValueError, EOFError) as e:
-            raise OutputUnreadableError(f"{source.url}: sample {samples} cannot be read ({e}); "
-                                        "`streamprep verify` says what is wrong with it") from e
-    found.counts = {"samples": samples, "labels": len(labels), "boxes": boxes}
-    found.more = samples - len(found.entries)
-    return found
+def _text(source: Source, head: str, labels: LabelData, limit: int) -> Inspection:
+    """A text file, by its first line: JSON, a DALI index, a label file or bboxes.csv."""
+    if head.lstrip().startswith(("{", "[")):
+        if source.size > MAX_JSON:
+            raise NotRecognised(f"JSON of {source.size:,} bytes, larger than any file streamprep writes")
+        with source.fs.open(source.path, "rb") as f:
+            try:
+                data = json.loads(f.read())
+            except (ValueError, RecursionError) as e:
+                raise NotRecognised(f"text that starts like JSON but is not JSON ({str(e)[:100]})") from None
+        return inspect_outputs.json_file(source, data, limit)
+    first = head.split("\n", 1)[0].rstrip("\r")
+    if WEBDATASET_INDEX.fullmatch(first):
+        return inspect_outputs.webdataset_index(source, _lines(source), limit)
+    if TFRECORD_INDEX.fullmatch(first):
+        return inspect_outputs.tfrecord_index(source, _lines(source), limit)
+    if inspect_outputs.SYNSET.fullmatch(first.split("\t", 1)[0]):
+        return inspect_outputs.label_file(source, list(_lines(source)), labels, limit)
+    if inspect_outputs.box_line(first) is not None:
+        return inspect_outputs.bboxes_csv(source, _lines(source), limit)
+    raise NotRecognised("text, but neither JSON streamprep writes, bboxes.csv, a DALI index nor a label file "
+                        f"(its first line: {first[:40]!r})")
 
 
-def _boxes(found: Any) -> list[list[float]]:
-    """A .json's boxes as shown, or none if they are not a list of four numbers each."""
-    if not isinstance(found, list) or not all(isinstance(b, list) and len(b) == 4 and
-                                              all(isinstance(v, (int, float)) for v in b) for b in found):
-        return []
-    return [[round(v, 4) for v in b] for b in found]
-
-
-def _values(example: Any) -> dict[str, Any]:
-    """A record's features as plain values (the image as its size in bytes)."""
-    feature = example.features.feature
-
-    def one(key: str, kind: str) -> Any:
-        values = getattr(feature[key], kind).value if key in feature else []
-        return values[0] if len(values) == 1 else None
-
-    def text(key: str) -> str | None:
-        value = one(key, "bytes_list")
-        return None if value is None else value.decode("utf-8", "backslashreplace")
-
-    lists = {k: list(feature[f"image/object/bbox/{k}"].float_list.value) if f"image/object/bbox/{k}" in feature else []
-             for k in ("xmin", "ymin", "xmax", "ymax")}
-    if "file_name" in feature and "image" in feature:  # TFDS's imagenet2012 record: file_name, image, label 0..N-1
-        image = one("image", "bytes_list")
-        return {"filename": text("file_name"), "label": one("label", "int64_list"), "synset": None, "text": None,
-                "height": None, "width": None, "bytes": None if image is None else len(image), "boxes": []}
-    encoded = one("image/encoded", "bytes_list")
-    return {"filename": text("image/filename"), "label": one("image/class/label", "int64_list"),
-            "synset": text("image/class/synset"), "text": text("image/class/text"),
-            "height": one("image/height", "int64_list"), "width": one("image/width", "int64_list"),
-            "bytes": None if encoded is None else len(encoded),
-            "boxes": [[round(v, 4) for v in box] for box in zip(lists["xmin"], lists["ymin"], lists["xmax"],
-                                                               lists["ymax"])]}
+__all__ = ["Inspection", "SHOWN", "inspect"]

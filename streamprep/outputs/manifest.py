@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -23,6 +24,8 @@ from ..errors import OutputError
 from ..plan import SHARD_STEM
 from .files import Output
 
+log = logging.getLogger("streamprep")
+
 MANIFEST = "manifest.json"
 # A shard's file name: the classic's stem and, for other formats, a suffix; never a path (it is removed by
 # --overwrite and read back by resume and verify, so a name that leaves the folder would be obeyed).
@@ -33,7 +36,11 @@ SHARD_FILE_NAME = re.compile(f"^(?:{SHARD_STEM}" + r"(\.[A-Za-z0-9_.-]+)?"
 FORMAT = "streamprep-manifest/1"
 # Files the formats write beside the shards (`Totals.files`): timm's, and TFDS's metadata.
 SIDE_FILE_NAME = re.compile(f"^(?:_info\\.json|{TFDS_FOLDER}(?:dataset_info\\.json|features\\.json|label\\.labels\\.txt))$")
-FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (at most a second of work lost)
+# Every name streamprep gives a file of its output, in any format: shards, DALI indexes, the files beside them,
+# bboxes.csv and this manifest. A file so named that the manifest does not list is another run's: --overwrite
+# removes it, a run refuses to end well while one is there, verify reports it.
+OUTPUT_FILE_NAME = re.compile("|".join((SHARD_FILE_NAME.pattern, SIDE_FILE_NAME.pattern, r"^(?:bboxes\.csv|manifest\.json)$")))
+FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (a kill -9 loses at most that)
 MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")
 ETAG_KEYS = ("ETag", "etag")
 
@@ -218,6 +225,15 @@ class Manifest:
         return cls(data.get("run", {}), data.get("options", {}), data.get("md5", {}), entries,
                    data.get("complete") is True, totals if has_totals else None, str(data.get("streamprep", "")))
 
+    def files(self) -> list[str]:
+        """Every file of the output this manifest lists but itself: shard files and their indexes, bboxes.csv, the
+        formats' files beside the shards."""
+        names = [n for e in self.shards.values() for n in e.files()]
+        if self.totals is not None:
+            names += [self.totals.bboxes_csv.name] if self.totals.bboxes_csv else []
+            names += [f.name for f in self.totals.files]
+        return names
+
     def reusable(self, run: dict[str, Any]) -> dict[str, ShardEntry]:
         """This manifest's shard entries if it records the same run (inputs, labels, sharding, policies), by name."""
         return dict(self.shards) if self.run == run else {}
@@ -259,6 +275,23 @@ def load_checked(output: Output) -> tuple[Manifest | None, str | None]:
         return None, f"{type(e).__name__}: {str(e)[:200]}"
 
 
+def output_files(output: Output) -> list[str]:
+    """The files in `out` (and in TFDS's folders below it) named as streamprep names the files of its output
+    (`OUTPUT_FILE_NAME`), as paths relative to `out`, sorted."""
+    fs = output.fs
+    try:
+        fs.invalidate_cache(output.root)  # what other processes wrote meanwhile (an object store's listing is cached)
+        entries = fs.ls(output.root, detail=False)
+        if any(p.rstrip("/").rsplit("/", 1)[-1] == "imagenet2012" for p in entries):
+            entries = [*entries, *fs.find(output.path("imagenet2012"), maxdepth=2, detail=False)]
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise OutputError(f"{output.url}: cannot list the output folder ({e}); check --out") from e
+    root = len(fs._strip_protocol(output.root).rstrip("/")) + 1
+    return sorted({name for p in entries if OUTPUT_FILE_NAME.match(name := fs._strip_protocol(p).rstrip("/")[root:])})
+
+
 def file_matches(output: Output, entry: ShardEntry) -> bool:
     """Whether the finished file named by a manifest entry (and its index, if it has one) is there with its
     recorded size and sha256."""
@@ -283,17 +316,34 @@ def _matches(output: Output, ref: FileRef) -> bool:
 
 
 class Journal:
-    """The manifest of a conversion in progress: rewritten (atomically) as shards finish, complete at the end.
+    """The manifest of a conversion in progress: rewritten (atomically, and flushed to the disk) as shards finish,
+    complete at the end.
 
-    A run killed at any moment leaves a manifest listing the shards finished before its last
-    rewrite; the next run keeps those (after checking them) and writes the rest.
+    It is the truth about `out`: a run that ends by an error, Ctrl-C or SIGTERM lists every file it
+    finished (`with journal:` flushes it on the way out); a run killed at any moment leaves a manifest
+    listing the shards finished before its last rewrite, at most a second earlier. The next run keeps
+    those (after checking them) and writes the rest; a file no manifest lists is another run's.
     """
 
     def __init__(self, output: Output, manifest: Manifest, clock: Callable[[], float] = time.monotonic) -> None:
         self.output, self.manifest, self.clock = output, manifest, clock
         self.lock = threading.Lock()
         self.last = clock()
+        self.dirty = False  # shards finished since the manifest was last written
         self.write()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        """On the way out of a run that failed: the shards it finished listed (the run's own error is raised)."""
+        if kind is None:
+            return
+        try:
+            self.flush()
+        except Exception as e:  # noqa: BLE001 - the run's own error is the one to report
+            log.warning("%s: the files finished by this run could not be listed in %s (%s); a rerun of the same "
+                        "command writes them again", self.output.url, MANIFEST, e)
 
     def finished(self, *entries: ShardEntry) -> None:
         """A shard finished: its file in every format, listed together (a kill never leaves one format listed
@@ -301,8 +351,14 @@ class Journal:
         with self.lock:
             for entry in entries:
                 self.manifest.shards[entry.name] = entry
+            self.dirty = True
             due = self.clock() - self.last >= FLUSH_INTERVAL
         if due:
+            self.write()
+
+    def flush(self) -> None:
+        """Write the manifest now if a shard finished since it was last written."""
+        if self.dirty:
             self.write()
 
     def complete(self, shards: list[ShardEntry], totals: Totals) -> None:
@@ -315,6 +371,11 @@ class Journal:
     def write(self) -> None:
         with self.lock:
             self.last = self.clock()
+            self.dirty = False
             text = self.manifest.to_bytes()
-            with self.output.atomic(MANIFEST) as f:
-                f.write(text)
+            try:
+                with self.output.atomic(MANIFEST, durable=True) as f:
+                    f.write(text)
+            except BaseException:
+                self.dirty = True
+                raise

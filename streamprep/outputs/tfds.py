@@ -6,8 +6,9 @@ splits with their shard lengths and sizes; the rest as TensorFlow Datasets 4.9.1
 `features.json` and `label.labels.txt` (the labels file). The order of the records and the shard
 boundaries are TFDS's (`tfds_plan`); each record is TFDS's Example (`records.tfds_example`).
 ArrayRecord files are written by the `array-record` package (TFDS's own writer, options
-`group_size:1`), which needs a local path: each shard is written to a local temporary file first,
-then copied into place (any fsspec `--out`).
+`group_size:1`), which needs a local path: each shard is written to a local temporary file first
+(`streamprep-PID-XXXXXXXX.array_record` in TMPDIR, removed by the next run if its process was
+killed), then copied into place (any fsspec `--out`).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from importlib import metadata, resources
 from typing import Iterator, Sequence
 
 from ..errors import MissingDependencyError, OutputError
 from ..plan import Plan, RecordSpec, ShardSpec
-from ..records import tfds_example
+from ..records import fixups, tfds_example
 from ..records.image import Image
+from ..tfds_plan import image_size
+from .files import local_temporary
 from .format import Format, ShardEncoder
 from .manifest import ShardEntry
 from .tfrecord import frame_parts
@@ -67,8 +69,7 @@ class _ArrayRecordEncoder(ShardEncoder):
         except ImportError as e:
             raise MissingDependencyError(f"--file-format array_record needs the array-record package ({e}); "
                                          "pip install 'streamprep[tfds]'") from e
-        handle, self.path = tempfile.mkstemp(prefix="streamprep-", suffix=".array_record")
-        os.close(handle)
+        self.path = local_temporary(".array_record")  # named after this process: swept once it is gone
         try:
             self.writer = array_record_module.ArrayRecordWriter(self.path, "group_size:1")
         except RuntimeError as e:
@@ -110,8 +111,7 @@ def _records_size(plan: Plan, split: str, files: Sequence[ShardEntry]) -> int:
         return sum(e.bytes - 16 * e.records for e in files)
     skipped = {s["member"] for e in files for s in e.skipped}
     index = plan.splits[split].index
-    return sum(tfds_example.size(int(index.labels[i]) - 1, index.names[i],
-                                 plan.fixed_sizes.get(index.names[i], int(index.sizes[i])))
+    return sum(tfds_example.size(int(index.labels[i]) - 1, index.names[i], image_size(plan.fixed_sizes, index, i))
                for i in range(len(index)) if not skipped or index.member(i) not in skipped)
 
 
@@ -133,6 +133,12 @@ class TFDSFormat(Format):
 
     def index_name(self, shard: ShardSpec) -> str | None:
         return None  # DALI reads TFRecord shards with the classic's schema; TFDS's need no index beside them
+
+    def prepare(self, spec: RecordSpec, data: bytes) -> Image:
+        """TFDS's image: the member's bytes as they are, whatever they hold (its Image feature stores a file's bytes
+        unread: a README or a PNG is a record too), a file TFDS fixes up (`tfds_plan.fixup_kind`) re-encoded. Its
+        records hold no height or width."""
+        return Image(fixups.apply(spec.fixup, data, spec.member) if spec.fixup else data, 0, 0)
 
     def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
         """dataset_info.json, features.json and label.labels.txt, as `tfds build` writes them."""

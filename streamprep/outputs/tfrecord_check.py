@@ -151,6 +151,8 @@ def _text(value: bytes) -> str:
 class ShardChecker:
     """Reads shards and checks their records; one instance shared by the worker threads."""
 
+    filename_key = "image/filename"  # the feature naming a record's image in the problems reported
+
     def __init__(self, fs: Any, root: str, url: str, decode: bool, num_classes: int, phase: Phase,
                  stop: threading.Event) -> None:
         self.fs, self.root, self.url = fs, root, url
@@ -240,8 +242,8 @@ class ShardChecker:
         except Exception:  # google.protobuf's DecodeError (its module differs between protobuf builds)
             example = None
         filename = None
-        if example is not None and "image/filename" in example.features.feature:
-            names = example.features.feature["image/filename"].bytes_list.value
+        if example is not None and self.filename_key in example.features.feature:
+            names = example.features.feature[self.filename_key].bytes_list.value
             filename = _text(names[0]) if len(names) == 1 else None
         if not crc_ok:
             check.trusted = False

@@ -1,17 +1,23 @@
 """`streamprep verify`: check a finished output record by record, and against its manifest.json if it has one.
 
-Checked for every shard (streamprep's or the classic procedure's):
+Checked for every TFRecord shard (streamprep's or the classic procedure's); a WebDataset shard and a
+TFDS shard are checked the same way by their own readers (`webdataset_check`, `tfds_check`):
 - framing: each record's length CRC and data CRC, and that the file ends where the last record ends;
 - schema: each record is a `tf.train.Example` with exactly the classic's 17 features, each of the
   classic's type and arity, the constant ones (`RGB`, 3 channels, `JPEG`) with their value, boxes
   consistent (equal list lengths, coordinates in [0, 1], min <= max, box labels = the label);
-- labels: `image/class/label` in 1..num_classes;
+- labels, each in the numbering its format stores: the classic TFRecord's `image/class/label` in
+  1..num_classes (0 is the classic's background, never written), a WebDataset `.cls` and a TFDS
+  `label` in 0..num_classes-1;
 - with `decode=True`: `image/encoded` is a JPEG that `tf.io.decode_jpeg(channels=3)` decodes to
   `image/height` x `image/width`;
 - the shard names of each split are complete (indices 0..N-1 of `-of-N`).
 With a manifest (streamprep's output) also: the conversion is complete, every listed shard is there
-with its size, sha256, record and box counts, no unlisted shard is there, the shards and the labels
-of each split add up to the manifest's, and bboxes.csv has its size and sha256.
+with its size, sha256, record and box counts, no unlisted shard (or other file named as convert names
+its files: a DALI index, _info.json) is there, the shards and the labels
+of each split add up to the manifest's (whose `class_counts` number classes as the classic does,
+1..N, for every format; a difference is reported in the shards' own numbering), and bboxes.csv has
+its size and sha256.
 
 The library never prints: it returns a `VerifyReport` (whose `lines()` are the CLI's report) and
 reports progress through the optional callback.
@@ -31,7 +37,7 @@ from typing import Any, Iterator
 from ..archives.storage import rejected_options, resolve
 from ..options import default_workers
 from ..errors import ConfigError, OutputUnreadableError
-from .manifest import MANIFEST, Manifest, ShardEntry
+from .manifest import MANIFEST, OUTPUT_FILE_NAME, Manifest, ShardEntry
 from ..progress import Callback, Phase
 from ..progress import check as check_stop
 from .tfrecord_check import PROBLEMS_KEPT, READ_BLOCK, SHARD_NAME, Problem, ShardCheck, ShardChecker, tensorflow
@@ -41,6 +47,14 @@ from .webdataset_check import TarShardChecker
 
 SPLITS = ("train", "validation")
 NUM_CLASSES = 1000
+# Per format: what its label is called and how far its numbering is below the classic's 1..N (shard_format's names).
+STORED_LABELS = {"tfrecord": ("image/class/label", 0), "webdataset": (".cls", 1), "tfds": ("TFDS label", 1)}
+
+
+def label_range(kind: str, num_classes: int) -> str:
+    """The labels a format stores, in its own numbering: `image/class/label 1..1000`, `.cls 0..999`."""
+    name, below = STORED_LABELS[kind]
+    return f"{name} {1 - below}..{num_classes - below}"
 
 
 @dataclass
@@ -75,7 +89,9 @@ class VerifyReport:
         if self.omitted:
             out.append(f"... and {self.omitted:,} more problem(s) not shown (at most {PROBLEMS_KEPT} a shard)")
         out += [f"note: {n}" for n in self.notes]
-        checked = f"framing, schema, labels 1..{self.num_classes}" + (", decoding" if self.decode else "")
+        kinds = [k for k in STORED_LABELS if any(shard_format(s.name) == k for s in self.shards)]
+        ranges = "; ".join(label_range(k, self.num_classes) for k in kinds)
+        checked = f"framing, schema, labels{f' ({ranges})' if ranges else ''}" + (", decoding" if self.decode else "")
         if self.manifest:
             checked += f", counts and sha256 against {MANIFEST}"
         what = (f"{self.records:,} records in {len(self.shards):,} shards ({self.nbytes / 1e6:,.1f} MB)"
@@ -224,8 +240,9 @@ def _shard_set(names: list[str], where: str) -> list[Problem]:
     return problems
 
 
-def _counts_differ(found: Counter, listed: Any) -> str | None:
-    """How the labels found differ from the manifest's class_counts (keys are labels as text)."""
+def _counts_differ(found: Counter, listed: Any, kind: str = "tfrecord") -> str | None:
+    """How the labels found differ from the manifest's class_counts (keys are the classic's labels as text, as are
+    `found`'s), each label named as the shards of `kind` store it."""
     if not isinstance(listed, dict):
         return "class_counts missing from the manifest"
     expected: Counter = Counter()
@@ -237,9 +254,12 @@ def _counts_differ(found: Counter, listed: Any) -> str | None:
     differ = sorted(k for k in set(found) | set(expected) if found[k] != expected[k])
     if not differ:
         return None
-    shown = "; ".join(f"label {k}: {found[k]:,} in the records, {expected[k]:,} listed" for k in differ[:5])
+    name, below = STORED_LABELS[kind]
+    shown = "; ".join(f"{name} {k - below}: {found[k]:,} in the records, {expected[k]:,} listed" for k in differ[:5])
     more = " ..." if len(differ) > 5 else ""
-    return f"label counts differ from {MANIFEST} for {len(differ):,} label(s): {shown}{more}"
+    numbering = (f" ({name} as the shards store it, 0-based; {MANIFEST}'s class_counts key is {below} more, the "
+                 "classic's label)" if below else "")
+    return f"label counts differ from {MANIFEST} for {len(differ):,} label(s): {shown}{more}{numbering}"
 
 
 def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool = False,
@@ -306,9 +326,11 @@ def _with_manifest(manifest: Manifest, files: dict[str, dict[str, Any]],
             problems.append(Problem(name, f"missing: listed in {MANIFEST} but not in the folder"))
     unlisted = [n for n in shard_files if n not in manifest.shards]
     todo = [n for n in listed if n in files and shard_format(n)]
-    if manifest.complete:
+    if manifest.complete:  # and any other file named as convert names its files (a DALI index, _info.json)
+        others = sorted({n for n in files if OUTPUT_FILE_NAME.match(n) and not shard_format(n)}
+                        - {MANIFEST, *manifest.files()})
         problems.extend(Problem(name, f"not listed in {MANIFEST}: left from another run? remove it, or rerun the "
-                                      "convert command that wrote this folder") for name in unlisted)
+                                      "convert command that wrote this folder") for name in [*unlisted, *others])
         problems += _shard_sets([n for n in listed if shard_format(n)], f"listed in {MANIFEST}")
     else:  # a running or killed conversion lists the shards finished so far, and no totals yet
         notes.append(f"the conversion is incomplete: {len(listed):,} shard(s) listed in {MANIFEST} were "
@@ -403,7 +425,7 @@ def _against_splits(manifest: Manifest, checks: list[ShardCheck]) -> list[Proble
             found: Counter = Counter()
             for c in mine:
                 found.update(c.labels)
-            differ = _counts_differ(found, summary.class_counts)
+            differ = _counts_differ(found, summary.class_counts, kind)
             if differ:
                 problems.append(Problem(label, differ))
     return problems

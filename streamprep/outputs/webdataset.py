@@ -5,7 +5,9 @@ of that name. A sample's key is the image's file name without its extension, und
 training images (`n01440764/n01440764_10026`, unique even where two classes hold the same file
 name; validation: `ILSVRC2012_val_00000001`). Characters that a reader would take for something
 else (a `.` starts the extension, a space ends a name in DALI's index) are percent-encoded, so a key
-is always `[A-Za-z0-9_%/-]`. Its members:
+is always `[A-Za-z0-9_%/-]` (the empty stem of a file named `.JPEG` is `%`). A synset that would
+start a key with `__...__/`, which the webdataset library skips as metadata (`READERS_SKIP`), is
+refused before anything is written. Its members:
 - `KEY.jpg`: the image bytes the classic's record holds (fix-up files re-encoded as the classic does);
 - `KEY.cls`: the class as decimal text, 0..N-1 in the order of the labels file (sorted synsets for
   ImageNet): what timm's `reader_wds` and torchvision's `ImageFolder` number; the classic TFRecord's
@@ -22,11 +24,13 @@ each split's shard files and sample counts in timm's layout.
 from __future__ import annotations
 
 import json
+import re
 import tarfile
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import LabelDataError
 from ..plan import Plan, RecordSpec, ShardSpec
 from ..records.image import Image
 from .format import Format, ShardEncoder
@@ -42,6 +46,16 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 RECORD_ALLOWANCE = 6 * BLOCK + 3 * BLOCK
 
 
+# Member names the webdataset library skips as metadata (`tar_file_iterator`'s `skip_meta`, and `__...__` names
+# without a folder): a sample so named would be missing from what a training job reads.
+READERS_SKIP = re.compile(r"__[^/]*__($|/)")
+
+
+def skipped_by_readers(member: str) -> bool:
+    """Whether the webdataset library leaves this tar member out of the samples it reads."""
+    return bool(READERS_SKIP.match(member)) or ("/" not in member and member.startswith("__") and member.endswith("__"))
+
+
 def escape(name: str) -> str:
     """A file name as a key part: bytes outside `[A-Za-z0-9_-]` as `%XX` (so `.`, `/`, spaces and `%` too)."""
     raw = name.encode("utf-8", "surrogateescape")
@@ -51,9 +65,12 @@ def escape(name: str) -> str:
 
 
 def sample_key(spec: RecordSpec, split: str) -> str:
-    """The sample's key: `synset/stem` for training images, `stem` for validation ones, escaped."""
+    """The sample's key: `synset/stem` for training images, `stem` for validation ones, escaped. The empty stem of a
+    file named `.JPEG` is `%`, which no escaped stem is (each `%` of one starts `%XX`): an empty last part would
+    make webdataset read the key as `synset/` (or skip the sample) and DALI's `wds2idx` skip it."""
     stem = spec.filename.rsplit(".", 1)[0] if "." in spec.filename else spec.filename
-    return escape(stem) if split == "validation" else f"{escape(spec.synset)}/{escape(stem)}"
+    part = escape(stem) or "%"
+    return part if split == "validation" else f"{escape(spec.synset)}/{part}"
 
 
 def _number(value: float) -> str:
@@ -161,3 +178,13 @@ class WebDatasetFormat(Format):
 
     def side_file_names(self) -> list[str]:
         return [INFO_JSON]
+
+    def refuse(self, labels: Any) -> None:
+        """A synset whose training keys the webdataset library would skip as metadata (`__x__/...`)."""
+        for number, synset in enumerate(labels.synsets, 1):
+            if skipped_by_readers(f"{escape(synset)}/x.jpg"):
+                raise LabelDataError(f"labels file {labels.sources.get('labels', '')} line {number}: synset "
+                                     f"{synset!r} would give WebDataset keys {escape(synset)}/..., which the "
+                                     "webdataset library takes for metadata and skips, so its images would not be "
+                                     "read; rename the synset (in --labels-file and --metadata-file), or write "
+                                     "another --format")

@@ -8,7 +8,7 @@ import tarfile
 from typing import BinaryIO
 
 from .tfrecord_check import ADVANCE_EVERY, READ_BLOCK, ShardCheck, ShardChecker, decode_problems
-from .webdataset import SUFFIX
+from .webdataset import SUFFIX, skipped_by_readers
 
 MEMBERS = ("jpg", "cls", "json")  # what every sample holds, once each
 MAX_SMALL_MEMBER = 1 << 20  # a .cls or .json larger than this is not one streamprep wrote
@@ -35,7 +35,7 @@ class TarShardChecker(ShardChecker):
     """Reads WebDataset shards (`NAME.tar`) and checks their samples; one instance shared by the worker threads.
 
     Checked: the file is a tar to its end; every member is a regular file named `KEY.jpg`, `KEY.cls` or
-    `KEY.json`, a sample's members together and each once; `.cls` a class number in 0..N-1; `.json` an
+    `KEY.json` (and not one the webdataset library skips as metadata), a sample's members together and each once; `.cls` a class number in 0..N-1; `.json` an
     object whose `cls` and `label` agree with `.cls`; `.jpg` a JPEG (with `decode`, one TensorFlow's
     decoder decodes to the `.json`'s height and width). The labels counted are the classic's (`cls` + 1),
     to compare with the manifest's class counts; `index` is the DALI index of the file as read.
@@ -60,6 +60,11 @@ class TarShardChecker(ShardChecker):
                     name = member.name
                     if not member.isfile():
                         check.problem(f"member {name!r} is not a regular file", check.records)
+                        check.trusted = False
+                        continue
+                    if skipped_by_readers(name):  # read as the webdataset library reads it
+                        check.problem(f"member {name!r}: the webdataset library skips it as metadata (a name "
+                                      "starting __...__), so a training job would miss its sample", check.records)
                         check.trusted = False
                         continue
                     stem, _, ext = name.rpartition(".")
@@ -141,7 +146,7 @@ class TarShardChecker(ShardChecker):
             elif cls is not None and (type(meta.get("cls")) is not int or type(meta.get("label")) is not int
                                       or meta.get("cls") != cls or meta.get("label") != cls + 1):
                 check.problem(f"sample {key!r}: .json says cls {meta.get('cls')!r} and label {meta.get('label')!r}, "
-                              f".cls says {cls}", record)
+                              f".cls says {cls} (so cls {cls} and the classic's label {cls + 1})", record)
             else:
                 boxes = meta.get("boxes", [])
                 check.boxes += len(boxes) if isinstance(boxes, list) else 0

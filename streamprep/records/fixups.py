@@ -5,7 +5,9 @@ JPEG. The same bytes come without TensorFlow:
 - a CMYK (or YCCK) JPEG is decoded by libjpeg-turbo with the fast integer DCT and fancy upsampling,
   TensorFlow's defaults (`simplejpeg`, which exposes the DCT choice Pillow does not), and turned into
   RGB with TensorFlow's integer formula (`cmyk_to_rgb`); a three-component JPEG is decoded straight
-  to RGB the same way;
+  to RGB the same way. Sampling factors TurboJPEG's interface refuses (a first component sampled 2x2
+  while the others are 1x1, 3:1 ratios, ...) go through `jpeg_any_sampling`: libjpeg's coefficients
+  (jpeglib), TurboJPEG's inverse DCT per component, libjpeg's upsampling and colour conversion;
 - the PNG is decoded by Pillow, reduced to 8-bit RGB as libpng does for `decode_png(channels=3)`
   (alpha dropped, gray repeated, palette looked up, 16-bit samples cut to their high byte);
 - the pixels are encoded by Pillow's libjpeg-turbo at quality 100, 4:2:0, with a JFIF header of
@@ -27,7 +29,9 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ImageError, MissingDependencyError
+from . import jpeg_any_sampling
 from .imagesize import MAX_DECODED_BYTES, SizeUnreadable, Undecodable, _markers, checked_jpeg_size, jpeg_components
+from .jpeg_any_sampling import Unreproducible
 
 log = logging.getLogger("streamprep")
 
@@ -44,10 +48,6 @@ KINDS = {"png": "png_to_jpeg", "cmyk": "cmyk_to_rgb"}
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 300  # tf.io.encode_jpeg's default density: 300 dots per inch
-
-
-class UnusualSampling(Undecodable):
-    """A JPEG with sampling factors TurboJPEG cannot decode (libjpeg, and so TensorFlow, can)."""
 
 
 def fixup_kind(filename: str) -> str | None:
@@ -81,6 +81,9 @@ def apply(kind: str, data: bytes, member: str) -> bytes:
     """
     try:
         pixels = decode(data, 3 if kind == "png" else 0)
+    except Unreproducible as e:
+        raise ImageError(f"{member}: the classic re-encodes this file ({KINDS[kind]}) and TensorFlow decodes it, "
+                         f"but streamprep cannot reproduce its pixels exactly ({e}); check the archive") from e
     except (ValueError, OSError) as e:  # Undecodable, SizeUnreadable, Pillow's and simplejpeg's errors
         raise ImageError(f"{member}: the classic re-encodes this file ({KINDS[kind]}), but it cannot be decoded "
                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); check the archive") from e
@@ -154,7 +157,7 @@ def libjpeg_view(data: bytes, components: int) -> bytes:
             jfif = True
         if marker == 0xEE and length - 2 >= 12 and data[pos + 2:pos + 7] == b"Adobe":
             adobe = bytearray(b"\xff\xee" + segment[2:])
-            if adobe[15] > 2:
+            if adobe[15] not in ((0, 2) if components == 4 else (0, 1)):  # unknown for this component count
                 adobe[15] = 2 if components == 4 else 1
             out += adobe
         elif not (0xE0 <= marker <= 0xEF or marker == 0xFE):
@@ -195,22 +198,23 @@ def jpeg_pixels(data: bytes, channels: int = 0) -> np.ndarray:
 
     The checks TensorFlow's decoder makes first (header, size, a file cut short) come from
     `checked_jpeg_size`; libjpeg's warnings about damaged scan data are not errors there, nor here.
+    The decoder is chosen by what reproduces the file: simplejpeg (one call, SIMD throughout) for the
+    samplings TurboJPEG's interface takes, `jpeg_any_sampling` for every other sampling libjpeg takes.
     """
     checked_jpeg_size(data)
     _libjpeg_errors(data)
     simplejpeg = _simplejpeg()
     components = jpeg_components(data)
     adobe = saw_adobe_marker(data)
-    data = libjpeg_view(data, components)
+    view = libjpeg_view(data, components)
     colorspace = "CMYK" if components == 4 else "GRAY" if components == 1 and channels == 0 else "RGB"
     try:
-        pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=True, strict=False)
+        pixels = simplejpeg.decode_jpeg(view, colorspace=colorspace, fastdct=True, strict=False)
     except ValueError as e:
-        if "subsampling level" in str(e):
-            raise UnusualSampling("sampling factors that libjpeg-turbo's TurboJPEG interface (simplejpeg) does not "
-                                  "decode, though TensorFlow does: streamprep cannot reproduce the classic's bytes "
-                                  "for this file") from e
-        raise
+        if "subsampling level" not in str(e):
+            raise
+        # sampling factors TurboJPEG's interface does not take, though libjpeg's API (TensorFlow's) does
+        pixels = jpeg_any_sampling.decode(data, rgb=channels == 3)
     # CMYK or YCCK (libjpeg decides by the Adobe marker) is converted as TensorFlow's decoder converts it
     return cmyk_to_rgb(pixels, adobe) if components == 4 else pixels
 
