@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench import data, timing  # noqa: E402
-from streamprep.outputs.tfrecord import frame_parts  # noqa: E402
-from streamprep.plan import RecordSpec  # noqa: E402
+from streamprep.outputs.tfrecord.write import frame_parts  # noqa: E402
+from streamprep.records.spec import RecordSpec  # noqa: E402
 from streamprep.records import classic  # noqa: E402
 from streamprep.records.image import prepared  # noqa: E402
 from streamprep.records.imagesize import checked_jpeg_size, jpeg_size  # noqa: E402

@@ -73,9 +73,7 @@ def for_convert(options: Any) -> list[Need]:
     """What `convert` (and `plan`, which reports what convert would do) needs for these `Options`."""
     needs = for_urls((f"--{name.replace('_', '-')}", getattr(options, name)) for name in (
         "train", "val", "bbox", "out", "labels_file", "metadata_file", "validation_labels_file"))
-    if "tfds" in options.formats and options.file_format == "array_record":
-        needs.append(Need("array_record.python.array_record_module", "array-record", "tfds",
-                          "--file-format array_record"))
+    needs += [Need(*need) for need in options.format_needs()]  # array-record for TFDS's ArrayRecord files
     if str(options.engine) == "beam":
         needs.append(Need("apache_beam", "apache-beam", "beam", "--engine beam"))
     return needs

@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import datasets
 from .errors import ConfigError
 from .archives.storage import TIMEOUTS
-from .outputs import formats
+from .outputs import registry as formats
 from .plan import Sharding
 
-TRAIN_TAR = "ILSVRC2012_img_train.tar"
-VAL_TAR = "ILSVRC2012_img_val.tar"
-BBOX_TARGZ = "ILSVRC2012_bbox_train_v2.tar.gz"
-_SHARDING = Sharding()
+# The default dataset's official file names and plan (its entry, `datasets/ilsvrc2012.py`, lists them).
+_DEFAULT = datasets.get(datasets.DEFAULT)
+TRAIN_TAR, VAL_TAR, BBOX_TARGZ = (_DEFAULT.download(role).name for role in ("train", "val", "bbox"))
+_SHARDING = Sharding(_DEFAULT.plan.train_shards, _DEFAULT.plan.validation_shards, _DEFAULT.plan.classic_threads)
 
 
 class Policy(enum.StrEnum):
@@ -87,13 +88,17 @@ INPUTS, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION = (
 class Options:
     """Everything a conversion needs; checked when made, so a library caller gets the CLI's errors.
 
-    `train`, `val` and `bbox` default to the official file names in `downloads`; None label files
-    mean the shipped ones; no `out` means no shards (only the `materialize` layout).
+    `train`, `val` and `bbox` default to the `dataset`'s official file names in `downloads`; None label
+    files mean the shipped ones; no `out` means no shards (only the `materialize` layout).
     """
 
     downloads: str | None = option(
         help=f"folder or URL holding {TRAIN_TAR}, {VAL_TAR} and {BBOX_TARGZ}", group=INPUTS, metavar="DOWNLOADS",
         path=True, manifest=False, positional=True)
+    dataset: str = option(
+        datasets.DEFAULT, group=INPUTS, metavar="NAME",
+        help=f"the dataset the downloads are, by its registered name ({', '.join(datasets.names())}): its downloads' "
+        "official names and MD5s, which members are images, its label files and fix-ups (streamprep.datasets)")
     train: str | None = option(help=f"training tar (default: DOWNLOADS/{TRAIN_TAR})", group=INPUTS, metavar="URL",
                                path=True)
     val: str | None = option(help=f"validation tar (default: DOWNLOADS/{VAL_TAR})", group=INPUTS, metavar="URL",
@@ -105,13 +110,13 @@ class Options:
         metavar="URL", path=True, off_flag="--no-shards", off_key="shards",
         off_help="write only the --materialize layout, no shards (config: shards = false)")
     format: str = option(
-        "tfrecord", group=OUTPUT, metavar="NAMES",
+        formats.DEFAULT, group=OUTPUT, metavar="NAMES",
         help="output format(s), comma-separated: tfrecord (the classic's shards), webdataset (tar shards for "
         "PyTorch, timm and DALI, with timm's _info.json); several are written from one read of the downloads, "
         "side by side (train-00000-of-01024, train-00000-of-01024.tar); or tfds alone (the prepared "
         "imagenet2012 dataset of TensorFlow Datasets, under imagenet2012/5.1.0/)")
     file_format: str = option(
-        "tfrecord", group=OUTPUT, metavar="FORMAT",
+        formats.option_default("file_format"), group=OUTPUT, metavar="FORMAT",
         help="the files of --format tfds: tfrecord (tfds.load) or array_record (tfds.data_source and Grain)")
     tfds_shards: int = option(
         0, group=OUTPUT, metavar="N", default_text="0: TFDS's own rule (1024 train, 64 validation for ImageNet)",
@@ -180,14 +185,22 @@ class Options:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check_type(f, getattr(self, f.name))
-        for key, name in (("train", TRAIN_TAR), ("val", VAL_TAR), ("bbox", BBOX_TARGZ)):
+        try:
+            entry = datasets.get(self.dataset)
+        except datasets.UnknownDataset:
+            raise ConfigError(f"dataset (--dataset) {self.dataset!r} is not a registered dataset; known: "
+                              f"{', '.join(datasets.names())}") from None
+        for key in ("train", "val", "bbox"):
             if getattr(self, key) is None:
+                name = entry.download(key).name
                 if not self.downloads:
                     raise ConfigError(f"no {key} given (--{key}); pass it, or a DOWNLOADS folder holding {name}")
                 object.__setattr__(self, key, join(self.downloads, name))
         for name in ("on_bad_image", "on_bad_xml"):
             object.__setattr__(self, name, Policy(getattr(self, name)))
         object.__setattr__(self, "engine", Engine(self.engine))
+        if self.dataset != datasets.DEFAULT and self.engine is Engine.BEAM:  # its walks take ILSVRC2012's rules
+            raise ConfigError(f"--dataset {self.dataset} runs on the local engine; leave out --engine beam")
         if not self.out and not self.materialize:
             raise ConfigError("no out given (--out): pass the folder (or URL) to write the shards to, or "
                               "materialize (--materialize BASE) for the folder layout alone")
@@ -203,29 +216,11 @@ class Options:
             object.__setattr__(self, "format", ",".join(formats.parse(self.format)))
         except ValueError as e:
             raise ConfigError(f"format (--format) {self.format!r}: {e}") from e
-        self._check_tfds()
+        formats.check(self)  # each format's options (`--file-format`, `--dali-index`, ...)
         _check_storage_options(self.storage_options)
         object.__setattr__(self, "storage_options", with_timeouts(self.storage_options, self.timeout,
                                                                   self.connect_timeout))
         self.sharding.check()
-
-    def _check_tfds(self) -> None:
-        tfds = "tfds" in self.formats
-        if self.file_format not in ("tfrecord", "array_record"):
-            raise ConfigError(f"file_format (--file-format) must be tfrecord or array_record, got {self.file_format!r}")
-        given = [f"{name} ({Option.flag(name)} {value})" for name, value in
-                 (("file_format", self.file_format if self.file_format != "tfrecord" else None),
-                  ("tfds_shards", self.tfds_shards or None)) if value is not None]
-        if not tfds and given:  # name only the options given: the other was not
-            raise ConfigError(f"{' and '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of "
-                              f"--format tfds; add --format tfds, or leave {'it' if len(given) == 1 else 'them'} out")
-        if self.tfds_shards < 0:
-            raise ConfigError(f"tfds_shards (--tfds-shards) must be 0 (TFDS's rule) or more, got {self.tfds_shards}")
-        if tfds and self.dali_index:
-            raise ConfigError("dali_index (--dali-index) writes indexes for tfrecord and webdataset shards; "
-                              "--format tfds has none (DALI does not read TFDS's records)")
-        if tfds and self.engine is Engine.BEAM:
-            raise ConfigError("--format tfds runs on the local engine; leave out --engine beam")
 
     @property
     def sharding(self) -> Sharding:
@@ -235,6 +230,11 @@ class Options:
     def formats(self) -> tuple[str, ...]:
         """The output formats' names, in the order they are written."""
         return tuple(self.format.split(","))
+
+    def format_needs(self) -> list[tuple[str, str, str | None, str]]:
+        """The optional packages the output formats need (`extras.for_convert` checks them): each as its module,
+        pip name, extra and what asks for it (`outputs.format.Format.needs`)."""
+        return formats.needs(self)
 
     @property
     def skip_bad_images(self) -> bool:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .index.boxes import BoxTable
+from .datasets import ILSVRC2012
 from .errors import ConfigError
-from .records.fixups import fixup_kind
+from .index.boxes import BoxTable
 from .index.images import DatasetIndex, SplitIndex
 from .index.labels import LabelData
 
@@ -19,6 +19,9 @@ SHUFFLE_SEED = 12345
 # the manifest's entries, resume and verify all match.
 SHARD_STEM = r"(train|validation)-(\d{5})-of-(\d{5})"
 MAX_SHARDS = 100_000  # per split: every shard is a file, even an empty one (the classic writes 1024 and 128)
+# The classic's 23 files that are not RGB JPEGs, re-encoded (`records.fixups`): which ones is decided by name.
+(PNG_NAME,) = ILSVRC2012.fixups.png
+CMYK_NAMES = ILSVRC2012.fixups.cmyk
 
 
 @dataclass(frozen=True)
@@ -68,26 +71,18 @@ class ShardSpec:
         return self.stop - self.start
 
 
-@dataclass(frozen=True, eq=False)
-class RecordSpec:
-    """Everything needed to write one record, except the image bytes."""
-
-    filename: str
-    label: int
-    synset: str
-    text: str
-    member: str  # archive!member, for messages
-    offset: int
-    size: int
-    boxes: np.ndarray  # float32 (n, 4)
-    fixup: str | None
+def fixup_kind(filename: str) -> str | None:
+    """'png', 'cmyk' or None, by the classic's own tests (a substring test for the PNG)."""
+    if PNG_NAME in filename:
+        return "png"
+    if filename in CMYK_NAMES:
+        return "cmyk"
+    return None
 
 
 def fixup_rows(split_index: SplitIndex) -> list[int]:
     """The rows of a split's images the classic re-encodes, found by searching the names' blob (no loop over
     every image)."""
-    from .records.fixups import CMYK_NAMES, PNG_NAME
-
     names = split_index.names
     rows: set[int] = set()
     for fixup in (PNG_NAME, *CMYK_NAMES):
@@ -138,26 +133,18 @@ class Plan:
     def shards(self) -> tuple[ShardSpec, ...]:
         return tuple(s for split in self.splits.values() for s in split.shards)
 
+    def fixup_kind(self, split: str, name: str) -> str | None:
+        """What image `name` of `split` is re-encoded as ('png', 'cmyk') or None: the classic's rule
+        (`fixup_kind`); a plan of another order may have its own (TFDS's)."""
+        return fixup_kind(name)
+
     def fixup_sizes(self) -> list[tuple[str, int]]:
-        """(file name, size in the download) of every image the classic re-encodes."""
+        """(file name, size in the download) of every image this plan re-encodes."""
         return [(split.index.names[i], int(split.index.sizes[i])) for split in self.splits.values()
-                for i in fixup_rows(split.index)]
+                for i in fixup_rows(split.index) if self.fixup_kind(split.index.split, split.index.names[i])]
 
     def archive(self, split: str) -> str:
         return self.splits[split].index.archive
-
-    def records(self, shard: ShardSpec) -> list[RecordSpec]:
-        split = self.splits[shard.split]
-        index = split.index
-        rows = split.order[shard.start:shard.stop].tolist()
-        raw = [index.names.raw(i) for i in rows]
-        out = []
-        for i, encoded, boxes in zip(rows, raw, self.boxes.boxes_of_many(raw)):
-            name, label = encoded.decode("utf-8", "surrogateescape"), int(index.labels[i])
-            synset = self.labels.synsets[label - 1]
-            out.append(RecordSpec(name, label, synset, self.labels.text(synset), index.member(i),
-                                  int(index.offsets[i]), int(index.sizes[i]), boxes, fixup_kind(name)))
-        return out
 
 
 def make_plan(index: DatasetIndex, labels: LabelData, sharding: Sharding) -> Plan:

@@ -67,7 +67,7 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
-def check(stop: threading.Event | None) -> None:
+def check_stop(stop: threading.Event | None) -> None:
     """Raise `Stopped` once `stop` is set: called between units of work (a header, a class tar, a batch)."""
     if stop is not None and stop.is_set():
         raise Stopped("stopped")

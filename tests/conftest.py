@@ -1,22 +1,27 @@
-"""Shared test fixtures: the sample downloads, the classic reference run, and a CLI runner."""
+"""The shared fixtures, which pytest hands to every test module: the sample downloads and their conversions, the
+TFDS-valid downloads' conversion, the classic reference run, and the real servers (moto's S3, nginx, the
+fault-injecting proxy) on 127.0.0.1.
+
+Helpers (run_cli, convert_args, result_files, the small layout, the paths) are in helpers.py; the servers are in
+servers.py. Session fixtures that hold an output folder are read-only: a test that changes one copies it first.
+"""
 
 from __future__ import annotations
 
-import io
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any test module imports TensorFlow
 
 from fixtures import make_fixtures  # noqa: E402
+from helpers import AWS, METADATA, NOWHERE, SMALL_LAYOUT, SYNSETS, convert_args, run_cli  # noqa: E402
+from servers import FaultProxy, moto_s3_server, nginx_server, require_nginx  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "streamprep" / "data"
-SYNSETS = DATA / "imagenet_lsvrc_2015_synsets.txt"
-METADATA = DATA / "imagenet_metadata.txt"
 
+# --------------------------------------------------------------------------------------------- the sample
 
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory) -> dict[str, Path]:
@@ -24,13 +29,20 @@ def sample(tmp_path_factory) -> dict[str, Path]:
     return make_fixtures.build_sample(tmp_path_factory.mktemp("sample"))
 
 
-SMALL_LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+@pytest.fixture(scope="session")
+def converted_sample(sample, tmp_path_factory) -> Path:
+    """The sample converted once to the classic TFRecord shards and bboxes.csv at `SMALL_LAYOUT` (`--quiet`): the
+    local run that remote, Beam and read-back tests compare with. Read it, never change it (copy it first)."""
+    out = tmp_path_factory.mktemp("converted") / "out"
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--quiet"))
+    assert code == 0, err
+    return out
 
 
 @pytest.fixture(scope="session")
 def both(sample, tmp_path_factory) -> Path:
-    """The sample converted once to TFRecord and WebDataset with DALI's indexes (`SMALL_LAYOUT`); read it, never
-    change it (copy it first)."""
+    """The sample converted once to TFRecord and WebDataset with DALI's indexes (`SMALL_LAYOUT`, `--quiet`); read
+    it, never change it (copy it first)."""
     out = tmp_path_factory.mktemp("both")
     code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--format", "tfrecord,webdataset", "--dali-index",
                                       "--quiet"))
@@ -38,28 +50,16 @@ def both(sample, tmp_path_factory) -> Path:
     return out
 
 
-def run_cli(*argv: str) -> tuple[int, str]:
-    """Run `streamprep` in-process; returns (exit status, stderr text)."""
-    from streamprep.cli import main
+@pytest.fixture(scope="session")
+def tfds_converted(tmp_path_factory) -> Path:
+    """The TFDS-valid tiny downloads (tfds_downloads.py) converted once with `--format tfds`: TFRecord files, one
+    shard a split (TFDS's own rule). Read it, never change it (copy it first)."""
+    from tfds_downloads import tfds_convert_args, write_tfds_downloads
 
-    err = io.StringIO()
-    code = main([str(a) for a in argv], stderr=err)
-    return code, err.getvalue()
-
-
-def is_result(name: str) -> bool:
-    """Shards and bboxes.csv: the files that must be byte-identical between runs (not manifest.json, whose
-    paths and time differ, nor the hidden .streamprep/ state)."""
-    return not name.startswith(".") and name != "manifest.json"
-
-
-def result_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and is_result(p.name)}
-
-
-def convert_args(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return ["convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-            "--validation-labels-file", paths["val_labels"], "--out", out, *extra]
+    base = tmp_path_factory.mktemp("tfds-converted")
+    code, err = run_cli(*tfds_convert_args(write_tfds_downloads(base / "dl"), base / "out"))
+    assert code == 0, err
+    return base / "out"
 
 
 _classic_cache: dict[tuple, Path] = {}
@@ -82,3 +82,62 @@ def classic(sample, tmp_path_factory):
         return _classic_cache[key]
 
     return run
+
+
+# --------------------------------------------------------------------------------------------- S3 (moto's server)
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> str:
+    """moto's standalone S3 server on a free 127.0.0.1 port, for the whole session: its endpoint URL."""
+    pytest.importorskip("s3fs")
+    with moto_s3_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aws_env(monkeypatch) -> None:
+    """Fake credentials and region in the environment, as botocore looks for them; no default endpoint but NOWHERE."""
+    for key, value in AWS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", NOWHERE)
+    monkeypatch.delenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", raising=False)
+
+
+@pytest.fixture
+def s3(s3_endpoint, aws_env):
+    """An s3fs filesystem on the moto server (region from the environment: a `region_name` in client_kwargs would
+    make s3fs's mkdir send LocationConstraint=us-east-1, which S3 and moto refuse)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key=AWS["AWS_ACCESS_KEY_ID"], secret=AWS["AWS_SECRET_ACCESS_KEY"],
+                           client_kwargs={"endpoint_url": s3_endpoint})
+    fs.invalidate_cache()
+    return fs
+
+
+# --------------------------------------------------------------------------------------------- HTTP (nginx, a proxy)
+
+@pytest.fixture(scope="session")
+def served(sample, tmp_path_factory) -> tuple[str, Path]:
+    """nginx serving a copy of the sample downloads: (base URL, served folder)."""
+    exe = require_nginx()
+    www = tmp_path_factory.mktemp("www")
+    for path in sample.values():
+        shutil.copyfile(path, www / path.name)
+    with nginx_server(www, tmp_path_factory.mktemp("nginx"), exe=exe) as url:
+        yield url, www
+
+
+@pytest.fixture
+def fault_proxy():
+    """fault_proxy(target_url, **rules) -> a running FaultProxy (see servers.py), stopped after the test."""
+    started: list[FaultProxy] = []
+
+    def start(target_url: str, **rules) -> FaultProxy:
+        proxy = FaultProxy.to(target_url, **rules).start()
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

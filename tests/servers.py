@@ -6,7 +6,7 @@
   every request matching a path / Range rule, counting what it forwarded and what it refused.
 
 Each is a context manager; leaving it stops the server and its children, whatever happened inside.
-No pytest fixtures live here (they are in test_remote.py); `pytest.skip`/`pytest.fail` are only used
+No pytest fixtures live here (they are in conftest.py); `pytest.skip`/`pytest.fail` are only used
 when nginx is not installed.
 """
 

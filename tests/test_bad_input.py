@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from classic_reference import read_examples
-from conftest import SMALL_LAYOUT, run_cli
+from helpers import SMALL_LAYOUT, run_cli
 from streamprep.plan import classic_order
 from fixtures import builders
 from tiny import A, B, tiny_classes, write_tiny
@@ -21,8 +21,9 @@ def digests(paths: dict[str, Path]) -> dict[str, str]:
 
 
 def convert(paths: dict[str, Path], out: Path, *extra: str) -> tuple[int, str]:
+    """`convert --quiet` at the small layout; a layout in `extra` comes later on the command line, so it wins."""
     return run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                   "--validation-labels-file", paths["val_labels"], "--out", out, "--quiet", *extra)
+                   "--validation-labels-file", paths["val_labels"], "--out", out, "--quiet", *SMALL_LAYOUT, *extra)
 
 
 def leftovers(out: Path) -> list[str]:
@@ -264,7 +265,8 @@ def test_on_bad_xml_skip_leaves_the_file_out_of_bboxes_csv_and_lists_it(tmp_path
     paths = write_tiny(tmp_path / "dl", xmls={f"{A}/{A}_1.xml": b"<annotation><size>", f"{B}/{B}_1.xml": good})
     out = tmp_path / "out"
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                        "--validation-labels-file", paths["val_labels"], "--out", out, "--on-bad-xml", "skip")
+                        "--validation-labels-file", paths["val_labels"], "--out", out, "--on-bad-xml", "skip",
+                        *SMALL_LAYOUT)
     assert code == 0, err
     assert f"{A}/{A}_1.xml" in err
     assert (out / "bboxes.csv").read_text().splitlines() == [f"{B}_1.JPEG,0.1176,0.1667,0.5294,0.7500"]
@@ -298,7 +300,7 @@ def test_billion_laughs_does_not_blow_up_memory(tmp_path):
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
         p = subprocess.run([sys.executable, "-c", code, "convert", "--train", str(paths["train"]), "--val",
                             str(paths["val"]), "--bbox", str(paths["bbox"]), "--validation-labels-file",
-                            str(paths["val_labels"]), "--out", str(tmp_path / f"out-{name}"), "--quiet"],
+                            str(paths["val_labels"]), "--out", str(tmp_path / f"out-{name}"), "--quiet", *SMALL_LAYOUT],
                            capture_output=True, text=True, timeout=120)
         return int(p.stdout.split()[-1]), p.stderr
 
@@ -315,7 +317,7 @@ def test_validation_labels_far_shorter_than_the_archive_warn_and_leave_the_rest_
         f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9, seed=i) for i in (3, 1, 2)})
     out = tmp_path / "out"
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                        "--validation-labels-file", paths["val_labels"], "--out", out)
+                        "--validation-labels-file", paths["val_labels"], "--out", out, *SMALL_LAYOUT)
     assert code == 0, err
     assert "warning" in err and "ILSVRC2012_val_00000002.JPEG" in err and "which lists 1" in err
     assert _manifest(out)["splits"]["validation"]["images"] == 1
@@ -327,7 +329,7 @@ def test_a_few_unlisted_validation_images_are_left_out_quietly_and_counted_in_th
         f"ILSVRC2012_val_{i:08d}.JPEG": builders.jpeg(9, 9, seed=i) for i in (3, 1, 2)})
     out = tmp_path / "out"
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                        "--validation-labels-file", paths["val_labels"], "--out", out)
+                        "--validation-labels-file", paths["val_labels"], "--out", out, *SMALL_LAYOUT)
     assert code == 0 and "warning" not in err, err
     assert "1 validation member not listed in the validation labels file" in err
     assert _manifest(out)["splits"]["validation"]["images"] == 2
@@ -528,7 +530,7 @@ def test_skipped_files_are_named_once_and_not_counted_as_written(tmp_path):
     paths = write_tiny(tmp_path / "dl", classes=classes, xmls=xmls)
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
                         "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out",
-                        "--on-bad-image", "skip", "--on-bad-xml", "skip")
+                        "--on-bad-image", "skip", "--on-bad-xml", "skip", *SMALL_LAYOUT)
     assert code == 0, err
     lines = [line for line in err.splitlines() if f"{A}_3.JPEG" in line or f"{A}_1.xml" in line]
     assert len(lines) == 2 and all(line.count(A + "_") == 1 for line in lines), lines
@@ -551,7 +553,7 @@ def test_a_metadata_file_missing_a_synset_stops_before_anything_is_written(tmp_p
 def test_a_phase_that_fails_says_so_in_the_log_lines(tmp_path):
     paths = corrupt_class(None, tmp_path / "dl")
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out")
+                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out", *SMALL_LAYOUT)
     assert code == 2
     assert "write train: failed" in err and "write train: done" not in err, err
 
@@ -573,7 +575,7 @@ def test_skipped_names_with_control_characters_are_escaped_in_the_summary(tmp_pa
     paths = write_tiny(tmp_path / "dl", classes=classes)
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
                         "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out",
-                        "--on-bad-image", "skip")
+                        "--on-bad-image", "skip", *SMALL_LAYOUT)
     assert code == 0 and "\x1b" not in err and "\\x1b[2Jevil.JPEG" in err, err
 
 
@@ -600,7 +602,8 @@ def test_a_bounding_box_file_held_twice_is_a_one_line_error_naming_it(tmp_path, 
     paths = write_tiny(tmp_path / "dl", xmls={f"{A}/{A}_1.xml": first, f"./{A}/{A}_1.xml": second})
     skip = [] if copies == "both-good" else ["--on-bad-xml", "skip"]  # skipping one copy does not make it unique
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out", "--quiet", *skip)
+                        "--validation-labels-file", paths["val_labels"], "--out", tmp_path / "out", "--quiet", *skip,
+                        *SMALL_LAYOUT)
     assert code == 2
     assert err.strip().splitlines()[-1].endswith(f"!{A}/{A}_1.xml: the archive holds this name twice; repack the "
                                                  "archive without duplicates")

@@ -220,7 +220,7 @@ def test_a_name_holding_a_line_boundary_shifts_no_box_onto_another_image(boundar
 def test_boxes_reach_the_right_records_when_an_xml_name_holds_u2028(tmp_path):
     """End to end: the image after the odd name gets its own boxes in the shard (the classic's csv is the judge)."""
     from classic_reference import read_examples
-    from conftest import run_cli
+    from helpers import run_cli
     from tiny import A, write_tiny
 
     xmls = {f"{A}/{A}_1\u2028x.xml": voc_xml("x", 17, 12, [(1, 1, 10, 10), (2, 2, 5, 5)]),

@@ -7,22 +7,15 @@ DirectRunner does not: apache/beam#18640).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, convert_args, result_files, run_cli
-from test_remote import aws_env, s3, s3_endpoint  # noqa: F401 - the moto S3 server fixtures
+from helpers import (SMALL_LAYOUT, TYPE_CHECKED, convert_args, options_for, result_files, run_cli, run_python,
+                     same_but_out)
 
-LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
-# Beam checks every element against the pipeline's type hints as it runs: a hint that says something other than
-# what flows fails a test on any Beam version (Beam 2.78 started checking side inputs against them).
-TYPE_CHECKED = ("--runtime_type_check",)
-SAMPLE_SHARDS = 4 + 2
+SAMPLE_SHARDS = 4 + 2  # SMALL_LAYOUT's
 FAILING_SHARD = "train-00002-of-00004"
 
 
@@ -38,20 +31,12 @@ def beam():
     return streamprep.engines.beam
 
 
-def same_but_out(local: bytes, local_out: str, other: bytes, other_out: str) -> bool:
-    """Manifests equal byte for byte once `options.out` (the only field naming the output folder) is swapped."""
-    assert json.loads(local)["options"]["out"] == local_out
-    return local.replace(json.dumps(local_out).encode(), json.dumps(other_out).encode(), 1) == other
-
-
 @pytest.fixture(scope="module")
-def local_run(sample, tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
-    out = tmp_path_factory.mktemp("beam-local") / "out"
-    code, err = run_cli(*convert_args(sample, out, *LAYOUT, "--quiet"))
-    assert code == 0, err
-    files = result_files(out)
+def local_run(converted_sample) -> tuple[Path, dict[str, bytes]]:
+    """The local engine's run of the same conversion (conftest's, shared): (its folder, its results)."""
+    files = result_files(converted_sample)
     assert len(files) == SAMPLE_SHARDS + 1
-    return out, files
+    return converted_sample, files
 
 
 def assert_matches_local(out: Path, local_run) -> None:
@@ -75,11 +60,11 @@ def test_multiprocess_direct_runner_on_s3_matches_the_local_engine_byte_for_byte
     storage = ("--storage-option", f"s3.endpoint_url={s3_endpoint}", "--storage-option", "s3.key=testing",
                "--storage-option", "s3.secret=testing")
     local_out, beam_out = "s3://beam-out/local", "s3://beam-out/beam"
-    code, err = run_cli(*convert_args(urls, local_out, *LAYOUT, *storage, "--quiet"))
+    code, err = run_cli(*convert_args(urls, local_out, *SMALL_LAYOUT, *storage, "--quiet"))
     assert code == 0, err
 
     # the worker processes get the endpoint and keys from the pipeline's DoFns and elements, nothing global
-    code, err = run_cli(*convert_args(urls, beam_out, *LAYOUT, *storage, "--engine", "beam", "--",
+    code, err = run_cli(*convert_args(urls, beam_out, *SMALL_LAYOUT, *storage, "--engine", "beam", "--",
                                       "--direct_running_mode=multi_processing", "--direct_num_workers=2", *TYPE_CHECKED))
 
     assert code == 0, err
@@ -102,7 +87,7 @@ def failing_writer(beam, marker: Path, always: bool = False):
     written; each attempt at that shard adds a line to `marker`. The failed attempt also leaves, beside the
     output, the partial temporary file a worker killed at that moment would leave (the exception itself lets
     `Output.atomic` remove its own)."""
-    from streamprep.outputs.files import Output
+    from streamprep.archives.output import Output
 
     class FailingOutput(Output):
         def atomic(self, name):
@@ -148,14 +133,6 @@ def failing_writer(beam, marker: Path, always: bool = False):
     return FailingWriter
 
 
-def options_for(sample, out: Path):
-    from streamprep.options import make_options
-
-    return make_options({"train": str(sample["train"]), "val": str(sample["val"]), "bbox": str(sample["bbox"]),
-                         "validation_labels_file": str(sample["val_labels"]), "out": str(out),
-                         "train_shards": 4, "validation_shards": 2, "classic_threads": 2, "engine": "beam"})
-
-
 def test_a_bundle_failing_mid_shard_is_retried_by_beam_and_the_output_is_identical(beam, sample, local_run, tmp_path):
     """A real Beam retry: the BundleBasedDirectRunner runs a failed bundle again (up to 4 attempts)."""
     out, marker = tmp_path / "out", tmp_path / "attempts"
@@ -185,14 +162,8 @@ def test_a_failed_pipeline_run_again_leaves_identical_output_and_no_partial_file
 
 # --------------------------------------------------------------------------------------------- the CLI
 
-def run_python(code: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=120)
-
-
 def test_engine_beam_without_apache_beam_names_the_extra(sample, tmp_path):
-    args = [str(a) for a in convert_args(sample, tmp_path / "out", *LAYOUT, "--engine", "beam")]
+    args = [str(a) for a in convert_args(sample, tmp_path / "out", *SMALL_LAYOUT, "--engine", "beam")]
     done = run_python(f"import sys; sys.modules['apache_beam'] = None\n"
                       f"from streamprep.cli import main; sys.exit(main({args!r}))")
     assert done.returncode == 2, done.stderr
@@ -201,24 +172,22 @@ def test_engine_beam_without_apache_beam_names_the_extra(sample, tmp_path):
 
 
 def test_the_local_engine_does_not_import_apache_beam(sample, tmp_path):
-    args = [str(a) for a in convert_args(sample, tmp_path / "out", *LAYOUT, "--quiet")]
+    args = [str(a) for a in convert_args(sample, tmp_path / "out", *SMALL_LAYOUT, "--quiet")]
     done = run_python(f"import sys\nfrom streamprep.cli import main\nassert main({args!r}) == 0\n"
                       "assert not [m for m in sys.modules if m.startswith('apache_beam')], 'apache_beam imported'")
     assert done.returncode == 0, done.stderr
 
 
 def test_arguments_after_a_double_dash_need_the_beam_engine(sample, tmp_path):
-    code, err = run_cli(*convert_args(sample, tmp_path / "out", *LAYOUT, "--", "--runner=DirectRunner"))
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL_LAYOUT, "--", "--runner=DirectRunner"))
     assert code == 2
     assert "--engine beam" in err and "--runner=DirectRunner" in err
 
 
-def test_the_beam_engine_writes_every_format_and_index_as_the_local_engine(beam, sample, tmp_path):
+def test_the_beam_engine_writes_every_format_and_index_as_the_local_engine(beam, sample, both, tmp_path):
     formats = ("--format", "tfrecord,webdataset", "--dali-index")
-    local, out = tmp_path / "local", tmp_path / "beam"
-    code, err = run_cli(*convert_args(sample, local, *LAYOUT, *formats, "--quiet"))
-    assert code == 0, err
-    code, err = run_cli(*convert_args(sample, out, *LAYOUT, *formats, "--engine", "beam", "--quiet", "--",
+    local, out = both, tmp_path / "beam"  # both: the local engine's run of the same conversion (conftest's)
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, *formats, "--engine", "beam", "--quiet", "--",
                                       *TYPE_CHECKED))
     assert code == 0, err
     files = result_files(local)

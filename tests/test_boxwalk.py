@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import result_files, run_cli
+from helpers import SMALL_LAYOUT, result_files, run_cli
 from fixtures import builders
 from streamprep.index import boxwalk as boxindex
 from tiny import A, B, write_tiny
@@ -39,7 +39,7 @@ def convert(tmp_path, name: str, xmls: dict[str, bytes], large: bool) -> tuple[i
     assert (paths["bbox"].stat().st_size >= boxindex.PROCESS_MIN_BYTES) == large
     out = tmp_path / f"out-{name}"
     code, err = run_cli("convert", "--train", paths["train"], "--val", paths["val"], "--bbox", paths["bbox"],
-                        "--validation-labels-file", paths["val_labels"], "--out", out)
+                        "--validation-labels-file", paths["val_labels"], "--out", out, *SMALL_LAYOUT)
     return code, err, result_files(out) if code == 0 else {}
 
 

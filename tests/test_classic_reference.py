@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-try:
-    from classic_reference import read_examples, run_classic
-except ImportError:  # tests/ is a package
-    from tests.classic_reference import read_examples, run_classic
-
-DATA = Path(__file__).resolve().parent.parent / "streamprep" / "data"
-SYNSETS = DATA / "imagenet_lsvrc_2015_synsets.txt"
-METADATA = DATA / "imagenet_metadata.txt"
+from classic_reference import read_examples, run_classic
+from helpers import METADATA, SYNSETS
 
 A, B = "n01440764", "n01443537"          # labels 1 and 2 in the real synsets file
 TRAIN = {A: ["n01440764_10", "n01440764_11", "n01440764_9"],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, convert_args, run_cli
+from helpers import ROOT, convert_args, run_cli, run_cli_out
 from tiny import write_tiny
 
 SMALL = ("--train-shards", "2", "--validation-shards", "1", "--classic-threads", "1")
@@ -235,14 +235,6 @@ def test_the_example_config_names_every_option_and_its_defaults_load_back(tmp_pa
     options = make_options(load_config(str(config)))
     defaults = Options(downloads=str(tmp_path / "dl"), out=str(tmp_path / "o"))
     assert options == defaults
-
-
-def run_cli_out(*argv: str) -> tuple[int, str, str]:
-    from streamprep.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = main([str(a) for a in argv], stderr=err, stdout=out)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_the_console_script_imports_nothing_heavy_before_it_can_catch_ctrl_c():

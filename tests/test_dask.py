@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import convert_args, result_files, run_cli
-from test_beam import LAYOUT, TYPE_CHECKED, options_for, same_but_out
+from helpers import SMALL_LAYOUT, TYPE_CHECKED, convert_args, options_for, result_files, run_cli, same_but_out
 
 import distributed  # noqa: E402 - the test extra installs dask[distributed]
 DASK_RUNNER = "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -28,12 +27,10 @@ def cluster():
             yield c.scheduler_address
 
 
-def test_the_dask_runner_writes_what_the_local_engine_writes(sample, cluster, tmp_path):
-    local, out = tmp_path / "local", tmp_path / "dask"
+def test_the_dask_runner_writes_what_the_local_engine_writes(sample, both, cluster, tmp_path):
+    local, out = both, tmp_path / "dask"  # both: the local engine's run of the same conversion (conftest's)
     formats = ("--format", "tfrecord,webdataset", "--dali-index")
-    code, err = run_cli(*convert_args(sample, local, *LAYOUT, *formats, "--quiet"))
-    assert code == 0, err
-    code, err = run_cli(*convert_args(sample, out, *LAYOUT, *formats, "--engine", "beam", "--quiet", "--",
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, *formats, "--engine", "beam", "--quiet", "--",
                                       DASK_RUNNER, f"--dask_client_address={cluster}", *DASK_TYPE_CHECKED))
     assert code == 0, err
     files = result_files(local)

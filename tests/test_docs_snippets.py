@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SYNSETS, run_cli
+from helpers import ROOT, SYNSETS, run_cli
 from fixtures import builders, make_fixtures
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

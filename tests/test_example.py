@@ -15,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 from classic_reference import _convert_to_example  # noqa: E402
 from streamprep.errors import OutputError  # noqa: E402
 from streamprep.records.example import bytes_feature, float32_bytes, float_feature, int64_feature, serialize  # noqa: E402
-from streamprep.outputs.tfrecord import frame, read_records  # noqa: E402
+from streamprep.outputs.tfrecord.write import frame, read_records  # noqa: E402
 
 SPEC_KEYS = {"image/height", "image/width", "image/colorspace", "image/channels", "image/class/label",
              "image/class/synset", "image/class/text", "image/object/bbox/xmin", "image/object/bbox/ymin",
@@ -149,7 +149,7 @@ def test_single_int64_entry_equals_the_generic_one(value):
 
 
 def test_framing_in_parts_equals_framing_the_joined_record():
-    from streamprep.outputs.tfrecord import frame_parts
+    from streamprep.outputs.tfrecord.write import frame_parts
 
     head, body, tail = b"\x0a\x95\x01head", MEGABYTE_IMAGE, b"tail"
     assert b"".join(frame_parts(head, body, tail)) == frame(head + body + tail)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import io
 import os
 import pty
 import re
@@ -16,28 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, convert_args, run_cli
+from helpers import ROOT, convert_args, run_cli, run_cli_out, run_python
 from tiny import A, B, write_tiny
 
 SAMPLE = ROOT / "tests" / "fixtures" / "sample"
 SAMPLE_CONFIG = ROOT / "configs" / "sample.toml"
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 SMALL = ("--train-shards", "2", "--validation-shards", "1", "--classic-threads", "1")
-
-
-def run_cli_out(*argv: str) -> tuple[int, str, str]:
-    from streamprep.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = main([str(a) for a in argv], stderr=err, stdout=out)
-    return code, out.getvalue(), err.getvalue()
-
-
-def run_python(code: str) -> subprocess.CompletedProcess:
-    """Python code in a fresh interpreter (so that `sys.modules[name] = None` hides an installed package)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=300)
 
 
 def without(modules: list[str], argv: list[str]) -> subprocess.CompletedProcess:

@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,29 +26,16 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
+from helpers import ROOT, damage, first_scan_end, picture, tensorflow_cmyk  # noqa: E402
 from streamprep.errors import ImageError  # noqa: E402
 from streamprep.records import fixups  # noqa: E402
 
 PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def tensorflow_cmyk(data: bytes) -> bytes:
-    return tf.io.encode_jpeg(tf.io.decode_jpeg(data, channels=0), format="rgb", quality=100).numpy()
 
 
 def tensorflow_png(data: bytes) -> bytes:
     return tf.io.encode_jpeg(tf.io.decode_png(data, channels=3), format="rgb", quality=100).numpy()
-
-
-def picture(rng: np.random.Generator, height: int, width: int, channels: int) -> np.ndarray:
-    """Smooth areas and sharp noise, like a photograph's mix of both (pure noise hides rounding differences)."""
-    coarse = rng.integers(0, 256, (max(1, height // 8), max(1, width // 8), channels), dtype=np.uint8)
-    smooth = np.repeat(np.repeat(coarse, 8, 0), 8, 1)[:height, :width]
-    smooth = np.pad(smooth, ((0, height - smooth.shape[0]), (0, width - smooth.shape[1]), (0, 0)), mode="edge")
-    noise = rng.integers(-20, 21, smooth.shape)
-    return np.clip(smooth.astype(int) + noise, 0, 255).astype(np.uint8)
 
 
 def strip_adobe(data: bytes) -> bytes:
@@ -229,16 +215,6 @@ def test_a_damaged_png_fails_as_tensorflow_fails_or_gives_its_bytes(data, draw):
             fixups.apply("png", damaged, fixups.PNG_NAME)
     else:
         assert fixups.apply("png", damaged, fixups.PNG_NAME) == expected
-
-
-def first_scan_end(data: bytes) -> int:
-    sos = data.index(b"\xff\xda")
-    return sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
-
-
-def damage(data: bytes, draw, start: int, end: int) -> bytes:
-    at = draw.draw(st.integers(start, end - 1))
-    return data[:at] + bytes([data[at] ^ draw.draw(st.integers(1, 255))]) + data[at + 1:]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)

@@ -26,9 +26,9 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
+from helpers import damage, first_scan_end, picture, tensorflow_cmyk  # noqa: E402
 from streamprep.errors import ImageError  # noqa: E402
 from streamprep.records import fixups, jpeg_any_sampling  # noqa: E402
-from test_fixups import damage, first_scan_end, picture, tensorflow_cmyk  # noqa: E402
 
 NAME = "n01739381_1309.JPEG"
 PROPERTY = settings(max_examples=int(os.environ.get("FIXUP_EXAMPLES", 800)), deadline=None, derandomize=True,

@@ -8,15 +8,14 @@ import threading
 
 import pytest
 
-from conftest import convert_args, result_files, run_cli
+from helpers import SMALL_LAYOUT, SMALL_OPTIONS, convert_args, result_files, run_cli
 from streamprep import Options
-from streamprep.engines import forked, local, pipeline
+from streamprep.engines import forked, output_folder, pipeline, readers
 from streamprep.errors import ArchiveError, WorkerDiedError
 from streamprep.index.build import build_index
 from streamprep.plan import make_plan
 from streamprep.progress import Phase, Stopped
-
-LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+from streamprep.records.spec import record_specs
 
 pytestmark = pytest.mark.skipif(not forked.usable(2), reason="no fork on this platform")
 
@@ -25,7 +24,7 @@ def test_forked_workers_write_the_same_bytes_as_one_worker(sample, tmp_path):
     outs = {}
     for workers in ("1", "3"):
         outs[workers] = tmp_path / workers
-        code, err = run_cli(*convert_args(sample, outs[workers], *LAYOUT, "--workers", workers,
+        code, err = run_cli(*convert_args(sample, outs[workers], *SMALL_LAYOUT, "--workers", workers,
                                           "--format", "tfrecord,webdataset", "--quiet"))
         assert code == 0, err
     assert result_files(outs["1"]) == result_files(outs["3"])
@@ -35,12 +34,12 @@ def test_forked_workers_write_the_same_bytes_as_one_worker(sample, tmp_path):
 def setup(sample, tmp_path):
     options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
                       validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
-                      train_shards=4, validation_shards=2, classic_threads=2)
+                      **SMALL_OPTIONS)
     inputs = pipeline.open_inputs(options)
     job = pipeline.make_job(options, inputs, None)
-    journal = pipeline.open_output(job, None)
+    journal = output_folder.open_output(job, None)
     plan = make_plan(build_index(inputs.sources, inputs.labels, 2), inputs.labels, options.sharding)
-    yield job, journal, plan, local.archive_reader(inputs.sources["train"])
+    yield job, journal, plan, readers.archive_reader(inputs.sources["train"])
     inputs.close()
 
 
@@ -57,7 +56,7 @@ def test_a_worker_killed_mid_shard_is_a_one_line_error_and_finished_shards_stay_
     good = setup[3]
 
     def read(batch):
-        if batch[0].filename == setup[2].records(setup[2].splits["train"].shards[2])[0].filename:
+        if batch[0].filename == record_specs(setup[2], setup[2].splits["train"].shards[2])[0].filename:
             os.kill(os.getpid(), signal.SIGKILL)  # the worker writing shard 2 dies as an OOM kill would end it
         return good(batch)
 

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import fsspec
 
-from conftest import convert_args, is_result, result_files, run_cli
-
-LAYOUT = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2", "--quiet")
+from helpers import SMALL_LAYOUT, convert_args, is_result, result_files, run_cli
 
 
-def test_memory_filesystem_inputs_and_output_match_a_local_run(sample, tmp_path):
+def test_memory_filesystem_inputs_and_output_match_a_local_run(sample, converted_sample):
     fs = fsspec.filesystem("memory")
     urls = {}
     for role, path in sample.items():
         urls[role] = f"memory://downloads/{path.name}"
         fs.pipe(urls[role], path.read_bytes())
     try:
-        code, err = run_cli(*convert_args(urls, "memory://processed", *LAYOUT))
+        code, err = run_cli(*convert_args(urls, "memory://processed", *SMALL_LAYOUT, "--quiet"))
         assert code == 0, err
-        local = tmp_path / "local"
-        assert run_cli(*convert_args(sample, local, *LAYOUT))[0] == 0
+        local = converted_sample  # the same conversion of the local files
         remote = {p.rsplit("/", 1)[1]: fs.cat(p) for p in fs.ls("/processed", detail=False)}
         assert "manifest.json" in remote
         remote = {name: data for name, data in remote.items() if is_result(name)}

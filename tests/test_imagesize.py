@@ -257,7 +257,7 @@ def test_a_progressive_file_called_sequential_is_caught_by_the_full_decode_check
     shows the lie: libjpeg refuses it there. Finding it means searching all the image data for a second
     scan (about 110 us a 125 KB image, more than writing its record), so only --check-decode does."""
     from streamprep.records.decode import full_decode
-    from streamprep.plan import RecordSpec
+    from streamprep.records.spec import RecordSpec
     import numpy as np
 
     data = _patched(HEADER_CASES["progressive"], 0xC2, 1, 0xC0)

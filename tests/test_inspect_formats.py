@@ -4,7 +4,6 @@ format: each recognised by its content, each label shown as its file numbers it 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -13,21 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, convert_args, run_cli
+from helpers import ROOT, convert_args, run_cli
+from helpers import run_cli_out as run
 from tfds_downloads import tfds_convert_args, write_tfds_downloads
 from tiny import write_tiny
 
 VERSION = Path("imagenet2012") / "5.1.0"
 CONFIG = ROOT / "configs" / "sample.toml"
 SAMPLE = ROOT / "tests" / "fixtures" / "sample"
-
-
-def run(*argv: object) -> tuple[int, str, str]:
-    from streamprep.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = main([str(a) for a in argv], stderr=err, stdout=out)
-    return code, out.getvalue(), err.getvalue()
 
 
 def inspected(path: Path, *extra: object) -> dict:
@@ -43,14 +35,15 @@ def label_data():
 
 
 @pytest.fixture(scope="module")
-def tfds_out(tmp_path_factory) -> dict[str, Path]:
-    """The TFDS-valid downloads converted with --format tfds, as TFRecord and (2 shards a split) as ArrayRecord."""
+def tfds_out(tfds_converted, tmp_path_factory) -> dict[str, Path]:
+    """The TFDS-valid downloads converted with --format tfds, as TFRecord (conftest's `tfds_converted`) and (2 shards
+    a split) as ArrayRecord."""
     base = tmp_path_factory.mktemp("inspect-tfds")
     paths = write_tfds_downloads(base / "dl")
-    for name, extra in (("tfrecord", ()), ("array_record", ("--file-format", "array_record", "--tfds-shards", "2"))):
-        code, err = run_cli(*tfds_convert_args(paths, base / name, *extra))
-        assert code == 0, err
-    return {"tfrecord": base / "tfrecord" / VERSION, "array_record": base / "array_record" / VERSION}
+    code, err = run_cli(*tfds_convert_args(paths, base / "array_record", "--file-format", "array_record",
+                                           "--tfds-shards", "2"))
+    assert code == 0, err
+    return {"tfrecord": tfds_converted / VERSION, "array_record": base / "array_record" / VERSION}
 
 
 FILE_KINDS = [

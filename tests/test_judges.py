@@ -32,14 +32,14 @@ from tensorflow_datasets.core import hashing, shuffle, writer
 from tensorflow_datasets.core.utils import shard_utils
 from tensorflow_datasets.datasets.imagenet2012 import imagenet_common
 
-from conftest import run_cli
+from helpers import run_cli
 from fixtures import builders
 from streamprep.archives.storage import Source
 from streamprep.errors import StreamprepError
 from streamprep.index.images import Ignored, index_train_tfds, index_validation_tfds
 from streamprep.index.labels import LabelData, load_label_data
 from streamprep.records import tfds_example
-from streamprep.tfds_plan import boundaries, number_of_shards, order, refuse_keys
+from streamprep.outputs.tfds.plan import boundaries, number_of_shards, order, refuse_keys
 from tfds_members import Link, Special, tar_of
 
 PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, database=None,
@@ -215,7 +215,7 @@ def test_a_records_size_is_the_length_of_tfds_serialised_example(label, name, si
 @few(60)
 @given(examples=st.integers(1, 5000), size=st.integers(0, 3 << 40), shards=st.sampled_from([0, 0, 0, 1, 2, 3, 7, 64]))
 def test_shard_counts_and_boundaries_are_tfds_writers(examples, size, shards):
-    """`tfds_plan.number_of_shards` and `boundaries` against TFDS's writer (`_get_shard_specs`: its ShardConfig and
+    """`outputs.tfds.plan.number_of_shards` and `boundaries` against TFDS's writer (`_get_shard_specs`: its ShardConfig and
     `get_shard_boundaries`), for split sizes from nothing to terabytes and DownloadConfig(num_shards=...)."""
     assume(size // shard_utils.DEFAULT_MAX_SHARD_SIZE <= 1024 or examples >= 2048)  # else TFDS's own loop never ends
     assume(shards <= examples)
@@ -233,7 +233,7 @@ def test_shard_counts_and_boundaries_are_tfds_writers(examples, size, shards):
        names=st.lists(st.text(st.characters(blacklist_categories=["Cs"]), max_size=12), min_size=1, max_size=30,
                       unique_by=lambda n: n.replace("\\", "/")))
 def test_the_order_is_tfds_shufflers(split, names):
-    """TFDS's shuffler sorts a split by md5(split name + key) (`hashing`, `shuffle`): `tfds_plan.order` is its
+    """TFDS's shuffler sorts a split by md5(split name + key) (`hashing`, `shuffle`): `outputs.tfds.plan.order` is its
     order, `\\` in a key read as `/` as TFDS reads it."""
     with folder() as where:
         shuffler = shuffle.Shuffler(dirpath=str(where), hash_salt=split)

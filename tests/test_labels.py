@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 
+from streamprep.datasets import ILSVRC2012
 from streamprep.errors import LabelDataError
 from streamprep.index.labels import (METADATA_FILE, SYNSETS_FILE, VALIDATION_LABELS_FILE, load_label_data, shipped)
 
@@ -21,6 +22,13 @@ SHIPPED = {
 def test_shipped_label_file_has_the_published_sha256(name):
     with open(shipped(name), "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == SHIPPED[name]
+
+
+def test_the_ilsvrc2012_entry_lists_the_shipped_label_files_each_with_its_flag():
+    assert sorted(f.shipped for f in ILSVRC2012.labels) == sorted(SHIPPED)
+    assert {f.role: f.option for f in ILSVRC2012.labels} == {
+        "labels": "labels_file", "metadata": "metadata_file", "validation": "validation_labels_file"}
+    assert load_label_data().sources == {f.role: shipped(f.shipped) for f in ILSVRC2012.labels}
 
 
 def test_shipped_label_data_has_the_classic_shape():

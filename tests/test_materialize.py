@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import convert_args, is_result, run_cli
+from helpers import convert_args, is_result, run_cli
 from fixtures import builders
 from tiny import A, B, tiny_classes, write_tiny
 

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from classic_reference import read_examples
-from conftest import convert_args, result_files, run_cli
-from streamprep.outputs.tfrecord import read_records
+from helpers import convert_args, result_files, run_cli
+from streamprep.outputs.tfrecord.write import read_records
 
 LAYOUTS = [(8, 4, 2), (6, 3, 3), (4, 4, 4), (1024, 128, 8), (2, 1, 1)]
 

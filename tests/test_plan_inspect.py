@@ -3,28 +3,18 @@ download or a shard holds), read back with TensorFlow where records are concerne
 
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import pytest
 
-from conftest import convert_args, run_cli
+from helpers import SMALL_LAYOUT, convert_args, run_cli
+from helpers import run_cli_out as run
 from tiny import A, write_tiny
-
-SMALL = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    from streamprep.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = main([str(a) for a in argv], stderr=err, stdout=out)
-    return code, out.getvalue(), err.getvalue()
 
 
 def plan_args(sample, out, *extra):
-    return ["plan", *convert_args(sample, out, *SMALL, *extra)[1:]]
+    return ["plan", *convert_args(sample, out, *SMALL_LAYOUT, *extra)[1:]]
 
 
 def test_plan_writes_nothing_but_the_index_and_convert_then_reuses_it(sample, tmp_path):
@@ -35,7 +25,7 @@ def test_plan_writes_nothing_but_the_index_and_convert_then_reuses_it(sample, tm
     assert "validation        13 images" in text and "train             31 images" in text
     assert "4 shards to write" in text and "saved the index" in text
 
-    code, err = run_cli(*convert_args(sample, out, *SMALL))
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT))
     assert code == 0, err
     assert "reused the one saved by an earlier run" in err and "index train: started" not in err
 
@@ -45,7 +35,7 @@ def test_the_planned_size_holds_every_shard_written_but_the_fix_up_ones(sample, 
     code, text, err = run(*plan_args(sample, out, "--json", "--quiet"))
     assert code == 0, err
     report = json.loads(text)
-    assert run_cli(*convert_args(sample, out, *SMALL, "--quiet"))[0] == 0
+    assert run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--quiet"))[0] == 0
     written = {p.name: p.stat().st_size for p in out.iterdir() if p.name.startswith(("train-", "validation-"))}
     validation = sum(v for k, v in written.items() if k.startswith("validation-"))
     split = report["splits"]["validation"]  # no fix-up file in the sample's validation split
@@ -59,7 +49,7 @@ def test_the_planned_size_holds_every_shard_written_but_the_fix_up_ones(sample, 
 
 def test_plan_after_a_finished_run_lists_every_shard_as_kept_and_nothing_to_write(sample, tmp_path):
     out = tmp_path / "out"
-    assert run_cli(*convert_args(sample, out, *SMALL, "--quiet"))[0] == 0
+    assert run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--quiet"))[0] == 0
     code, text, _ = run(*plan_args(sample, out, "--json", "--quiet"))
     report = json.loads(text)
     assert code == 0 and report["out_state"] == "the same conversion, finished"
@@ -68,7 +58,7 @@ def test_plan_after_a_finished_run_lists_every_shard_as_kept_and_nothing_to_writ
 
 def test_plan_says_convert_would_refuse_an_out_holding_another_conversion(sample, tmp_path):
     out = tmp_path / "out"
-    assert run_cli(*convert_args(sample, out, *SMALL, "--quiet"))[0] == 0
+    assert run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--quiet"))[0] == 0
     code, text, _ = run("plan", *convert_args(sample, out, "--train-shards", "8", "--validation-shards", "2",
                                               "--classic-threads", "2", "--quiet")[1:])
     assert code == 0 and "convert would stop:" in text and "another conversion" in text, text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 
-from conftest import convert_args, run_cli
 
 # The feature spec of the classic training scripts (inception's image_processing.parse_example_proto).
 CLASSIC_FEATURES = {
@@ -24,12 +23,9 @@ EXTRA = {
 
 
 @pytest.fixture(scope="module")
-def shards(sample, tmp_path_factory):
-    out = tmp_path_factory.mktemp("readback")
-    code, err = run_cli(*convert_args(sample, out, "--train-shards", "4", "--validation-shards", "2",
-                                      "--classic-threads", "2", "--quiet"))
-    assert code == 0, err
-    return out
+def shards(converted_sample):
+    """The sample's classic shards at the small layout (conftest's, shared)."""
+    return converted_sample
 
 
 @pytest.mark.parametrize("split, images", [("train", 31), ("validation", 13)], ids=["train", "validation"])

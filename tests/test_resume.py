@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SYNSETS, run_cli
+from helpers import ROOT, SMALL_LAYOUT, SYNSETS, run_cli
 from fixtures import builders
 from servers import FaultProxy, nginx_server, require_nginx
 
@@ -392,8 +392,7 @@ def test_the_same_conversion_writes_the_same_manifest_byte_for_byte(downloads, t
 
 def test_another_conversion_into_the_same_out_is_refused_and_overwrite_removes_exactly_its_files(downloads, tmp_path):
     out = tmp_path / "out"
-    small = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
-    assert run_cli(*args(downloads, downloads["val_labels"], out, *small, "--quiet"))[0] == 0
+    assert run_cli(*args(downloads, downloads["val_labels"], out, *SMALL_LAYOUT, "--quiet"))[0] == 0
     (out / "notes.txt").write_text("mine")
     old = sorted(p.name for p in out.iterdir() if p.name.startswith(("train-", "validation-")))
 
@@ -432,8 +431,7 @@ def test_a_run_failing_on_its_input_leaves_no_empty_output_folder_behind(downloa
                                   "train-00000-of-00004/../../x", "a\0b"])
 def test_overwrite_never_removes_a_file_a_tampered_manifest_names_outside_the_output(downloads, tmp_path, name):
     out = tmp_path / "out"
-    small = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
-    assert run_cli(*args(downloads, downloads["val_labels"], out, *small, "--quiet"))[0] == 0
+    assert run_cli(*args(downloads, downloads["val_labels"], out, *SMALL_LAYOUT, "--quiet"))[0] == 0
     precious = tmp_path / "precious.txt"
     precious.write_text("keep me")
     manifest_data = manifest(out)

@@ -1,4 +1,7 @@
-"""The seams and single definitions: the option table, the format seam, errors never retried, stop and warnings."""
+"""The seams and single definitions: the option table, errors never retried, stop and warnings, one manifest.
+
+The format seam and its registry: tests/test_format_registry.py.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,12 @@ import io
 import json
 import logging
 import re
-import struct
 import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, convert_args, result_files, run_cli
-
-SMALL = ("--train-shards", "4", "--validation-shards", "2", "--classic-threads", "2")
+from helpers import ROOT, SMALL_LAYOUT, SMALL_OPTIONS, convert_args, result_files, run_cli
 
 
 # --------------------------------------------------------------------------------------------- the option table
@@ -35,12 +35,10 @@ def test_every_option_has_one_flag_one_config_key_and_its_help_in_convert_help()
         assert spec.help.split()[0] in text
 
 
-def test_the_manifest_shows_exactly_the_options_marked_for_it(sample, tmp_path):
+def test_the_manifest_shows_exactly_the_options_marked_for_it(converted_sample):
     from streamprep.options import fields
 
-    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL, "--quiet"))
-    assert code == 0, err
-    shown = json.loads((tmp_path / "out" / "manifest.json").read_text())["options"]
+    shown = json.loads((converted_sample / "manifest.json").read_text())["options"]
     assert list(shown) == [f.name for f in fields() if f.metadata["option"].manifest]
     assert "storage_options" not in shown and "workers" not in shown  # credentials; no effect on the bytes
 
@@ -53,7 +51,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
               "on-bad-image": "skip", "on-bad-xml": "skip", "check-decode": True, "workers": 3, "engine": "local",
               "overwrite": True, "timeout": 5, "connect-timeout": 2.5, "no-space-check": True,
               "materialize": "tree", "format": "webdataset,tfrecord", "dali-index": True, "file-format": "tfrecord",
-              "tfds-shards": 0}
+              "tfds-shards": 0, "dataset": "ilsvrc2012"}
     assert set(values) | {"train", "val", "bbox", "storage-options"} == {Option.key(f.name) for f in fields()}
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()] + ["[storage-options.s3]", 'anon = true']
     config = tmp_path / "c.toml"
@@ -198,7 +196,7 @@ def test_throttling_progress_changes_nothing_but_progress(sample, tmp_path):
 
     options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
                       validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
-                      train_shards=4, validation_shards=2, classic_threads=2)
+                      **SMALL_OPTIONS)
     summary = convert(options, lambda event: None)
     assert summary.manifest is not None and summary.manifest.complete
     assert summary.images_written == 44
@@ -219,7 +217,7 @@ def test_warnings_go_to_logging_and_the_library_prints_nothing(tmp_path, capfd, 
     sample = short_labels(tmp_path)
     options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
                       validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
-                      train_shards=4, validation_shards=2, classic_threads=2)
+                      **SMALL_OPTIONS)
     with caplog.at_level(logging.WARNING, logger="streamprep"):
         convert(options)
     assert any("not in the validation labels file" in r.getMessage() for r in caplog.records)
@@ -229,83 +227,13 @@ def test_warnings_go_to_logging_and_the_library_prints_nothing(tmp_path, capfd, 
 
 
 def test_the_cli_shows_warnings_as_one_line_each(tmp_path):
-    code, err = run_cli(*convert_args(short_labels(tmp_path), tmp_path / "out", *SMALL))
+    code, err = run_cli(*convert_args(short_labels(tmp_path), tmp_path / "out", *SMALL_LAYOUT))
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("streamprep: warning:")]
     assert len(warnings) == 1 and "not in the validation labels file" in warnings[0]
 
 
-# --------------------------------------------------------------------------------------------- the format seam
-
-class LengthPrefixed:
-    """A second format, defined here: each record is its image bytes behind a 4-byte length; an end marker."""
-
-    name = "test-lp"
-
-    def __new__(cls):
-        from streamprep.outputs.format import Format, ShardEncoder
-
-        class Encoder(ShardEncoder):
-            def record(self, spec, image):
-                return (struct.pack("<I", len(image.data)), image.data)
-
-            def finish(self):
-                return (b"END!",)
-
-        class Fmt(Format):
-            name = "test-lp"
-
-            def file_name(self, shard):
-                return f"{shard.name}.lp"
-
-            def encoder(self, shard):
-                return Encoder()
-
-        return Fmt()
-
-
-def test_another_format_plugs_into_the_shared_shard_writer_and_resume(sample, tmp_path):
-    from streamprep import Options
-    from streamprep.engines import local, pipeline
-    from streamprep.index.build import build_index
-    from streamprep.outputs import manifest as mf
-    from streamprep.outputs.format import write_or_keep
-    from streamprep.plan import make_plan
-
-    options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
-                      validation_labels_file=str(sample["val_labels"]), out=str(tmp_path / "out"),
-                      train_shards=4, validation_shards=2, classic_threads=2)
-    inputs = pipeline.open_inputs(options)
-    try:
-        job = pipeline.make_job(options, inputs, None)
-        pipeline.open_output(job, None)
-        plan = make_plan(build_index(inputs.sources, inputs.labels, 2), inputs.labels, options.sharding)
-        read = local.archive_reader(inputs.sources["train"])
-        shard = plan.splits["train"].shards[1]
-        fmts = [LengthPrefixed()]
-        first = write_or_keep(fmts, plan, shard, job.output(), read, {})
-        again = write_or_keep(fmts, plan, shard, job.output(), read, {first.entries[0].name: first.entries[0]})
-        both = write_or_keep([*job.formats, LengthPrefixed()], plan, shard, job.output(), read, {})
-    finally:
-        inputs.close()
-
-    data = (tmp_path / "out" / "train-00001-of-00004.lp").read_bytes()
-    images, pos = [], 0
-    while data[pos:pos + 4] != b"END!":
-        (n,) = struct.unpack("<I", data[pos:pos + 4])
-        images.append(data[pos + 4:pos + 4 + n])
-        pos += 4 + n
-    specs = plan.records(shard)
-    entry = first.entries[0]
-    assert len(images) == len(specs) == entry.records > 0
-    assert all(img.startswith(b"\xff\xd8") for img in images)
-    assert entry.bytes == len(data) and not first.kept
-    assert again.kept and again.entries == [entry]
-    assert isinstance(entry, mf.ShardEntry)
-    # written beside the classic TFRecord from one read: the same images, the same file as alone
-    assert [e.name for e in both.entries] == ["train-00001-of-00004", "train-00001-of-00004.lp"]
-    assert (tmp_path / "out" / "train-00001-of-00004.lp").read_bytes() == data and both.entries[1] == entry
-
+# --------------------------------------------------------------------------------------------- one summary, one manifest
 
 def test_the_local_and_beam_engines_share_one_summary_type():
     from streamprep.engines import local, pipeline
@@ -315,12 +243,10 @@ def test_the_local_and_beam_engines_share_one_summary_type():
     assert "-> Summary:" in source and "class Summary" not in source and "format_summary" not in source
 
 
-def test_the_manifest_round_trips_through_its_model(sample, tmp_path):
+def test_the_manifest_round_trips_through_its_model(converted_sample):
     from streamprep.outputs.manifest import Manifest
 
-    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL, "--quiet"))
-    assert code == 0, err
-    raw = (tmp_path / "out" / "manifest.json").read_bytes()
+    raw = (converted_sample / "manifest.json").read_bytes()
     assert Manifest.parse(json.loads(raw)).to_bytes() == raw
 
 
@@ -332,7 +258,7 @@ def test_the_manifest_round_trips_through_its_model(sample, tmp_path):
 ], ids=["records", "sha256", "shards", "run"])
 def test_a_manifest_with_wrong_value_types_is_named_unusable_and_nothing_is_touched(sample, tmp_path, change):
     out = tmp_path / "out"
-    code, err = run_cli(*convert_args(sample, out, *SMALL, "--quiet"))
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--quiet"))
     assert code == 0, err
     before = result_files(out)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -340,7 +266,7 @@ def test_a_manifest_with_wrong_value_types_is_named_unusable_and_nothing_is_touc
     damaged = json.dumps(manifest)
     (out / "manifest.json").write_text(damaged)
 
-    code, err = run_cli(*convert_args(sample, out, *SMALL))
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT))
 
     assert code == 2 and "its manifest.json is unusable" in err and "Remove them" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -418,13 +344,17 @@ def test_the_design_pages_module_tree_names_every_module_and_no_other():
     assert sorted(drawn - code) == [], "docs/design.md's tree names modules that do not exist"
 
 
-def test_the_engine_seam_names_only_steps_the_pipeline_has():
-    from streamprep.cli import report
-    from streamprep.engines import pipeline
+def test_the_engine_seam_names_only_steps_the_driver_and_its_engines_have():
+    from streamprep.cli import commands, report
+    from streamprep.engines import driver, local, output_folder, pipeline, readers
+    from streamprep.outputs import format as output_format
 
     text = (ROOT / "docs" / "design.md").read_text()
     section = text[text.index("### The engine seam"):]
     section = section[:section.index("\n## ")]
-    named = set(re.findall(r"`([a-z_]+)`", section)) - {"run"}  # the manifest's `run`, a key
-    assert {"open_inputs", "make_job", "finish"} <= named
-    assert sorted(n for n in named if not hasattr(pipeline, n) and not hasattr(report, n)) == []
+    named = set(re.findall(r"`([a-z_]+)`", section))
+    assert {"open_inputs", "make_job", "walk", "write", "look_at_output", "claim_output", "release_output",
+            "finish"} <= named
+    where = (driver.Conversion, driver.Engine, local.LocalEngine, local, pipeline, output_folder, readers,
+             output_format, report, commands)
+    assert sorted(n for n in named if not any(hasattr(w, n) for w in where)) == []

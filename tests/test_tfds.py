@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import tensorflow_datasets as tfds  # noqa: E402 - the test extra installs the release streamprep reproduces
 
-from conftest import convert_args, run_cli  # noqa: E402
+from helpers import convert_args, run_cli  # noqa: E402
 from fixtures import builders  # noqa: E402
 from tfds_members import (BASE_TRAIN, BASE_VAL, FAILING, gzipped_class_tar, odd_downloads,  # noqa: E402
                           write_downloads)

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMALL_LAYOUT, convert_args, result_files, run_cli
+from helpers import ROOT, SMALL_LAYOUT, SMALL_OPTIONS, convert_args, result_files, run_cli
 from fixtures import builders
 from streamprep.plan import classic_order
-from test_remote import aws_env, s3, s3_endpoint  # noqa: F401 - the moto S3 server fixtures
 from tiny import A, B, tiny_classes, write_tiny
 
 OUTPUT_LIKE = ("train-", "validation-", "_info.json")  # how the files streamprep writes beside bboxes.csv start
@@ -120,7 +119,8 @@ def test_verify_fails_on_a_file_named_as_streamprep_output_that_the_manifest_doe
 
     assert not report.ok
     assert [str(p) for p in report.problems] == [f"{name}: not listed in manifest.json: left from another run? remove "
-                                                 "it, or rerun the convert command that wrote this folder"]
+                                                 "it (the convert command that wrote this folder, run again with "
+                                                 "--overwrite, removes every such file)"]
     assert run_cli("verify", out, "--quiet")[0] == 1
 
 
@@ -300,7 +300,7 @@ def test_a_second_run_is_refused_while_a_run_holds_the_output_and_the_lock_goes_
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
                                "from streamprep.outputs import lock\n"
-                               "from streamprep.outputs.files import Output\n"
+                               "from streamprep.archives.output import Output\n"
                                "lock.take(Output(sys.argv[1]))\n"
                                "print('held', flush=True)\n"
                                "time.sleep(600)\n", str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -354,13 +354,13 @@ def test_temporary_files_of_a_killed_run_in_tmpdir_are_removed_by_the_next_run(s
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     # a real ArrayRecord shard's local file, held by a process that is then killed as `kill -9` would end a run
     holder = subprocess.Popen([sys.executable, "-c", "import time\n"
-                               "from streamprep.outputs.tfds import _ArrayRecordEncoder\n"
+                               "from streamprep.outputs.tfds.write import _ArrayRecordEncoder\n"
                                "print(_ArrayRecordEncoder().path, flush=True)\n"
                                "time.sleep(600)\n"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     left = Path(holder.stdout.readline().strip())
     assert left.parent == tmpdir and left.name.startswith(f"streamprep-{holder.pid}-")
     alive = subprocess.Popen([sys.executable, "-c", "import time\n"
-                              "from streamprep.outputs.tfds import _ArrayRecordEncoder\n"
+                              "from streamprep.outputs.tfds.write import _ArrayRecordEncoder\n"
                               "print(_ArrayRecordEncoder().path, flush=True)\n"
                               "time.sleep(600)\n"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -390,8 +390,7 @@ def test_a_successful_beam_run_leaves_no_saved_plan(sample, tmp_path):
 
     out = tmp_path / "out"
     options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
-                      validation_labels_file=str(sample["val_labels"]), out=str(out), train_shards=4,
-                      validation_shards=2, classic_threads=2)
+                      validation_labels_file=str(sample["val_labels"]), out=str(out), **SMALL_OPTIONS)
 
     beam.convert(options, [])
 

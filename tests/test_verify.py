@@ -14,9 +14,9 @@ import fsspec
 import pytest
 import tensorflow as tf
 
-from conftest import convert_args, run_cli
+from helpers import convert_args, run_cli
 from streamprep.cli import main
-from streamprep.outputs.tfrecord import frame, read_records
+from streamprep.outputs.tfrecord.write import frame, read_records
 
 LAYOUT = ("--train-shards", "8", "--validation-shards", "4", "--classic-threads", "2")
 SHARD = "train-00001-of-00008"  # 4 records, one of them the fixed-up PNG
@@ -348,18 +348,8 @@ def test_help_lists_verify():
     assert "--decode" in out.getvalue() and "(default: 1000)" in out.getvalue()
 
 
-# Label numbering: every message says a label in the numbering its format stores.
-
-@pytest.fixture(scope="module")
-def tfds_converted(tmp_path_factory) -> Path:
-    """--format tfds of TFDS-valid downloads (tests/tfds_downloads.py), one TFRecord shard a split."""
-    from tfds_downloads import tfds_convert_args, write_tfds_downloads
-
-    base = tmp_path_factory.mktemp("verify-tfds")
-    code, err = run_cli(*tfds_convert_args(write_tfds_downloads(base / "dl"), base / "out"))
-    assert code == 0, err
-    return base / "out"
-
+# Label numbering: every message says a label in the numbering its format stores. `tfds_converted` (conftest's):
+# --format tfds of TFDS-valid downloads (tests/tfds_downloads.py), one TFRecord shard a split.
 
 TFDS_TRAIN = "imagenet2012/5.1.0/imagenet2012-train.tfrecord-00000-of-00001"
 

@@ -19,15 +19,12 @@ import tensorflow as tf
 import webdataset as wds
 from PIL import Image
 
-from conftest import SMALL_LAYOUT, convert_args, is_result, result_files, run_cli
+from helpers import SMALL_LAYOUT, convert_args, is_result, result_files, run_cli
 from fixtures import builders
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from streamprep.outputs.webdataset import escape, member_header
-from test_remote import aws_env, s3, s3_endpoint  # noqa: F401 - the moto S3 server fixtures
+from streamprep.outputs.webdataset.write import escape, member_header
 from tiny import A, B, write_tiny
-
-LAYOUT = SMALL_LAYOUT
 
 
 def tfrecords(path: Path) -> list[tf.train.Example]:
@@ -122,19 +119,29 @@ def test_info_json_is_what_timms_reader_needs_to_train_from_the_folder_alone(bot
 TIMM_READ = """
 import json, sys
 from timm.data import create_dataset
-dataset = create_dataset("wds/imagenet", root=sys.argv[1], split=sys.argv[2], is_training=False)
-print(json.dumps({"len": len(dataset), "samples": [[target, list(image.size)] for image, target in dataset]}))
+got = {}
+for split in sys.argv[2:]:
+    dataset = create_dataset("wds/imagenet", root=sys.argv[1], split=split, is_training=False)
+    got[split] = {"len": len(dataset), "samples": [[target, list(image.size)] for image, target in dataset]}
+print(json.dumps(got))
 """
 
 
-@pytest.mark.parametrize("split, shards", [("train", 4), ("validation", 2)])
-def test_timm_trains_from_the_output_folder_alone(both, split, shards):
-    """timm's own WebDataset reader, given nothing but the folder: _info.json for the split, .cls for the target.
-    (In a process of its own: timm's torch and this module's TensorFlow do not load into one process.)"""
-    done = subprocess.run([sys.executable, "-c", TIMM_READ, str(both), split], capture_output=True, text=True,
-                          timeout=300)
+@pytest.fixture(scope="module")
+def timm_read(both) -> dict[str, dict]:
+    """What timm's own WebDataset reader reads of each split of `both`, given nothing but the folder. In a process
+    of its own (timm's torch and this module's TensorFlow do not load into one process), one for both splits: the
+    import of torch and timm takes seconds."""
+    done = subprocess.run([sys.executable, "-c", TIMM_READ, str(both), "train", "validation"], capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("split, shards", [("train", 4), ("validation", 2)])
+def test_timm_trains_from_the_output_folder_alone(both, timm_read, split, shards):
+    """timm's own WebDataset reader, given nothing but the folder: _info.json for the split, .cls for the target."""
+    got = timm_read[split]
     expected = [[feature(e, "image/class/label")[0] - 1, [feature(e, "image/width")[0], feature(e, "image/height")[0]]]
                 for k in range(shards) for e in tfrecords(both / f"{split}-{k:05d}-of-{shards:05d}")]
     assert got["len"] == len(expected)
@@ -144,7 +151,7 @@ def test_timm_trains_from_the_output_folder_alone(both, split, shards):
 def test_two_formats_in_one_pass_are_byte_identical_to_each_written_alone(sample, both, tmp_path):
     for fmt, pattern in (("tfrecord", "*-of-0000?"), ("webdataset", "*.tar")):
         out = tmp_path / fmt
-        code, err = run_cli(*convert_args(sample, out, *LAYOUT, "--format", fmt, "--workers", "3", "--quiet"))
+        code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--format", fmt, "--workers", "3", "--quiet"))
         assert code == 0, err
         alone = sorted(out.glob(pattern))
         assert alone and all(p.read_bytes() == (both / p.name).read_bytes() for p in alone)
@@ -167,7 +174,7 @@ def test_a_key_never_holds_a_dot_or_space_and_names_shared_by_two_classes_stay_d
 
 def test_a_damaged_webdataset_shard_and_a_lost_index_are_written_again_on_rerun(sample, both, tmp_path):
     out = tmp_path / "out"
-    args = convert_args(sample, out, *LAYOUT, "--format", "tfrecord,webdataset", "--dali-index", "--quiet")
+    args = convert_args(sample, out, *SMALL_LAYOUT, "--format", "tfrecord,webdataset", "--dali-index", "--quiet")
     code, err = run_cli(*args)
     assert code == 0, err
     victim = out / "train-00002-of-00004.tar"
@@ -219,7 +226,7 @@ def test_inspect_shows_a_webdataset_shards_samples_as_a_tfrecord_shards_records_
 def test_webdataset_shards_and_indexes_written_to_s3_equal_a_local_run(sample, both, s3, s3_endpoint):
     s3.mkdir("wds-out")
     out = "s3://wds-out/imagenet"
-    code, err = run_cli(*convert_args(sample, out, *LAYOUT, "--format", "tfrecord,webdataset", "--dali-index",
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--format", "tfrecord,webdataset", "--dali-index",
                                       "--storage-option", f"s3.endpoint_url={s3_endpoint}",
                                       "--storage-option", "s3.key=testing", "--storage-option", "s3.secret=testing",
                                       "--quiet"))
@@ -251,8 +258,8 @@ def test_verify_reports_a_sample_whose_members_come_back_after_other_samples(tmp
 
 @pytest.mark.parametrize("filename", ["n01440764_1.JPEG", "é\u2028\"\\.JPEG", "x\udcff\udcfe.JPEG"])
 def test_sample_json_is_valid_utf8_json_that_reads_back_the_same_name(filename):
-    from streamprep.outputs.webdataset import metadata
-    from streamprep.plan import RecordSpec
+    from streamprep.outputs.webdataset.write import metadata
+    from streamprep.records.spec import RecordSpec
     from streamprep.records.image import Image as Prepared
 
     spec = RecordSpec(filename, 1, "n01440764", "tench", "a.tar!" + filename, 0, 3,

@@ -92,15 +92,15 @@ def transient(error: BaseException) -> bool:
 
 
 class Patience:
-    """How long one server may go without answering, across every request and thread of a run.
+    """How long one server may go without completing a request, across every request and thread of a run.
 
-    Each request's idle reads are bounded by `--timeout`, but retries multiply that bound: six attempts
-    of each of several requests kept a run waiting on a silent server for many minutes. A `Patience` is
-    shared by every request to one server (`for_server`); it measures the time since the last request
-    that made progress (any answer), and once that reaches `PATIENCE` x the idle timeout no request to
-    that server is tried again. A request that fails after more than one idle timeout was receiving
-    bytes until its last timeout (an idle read longer than that would have ended it sooner), so only
-    its last timeout counts as no progress: while bytes arrive, retries continue.
+    Each request's idle reads are bounded by `--timeout`, but retries multiply that bound (six attempts of each
+    of several requests, an attempt itself several requests: fsspec's HTTP size lookup tries HEAD, then GET).
+    A `Patience` is shared by every request to one server (`for_server`). Progress is a request that
+    completed; the stretch without progress begins when the first attempt after the last completed request
+    began. Every attempt is given only what is left of the budget, `PATIENCE` x the idle timeout, as its
+    deadline (`remaining`), and none is started once it is spent: a server that answers nothing, or trickles
+    too slowly for any request to complete, ends the run within that budget.
     """
 
     def __init__(self, idle_timeout: float, limit: int = PATIENCE) -> None:
@@ -109,31 +109,30 @@ class Patience:
         self._since: float | None = None  # when the current stretch without progress began; None: none under way
 
     def progressed(self) -> None:
-        """A request to this server was answered."""
+        """A request to this server completed."""
         self._since = None
 
     def failed(self, started: float) -> float:
         """A request started at `started` (time.monotonic) failed transiently: the seconds without progress so far."""
         now = time.monotonic()
         with self._lock:
-            began = max(started, now - self.idle_timeout)
-            if self._since is None or began < self._since:
-                self._since = began
+            if self._since is None or started < self._since:
+                self._since = started
             return now - self._since
 
-    def spent(self) -> bool:
-        """Whether the server has answered nothing for the whole budget (no request to it is tried then)."""
+    def remaining(self) -> float:
+        """The deadline an attempt starting now gets: what is left of the budget (all of it without failures)."""
         since = self._since
-        return since is not None and time.monotonic() - since >= self.budget - self.idle_timeout / 2
+        return self.budget if since is None else self.budget - (time.monotonic() - since)
 
-    def left(self, started: float) -> bool:
-        """After a failed request started at `started`: whether another attempt still fits the budget (with up to
-        half an idle timeout of slack, so that three timed-out attempts fit three timeouts)."""
-        return self.failed(started) <= self.budget - self.idle_timeout / 2
+    def spent(self) -> bool:
+        """Whether the server has completed no request for (nearly) the whole budget: no request is tried then."""
+        return self.remaining() < min(1.0, self.idle_timeout / 4)
 
-    def exhausted(self, error: type, text: str) -> Exception:
-        return error(f"{text} (nothing for {self.budget:g} s, {PATIENCE} x --timeout); check the server and the "
-                     "connection, then rerun: finished shards are kept")
+    def exhausted(self, error: type, what: str, cause: BaseException) -> Exception:
+        return error(f"{what}: the server completed no request for {self.budget:g} s ({PATIENCE} x --timeout): it "
+                     f"stopped answering or sends too slowly (last: {describe(cause, plain=True)}); check the server "
+                     "and the connection, then run the command again (a conversion keeps its finished shards)")
 
 
 _servers: dict[tuple[str, float], Patience] = {}
@@ -149,24 +148,26 @@ def for_server(server: str, idle_timeout: float) -> Patience:
 def call(what: Callable[[], str], fn: Callable[[], T], attempts: int = ATTEMPTS, error: type | None = None,
          patience: Patience | None = None) -> T:
     """`fn()`, retried on transient errors; the last one is raised as `error` (ArchiveError) naming `what()`.
-    With `patience` (remote storage), attempts also stop once its server has answered nothing for too long, and a
-    timed-out attempt is tried again at once (it has waited already)."""
+    With `patience` (remote storage), attempts also stop once its server has completed nothing for too long (`fn`
+    should bound itself by `patience.remaining()`), and a timed-out attempt is tried again at once (it has waited)."""
     from ..errors import ArchiveError
 
     error = error or ArchiveError
     for attempt in range(attempts):
-        if patience is not None and patience.spent():  # other requests to this server waited it out already
-            raise patience.exhausted(error, f"{what()}: {describe(TimeoutError())}")
         started = time.monotonic()
         try:
+            if patience is not None and patience.spent():  # other requests to this server waited it out already
+                raise TimeoutError("no request to the server completed within the budget")
             result = fn()
         except Exception as e:
             if not transient(e):
                 if foreign(e):  # a storage client's own error that no retry cures (a 400, a broken answer)
                     raise error(f"{what()}: {describe(e)}; check the URL and the server") from e
                 raise
-            if patience is not None and not patience.left(started):
-                raise patience.exhausted(error, f"{what()}: {describe(e)}") from e
+            if patience is not None:
+                patience.failed(started)
+                if patience.spent():
+                    raise patience.exhausted(error, what(), e) from e
             if attempt == attempts - 1:
                 raise exhausted(error, f"{what()}: {describe(e)}", attempts) from e
             if not timed_out(e):
@@ -183,18 +184,20 @@ def foreign(error: BaseException) -> bool:
     return type(error).__module__.split(".")[0] in NETWORK_MODULES
 
 
-def describe(error: BaseException) -> str:
-    """A storage error in a few words on one line: a timeout says the server stopped answering."""
+def describe(error: BaseException, plain: bool = False) -> str:
+    """A storage error in a few words on one line: a timeout says the server stopped answering (`plain`: a timeout
+    without the options that bound it, for a message that names them already)."""
     if timed_out(error):
-        return "the server stopped answering (nothing within the timeout, --timeout or --connect-timeout)"
+        return "a timeout" if plain else ("the server stopped answering (nothing within the timeout, --timeout or "
+                                          "--connect-timeout)")
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:200]}{' ...' if len(text) > 200 else ''}"
 
 
 def exhausted(error: type, text: str, attempts: int = ATTEMPTS) -> Exception:
     """The error reporting that retries ran out; a `StreamprepError`, so it is never retried again further up."""
-    return error(f"{text} (failed {attempts} attempts); check the connection and the URL, then rerun: "
-                 "finished shards are kept")
+    return error(f"{text} (failed {attempts} attempts); check the connection and the URL, then run the command "
+                 "again (a conversion keeps its finished shards)")
 
 
 def pause(attempt: int) -> None:

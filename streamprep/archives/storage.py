@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator
@@ -139,9 +140,16 @@ class Source:
         self.info: dict[str, Any] = info
         self._local = threading.local()
 
+    def deadline(self) -> dict[str, Any]:
+        """The keyword that bounds one blocking call to an async backend by what is left of its server's budget
+        (`retry.Patience`; fsspec's `sync` takes `timeout` and cancels the request when it passes); none locally."""
+        if self.patience is None:
+            return {}
+        return {"timeout": max(self.patience.remaining(), 0.05)}
+
     def _info(self) -> dict[str, Any]:
         try:
-            return self.fs.info(self.path)
+            return self.fs.info(self.path, **self.deadline())
         except FileNotFoundError as e:
             # fsspec's HTTP backend reports any failed HEAD/GET as not found, keeping the HTTP error as the
             # cause: a 5xx there is unavailability, to be retried, not absence.
@@ -208,7 +216,8 @@ class Source:
             return b""
         if self.remote:  # one ranged request, no read-ahead cache
             data = retry.call(lambda: f"{self.url} bytes {offset}-{end - 1}",
-                              lambda: self.fs.cat_file(self.path, start=offset, end=end), patience=self.patience)
+                              lambda: self.fs.cat_file(self.path, start=offset, end=end, **self.deadline()),
+                              patience=self.patience)
             return self.ranged(data, offset, end - offset)
         fd = self._fd()
         if fd >= 0:
@@ -246,8 +255,14 @@ class Source:
         todo = list(range(len(ranges)))
         for attempt in range(retry.ATTEMPTS):
             started = time.monotonic()
-            got = self.fs.cat_ranges([self.path] * len(todo), [ranges[i][0] for i in todo],
-                                     [ranges[i][0] + ranges[i][1] for i in todo], on_error="return")
+            try:
+                got = self.fs.cat_ranges([self.path] * len(todo), [ranges[i][0] for i in todo],
+                                         [ranges[i][0] + ranges[i][1] for i in todo], on_error="return",
+                                         **self.deadline())
+            except Exception as e:  # noqa: BLE001 - the whole batch past its deadline (fsspec's FSTimeoutError)
+                if not retry.transient(e):
+                    raise
+                got = [e] * len(todo)
             if self.patience is not None and any(not isinstance(data, BaseException) for data in got):
                 self.patience.progressed()
             failed = []
@@ -267,9 +282,11 @@ class Source:
             todo = [i for i, _ in failed]
             i, error = failed[0]
             offset, length = ranges[i]
-            if self.patience is not None and not self.patience.left(started):
-                raise self.patience.exhausted(ArchiveError, f"{self.url} bytes {offset}-{offset + length - 1}: "
-                                              f"{retry.describe(error)}") from error
+            if self.patience is not None:
+                self.patience.failed(started)
+                if self.patience.spent():
+                    raise self.patience.exhausted(ArchiveError, f"{self.url} bytes {offset}-{offset + length - 1}",
+                                                  error) from error
             if attempt < retry.ATTEMPTS - 1 and not all(retry.timed_out(e) for _, e in failed):
                 retry.pause(attempt)
         raise retry.exhausted(ArchiveError, f"{self.url} bytes {offset}-{offset + length - 1}: "
@@ -292,6 +309,46 @@ def sequential_reader(source: Source, end: int | None = None) -> Iterator[ReadAt
         yield reader.read_at
     finally:
         reader.close()
+
+
+@contextmanager
+def forward_file(source: Source) -> Iterator[BinaryIO]:
+    """A file object reading `source` forward from its start: the file itself when local; on remote storage the
+    read-ahead, so every request is retried and bounded by the server's budget (fsspec's own file object is
+    neither)."""
+    if not source.remote:
+        with source.fs.open(source.path, "rb") as f:
+            yield f
+        return
+    with sequential_reader(source) as read_at:
+        yield io.BufferedReader(_ForwardRaw(read_at, source.size), buffer_size=1 << 20)
+
+
+class _ForwardRaw(io.RawIOBase):
+    """`read_at` as a raw file read from the start (what `forward_file` buffers)."""
+
+    def __init__(self, read_at: ReadAt, size: int) -> None:
+        self.read_at, self.size, self.position = read_at, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True  # a read elsewhere restarts the read-ahead there
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read_at(self.position, min(len(buffer), self.size - self.position))
+        buffer[:len(data)] = data
+        self.position += len(data)
+        return len(data)
 
 
 READAHEAD_CHUNK = 4 << 20  # bytes per request
@@ -328,14 +385,16 @@ class Readahead:
             self.frontier += self.chunk
         future, requested = self.pending.pop(start)
         length = min(self.chunk, self.end - start)
+        patience = self.source.patience
         try:
-            data = future.result()
+            data = future.result(timeout=self.source.deadline().get("timeout"))
         except Exception as e:  # noqa: BLE001 - asked again through the retrying path, which names the URL and range
-            if self.source.patience is not None and retry.transient(e):
-                self.source.patience.failed(requested)  # the time it waited counts against the server's budget
+            future.cancel()  # past the server's budget: the retrying path decides
+            if patience is not None and (retry.transient(e) or isinstance(e, FutureTimeout)):
+                patience.failed(requested)  # the time it waited counts against the server's budget
             return self.source.read_at(start, length)
-        if self.source.patience is not None:
-            self.source.patience.progressed()
+        if patience is not None:
+            patience.progressed()
         return self.source.ranged(data, start, length)
 
     def read_at(self, offset: int, length: int) -> bytes:

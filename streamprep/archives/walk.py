@@ -7,7 +7,7 @@ import zlib
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import ArchiveError
-from .storage import Source, sequential_reader
+from .storage import Source, forward_file, sequential_reader
 from .tarscan import ReadAt, TarMember, iter_members
 
 
@@ -98,7 +98,7 @@ def gzip_members(source: Source, max_member: int = MAX_GZIP_MEMBER,
     `max_member` bytes is refused before it is read: a gzip bomb, or a header claiming gigabytes,
     cannot fill the memory.
     """
-    with source.fs.open(source.path, "rb") as raw:
+    with forward_file(source) as raw:
         if raw.read(2) != b"\x1f\x8b":
             raise ArchiveError(f"{source.url}: not a gzip file; pass ILSVRC2012_bbox_train_v2.tar.gz as downloaded")
         raw.seek(0)

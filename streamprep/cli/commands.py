@@ -85,7 +85,12 @@ class UsageError(ConfigError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors as one `streamprep: error:` line instead of a usage block."""
+    """argparse, with its errors as one `streamprep: error:` line instead of a usage block, and no abbreviated
+    flags (`--overwrit` is a mistyped flag, answered with a suggestion, never taken as `--overwrite`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message}{_did_you_mean(message)}; see `{self.prog} --help`")
@@ -249,6 +254,7 @@ def _guarded(stderr: TextIO, interrupted: str, work: Callable[[], int], quiet: b
 
 def _verify_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """`streamprep verify`: the report on stdout; 0 if all is well, 1 if problems were found."""
+    extras.check(extras.for_verify(args.out, args.decode))  # every package the check needs, before any reading
     from ..outputs.verify import verify
 
     report = verify(args.out, _bounded(args, _storage_options(args)), decode=args.decode,
@@ -278,8 +284,8 @@ def _convert_command(args: argparse.Namespace, passthrough: list[str] | None, st
     return 0
 
 
-def _plan_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    """`streamprep plan`: the report on stdout."""
+def _preview_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    """`streamprep plan`: the dry run's report (`engines.preview`) on stdout."""
     from ..engines.preview import preview
 
     report = preview(make_options(_values(args)), None if args.quiet else Reporter(stderr, stderr.isatty()))
@@ -315,12 +321,8 @@ def _beam_engine() -> Any:
 
 def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
-    stderr = stderr or sys.stderr
-    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    passthrough: list[str] | None = None
-    if "--" in argv:  # `convert ... --engine beam -- --runner=...`: the rest goes to Beam untouched
-        cut = argv.index("--")
-        argv, passthrough = argv[:cut], argv[cut + 1:]
+    stderr, stdout = stderr or sys.stderr, stdout or sys.stdout
+    argv, passthrough = _beam_options_apart([str(a) for a in (sys.argv[1:] if argv is None else argv)])
     top = parser()
     try:
         args, extra = top.parse_known_args(argv)
@@ -330,24 +332,30 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout
         stderr.write(f"streamprep: error: {safe(str(e))}\n")
         return e.exit_code
     if args.command is None or (args.command == "config" and not args.example):  # nothing asked: the help
-        (_commands(top)[args.command] if args.command else top).print_help(stdout or sys.stdout)
+        (_commands(top)[args.command] if args.command else top).print_help(stdout)
         return 0
     if args.command == "config":
         from ..options import example_config
 
-        (stdout or sys.stdout).write(example_config())
+        stdout.write(example_config())
         return 0
-    if args.command == "inspect":
-        return _guarded(stderr, "nothing was written", lambda: _inspect_command(args, stdout or sys.stdout))
-    if args.command == "plan":
-        return _guarded(stderr, "nothing was written but the saved index",
-                        lambda: _plan_command(args, stdout or sys.stdout, stderr), args.quiet)
-    if args.command == "verify":
-        return _guarded(stderr, "verification stopped",
-                        lambda: extras.check(extras.for_verify(args.out, args.decode))
-                        or _verify_command(args, stdout or sys.stdout, stderr), args.quiet)
-    return _guarded(stderr, "finished shards are kept, no partial file has a final name",
-                    lambda: _convert_command(args, passthrough, stderr), args.quiet)
+    interrupted, work = {
+        "inspect": ("nothing was written", lambda: _inspect_command(args, stdout)),
+        "plan": ("nothing was written but the saved index", lambda: _preview_command(args, stdout, stderr)),
+        "verify": ("verification stopped", lambda: _verify_command(args, stdout, stderr)),
+        "convert": ("finished shards are kept, no partial file has a final name",
+                    lambda: _convert_command(args, passthrough, stderr)),
+    }[args.command]
+    return _guarded(stderr, interrupted, work, getattr(args, "quiet", False))
+
+
+def _beam_options_apart(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`convert ... --engine beam -- --runner=...`: the arguments before `--`, and those after it (None without
+    `--`), which go to Beam untouched."""
+    if "--" not in argv:
+        return argv, None
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
 
 
 __all__ = ["main", "parser"]

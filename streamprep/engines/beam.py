@@ -1,7 +1,8 @@
 """The conversion as an Apache Beam pipeline: many workers walk the class tars and write the shards.
 
-The steps of `engines.pipeline`, as the local engine runs them, so the same bytes; see docs/distributed.md. The
-launcher reads only small things: the label files, the three downloads' sizes, the previous
+The steps of `engines.driver.Conversion`, as the local engine runs them, so the same bytes; see
+docs/distributed.md. The launcher runs the conversion's first steps (`Conversion.started`, `prepare`,
+`output_folder.open_output`) and reads only small things: the label files, the three downloads' sizes, the previous
 manifest and the ~1000 headers of the training tar that list its class tars. Everything else runs
 on workers:
 
@@ -34,15 +35,16 @@ from ..index.images import (DatasetIndex, Ignored, Skipped, SplitIndex, assemble
 from ..index import store
 from ..index.boxes import BoxTable
 from ..options import Options
-from ..outputs import lock as run_lock
 from ..outputs import manifest as mf
-from ..outputs.files import Output, sweep
+from ..archives.output import Output
+from ..outputs.files import sweep
 from ..outputs.format import ShardResult, prepare_split, write_or_keep
 from ..plan import Plan, ShardSpec, make_plan
 from ..progress import Callback
-from . import pipeline
-from .local import archive_reader
+from . import output_folder, pipeline
+from .driver import Conversion
 from .pipeline import Job, Summary
+from .readers import archive_reader
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,8 @@ class ClassWalk:
 
 
 @dataclass
-class Planned:
-    """The plan and what was ignored or skipped while indexing: the side input of the shard writers."""
+class PlanAndNotes:
+    """The plan, and what was ignored or skipped while indexing: what every shard writer reads (`SavedPlan`)."""
 
     plan: Plan
     ignored: dict[str, Any]
@@ -103,7 +105,7 @@ class Planned:
     def __repr__(self) -> str:  # a runner's error quotes its elements: a line, not the whole index
         shards = {name: len(split.shards) for name, split in self.plan.splits.items()}
         images = {name: len(split.index) for name, split in self.plan.splits.items()}
-        return f"Planned(images={images}, shards={shards})"
+        return f"PlanAndNotes(images={images}, shards={shards})"
 
 
 class _Recorder(Ignored):
@@ -118,8 +120,8 @@ class _Recorder(Ignored):
         self.events.append(IgnoredMember(ref, reason))
 
 
-def prepare(options: Options) -> BeamJob:
-    """The launcher's part: label data, the downloads' identities, the class tars listed from the outer headers."""
+def refuse(options: Options) -> None:
+    """What this engine does not do, refused before anything is opened."""
     if options.materialize or not options.out:
         raise ConfigError("engine beam (--engine beam) writes shards only; run materialize (--materialize) with the "
                           "local engine")
@@ -127,25 +129,22 @@ def prepare(options: Options) -> BeamJob:
         raise ConfigError("engine beam (--engine beam) does not run check_md5 (--check-md5): it would read every "
                           "byte on the launching machine; run `streamprep convert --check-md5` locally, or check "
                           "the downloads first")
-    inputs = pipeline.open_inputs(options)
-    state = pipeline.look_at_output(options)
-    try:
-        pipeline.claim_output(options, state, pipeline.run_record(options, inputs))
-        outer: list[IgnoredMember | ClassTar] = []
-        containers: dict[int, str] = {}
-        train = inputs.sources["train"]
-        recorder = _Recorder(outer)  # one ranged read per outer header; the class tars are walked by workers
-        for label, member in class_tars(train, inputs.labels, recorder, containers, train.read_at):
-            outer.append(ClassTar(label, member))
-        if not containers:
-            raise ArchiveError(no_class_tars_message(train, recorder))
-        bj = BeamJob(pipeline.make_job(options, inputs, state), outer, containers)
-        pipeline.open_output(bj.job, state)  # as the local engine: kept shards listed at once
-    except BaseException:
-        pipeline.release_output(options, state)
-        raise
-    finally:
-        inputs.close()
+
+
+def launch(run: Conversion) -> BeamJob:
+    """The launcher's part, in `run.started()` (the downloads opened, `out` locked and claimed): the class tars
+    listed from the outer headers, the job, `out` opened as the local engine opens it (kept shards listed at once)."""
+    inputs = run.inputs
+    outer: list[IgnoredMember | ClassTar] = []
+    containers: dict[int, str] = {}
+    train = inputs.sources["train"]
+    recorder = _Recorder(outer)  # one ranged read per outer header; the class tars are walked by workers
+    for label, member in class_tars(train, inputs.labels, recorder, containers, train.read_at):
+        outer.append(ClassTar(label, member))
+    if not containers:
+        raise ArchiveError(no_class_tars_message(train, recorder))
+    bj = BeamJob(run.prepare(), outer, containers)
+    output_folder.open_output(bj.job, run.state)
     return bj
 
 
@@ -192,9 +191,9 @@ class WalkClassTar(beam.DoFn):
             self.source.close()
 
 
-def _plan(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> "PlanRef":
+def _combine_and_plan(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> "SavedPlan":
     """All walks combined into the `DatasetIndex` the local engine builds (same `Ignored` order), then the plan,
-    saved beside the output: what flows on is its `PlanRef`."""
+    saved beside the output: what flows on is its `SavedPlan`."""
     validation = next(p for p in parts if isinstance(p, ValidationWalk))
     boxes = next(p for p in parts if isinstance(p, BoxesWalk))
     classes = {p.label: p for p in parts if isinstance(p, ClassWalk)}
@@ -212,12 +211,12 @@ def _plan(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> "
     ignored.merge(Ignored.from_state(boxes.ignored))
     index = DatasetIndex((validation.split, train), boxes.table, ignored, Skipped(list(boxes.skipped)))
     pipeline.save_index(job, index)
-    planned = Planned(make_plan(index, job.labels, job.options.sharding), ignored.state(), list(boxes.skipped))
-    return PlanRef.save(planned, job.output())
+    planned = PlanAndNotes(make_plan(index, job.labels, job.options.sharding), ignored.state(), list(boxes.skipped))
+    return SavedPlan.save(planned, job.output())
 
 
 @dataclass(frozen=True)
-class PlanRef:
+class SavedPlan:
     """Where the plan lies (`.streamprep/plan-SHA.pickle` in `out`): what travels as the side input, a few hundred
     bytes, instead of the plan (about 180 MB at full scale), which a runner may copy into every bundle. Each
     worker process reads the plan once (`load`) and keeps it."""
@@ -228,7 +227,7 @@ class PlanRef:
     shards: dict[str, int]
 
     @classmethod
-    def save(cls, planned: Planned, output: Output) -> "PlanRef":
+    def save(cls, planned: PlanAndNotes, output: Output) -> "SavedPlan":
         data = pickle.dumps(planned, protocol=pickle.HIGHEST_PROTOCOL)
         sha = hashlib.sha256(data).hexdigest()
         name = f"{store.STATE_DIR}/plan-{sha[:16]}.pickle"
@@ -237,21 +236,21 @@ class PlanRef:
         return cls(name, sha, {n: len(s.index) for n, s in planned.plan.splits.items()},
                    {n: len(s.shards) for n, s in planned.plan.splits.items()})
 
-    def load(self, output: Output) -> Planned:
-        with _plans_lock:
-            found = _plans.get(self.sha256)
+    def load(self, output: Output) -> PlanAndNotes:
+        with _loaded_lock:
+            found = _loaded.get(self.sha256)
             if found is None:
                 with output.fs.open(output.path(self.name), "rb") as f:
                     data = f.read()
                 if hashlib.sha256(data).hexdigest() != self.sha256:
                     raise OutputError(f"{output.path(self.name)}: the saved plan was changed while the pipeline ran; "
                                       "run the conversion again")
-                found = _plans[self.sha256] = pickle.loads(data)
+                found = _loaded[self.sha256] = pickle.loads(data)
             return found
 
 
-_plans: dict[str, Planned] = {}  # this worker process's plans, by sha256: read once, whatever the bundles
-_plans_lock = threading.Lock()
+_loaded: dict[str, PlanAndNotes] = {}  # this worker process's plans, by sha256: read once, whatever the bundles
+_loaded_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -272,9 +271,9 @@ class WriteShards(beam.DoFn):
         self.prepared: set[str] = set()
 
     def make_output(self) -> Output:
-        return Output(self.out, self.storage_options, create=False)
+        return pipeline.output_of(self.job.options)
 
-    def process(self, shard: ShardSpec, ref: PlanRef) -> Any:
+    def process(self, shard: ShardSpec, ref: SavedPlan) -> Any:
         job = self.job
         if self.output is None:
             self.output = self.make_output()
@@ -300,7 +299,7 @@ class WriteShards(beam.DoFn):
             source.close()
 
 
-def _finish(results: list[ShardResult], ref: PlanRef, bj: BeamJob) -> int:
+def _finish(results: list[ShardResult], ref: SavedPlan, bj: BeamJob) -> int:
     """bboxes.csv and manifest.json, with the shared pipeline's code; temporary files of failed attempts removed."""
     job = bj.job
     planned = ref.load(job.output())
@@ -311,7 +310,8 @@ def _finish(results: list[ShardResult], ref: PlanRef, bj: BeamJob) -> int:
         raise OutputError(f"{job.options.out}: the pipeline returned {len(results)} shard results for "
                           f"{len(plan.shards)} shards; run again")
     output = job.output()
-    sweep(output, {*pipeline.SIDE_FILES, *pipeline.files_of(job.formats, plan.shards)})  # left by workers that died mid-shard
+    # temporary files left by workers that died mid-shard
+    sweep(output, {*pipeline.SIDE_FILES, *output_folder.files_of(job.formats, plan.shards)})
     journal = mf.Journal(output, job.manifest)
     index = DatasetIndex(tuple(s.index for s in plan.splits.values()), plan.boxes, Ignored.from_state(planned.ignored),
                          Skipped(list(planned.skipped)))
@@ -329,7 +329,7 @@ def build(p: beam.Pipeline, bj: BeamJob, writer: Callable[[BeamJob], beam.DoFn] 
                | "walk class tars" >> beam.ParDo(WalkClassTar(o.train, o.storage_options)))
     planned = ((validation, boxes, classes) | "all walks" >> beam.Flatten()
                | "gather index" >> beam.combiners.ToList()
-               | "combine and plan" >> beam.Map(_plan, bj))
+               | "combine and plan" >> beam.Map(_combine_and_plan, bj))
     plan_side = beam.pvalue.AsSingleton(planned)
     # The plan reaches every later step as a side input only, never also as a main input: a PCollection that
     # is both (legal in Beam's model) is handed to its side-input readers twice by the Dask runner, and a
@@ -368,7 +368,7 @@ def _close_client(result: Any) -> None:
 
 
 def _remove_plans(output: Output) -> None:
-    """The plans saved in `out` (`PlanRef`), once the pipeline succeeded: its workers needed them, no later run does
+    """The plans saved in `out` (`SavedPlan`), once the pipeline succeeded: its workers needed them, no later run does
     (about 180 MB at full scale). Those of earlier runs that were killed go too (this run holds `out`)."""
     try:
         for path in output.fs.glob(output.path(f"{store.STATE_DIR}/plan-*.pickle")):
@@ -403,13 +403,18 @@ def convert(options: Options, beam_args: Sequence[str], progress: Callback | Non
     `out`'s lock (or lease) meanwhile: one run per --out."""
     started = time.monotonic()
     pipeline_options = check_pipeline_options(beam_args)
-    with run_lock.held(options.out, options.storage_options):
-        return _convert(options, beam_args, pipeline_options, writer, started)
+    refuse(options)
+    run = Conversion(options, progress)
+    with run.started():
+        bj = launch(run)
+        run.inputs.close()  # the launcher is done reading: the workers open the downloads themselves
+        return _run_pipeline(bj, beam_args, pipeline_options, writer, started)
 
 
-def _convert(options: Options, beam_args: Sequence[str], pipeline_options: PipelineOptions,
-             writer: Callable[[BeamJob], beam.DoFn], started: float) -> Summary:
-    bj = prepare(options)
+def _run_pipeline(bj: BeamJob, beam_args: Sequence[str], pipeline_options: PipelineOptions,
+                  writer: Callable[[BeamJob], beam.DoFn], started: float) -> Summary:
+    """The pipeline run and waited for; its summary, from the manifest it wrote and its counters."""
+    options = bj.job.options
     log.info("running on Apache Beam (%s); %d class tars listed", " ".join(beam_args) or "DirectRunner",
              len(bj.containers))
     try:

@@ -1,8 +1,9 @@
-"""The one pipeline both engines drive: open the inputs, index, plan, write or keep each shard, finish.
+"""The steps of a conversion, whatever runs them: open the inputs, make the job, index, plan, finish; `Summary`.
 
-An engine decides only where each step runs: `engines.local` runs them in this process with
-threads, `engines.beam` as Apache Beam transforms. Every step's code is here or in the modules it
-calls, so both engines give the same bytes.
+`engines.driver.Conversion` runs them in order (with `engines.output_folder`'s steps on `out`);
+an engine decides only where the walks and the shard writes run: `engines.local` in this process,
+`engines.beam` as Apache Beam transforms. Every step's code is here or in the modules it calls, so
+every engine gives the same bytes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .. import extras
-from ..archives.storage import Source, protocol_of, rejected_options, resolve
-from ..errors import ArchiveError, ConfigError, ImageError, OutputError
+from .. import datasets, extras
+from ..archives.storage import Source, protocol_of, resolve
+from ..errors import ArchiveError, ConfigError, OutputError
 from ..index import store
 from ..index.build import build_index
 from ..index.images import DatasetIndex
@@ -29,19 +29,21 @@ from ..index.labels import LabelData, load_label_data
 from ..options import BBOX_TARGZ, TRAIN_TAR, VAL_TAR, Options, join
 from ..outputs import manifest as mf
 from ..outputs.bboxes_csv import BBOXES_CSV, write_bboxes
-from ..outputs.files import Output, sweep
-from ..outputs import formats as output_formats
+from ..archives.output import Output
+from ..outputs import registry as output_formats
 from ..outputs.format import Check, Format, ShardResult
 from ..records import fixups
 from ..records.decode import full_decode
 from ..outputs.materialize import FolderTreeSummary
-from ..outputs.tfds import check_release
 from ..progress import Callback
-from ..plan import SHARD_STEM, Plan, fixup_rows, make_plan
-from .. import tfds_plan
-from ..tfds_plan import make_tfds_plan
+from ..plan import Plan, make_plan
 
 SIDE_FILES = {BBOXES_CSV, mf.MANIFEST}  # written beside the shards
+
+
+def output_of(options: Options) -> Output:
+    """The run's output folder (`out`), as storage; nothing is created."""
+    return Output(options.out, options.storage_options, create=False)
 
 
 @dataclass
@@ -65,7 +67,7 @@ def open_inputs(options: Options) -> Inputs:
     package the run needs is checked first (`extras`), before anything is read."""
     extras.check(extras.for_convert(options))
     labels = load_label_data(options.labels_file, options.metadata_file, options.validation_labels_file,
-                             options.storage_options)
+                             options.storage_options, datasets.get(options.dataset))
     sources: dict[str, Source] = {}
     try:
         for key in ("train", "val", "bbox"):
@@ -126,7 +128,8 @@ def run_record(options: Options, inputs: Inputs) -> dict[str, Any]:
     return {"inputs": inputs.identities, "labels": inputs.labels.digest(),
             "layout": dataclasses.asdict(options.sharding), "formats": list(options.formats),
             "dali_index": options.dali_index, "file_format": options.file_format, "tfds_shards": options.tfds_shards, "on_bad_image": str(options.on_bad_image),
-            "on_bad_xml": str(options.on_bad_xml), "check_decode": options.check_decode, "streamprep": __version__}
+            "on_bad_xml": str(options.on_bad_xml), "check_decode": options.check_decode, "streamprep": __version__,
+            **({"dataset": options.dataset} if options.dataset != datasets.DEFAULT else {})}  # older runs: the default
 
 
 @dataclass
@@ -142,7 +145,7 @@ class Job:
     @property
     def formats(self) -> list[Format]:
         """The output formats, each writing its DALI index if asked (`--format`, `--dali-index`)."""
-        return output_formats.make(self.options.formats, self.options.dali_index, self.options.file_format)
+        return output_formats.make(self.options)
 
     def pending(self, shards: Any) -> list[Any]:
         """The shards an earlier run did not finish in every format."""
@@ -150,122 +153,30 @@ class Job:
         return [s for s in shards if any(f.file_name(s) not in self.keep for f in fmts)]
 
     def output(self) -> Output:
-        return Output(self.options.out, self.options.storage_options, create=False)
+        return output_of(self.options)
 
     def check_image(self) -> Check | None:
         """The opt-in full decode of every image (`check_decode`), or None."""
         return full_decode if self.options.check_decode else None
 
 
-SHARD_FILE = re.compile(f"^{SHARD_STEM}")  # how every format's shard file name starts
-
-
-@dataclass
-class OutputState:
-    """What `out` holds before a run writes anything: an earlier run's manifest, shard files, whether it exists."""
-
-    previous: mf.Manifest | None
-    manifest_problem: str | None  # why a manifest.json there cannot be used
-    shard_files: list[str]
-    existed: bool
-    output_files: list[str] = dataclasses.field(default_factory=list)  # every file named as streamprep's output
-
-
-def look_at_output(options: Options) -> OutputState:
-    """Read what `out` holds (nothing is written)."""
-    output = Output(options.out, options.storage_options, create=False)
-    try:
-        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in output.fs.ls(output.root, detail=False)]
-    except (FileNotFoundError, NotADirectoryError):
-        return OutputState(None, None, [], False)
-    except TypeError as e:
-        raise rejected_options(options.out, e) from e
-    except OSError as e:
-        raise OutputError(f"{options.out}: cannot list the output folder ({e}); choose a readable and writable "
-                          "--out") from e
-    if "imagenet2012" in names:  # TFDS's layout (--format tfds, or a `tfds build` into this folder)
-        try:
-            below = output.fs.find(output.path("imagenet2012"), maxdepth=2, detail=False)
-        except OSError:
-            below = []
-        root = len(output.fs._strip_protocol(output.root).rstrip("/")) + 1
-        names += [output.fs._strip_protocol(p)[root:] for p in below]
-    previous, problem = mf.load_checked(output) if mf.MANIFEST in names else (None, None)
-    return OutputState(previous, problem, sorted(n for n in names if SHARD_FILE.match(n) or mf.SHARD_FILE_NAME.match(n)
-                                                 or mf.SIDE_FILE_NAME.match(n) and n.startswith("imagenet2012/")),
-                       True, sorted(n for n in names if mf.OUTPUT_FILE_NAME.match(n)))
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """What differs between two manifests' `run`s, in a few words."""
-    said = []
-    inputs_old, inputs_new = old.get("inputs") or {}, new.get("inputs") or {}
-    if not isinstance(inputs_old, dict):
-        inputs_old = {}
-    changed = [k for k in ("train", "val", "bbox") if inputs_old.get(k) != inputs_new.get(k)]
-    if changed:
-        said.append(f"other or changed downloads: {', '.join(changed)}")
-    if old.get("layout") != new.get("layout"):
-        said.append(f"shard counts {old.get('layout')} then, {new.get('layout')} now")
-    said += [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in ("formats", "dali_index", "file_format",
-                                                                     "tfds_shards", "labels", "on_bad_image",
-                                                                     "on_bad_xml", "check_decode", "streamprep")
-             if old.get(k) != new.get(k)]
-    return "; ".join(said) or "another run record"
-
-
-def claim_output(options: Options, state: OutputState, run: dict[str, Any], probe: bool = True) -> None:
-    """Refuse an `out` that holds another conversion or foreign shards (before anything is read or written);
-    then (`probe`) check it can be written."""
-    out = options.out
-    if state.previous is not None and state.previous.run != run and not options.overwrite:
-        raise OutputError(f"{out}: holds the output of another conversion ({_differences(state.previous.run, run)}); "
-                          "its files would stay beside this run's, and a training job reading train-* would read "
-                          f"both. Pass --overwrite to remove its {len(_replaced(state)):,} file(s) first, or choose "
-                          "another --out")
-    if state.previous is None and state.shard_files:
-        why = f" (its manifest.json is unusable: {state.manifest_problem})" if state.manifest_problem else ""
-        raise OutputError(f"{out}: holds {len(state.shard_files):,} shard file(s) (e.g. {state.shard_files[0]}) that "
-                          f"no streamprep manifest lists{why}; streamprep will not mix its shards with them. Remove "
-                          "them or choose another --out")
-    if probe:
-        Output(out, options.storage_options, create=False).probe()
-
-
-def _replaced(state: OutputState) -> list[str]:
-    """The files of an earlier conversion that --overwrite replaces: what its manifest lists, and every other file
-    named as streamprep's output (those it finished after its manifest was last written, when it was killed)."""
-    listed = state.previous.files() if state.previous else []
-    return sorted({*listed, *state.output_files} - {mf.MANIFEST})
-
-
-def release_output(options: Options, state: OutputState) -> None:
-    """After a run failed before writing anything: remove `out` again if this run created it and it is empty."""
-    if state.existed or not options.out:
-        return
-    output = Output(options.out, options.storage_options, create=False)
-    try:
-        if not output.fs.ls(output.root, detail=False):
-            output.fs.rmdir(output.root)
-    except OSError:
-        pass  # left as it is: nothing of value was written
-
-
-def make_job(options: Options, inputs: Inputs, state: OutputState | None, md5: dict[str, str] | None = None) -> Job:
+def make_job(options: Options, inputs: Inputs, previous: mf.Manifest | None,
+             md5: dict[str, str] | None = None) -> Job:
     """The run's job (writes nothing): its manifest's head, the shards to keep, where its index is saved."""
     run = run_record(options, inputs)
-    previous = state.previous if state else None
     keep = previous.reusable(run) if previous else {}
     head = mf.Manifest(run, options.public(),
                        {k: {"identity": inputs.identities[k], "md5": v} for k, v in (md5 or {}).items()},
                        dict(keep))
-    for fmt in output_formats.make(options.formats, options.dali_index, options.file_format):
+    for fmt in output_formats.make(options):
         fmt.refuse(inputs.labels)  # before anything is read or written
     key = None
     if mf.identifiable(inputs.identities):
-        policies = {"on_bad_xml": str(options.on_bad_xml), "complete_validation": str(complete_validation(options))}
-        if "tfds" in options.formats:
-            policies["members"] = "tfds"  # walked by TFDS's member rules (an index saved before them was not)
+        policies = {"on_bad_xml": str(options.on_bad_xml),
+                    "complete_validation": str(needs_every_validation_image(options))}
+        policies.update(output_formats.walk_key(options))  # walked by a format's own member rules (TFDS's)
+        if options.dataset != datasets.DEFAULT:
+            policies["dataset"] = options.dataset  # walked by another dataset's member rules
         key = store.key(inputs.identities, run["labels"], policies)
     return Job(options, inputs.labels, head, keep, key)
 
@@ -287,92 +198,26 @@ def check_space(job: Job, plan: Plan) -> None:
                           "some space or choose another --out (--no-space-check writes anyway)")
 
 
-def files_of(fmts: list[Format], shards: Any) -> list[str]:
-    """Every file the formats may write for these shards: shard files, their index files, files beside them."""
-    return [name for f in fmts for name in (*f.file_names(shards), *f.side_file_names())]
-
-
-def open_output(job: Job, state: OutputState | None, plan: Plan | None = None) -> mf.Journal:
-    """The first writes of a run: an older conversion's files removed (`overwrite`), and every other file named as
-    streamprep's output that this run does not write (refused without `overwrite`), `out` created, what killed runs
-    left swept, and the manifest written (listing the shards kept) through the `Journal` returned."""
-    previous = state.previous if state else None
-    if previous is not None and previous.run != job.manifest.run and job.options.overwrite:
-        _remove_files_of(job.options, previous)
-    output = job.output()
-    output.create()
-    shards = [*job.options.sharding.every_shard(), *(plan.shards if plan else ())]  # TFDS's counts come from the data
-    claimed = {*SIDE_FILES, *files_of(job.formats, shards)}
-    stale = [n for n in (state.output_files if state else []) if n not in claimed]
-    if stale:
-        _remove_stale(job.options, previous, stale)
-    sweep(output, claimed | set(stale), mf.OUTPUT_FILE_NAME)
-    return mf.Journal(output, job.manifest)
-
-
-def _remove_stale(options: Options, previous: mf.Manifest | None, stale: list[str]) -> None:
-    """Files named as streamprep's output that this run does not write (another run's: a training job globbing
-    `train-*` would read them too): removed with `overwrite` when a streamprep manifest is there, else refused."""
-    if previous is None:
-        raise OutputError(f"{options.out}: holds {len(stale):,} file(s) named as streamprep names its output (e.g. "
-                          f"{stale[0]}) that no streamprep manifest lists and this run would not write; streamprep "
-                          "will not mix its files with them. Remove them or choose another --out")
-    if not options.overwrite:
-        raise OutputError(f"{options.out}: holds {len(stale):,} file(s) named as streamprep names its output (e.g. "
-                          f"{stale[0]}) that this run would not write, left by another run; a training job would "
-                          "read them beside this run's. Pass --overwrite to remove them, or remove them yourself")
-    _remove(Output(options.out, options.storage_options, create=False), stale)
-
-
-def _remove_files_of(options: Options, previous: mf.Manifest) -> None:
-    """Exactly the files an older conversion's manifest lists (`overwrite`), the manifest last."""
-    output = Output(options.out, options.storage_options, create=False)
-    names = previous.files()  # `Manifest.parse` refused any other name
-    checked = [name for name in [*names, mf.MANIFEST]
-               if name not in ("", ".", "..") and ("/" not in name or mf.SHARD_FILE_NAME.match(name)
-                                                   or mf.SIDE_FILE_NAME.match(name))]
-    _remove(output, checked)  # never a path out of `out`, whatever wrote the manifest
-
-
-def _remove(output: Output, checked: list[str]) -> None:
-    """These files of `out` (names checked: none leaves it), then the folders they were in, once empty."""
-    for name in checked:
-        try:
-            output.fs.rm_file(output.path(name))
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            raise OutputError(f"{output.path(name)}: cannot remove it ({e}); check --out") from e
-    if protocol_of(output.url) == "file":  # the folders those files were in (TFDS's), once empty; object stores
-        folders = set()  # have no folders to leave behind
-        for name in checked:
-            parts = name.split("/")[:-1]
-            folders.update("/".join(parts[:depth]) for depth in range(1, len(parts) + 1))
-        for folder in sorted(folders, key=lambda f: -f.count("/")):  # the deepest first
-            try:
-                os.rmdir(os.path.join(output.root, folder))  # refused unless empty: nothing else is removed
-            except OSError:
-                pass
-
-
 def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, results: list[ShardResult]) -> mf.Manifest:
     """bboxes.csv, then the complete manifest: exactly these shards (validation then train, in shard order)."""
     output = journal.output
-    csv = write_bboxes(plan, output)
     entries = [e for r in results for e in r.entries]
-    files = []
-    for fmt in job.formats:
-        for name, data in fmt.side_files(plan, entries).items():
-            with output.atomic(name) as f:
-                f.write(data)
-            files.append(mf.FileEntry(name, len(data), hashlib.sha256(data).hexdigest()))
-    written = {*SIDE_FILES, *(n for e in entries for n in e.files()), *(f.name for f in files)}
-    strays = [n for n in mf.output_files(output) if n not in written]
-    if strays:  # never a complete manifest beside another run's files
-        raise OutputError(f"{output.path(strays[0])}: named as streamprep names its output, but not written by this "
-                          f"run ({len(strays):,} such file(s)): another program writes into --out? Stop it, remove "
-                          "them and run the same command again")
-    journal.complete(entries, totals(plan, index, results, csv, files))
+    with journal:  # an error below (a stray file) leaves every shard this run finished listed, then is raised
+        journal.finished(*entries)  # the local engine listed each as it finished; Beam's workers do not
+        csv = write_bboxes(plan, output)
+        files = []
+        for fmt in job.formats:
+            for name, data in fmt.side_files(plan, entries).items():
+                with output.atomic(name) as f:
+                    f.write(data)
+                files.append(mf.FileEntry(name, len(data), hashlib.sha256(data).hexdigest()))
+        written = {*SIDE_FILES, *(n for e in entries for n in e.files()), *(f.name for f in files)}
+        strays = [n for n in mf.output_files(output) if n not in written]
+        if strays:  # never a complete manifest beside another run's files
+            raise OutputError(f"{output.path(strays[0])}: named as streamprep names its output, but not written by "
+                              f"this run ({len(strays):,} such file(s)): another program writes into --out? Stop it, "
+                              "remove them and run the same command again")
+        journal.complete(entries, totals(plan, index, results, csv, files))
     return journal.manifest
 
 
@@ -407,47 +252,28 @@ def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.
                      [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored, files or [])
 
 
-def index(options: Options, inputs: Inputs, progress: Callback | None = None,
-          stop: threading.Event | None = None) -> DatasetIndex:
+def walk_index(options: Options, inputs: Inputs, progress: Callback | None = None,
+               stop: threading.Event | None = None) -> DatasetIndex:
     """Walk the downloads (`index.build`); for `--format tfds` by TFDS's member rules, which label validation
     images by position, so a validation tar with fewer images than the labels file lists is no error there."""
     return build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop,
-                       complete_validation=complete_validation(options), tfds="tfds" in options.formats)
+                       dataset=datasets.get(options.dataset), **output_formats.walk(options))
 
 
-def complete_validation(options: Options) -> bool:
+def needs_every_validation_image(options: Options) -> bool:
     """Whether every image the validation labels file lists must be in the validation tar (part of the index's
     key: an index walked without the check may not serve a run that needs it)."""
-    return "tfds" not in options.formats
+    return output_formats.walk(options).get("complete_validation", True)
 
 
 def make_run_plan(options: Options, inputs: Inputs, index: DatasetIndex) -> Plan:
-    """The run's plan: the classic's order and shards, or TFDS's for `--format tfds` (whose shard count counts the
-    fix-up files' re-encoded sizes, so those few files are read and re-encoded first). A TFDS index holds exactly
-    the members `tfds build` reads (`index.images.index_train_tfds`): the members it left out TFDS skips too."""
-    if "tfds" not in options.formats:
-        return make_plan(index, inputs.labels, options.sharding)
-    check_release()
-    keys = {"train": "train", "validation": "val"}
-    for split_index in index.splits:  # what is wrong is the download, not a shard count (TFDS's rule gives one)
-        if not len(split_index):
-            archive, which = split_index.archive, "training" if split_index.split == "train" else "validation"
-            raise ConfigError(f"{archive}: holds no {which} images, and no split of TFDS's imagenet2012 may be empty "
-                              "(`tfds build` stops with 'No examples were yielded'), so --format tfds cannot give it: "
-                              f"check that this is the {which} download (`streamprep inspect {archive}` shows what "
-                              "it holds), or write another format")
-    fixed = {}
-    for split_index in index.splits:
-        source = inputs.sources[keys[split_index.split]]
-        for i in tfds_plan.fixup_rows(split_index):  # TFDS's: training files under exactly a fix-up name
-            data = source.read_at(int(split_index.offsets[i]), int(split_index.sizes[i]))
-            name = split_index.names[i]
-            try:
-                fixed[name] = len(fixups.apply(tfds_plan.fixup_kind(split_index.split, name) or "png", data,
-                                               split_index.member(i)))
-            except ImageError:
-                fixed[name] = len(data)  # the writer reports it (or skips it) as it reports any bad image
-    return make_tfds_plan(index, inputs.labels, fixed, options.tfds_shards)
+    """The run's plan: the classic's order and shards, or the plan of a format with an order of its own (TFDS's:
+    `Format.plan`)."""
+    for fmt in output_formats.make(options):
+        plan = fmt.plan(options, inputs, index)
+        if plan is not None:
+            return plan
+    return make_plan(index, inputs.labels, options.sharding)
 
 
 def save_index(job: Job, index: DatasetIndex) -> None:
@@ -455,16 +281,16 @@ def save_index(job: Job, index: DatasetIndex) -> None:
         store.save(job.output(), job.index_key, index)
 
 
-def saved_index(job: Job, state: OutputState | None) -> DatasetIndex | None:
+def saved_index(job: Job, existed: bool) -> DatasetIndex | None:
     """The index an earlier run of the same downloads saved in `out` (read only if `out` exists)."""
-    if not job.index_key or not (state and state.existed):
+    if not job.index_key or not existed:
         return None
     return store.load(job.output(), job.index_key)
 
 
 @dataclass
 class Summary:
-    """What a conversion did, for the closing report; the same for both engines."""
+    """What a conversion did, for the closing report; the same for every engine."""
 
     out: str | None
     engine: str
@@ -477,3 +303,12 @@ class Summary:
     bytes_written: int | None = None  # shard bytes written by this run
     index_reused: bool = False
     folder_tree: FolderTreeSummary | None = None
+
+    def count(self, results: list[ShardResult], plan: Plan) -> None:
+        """The shards kept and written, and the images, shard bytes and image bytes this run wrote and read."""
+        written = [r for r in results if not r.kept]
+        self.shards_kept, self.shards_written = len(results) - len(written), len(written)
+        self.images_written = sum(r.records for r in written)
+        self.bytes_written = sum(r.bytes for r in written)
+        self.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[
+            plan.splits[r.shard.split].order[r.shard.start:r.shard.stop]].sum()) for r in written)

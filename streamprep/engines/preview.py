@@ -1,7 +1,7 @@
 """`streamprep plan`: what a conversion would do, found without writing anything but the saved index.
 
-The same steps as a conversion up to the plan (open the downloads, look at `out`, index, plan),
-then a report instead of the writes: the downloads found, images and classes per split, fix-ups
+The conversion's own steps up to the plan (`driver.Conversion` as a dry run: open the downloads,
+look at `out`, index, plan), then a report instead of the writes: the downloads found, images and classes per split, fix-ups
 and ignored members, the shards to write and those an earlier run finished, the output's size
 (exact but for what only the images know) and the free space at `out`.
 """
@@ -11,18 +11,20 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..archives.checksums import PUBLISHED
+from .. import datasets
 from ..archives.storage import protocol_of
-from ..errors import StreamprepError
 from ..options import Options
 from ..outputs import manifest as mf
-from ..outputs import formats as output_formats
+from ..outputs import registry as output_formats
 from ..progress import Callback
 from ..records.fixups import by_kind
 from . import pipeline
+from .driver import Conversion
+from .local import LocalEngine
 
 
 @dataclass
@@ -80,11 +82,11 @@ class Preview:
         return data
 
 
-def _downloads(inputs: pipeline.Inputs) -> list[Download]:
+def _downloads(inputs: pipeline.Inputs, dataset: datasets.Dataset) -> list[Download]:
     found = []
     for role, source in inputs.sources.items():
         identity = inputs.identities[role]
-        published = PUBLISHED[role]
+        published = dataset.download(role)
         name = source.url.rstrip("/").rsplit("/", 1)[-1]
         found.append(Download(role, identity["url"], source.size, identity["mtime"], identity["etag"],
                               name == published.name and published.plausible(source.size)))
@@ -101,57 +103,40 @@ def _free_bytes(out: str | None) -> int | None:
     return shutil.disk_usage(folder).free
 
 
-def _out_state(options: Options, state: pipeline.OutputState | None, run: dict[str, Any]) -> tuple[str, str | None]:
-    if state is None:
-        return "no --out: the folder tree only", None
-    try:
-        pipeline.claim_output(options, state, run, probe=False)
-    except StreamprepError as e:
-        return "refused", str(e)
+def _out_state(run: Conversion) -> str:
+    """What a conversion would find at `out`, in a few words."""
+    state = run.state
+    if state is None or run.job is None:
+        return "no --out: the folder tree only"
+    if run.refused:
+        return "refused"
     if not state.existed:
-        return "a new folder", None
+        return "a new folder"
     if state.previous is None:
-        return "an existing folder without a conversion", None
-    if state.previous.run == run:
+        return "an existing folder without a conversion"
+    if state.previous.run == run.job.manifest.run:
         return ("the same conversion, finished" if state.previous.complete else
-                "the same conversion, interrupted: convert resumes it"), None
-    return "another conversion: --overwrite removes its files", None
+                "the same conversion, interrupted: convert resumes it")
+    return "another conversion: --overwrite removes its files"
 
 
 def preview(options: Options, progress: Callback | None = None, stop: threading.Event | None = None) -> Preview:
     """What `convert(options)` would do; writes nothing but the saved index in `out` (when `out` is local or
     already exists), so that the conversion itself does not walk the downloads again."""
-    import time
-
     started = time.monotonic()
-    inputs = pipeline.open_inputs(options)
-    try:
-        state = pipeline.look_at_output(options) if options.out else None
-        run = pipeline.run_record(options, inputs)
-        out_state, refused = _out_state(options, state, run)
-        job = pipeline.make_job(options, inputs, state) if options.out else None
-        index = pipeline.saved_index(job, state) if job else None
-        reused = index is not None
-        if index is None:
-            index = pipeline.index(options, inputs, progress, stop)
-        plan = pipeline.make_run_plan(options, inputs, index)
-        saved = False
-        if job and not reused and not refused:
-            job.output().create()
-            pipeline.save_index(job, index)
-            saved = True
-        splits = _splits(plan, job, options)
-        fmts = output_formats.make(options.formats, options.dali_index, options.file_format)
-        todo = job.pending(plan.shards) if job else list(plan.shards)
-        space = sum(f.most_bytes(plan, todo) for f in fmts)
-        fixed = by_kind([name for name, _ in plan.fixup_sizes()])
-        ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
-                   for reason, count in sorted(index.ignored.counts.items())}
-        result = Preview(_downloads(inputs), splits, plan.boxes.count, plan.boxes.files,
-                         fixed, ignored, list(index.skipped.items),
-                         options.out, out_state, refused, _free_bytes(options.out), space, reused, saved)
-    finally:
-        inputs.close()
+    run = Conversion(options, progress, stop, dry=True)
+    run.run(LocalEngine())  # the index walked as the local engine walks it
+    job, plan, index = run.job, run.plan, run.index
+    splits = _splits(plan, job, options)
+    fmts = output_formats.make(options)
+    todo = job.pending(plan.shards) if job else list(plan.shards)
+    space = sum(f.most_bytes(plan, todo) for f in fmts)
+    fixed = by_kind([name for name, _ in plan.fixup_sizes()])
+    ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
+               for reason, count in sorted(index.ignored.counts.items())}
+    result = Preview(_downloads(run.inputs, datasets.get(options.dataset)), splits, plan.boxes.count,
+                     plan.boxes.files, fixed, ignored, list(index.skipped.items), options.out, _out_state(run),
+                     run.refused, _free_bytes(options.out), space, run.index_reused, run.index_saved)
     result.seconds = time.monotonic() - started
     return result
 
@@ -159,7 +144,7 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
 def _splits(plan: Any, job: pipeline.Job | None, options: Options) -> dict[str, SplitPreview]:
     """Each split's images, classes and shards, those an earlier run finished (in every format), and the bytes
     still to write (every format's)."""
-    fmts, keep = output_formats.make(options.formats, options.dali_index, options.file_format), (job.keep if job else {})
+    fmts, keep = output_formats.make(options), (job.keep if job else {})
     output = job.output() if job else None
     splits = {}
     for name, split_plan in plan.splits.items():

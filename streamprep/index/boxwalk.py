@@ -19,7 +19,7 @@ from ..archives.walk import gzip_members
 from .boxes import BoxTable, DuplicateXml, XmlBoxes, parse_boxes
 from ..errors import AnnotationError, ArchiveError, reason
 from .images import Ignored, Skipped, regular_file
-from ..progress import Callback, Event, Phase, check
+from ..progress import Callback, Event, Phase, check_stop
 from ..archives.tarscan import normalize
 
 MAX_XML_BYTES = 1 << 20  # one XML member read into memory at most (real ones are a few KB)
@@ -57,7 +57,7 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
     left_out: list[tuple[str, str]] = []  # (folder, file name) of the XML files skipped as unusable
     with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase:
         for m, data, compressed in gzip_members(source, MAX_XML_BYTES, keep=_annotation):
-            check(stop)
+            check_stop(stop)
             members += 1
             phase.advance(int(m.is_file), compressed - read)
             read = compressed

@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import logging
 import posixpath
-import re
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -16,15 +15,17 @@ import numpy as np
 
 from ..archives.storage import Source, sequential_reader
 from ..archives.walk import inner_members, members
+from ..datasets import ILSVRC2012, Dataset
 from .boxes import BoxTable
 from .nametable import NameTable
 from ..errors import ArchiveError
 from .labels import LabelData
-from ..progress import Callback, Phase, check
+from ..progress import Callback, Phase, check_stop
 from ..archives.tarscan import ReadAt, TarMember, normalize
 
-VALIDATION_NAME = "ILSVRC2012_val_%08d.JPEG"
-VALIDATION_PATTERN = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
+# The walks below take the dataset's rules (which names are images, which class tar holds which synset, which image a
+# validation label line labels) from the entry they are given (`datasets`), ILSVRC2012's by default.
+VALIDATION_NAME = ILSVRC2012.members.validation_image  # the default dataset's, for the classic folder layout
 EXAMPLES_KEPT = 5
 log = logging.getLogger(__name__)
 T, R = TypeVar("T"), TypeVar("R")
@@ -169,15 +170,18 @@ def regular_file(member: TarMember, where: str, ignored: Ignored) -> bool:
     return True
 
 
-def class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: ReadAt | None = None) -> _Group:
+def class_images(source: Source, outer: TarMember, ignored: Ignored, read_at: ReadAt | None = None,
+                 dataset: Dataset = ILSVRC2012) -> _Group:
+    """The images at the top of one class tar (the dataset's `is_image` names), by name; other members ignored."""
     where = f"{source.url}!{outer.name}"
+    is_image, reason = dataset.members.is_image, f"not a {dataset.members.image_glob} file at the top of a class tar"
     found: dict[str, TarMember] = {}
     for m in inner_members(source, outer, read_at):
         name = normalize(m.name)
         if m.is_dir:
             continue
-        if "/" in name or not name.endswith(".JPEG"):
-            ignored.add(f"{where}!{m.name}", "not a *.JPEG file at the top of a class tar")
+        if "/" in name or not is_image(name):
+            ignored.add(f"{where}!{m.name}", reason)
             continue
         if regular_file(m, where, ignored):
             _add_unique(found, name, m, where)
@@ -199,7 +203,7 @@ def walk_class_tars(source: Source, tars: Callable[[ReadAt | None], Iterable[T]]
         try:
             futures = []
             for item in tars(None):
-                check(stop)
+                check_stop(stop)
                 futures.append(pool.submit(walk, item, None))
             return [f.result() for f in futures]
         except BaseException:  # an error or Ctrl-C: drop the class tars not yet walked
@@ -209,58 +213,63 @@ def walk_class_tars(source: Source, tars: Callable[[ReadAt | None], Iterable[T]]
 
 def index_train(source: Source, labels: LabelData, ignored: Ignored, workers: int = 4,
                 progress: Callback | None = None, stop: threading.Event | None = None,
-                tfds: bool = False) -> SplitIndex:
-    """Walk the outer training tar and each per-class tar inside it (`walk_class_tars`); with `tfds`, by TFDS's
-    member rules (`index_train_tfds`)."""
+                tfds: bool = False, dataset: Dataset = ILSVRC2012) -> SplitIndex:
+    """Walk the outer training tar and each per-class tar inside it (`walk_class_tars`) by the dataset's member
+    rules; with `tfds`, by TFDS's (`index_train_tfds`)."""
     if tfds:
         return index_train_tfds(source, labels, ignored, workers, progress, stop)
     containers: dict[int, str] = {}
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
 
         def walk(item: tuple[int, TarMember], read_at: ReadAt | None) -> tuple[int, _Group]:
-            check(stop)
+            check_stop(stop)
             label, outer = item
-            group = class_images(source, outer, ignored, read_at)
+            group = class_images(source, outer, ignored, read_at, dataset)
             phase.advance(len(group.names), outer.size + 512)
             return label, group
 
-        groups = dict(walk_class_tars(source, lambda read_at: class_tars(source, labels, ignored, containers, read_at),
-                                      walk, workers, stop))
+        groups = dict(walk_class_tars(
+            source, lambda read_at: class_tars(source, labels, ignored, containers, read_at, dataset), walk, workers,
+            stop))
     if not containers:
-        raise ArchiveError(no_class_tars_message(source, ignored))
+        raise ArchiveError(no_class_tars_message(source, ignored, dataset))
     groups = {k: g for k, g in groups.items() if len(g.names)}
     return assemble("train", source.url, groups, containers)
 
 
-def no_class_tars_message(source: Source, ignored: Ignored) -> str:
+def no_class_tars_message(source: Source, ignored: Ignored, dataset: Dataset = ILSVRC2012) -> str:
     """Why a training tar without a single usable class tar is the wrong file."""
     examples = [ref.rsplit("!", 1)[-1] for refs in ignored.examples.values() for ref in refs
                 if ref.startswith(f"{source.url}!") and ref.count("!") == source.url.count("!") + 1]
-    if any(VALIDATION_PATTERN.fullmatch(normalize(e)) for e in examples):
+    train, rules = dataset.download("train").name, dataset.members
+    if any(rules.is_validation_image(normalize(e)) for e in examples):
         return (f"{source.url}: holds validation images (e.g. {examples[0]}), not class tars: this is the validation "
-                "tar; pass ILSVRC2012_img_train.tar as --train")
+                f"tar; pass {train} as --train")
     if not examples:
-        return f"{source.url}: the archive is empty; the download is incomplete, fetch ILSVRC2012_img_train.tar again"
-    return (f"{source.url}: holds no class tar (nXXXXXXXX.tar) of a synset in the labels file (first member: "
-            f"{examples[0]}); pass ILSVRC2012_img_train.tar as --train, or a --labels-file that matches it")
+        return f"{source.url}: the archive is empty; the download is incomplete, fetch {train} again"
+    return (f"{source.url}: holds no class tar ({rules.class_tar_glob}) of a synset in the labels file (first member: "
+            f"{examples[0]}); pass {train} as --train, or a --labels-file that matches it")
 
 
 def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: dict[int, str],
-                read_at: ReadAt | None = None) -> Iterator[tuple[int, TarMember]]:
-    """The class tars of the outer training tar with their labels, in archive order; others recorded as ignored.
+               read_at: ReadAt | None = None, dataset: Dataset = ILSVRC2012) -> Iterator[tuple[int, TarMember]]:
+    """The class tars of the outer training tar (the dataset's `class_synset` names) with their labels, in archive
+    order; others recorded as ignored.
 
     Once the walk is done, a file outside the class tars that the classic's extraction would put in a class
     tar's folder (`n01440764/x.JPEG` beside `n01440764.tar`, or a file named `n01440764`) is refused: the
     classic would take it as an image of that class (or fail), streamprep would not, so neither is right.
     """
     loose: list[TarMember] = []  # files outside class tars whose path starts with a synset: checked at the end
+    class_synset, reason = dataset.members.class_synset, f"not a class tar ({dataset.members.class_tar_glob}) in the " \
+                                                         "training tar"
     for m in members(source, read_at):
         name = normalize(m.name)
         if m.is_dir:
             continue
-        synset = name[:-len(".tar")] if name.endswith(".tar") and "/" not in name else None
+        synset = class_synset(name)
         if synset is None:
-            ignored.add(f"{source.url}!{m.name}", "not a class tar (nXXXXXXXX.tar) in the training tar")
+            ignored.add(f"{source.url}!{m.name}", reason)
             if not m.is_dir and labels.label(name.split("/", 1)[0]) is not None:
                 loose.append(m)
             continue
@@ -285,53 +294,58 @@ def class_tars(source: Source, labels: LabelData, ignored: Ignored, containers: 
 
 
 def _validation_members(source: Source, labels: LabelData, ignored: Ignored, progress: Callback | None,
-                        stop: threading.Event | None) -> dict[str, TarMember]:
-    """The validation tar's images at its top, by name; other members ignored (or refused) and why."""
+                        stop: threading.Event | None, dataset: Dataset) -> dict[str, TarMember]:
+    """The validation tar's images at its top (the dataset's `is_image` names), by name; other members ignored (or
+    refused) and why."""
+    is_image, glob = dataset.members.is_image, dataset.members.image_glob
+    not_named = f"validation member not named {glob}"
     found: dict[str, TarMember] = {}
     with Phase(progress, "index validation", total_bytes=source.size) as phase:
         for m in members(source):
-            check(stop)
+            check_stop(stop)
             phase.advance(0, m.size + 512)
             name = normalize(m.name)
             if m.is_dir:
                 continue
             if "/" in name:
-                if labels.label(name.split("/", 1)[0]) is not None and name.endswith(".JPEG"):
+                if labels.label(name.split("/", 1)[0]) is not None and is_image(name):
                     raise ArchiveError(f"{source.url}!{m.name}: lands in the folder of synset {name.split('/')[0]}, "
                                        "where the classic would take it as a validation image of that class; repack "
                                        "the archive without it")
                 ignored.add(f"{source.url}!{m.name}", "validation member not at the top of the archive")
                 continue
-            if not name.endswith(".JPEG"):
-                ignored.add(f"{source.url}!{m.name}", "validation member not named *.JPEG")
+            if not is_image(name):
+                ignored.add(f"{source.url}!{m.name}", not_named)
             elif regular_file(m, source.url, ignored):
                 _add_unique(found, name, m, source.url)
                 phase.advance(1)
     if not found:
-        if any(ref.endswith(".tar") for ref in ignored.examples.get("validation member not named *.JPEG", [])):
+        val = dataset.download("val").name
+        if any(ref.endswith(".tar") for ref in ignored.examples.get(not_named, [])):
             raise ArchiveError(f"{source.url}: holds tars, not validation images: this looks like the training tar; "
-                               "pass ILSVRC2012_img_val.tar as --val")
-        raise ArchiveError(f"{source.url}: holds no validation image (*.JPEG); the download is incomplete or not "
-                           "ILSVRC2012_img_val.tar, fetch it again")
+                               f"pass {val} as --val")
+        raise ArchiveError(f"{source.url}: holds no validation image ({glob}); the download is incomplete or not "
+                           f"{val}, fetch it again")
     return found
 
 
 def index_validation(source: Source, labels: LabelData, ignored: Ignored,
                      progress: Callback | None = None, stop: threading.Event | None = None,
-                     complete: bool = True, tfds: bool = False) -> SplitIndex:
-    """Walk the validation tar and give each listed image its label by image number. With `complete`, every image
-    the validation labels file lists must be in the tar. With `tfds`, TFDS's member rules and labels instead
-    (`index_validation_tfds`)."""
+                     complete: bool = True, tfds: bool = False, dataset: Dataset = ILSVRC2012) -> SplitIndex:
+    """Walk the validation tar and give each listed image its label by image number (line k of the validation labels
+    file labels the dataset's `validation_image % k`). With `complete`, every image the validation labels file lists
+    must be in the tar. With `tfds`, TFDS's member rules and labels instead (`index_validation_tfds`)."""
     if tfds:
         return index_validation_tfds(source, labels, ignored, progress, stop)
-    found = _validation_members(source, labels, ignored, progress, stop)
-    listed = {VALIDATION_NAME % (i + 1): synset for i, synset in enumerate(labels.validation)}
+    found = _validation_members(source, labels, ignored, progress, stop, dataset)
+    image = dataset.members.validation_image
+    listed = {image % (i + 1): synset for i, synset in enumerate(labels.validation)}
     missing = [name for name in listed if name not in found] if complete else []
     if missing:
         raise ArchiveError(
             f"{source.url}: {len(missing)} image(s) listed in the validation labels file "
             f"{labels.sources.get('validation', '')} are not in the archive (first: {missing[0]}); "
-            "pass the complete ILSVRC2012_img_val.tar or a --validation-labels-file that matches it")
+            f"pass the complete {dataset.download('val').name} or a --validation-labels-file that matches it")
     by_label: dict[int, dict[str, TarMember]] = defaultdict(dict)
     unlisted = []
     for name, m in found.items():
@@ -453,7 +467,7 @@ def index_validation_tfds(source: Source, labels: LabelData, ignored: Ignored, p
     found: dict[int, list[tuple[str, TarMember]]] = defaultdict(list)
     with Phase(progress, "index validation", total_bytes=source.size) as phase:
         for m in members(source):
-            check(stop)
+            check_stop(stop)
             phase.advance(0, m.size + 512)
             every.append(m)
         lines = labels.validation
@@ -590,7 +604,7 @@ def index_train_tfds(source: Source, labels: LabelData, ignored: Ignored, worker
     with Phase(progress, "index train", total_bytes=source.size, unit="images") as phase:
 
         def walk(item: tuple[TarMember, TarMember], read_at: ReadAt | None) -> tuple[TarMember, list]:
-            check(stop)
+            check_stop(stop)
             named, data = item
             images = tfds_class_images(source, named, data, labels, ignored, read_at)
             phase.advance(len(images), data.size + 512)

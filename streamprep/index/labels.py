@@ -1,4 +1,4 @@
-"""The classic's three label files: shipped defaults, overridable by path or URL."""
+"""A dataset's label files (ILSVRC2012's: the classic's three): shipped defaults, overridable by path or URL."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from ..datasets import ILSVRC2012, Dataset
 from ..errors import LabelDataError
 
-SYNSETS_FILE = "imagenet_lsvrc_2015_synsets.txt"
-METADATA_FILE = "imagenet_metadata.txt"
-VALIDATION_LABELS_FILE = "imagenet_2012_validation_synset_labels.txt"
+# The default dataset's shipped files by name (the entry, `datasets/ilsvrc2012.py`, lists them).
+SYNSETS_FILE = ILSVRC2012.label_file("labels").shipped
+METADATA_FILE = ILSVRC2012.label_file("metadata").shipped
+VALIDATION_LABELS_FILE = ILSVRC2012.label_file("validation").shipped
 
 
 def shipped(name: str) -> str:
@@ -112,13 +114,10 @@ def load_validation(url: str, storage_options: dict[str, Any] | None = None) -> 
 
 def load_label_data(labels_file: str | None = None, metadata_file: str | None = None,
                     validation_labels_file: str | None = None,
-                    storage_options: dict[str, Any] | None = None) -> LabelData:
-    """Read the three label files (paths or URLs); None means the copy shipped with streamprep."""
-    sources = {
-        "labels": labels_file or shipped(SYNSETS_FILE),
-        "metadata": metadata_file or shipped(METADATA_FILE),
-        "validation": validation_labels_file or shipped(VALIDATION_LABELS_FILE),
-    }
+                    storage_options: dict[str, Any] | None = None, dataset: Dataset = ILSVRC2012) -> LabelData:
+    """Read the dataset's three label files (paths or URLs); None means its copy shipped with streamprep."""
+    given = {"labels": labels_file, "metadata": metadata_file, "validation": validation_labels_file}
+    sources = {role: url or shipped(dataset.label_file(role).shipped) for role, url in given.items()}
     return LabelData(
         synsets=load_synsets(sources["labels"], storage_options),
         texts=load_texts(sources["metadata"], storage_options),

@@ -14,7 +14,7 @@ from .boxes import BoxTable
 from .images import DatasetIndex, Ignored, Skipped, SplitIndex
 from .nametable import NameLookup, NameTable
 from ..errors import OutputError
-from ..outputs.files import STATE_DIR, Output
+from ..archives.output import STATE_DIR, Output
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,8 @@ def load(output: Output, k: str) -> DatasetIndex | None:
     path = output.path(_name(k))
     try:
         output.refuse_links(STATE_DIR)  # never read back through a link planted in `out`
+        if output.is_link(_name(k)):
+            raise OutputError(f"{path}: is a symbolic link, which streamprep does not read back")
         with output.fs.open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}  # read array by array, never the whole file at once
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8", "surrogateescape"))

@@ -1,1 +1,1 @@
-"""Everything that writes or checks files: output formats, the manifest, the classic folder layout, verify."""
+"""The output formats, one package each (entry, writer, checker, reader), and what they share: verify, inspect."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from ..archives.output import Output
 from ..plan import Plan
-from .files import Output
 from .manifest import FileEntry
 
 BBOXES_CSV = "bboxes.csv"

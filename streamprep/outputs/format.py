@@ -1,33 +1,41 @@
-"""The output-format seam: a format turns one shard's records into one file; `write_or_keep` does one shard.
+"""The output-format seam: a format's registry entry (`Format`), its `ShardEncoder`; `write_or_keep` does one shard.
 
-A format (`Format`) decides the file's name, how each record is encoded and framed, what comes
-after the last record, a reader's index of the file (DALI's), and files beside the shards (timm's
-`_info.json`). The code around it is the same for every format and both engines: read the shard's
-images a batch at a time, prepare each image once (`records.image.prepared`), hand it to each
-format's `ShardEncoder`, write the pieces it returns (the image bytes are passed through, never
-copied into a record), hash them, and rename each file into place when it is complete. Several
-formats are written from one read of the images. The classic TFRecord
-(`outputs.tfrecord.TFRecordFormat`) is the first format, WebDataset (`outputs.webdataset`) the second.
+A format (`Format`, one entry of `outputs.registry`) decides the file's name, how each record is
+encoded and framed, what comes after the last record, a reader's index of the file (DALI's), files
+beside the shards (timm's `_info.json`), and holds the rest of what is known of it: its options,
+file-name patterns, plan, checker and reader. The code around it is the same for every format and
+every engine: read the shard's images a batch at a time, prepare each image once
+(`records.image.prepared`), hand it to each format's `ShardEncoder`, write the pieces it returns
+(the image bytes are passed through, never copied into a record), hash them, and rename each file
+into place when it is complete. Several formats are written from one read of the images. The
+classic TFRecord (`outputs.tfrecord.TFRecordFormat`) is the first entry, WebDataset
+(`outputs.webdataset`) the second, TFDS's (`outputs.tfds`) the third.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
 
 from ..archives import retry
+from ..archives.output import Output
 from ..errors import ImageError, OutputError, reason
-from ..plan import Plan, RecordSpec, ShardSpec
-from ..progress import Phase, check
+from ..plan import Plan, ShardSpec
+from ..records.spec import RecordSpec, record_specs
+from ..progress import Phase, check_stop
 from ..records import fixups
 from ..records.image import Image, prepared
-from .files import Output
 from .manifest import FileRef, ShardEntry, file_matches
+
+if TYPE_CHECKING:
+    from ..inspection import Reader
+    from .checker import ShardChecker
 
 BATCH = 64  # images fetched together (one concurrent range request batch on remote storage)
 # Bytes a record may take beyond its image: the classic's Example (17 features, its text, file name and boxes)
@@ -61,18 +69,85 @@ class ShardEncoder(ABC):
 
 
 class Format(ABC):
-    """One output format: the file each shard becomes, and optionally a reader's index beside it."""
+    """One output format: ONE entry of the registry (`outputs.registry`), everything about the format in one place.
 
-    name: str  # as the user names it, e.g. "tfrecord"
-    allowance: int = RECORD_ALLOWANCE  # at most how many bytes a record takes beyond its image
-    stores_boxes: bool = True  # whether a record holds the image's bounding boxes (counted in the manifest)
+    Its name and options; the names of its files (shards, DALI indexes, files beside the shards), from which
+    resume, --overwrite, the sweep of what killed runs left, stale-file detection and verify's unlisted-file
+    check all follow; its plan, where its record order and shards are not the classic's; its encoder; its
+    checker for `verify`; its reader for `inspect`; the size bounds `plan` shows. A format lives in a package
+    of its own (`outputs/tfrecord/`: the entry in `__init__.py`, `write.py`, `check.py`, `inspect.py`) and
+    registers its entry with `@registry.register`; nothing else names it.
+    """
+
+    name: ClassVar[str]  # as the user names it (`--format NAME`), e.g. "tfrecord"
+
+    # Its options, fields of `options.Options` (checked by `registry.check` when Options are made).
+    options: ClassVar[dict[str, Any]] = {}  # the options only it reads, each with its value when not given
+    no_dali_index: ClassVar[str | None] = None  # why it has no DALI index (`--dali-index` refused), or None
+    local_only: ClassVar[bool] = False  # runs on the local engine only (`--engine beam` refused)
+
+    # The names of its files, relative to `out`.
+    shard_pattern: ClassVar[str]  # a regex of every name `file_name` gives; its groups 1, 2, 3: split, number, of
+    side_pattern: ClassVar[str | None] = None  # a regex of the files `side_files` writes, any version of them
+    folders: ClassVar[dict[str, int]] = {}  # folders below `out` its files lie in, each with how deep they go
+
+    # Its plan: the classic's, unless it has an order and sharding of its own (then it is written alone).
+    own_order: ClassVar[str | None] = None  # whose order and sharding its `plan` follows ("TFDS's"), or None
+    walk: ClassVar[dict[str, Any]] = {}  # how the downloads are walked for it (`index.build.build_index` keywords)
+
+    # Its records.
+    allowance: ClassVar[int] = RECORD_ALLOWANCE  # at most how many bytes a record takes beyond its image
+    stores_boxes: ClassVar[bool] = True  # whether a record holds the image's bounding boxes (counted in the manifest)
+    stored_label: ClassVar[tuple[str, int]] = ("image/class/label", 0)  # its label, and how far below the classic's
 
     def __init__(self, dali_index: bool = False) -> None:
         self.dali_index = dali_index
 
+    @classmethod
+    def from_options(cls, options: Any) -> "Format":
+        """The format as these `options.Options` ask for it (`--dali-index`, and its own options)."""
+        return cls(options.dali_index)
+
+    @classmethod
+    def check_options(cls, options: Any, chosen: bool) -> None:
+        """Raise `ConfigError` for a value of one of its own options that no run takes, whether the format is
+        `chosen` or not (the registry refuses its options without it, `--dali-index` and the engine)."""
+
+    @classmethod
+    def describe(cls, options: dict[str, Any]) -> str:
+        """The format as `inspect` shows a manifest's: its name, and what its own options chose there."""
+        return cls.name
+
+    @classmethod
+    def needs(cls, options: Any) -> list[tuple[str, str, str | None, str]]:
+        """The optional packages a run with these options needs for it (`extras.Need`'s module, pip name, extra,
+        and what asks for it), all checked before anything is read."""
+        return []
+
+    def plan(self, options: Any, inputs: Any, index: Any) -> Plan | None:
+        """Its own plan of the index (`own_order`: record order, shard boundaries, fix-ups), or None for the
+        classic's (`plan.make_plan`). `inputs` are the engines' `pipeline.Inputs` (the label data, the downloads)."""
+        return None
+
+    @classmethod
+    def parse_name(cls, name: str) -> tuple[str, int, int] | None:
+        """(split, number, of) of one of its shard file names, or None for any other name."""
+        m = re.fullmatch(cls.shard_pattern, name)
+        return (m[1], int(m[2]), int(m[3])) if m else None
+
+    @classmethod
+    def checker(cls) -> type[ShardChecker]:
+        """The class that reads and checks its shards for `verify` (a subclass of `checker.ShardChecker`)."""
+        raise NotImplementedError(f"format {cls.name} has no checker")
+
+    @classmethod
+    def reader(cls) -> Reader:
+        """What takes its files for `inspect` (an `inspection.Reader`)."""
+        raise NotImplementedError(f"format {cls.name} has no reader")
+
     @abstractmethod
     def file_name(self, shard: ShardSpec) -> str:
-        """The shard's file name in the output folder."""
+        """The shard's file name in the output folder (one `shard_pattern` matches)."""
 
     @abstractmethod
     def encoder(self, shard: ShardSpec) -> ShardEncoder:
@@ -80,7 +155,7 @@ class Format(ABC):
 
     def index_name(self, shard: ShardSpec) -> str | None:
         """The name of the shard's DALI index file (its file name + `.idx`), or None when none is written."""
-        return self.file_name(shard) + ".idx" if self.dali_index else None
+        return self.file_name(shard) + ".idx" if self.dali_index and self.no_dali_index is None else None
 
     def file_names(self, shards: Sequence[ShardSpec]) -> list[str]:
         """Every file these shards become: shard files and their index files."""
@@ -102,7 +177,8 @@ class Format(ABC):
         return total
 
     def size_bounds(self, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
-        """(smallest, largest) bytes the shard's file may take: at least its images, at most `most_bytes`."""
+        """(smallest, largest) bytes the shard's file may take, as `streamprep plan` shows them: at least its
+        images, at most `most_bytes`."""
         split = plan.splits[shard.split]
         images = int(split.index.sizes[split.order[shard.start:shard.stop]].sum())
         return images, self.most_bytes(plan, [shard])
@@ -209,8 +285,8 @@ def write_shard(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
             stack.callback(encoder.close)
             files.append(_File(fmt, encoder, ShardEntry(fmt.file_name(shard), shard.split, 0, 0, ""),
                                stack.enter_context(output.atomic(fmt.file_name(shard)))))
-        for batch, datas in _batches(plan.records(shard), read, prefetch):
-            check(stop)
+        for batch, datas in _batches(record_specs(plan, shard), read, prefetch):
+            check_stop(stop)
             nbytes = 0
             for spec, data in zip(batch, datas):
                 try:
@@ -256,7 +332,7 @@ def write_or_keep(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: 
         if phase:
             phase.advance(entries[0].records + len(entries[0].skipped), sum(e.bytes for e in entries), kept=True)
         return ShardResult(shard, entries, kept=True)  # type: ignore[arg-type]
-    check(stop)
+    check_stop(stop)
     written = retry.call(lambda: f"{output.path(fmts[0].file_name(shard))}: cannot write",
                          lambda: write_shard(fmts, plan, shard, output, read, phase, prefetch, skip_bad_images, stop,
                                              check_image),

@@ -1,14 +1,15 @@
 """`streamprep inspect`: what one file streamprep reads or writes holds, recognised by its content, as plain values.
 
 The content decides, never the name alone: a gzip stream is the bounding-box archive; a tar is the
-training tar (class tars `nXXXXXXXX.tar` at its top), the validation tar (`*.JPEG` at its top) or a
-WebDataset shard (`KEY.jpg`, `KEY.cls`, `KEY.json`); a file whose first record has a valid TFRecord
-length CRC is a TFRecord shard, the classic's or TFDS's by its first Example's features; a file that
-opens with Riegeli's signature is a TFDS ArrayRecord shard; text is a DALI index (`v1.2 N`, or
-`OFFSET LENGTH` lines), bboxes.csv, a label file, or JSON: manifest.json, timm's `_info.json`, TFDS's
-`dataset_info.json` or `features.json`. Only an empty file (an empty TFRecord shard, or its empty
+training tar (class tars `nXXXXXXXX.tar` at its top) or the validation tar (`*.JPEG` at its top),
+walked as convert walks them (`index.inspect`); text is bboxes.csv, a label file or manifest.json.
+Every other file is asked of each registered format's reader in turn (`inspection.Reader`, from the
+registry): by its first bytes (a TFRecord shard, the classic's or TFDS's by its first Example's
+features; an ArrayRecord shard by Riegeli's signature), as a tar (a WebDataset shard), by its first
+line (a DALI index: `v1.2 N`, or `OFFSET LENGTH` lines), as JSON (timm's `_info.json`, TFDS's
+`dataset_info.json` or `features.json`). Only an empty file (an empty TFRecord shard, or its empty
 DALI index) is told by its name. Anything else is `OutputUnreadableError`: one line saying what the
-file is not and what inspect takes. Downloads are walked as convert walks them.
+file is not and what inspect takes.
 """
 
 from __future__ import annotations
@@ -18,35 +19,28 @@ import gzip
 import json
 import os
 import re
-import struct
 import zlib
-from typing import Any, Iterator
+from typing import Any, Callable
 
 from ..archives.storage import Source
 from ..archives.tarscan import _checksum_ok, normalize
 from ..archives.walk import members
-from ..errors import ArchiveError, OutputError, OutputUnreadableError
+from ..errors import ArchiveError, OutputUnreadableError
+from ..index import inspect as downloads
+from ..index.images import VALIDATION_NAME
 from ..index.labels import LabelData
-from ..plan import SHARD_STEM
-from . import inspect_downloads, inspect_outputs
-from .inspection import SHOWN, Inspection, NotRecognised
-from .tfds_check import TFDS_SHARD
-from .tfrecord import masked_crc, read_records
-from .webdataset_check import MEMBERS
+from ..inspection import (MANIFEST_LABELS, SHOWN, SYNSET_LIST_LABELS, Inspection, Lines, NotRecognised, Reader,
+                          rounded)
+from . import registry
+from .manifest import MANIFEST, Manifest
 
 HEAD = 64 << 10  # bytes read first to recognise a file
 MAX_JSON = 64 << 20  # a JSON file streamprep writes is far smaller (manifest.json: about 1 MB for 1152 shards)
 TAR_PROBE = 1000  # members looked at to tell a tar's kind before giving up
-# Riegeli's file signature, with which every ArrayRecord file opens (Riegeli's file format: "file signature").
-RIEGELI_SIGNATURE = bytes.fromhex("83af70d10d884a3f0000000000000000400000000000000091bac23c9287e1a9"
-                                  "0000000000000000e19f13c0e9b1c37273000000000000000000000000000000")
 ACCEPTED = ("inspect takes the training tar, the validation tar, the bounding-box tar.gz, a TFRecord, WebDataset or "
             "TFDS (TFRecord or ArrayRecord) shard, a DALI .idx, manifest.json, _info.json, TFDS's dataset_info.json, "
             "features.json or label.labels.txt, bboxes.csv or a label file")
-TFRECORD_INDEX = re.compile(r"\d+ \d+")
-WEBDATASET_INDEX = re.compile(r"v1\.2 \d+")
-SHARD_FILE = re.compile(SHARD_STEM)
-TFDS_SHARD_AT_END = re.compile(TFDS_SHARD.pattern.removeprefix("^"))
+SYNSET = re.compile(r"n\d{8}")
 
 
 def inspect(url: str, labels: LabelData, storage_options: dict[str, Any] | None = None,
@@ -80,11 +74,10 @@ def _dispatch(source: Source, labels: LabelData, limit: int) -> Inspection:
     if head[:2] == b"\x1f\x8b":
         if not _gzipped_tar(source):
             raise NotRecognised("gzip, but not a gzipped tar, so not the bounding-box archive")
-        return inspect_downloads.bounding_boxes(source, limit)
-    if head[:len(RIEGELI_SIGNATURE)] == RIEGELI_SIGNATURE:
-        return inspect_outputs.array_record_shard(source, labels, limit)
-    if len(head) >= 12 and masked_crc(head[:8]) == struct.unpack("<I", head[8:12])[0]:
-        return inspect_outputs.tfrecord_shard(source, labels, limit, _tfrecord_kind(source))
+        return downloads.bounding_boxes(source, limit)
+    found = _ask(lambda reader: reader.binary(source, head, labels, limit))
+    if found is not None:
+        return found
     if _is_tar(head) or (source.size >= 1024 and source.size % 512 == 0 and not any(head)):  # or an empty tar
         return _tar(source, labels, limit)
     text = _as_text(head, complete=len(head) == source.size)
@@ -93,16 +86,27 @@ def _dispatch(source: Source, labels: LabelData, limit: int) -> Inspection:
     return _text(source, text, labels, limit)
 
 
+def _ask(hook: Callable[[Reader], Inspection | None]) -> Inspection | None:
+    """What the first format whose reader takes the file found (registry order), or None when none takes it; a
+    reader's `NotRecognised` is raised only then."""
+    refused = None
+    for fmt in registry.formats():
+        try:
+            found = hook(fmt.reader())
+        except NotRecognised as e:
+            refused = refused or e
+            continue
+        if found is not None:
+            return found
+    if refused is not None:
+        raise refused
+    return None
+
+
 def _empty(source: Source, labels: LabelData, limit: int) -> Inspection:
     """An empty file: the only content told by its name (an empty shard, or its empty DALI index)."""
-    name = source.path.rstrip("/")
-    base = name.rpartition("/")[2]
-    tfds = TFDS_SHARD_AT_END.search(name)
-    if SHARD_FILE.fullmatch(base) or (tfds and tfds[2] == "tfrecord"):
-        found = inspect_outputs.tfrecord_shard(source, labels, limit, "tfds" if tfds else "classic")
-    elif base.endswith(".idx") and SHARD_FILE.fullmatch(base.removesuffix(".idx")):
-        found = inspect_outputs.tfrecord_index(source, [], limit)
-    else:
+    found = _ask(lambda reader: reader.empty(source, labels, limit))
+    if found is None:
         raise NotRecognised("an empty file (only a TFRecord shard, or its DALI index, is ever empty, and is named "
                             "like one: train-00000-of-01024)")
     found.notes.append("an empty file, named like a shard: convert writes one for a split with fewer images than "
@@ -125,30 +129,8 @@ def _gzipped_tar(source: Source) -> bool:
             return True
 
 
-def _tfrecord_kind(source: Source) -> str:
-    """"classic" or "tfds" by the first record's features."""
-    from .example_proto import example_type
-
-    with source.fs.open(source.path, "rb") as f:
-        try:
-            first = next(read_records(f, source.url))
-        except OutputError as e:  # a bad data CRC, or cut short
-            raise OutputUnreadableError(f"{source.url}: a TFRecord file whose first record cannot be read "
-                                        f"({str(e).rpartition(': ')[2]}); `streamprep verify` on its folder says what "
-                                        "is wrong with it") from e
-    try:
-        feature = example_type().FromString(first).features.feature
-    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError (its module differs between builds)
-        raise NotRecognised(f"a TFRecord file whose first record is no tf.train.Example ({e})") from e
-    kind = inspect_outputs.example_kind(feature)
-    if kind is None:
-        raise NotRecognised("a TFRecord file, but its first record is neither the classic's Example "
-                            "(image/encoded ...) nor TFDS's imagenet2012 one (file_name, image, label)")
-    return kind
-
-
 def _tar(source: Source, labels: LabelData, limit: int) -> Inspection:
-    """A tar, by the members at its top: class tars, validation images, or WebDataset samples."""
+    """A tar, by the members at its top: class tars, validation images, or a format's shard (WebDataset's)."""
     first = None
     for n, m in enumerate(members(source)):
         if m.is_dir:
@@ -156,15 +138,17 @@ def _tar(source: Source, labels: LabelData, limit: int) -> Inspection:
         name = normalize(m.name)
         first = first or name
         if "/" not in name and name.endswith(".tar"):
-            return inspect_downloads.training(source, labels, limit)
+            return downloads.training(source, labels, limit)
         if "/" not in name and name.endswith(".JPEG"):
-            return inspect_downloads.validation(source, labels, limit)
-        if name.rpartition("/")[2].partition(".")[2] in MEMBERS:
-            return inspect_outputs.webdataset_shard(source, labels, limit)
+            return downloads.validation(source, labels, limit)
+        found = _ask(lambda reader: reader.tar(source, name, labels, limit))
+        if found is not None:
+            return found
         if n >= TAR_PROBE:
             break
-    if first is None:
-        return inspect_outputs.webdataset_shard(source, labels, limit)  # an empty tar: an empty WebDataset shard
+    found = _ask(lambda reader: reader.tar(source, None, labels, limit)) if first is None else None
+    if found is not None:
+        return found
     raise NotRecognised(f"a tar, but neither a download (class tars nXXXXXXXX.tar, or *.JPEG, at its top) nor a "
                         f"WebDataset shard (KEY.jpg, KEY.cls, KEY.json); its first member is {first}")
 
@@ -190,7 +174,7 @@ def _binary(head: bytes) -> str:
     return (f"{what} (it starts with {head[:8].hex(' ')}): no tar header, gzip, TFRecord or ArrayRecord signature")
 
 
-def _lines(source: Source) -> Iterator[tuple[int, str]]:
+def _lines(source: Source) -> Lines:
     """The file's lines, numbered from 1, without their line ends; trailing blank lines dropped."""
     blank = 0
     with source.fs.open(source.path, "rb") as f:
@@ -208,7 +192,7 @@ def _lines(source: Source) -> Iterator[tuple[int, str]]:
 
 
 def _text(source: Source, head: str, labels: LabelData, limit: int) -> Inspection:
-    """A text file, by its first line: JSON, a DALI index, a label file or bboxes.csv."""
+    """A text file, by its first line: JSON, a format's (a DALI index), a label file or bboxes.csv."""
     if head.lstrip().startswith(("{", "[")):
         if source.size > MAX_JSON:
             raise NotRecognised(f"JSON of {source.size:,} bytes, larger than any file streamprep writes")
@@ -217,18 +201,117 @@ def _text(source: Source, head: str, labels: LabelData, limit: int) -> Inspectio
                 data = json.loads(f.read())
             except (ValueError, RecursionError) as e:
                 raise NotRecognised(f"text that starts like JSON but is not JSON ({str(e)[:100]})") from None
-        return inspect_outputs.json_file(source, data, limit)
+        return _json(source, data, limit)
     first = head.split("\n", 1)[0].rstrip("\r")
-    if WEBDATASET_INDEX.fullmatch(first):
-        return inspect_outputs.webdataset_index(source, _lines(source), limit)
-    if TFRECORD_INDEX.fullmatch(first):
-        return inspect_outputs.tfrecord_index(source, _lines(source), limit)
-    if inspect_outputs.SYNSET.fullmatch(first.split("\t", 1)[0]):
-        return inspect_outputs.label_file(source, list(_lines(source)), labels, limit)
-    if inspect_outputs.box_line(first) is not None:
-        return inspect_outputs.bboxes_csv(source, _lines(source), limit)
+    found = _ask(lambda reader: reader.text(source, first, lambda: _lines(source), limit))
+    if found is not None:
+        return found
+    if SYNSET.fullmatch(first.split("\t", 1)[0]):
+        return label_file(source, list(_lines(source)), labels, limit)
+    if box_line(first) is not None:
+        return bboxes_csv(source, _lines(source), limit)
     raise NotRecognised("text, but neither JSON streamprep writes, bboxes.csv, a DALI index nor a label file "
                         f"(its first line: {first[:40]!r})")
+
+
+def _json(source: Source, data: Any, limit: int) -> Inspection:
+    """One of the JSON files streamprep writes, by its keys: manifest.json, or a format's."""
+    if isinstance(data, dict):
+        if str(data.get("format", "")).startswith("streamprep-manifest"):
+            return manifest(source, data, limit)
+        found = _ask(lambda reader: reader.json(source, data, limit))
+        if found is not None:
+            return found
+    raise NotRecognised("JSON, but not manifest.json, timm's _info.json or TFDS's dataset_info.json or features.json")
+
+
+# --- the files beside the shards: manifest.json, bboxes.csv, the label files -----------------------------------------
+
+def manifest(source: Source, data: dict[str, Any], limit: int) -> Inspection:
+    """streamprep's manifest.json: the run, its formats, each split's totals and the files it lists."""
+    try:
+        m = Manifest.parse(data)
+    except ValueError as e:
+        raise OutputUnreadableError(f"{source.url}: a streamprep {MANIFEST}, but unusable ({str(e)[:300]}); rerun "
+                                    "the convert command that wrote its folder") from e
+    given = m.options.get("format") or ",".join(m.run.get("formats", []))
+    formats = ",".join(registry.get(n).describe(m.options) if n in registry.names() else n
+                       for n in str(given).split(","))
+    if m.options.get("dali_index"):
+        formats += ", with DALI indexes"
+    found = Inspection(source.url, MANIFEST, source.size, label_numbering=MANIFEST_LABELS,
+                       facts={"written by": f"streamprep {m.streamprep}", "formats": str(formats),
+                              "complete": "yes" if m.complete else
+                              "no: rerun the same convert command to finish the conversion"})
+    found.counts = {"files listed": len(m.shards)}
+    for name, split in (m.totals.splits.items() if m.totals else []):
+        found.counts |= {f"{name} images": split.images, f"{name} shards": split.shards,
+                         f"{name} classes": split.classes, f"{name} boxes": split.boxes}
+    if m.totals and m.totals.bboxes_csv:
+        found.counts["bboxes.csv boxes"] = m.totals.bboxes_csv.boxes
+    for entry in sorted(m.shards.values(), key=lambda e: e.name):
+        if len(found.entries) < limit:
+            found.entries.append({"name": entry.name, "records": entry.records, "bytes": entry.bytes,
+                                  "index": entry.index.name if entry.index else None})
+    found.more = len(m.shards) - len(found.entries)
+    if m.totals:
+        fixed = sum(len(v) for v in m.totals.fixups.values())
+        found.notes.append(f"{fixed:,} fix-up(s) applied, {len(m.totals.skipped):,} bad input file(s) skipped, "
+                           f"{sum(e.get('count', 0) for e in m.totals.ignored.values()):,} member(s) of the downloads "
+                           "ignored")
+    return found
+
+
+def box_line(line: str) -> tuple[str, list[float]] | None:
+    image, *coords = line.rsplit(",", 4)
+    try:
+        return (image, [float(c) for c in coords]) if len(coords) == 4 and image else None
+    except ValueError:
+        return None
+
+
+def bboxes_csv(source: Source, lines: Lines, limit: int) -> Inspection:
+    """bboxes.csv: a line per box, `image,xmin,ymin,xmax,ymax`, relative to the image."""
+    found = Inspection(source.url, "bboxes.csv", source.size)
+    boxes = images = 0
+    last = None
+    for number, line in lines:
+        parsed = box_line(line)
+        if parsed is None:
+            raise NotRecognised(f"bboxes.csv up to line {number}, which is not 'IMAGE,XMIN,YMIN,XMAX,YMAX'")
+        image, box = parsed
+        boxes += 1
+        images += image != last
+        last = image
+        if len(found.entries) < limit:
+            found.entries.append({"image": image, "box": rounded(box)})
+    found.counts = {"boxes": boxes, "images": images}
+    found.more = boxes - len(found.entries)
+    return found
+
+
+def label_file(source: Source, lines: list[tuple[int, str]], labels: LabelData, limit: int) -> Inspection:
+    """A synsets list (TFDS's label.labels.txt, a --labels-file), a validation labels file or a metadata file."""
+    if all("\t" in line for _, line in lines):
+        found = Inspection(source.url, "metadata file (synset<TAB>text)", source.size, {"synsets": len(lines)})
+        found.entries = [dict(zip(("synset", "text"), line.split("\t", 1))) for _, line in lines[:limit]]
+        found.more = len(lines) - len(found.entries)
+        return found
+    bad = next((n for n, line in lines if not SYNSET.fullmatch(line)), None)
+    if bad is not None:
+        raise NotRecognised(f"a list of synsets up to line {bad}, which is not one")
+    synsets = [line for _, line in lines]
+    if len(set(synsets)) == len(synsets):
+        found = Inspection(source.url, "synsets list (TFDS's label.labels.txt, a --labels-file)", source.size,
+                           {"synsets": len(synsets)}, label_numbering=SYNSET_LIST_LABELS)
+        found.entries = [{"line": n, "synset": s, "text": labels.texts.get(s)} for n, s in lines[:limit]]
+    else:
+        found = Inspection(source.url, "validation labels file (line k: the synset of image k)", source.size,
+                           {"images": len(synsets), "classes": len(set(synsets))})
+        found.entries = [{"line": n, "image": VALIDATION_NAME % n, "synset": s, "text": labels.texts.get(s)}
+                         for n, s in lines[:limit]]
+    found.more = len(lines) - len(found.entries)
+    return found
 
 
 __all__ = ["Inspection", "SHOWN", "inspect"]

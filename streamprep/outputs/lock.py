@@ -24,7 +24,8 @@ from typing import Any, Iterator
 
 from ..archives.storage import rejected_options
 from ..errors import OutputBusyError, OutputError
-from .files import CLOEXEC, NOFOLLOW, STATE_DIR, Output, alive
+from ..archives.output import CLOEXEC, NOFOLLOW, STATE_DIR, Output
+from .files import alive
 
 try:
     import fcntl

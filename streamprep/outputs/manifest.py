@@ -19,27 +19,24 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import __version__
+from ..archives.output import Output
 from ..archives.storage import Source
 from ..errors import OutputError
-from ..plan import SHARD_STEM
-from .files import Output
+from . import registry
 
 log = logging.getLogger("streamprep")
 
 MANIFEST = "manifest.json"
-# A shard's file name: the classic's stem and, for other formats, a suffix; never a path (it is removed by
-# --overwrite and read back by resume and verify, so a name that leaves the folder would be obeyed).
-# TFDS's prepared dataset lies in a folder of its own: imagenet2012/VERSION/ (outputs/tfds.py).
-TFDS_FOLDER = r"imagenet2012/\d+\.\d+\.\d+/"
-SHARD_FILE_NAME = re.compile(f"^(?:{SHARD_STEM}" + r"(\.[A-Za-z0-9_.-]+)?"
-                             f"|{TFDS_FOLDER}" + r"imagenet2012-(train|validation)\.(tfrecord|array_record)-\d{5}-of-\d{5})$")
 FORMAT = "streamprep-manifest/1"
-# Files the formats write beside the shards (`Totals.files`): timm's, and TFDS's metadata.
-SIDE_FILE_NAME = re.compile(f"^(?:_info\\.json|{TFDS_FOLDER}(?:dataset_info\\.json|features\\.json|label\\.labels\\.txt))$")
+# The names of the output's files, as the registered formats name theirs (`outputs.registry`). A shard's file
+# name (or its index's) is never a path: it is removed by --overwrite and read back by resume and verify, so a
+# name that leaves the folder would be obeyed.
+SHARD_FILE_NAME = registry.SHARD_FILE_NAME
+SIDE_FILE_NAME = registry.SIDE_FILE_NAME  # files the formats write beside the shards (`Totals.files`)
 # Every name streamprep gives a file of its output, in any format: shards, DALI indexes, the files beside them,
 # bboxes.csv and this manifest. A file so named that the manifest does not list is another run's: --overwrite
 # removes it, a run refuses to end well while one is there, verify reports it.
-OUTPUT_FILE_NAME = re.compile("|".join((SHARD_FILE_NAME.pattern, SIDE_FILE_NAME.pattern, r"^(?:bboxes\.csv|manifest\.json)$")))
+OUTPUT_FILE_NAME = registry.NamePattern("output", r"bboxes\.csv", r"manifest\.json")
 FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (a kill -9 loses at most that)
 MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")
 ETAG_KEYS = ("ETag", "etag")
@@ -125,7 +122,7 @@ class FileEntry:
     files: int = 0
 
     @classmethod
-    def parse(cls, data: Any, names: re.Pattern[str] = re.compile(r"^bboxes\.csv$")) -> "FileEntry":
+    def parse(cls, data: Any, names: Any = re.compile(r"^bboxes\.csv$")) -> "FileEntry":
         _require(isinstance(data, dict) and isinstance(data.get("name"), str) and bool(names.match(data["name"])),
                  f"a file entry named {data.get('name') if isinstance(data, dict) else data!r}, which is not a file "
                  "convert writes there")
@@ -276,14 +273,15 @@ def load_checked(output: Output) -> tuple[Manifest | None, str | None]:
 
 
 def output_files(output: Output) -> list[str]:
-    """The files in `out` (and in TFDS's folders below it) named as streamprep names the files of its output
+    """The files in `out` (and in the formats' own folders below it, TFDS's) named as streamprep names the files of its output
     (`OUTPUT_FILE_NAME`), as paths relative to `out`, sorted."""
     fs = output.fs
     try:
         fs.invalidate_cache(output.root)  # what other processes wrote meanwhile (an object store's listing is cached)
         entries = fs.ls(output.root, detail=False)
-        if any(p.rstrip("/").rsplit("/", 1)[-1] == "imagenet2012" for p in entries):
-            entries = [*entries, *fs.find(output.path("imagenet2012"), maxdepth=2, detail=False)]
+        for folder, depth in registry.folders().items():  # the formats' own folders (TFDS's imagenet2012/)
+            if any(p.rstrip("/").rsplit("/", 1)[-1] == folder for p in entries):
+                entries = [*entries, *fs.find(output.path(folder), maxdepth=depth, detail=False)]
     except FileNotFoundError:
         return []
     except OSError as e:
@@ -301,6 +299,8 @@ def file_matches(output: Output, entry: ShardEntry) -> bool:
 
 def _matches(output: Output, ref: FileRef) -> bool:
     path = output.path(ref.name)
+    if output.is_link(ref.name):
+        return False  # a link at a finished file's name: written again, the link replaced, never followed
     try:
         if output.fs.size(path) != ref.bytes:
             return False

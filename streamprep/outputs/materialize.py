@@ -16,7 +16,7 @@ from ..archives.walk import gzip_members, inner_members, members
 from ..errors import ArchiveError, OutputError
 from ..index.images import VALIDATION_NAME
 from ..index.labels import LabelData
-from ..plan import RecordSpec
+from ..records.spec import RecordSpec
 from ..progress import Callback, Phase
 from ..archives.tarscan import ReadAt, TarMember, normalize
 from .names import component, local_path

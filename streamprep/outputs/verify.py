@@ -1,7 +1,7 @@
 """`streamprep verify`: check a finished output record by record, and against its manifest.json if it has one.
 
-Checked for every TFRecord shard (streamprep's or the classic procedure's); a WebDataset shard and a
-TFDS shard are checked the same way by their own readers (`webdataset_check`, `tfds_check`):
+Each shard is read by its format's checker (the registry entry's `checker()`: `outputs/tfrecord/check.py`
+for a TFRecord shard, streamprep's or the classic procedure's; `webdataset/check.py`, `tfds/check.py`):
 - framing: each record's length CRC and data CRC, and that the file ends where the last record ends;
 - schema: each record is a `tf.train.Example` with exactly the classic's 17 features, each of the
   classic's type and arity, the constant ones (`RGB`, 3 channels, `JPEG`) with their value, boxes
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -35,25 +36,22 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..archives.storage import rejected_options, resolve
-from ..options import default_workers
 from ..errors import ConfigError, OutputUnreadableError
+from ..progress import Callback, Phase, check_stop
+from . import registry
+from .checker import PROBLEMS_KEPT, READ_BLOCK, Problem, ShardCheck, ShardChecker, tensorflow
+from .format import Format
 from .manifest import MANIFEST, OUTPUT_FILE_NAME, Manifest, ShardEntry
-from ..progress import Callback, Phase
-from ..progress import check as check_stop
-from .tfrecord_check import PROBLEMS_KEPT, READ_BLOCK, SHARD_NAME, Problem, ShardCheck, ShardChecker, tensorflow
-from .webdataset import SUFFIX as TAR_SUFFIX
-from .tfds_check import TFDS_SHARD, TFDSShardChecker
-from .webdataset_check import TarShardChecker
 
 SPLITS = ("train", "validation")
 NUM_CLASSES = 1000
-# Per format: what its label is called and how far its numbering is below the classic's 1..N (shard_format's names).
-STORED_LABELS = {"tfrecord": ("image/class/label", 0), "webdataset": (".cls", 1), "tfds": ("TFDS label", 1)}
+shard_format = registry.shard_format  # a shard file's format by its name, or None for any other file
 
 
-def label_range(kind: str, num_classes: int) -> str:
-    """The labels a format stores, in its own numbering: `image/class/label 1..1000`, `.cls 0..999`."""
-    name, below = STORED_LABELS[kind]
+def label_range(fmt: type[Format], num_classes: int) -> str:
+    """The labels a format stores, in its own numbering (`Format.stored_label`): `image/class/label 1..1000`,
+    `.cls 0..999`."""
+    name, below = fmt.stored_label
     return f"{name} {1 - below}..{num_classes - below}"
 
 
@@ -89,7 +87,7 @@ class VerifyReport:
         if self.omitted:
             out.append(f"... and {self.omitted:,} more problem(s) not shown (at most {PROBLEMS_KEPT} a shard)")
         out += [f"note: {n}" for n in self.notes]
-        kinds = [k for k in STORED_LABELS if any(shard_format(s.name) == k for s in self.shards)]
+        kinds = [f for f in registry.formats() if any(shard_format(s.name) is f for s in self.shards)]
         ranges = "; ".join(label_range(k, self.num_classes) for k in kinds)
         checked = f"framing, schema, labels{f' ({ranges})' if ranges else ''}" + (", decoding" if self.decode else "")
         if self.manifest:
@@ -106,44 +104,25 @@ class VerifyReport:
         return out
 
 
-def shard_format(name: str) -> str | None:
-    """The format of a shard file by its name (`train-00000-of-01024`: tfrecord, `...tar`: webdataset,
-    `imagenet2012/5.1.0/imagenet2012-train.tfrecord-00000-of-01024`: tfds), or None for any other file."""
-    if SHARD_NAME.match(name):
-        return "tfrecord"
-    if name.endswith(TAR_SUFFIX) and SHARD_NAME.match(name[:-len(TAR_SUFFIX)]):
-        return "webdataset"
-    if TFDS_SHARD.match(name):
-        return "tfds"
-    return None
-
-
-def _stem(name: str) -> str:
-    """A shard file's name as the classic's stem (`train-00000-of-01024`), whatever its format."""
-    m = TFDS_SHARD.match(name)
-    return f"{m[1]}-{m[3]}-of-{m[4]}" if m else name.removesuffix(TAR_SUFFIX)
-
-
 def _split_of(name: str) -> str:
-    m = SHARD_NAME.match(_stem(name))
-    return m[1] if m else ""
+    parsed = registry.parse_shard_name(name)
+    return parsed[0] if parsed else ""
 
 
 class AnyShardChecker:
-    """Checks each shard with its format's checker (TFRecord or WebDataset), made on first use."""
+    """Checks each shard with its format's checker (`Format.checker`), made on first use."""
 
     def __init__(self, *args: Any) -> None:
         self.args = args
-        self.made: dict[str, Any] = {}
+        self.made: dict[str, ShardChecker] = {}
         self.lock = threading.Lock()
 
     def shard(self, name: str, size: int | None) -> ShardCheck:
-        kind = shard_format(name) or "tfrecord"
+        fmt = shard_format(name) or registry.get(registry.DEFAULT)
         with self.lock:
-            if kind not in self.made:
-                self.made[kind] = {"webdataset": TarShardChecker, "tfds": TFDSShardChecker}.get(kind, ShardChecker)(
-                    *self.args)
-        return self.made[kind].shard(name, size)
+            if fmt.name not in self.made:
+                self.made[fmt.name] = fmt.checker()(*self.args)
+        return self.made[fmt.name].shard(name, size)
 
 
 def _listed(value: Any) -> str:
@@ -169,8 +148,9 @@ def _listing(fs: Any, root: str, url: str) -> dict[str, dict[str, Any]]:
         raise OutputUnreadableError(f"{url}: is a file, not a folder; pass the folder that holds the shards")
     try:
         entries = fs.ls(root, detail=True)
-        if any(_name(e["name"]) == "imagenet2012" and e.get("type") == "directory" for e in entries):
-            entries += [e for e in fs.find(f"{root.rstrip('/')}/imagenet2012", maxdepth=2, detail=True).values()]
+        for folder, depth in registry.folders().items():  # the formats' own folders (TFDS's imagenet2012/)
+            if any(_name(e["name"]) == folder and e.get("type") == "directory" for e in entries):
+                entries += [e for e in fs.find(f"{root.rstrip('/')}/{folder}", maxdepth=depth, detail=True).values()]
     except OSError as e:
         raise OutputUnreadableError(f"{url}: cannot list ({e}); check the path or URL and permissions") from e
     base = len(fs._strip_protocol(root).rstrip("/")) + 1
@@ -203,20 +183,21 @@ def _shard_sets(names: Iterator[str] | list[str], where: str) -> list[Problem]:
     """Problems with the set of shard names of each split, in each format present: all of 0..N-1 of one `-of-N`."""
     problems = []
     names = list(names)
-    kinds = sorted({k for n in names if (k := shard_format(n))}) or ["tfrecord"]
+    kinds = sorted({f for n in names if (f := shard_format(n))}, key=lambda f: f.name)
+    if not kinds:
+        return _shard_set([], where)
     for kind in kinds:
-        mine = [_stem(n) for n in names if shard_format(n) == kind]
-        problems += _shard_set(mine, where if len(kinds) == 1 else f"{where} ({kind})")
+        mine = [parsed for n in names if (parsed := kind.parse_name(n))]
+        problems += _shard_set(mine, where if len(kinds) == 1 else f"{where} ({kind.name})")
     return problems
 
 
-def _shard_set(names: list[str], where: str) -> list[Problem]:
+def _shard_set(names: list[tuple[str, int, int]], where: str) -> list[Problem]:
+    """Problems with one format's shards (split, number, of): each split's numbers all of 0..N-1 of one `-of-N`."""
     problems = []
     by_split: dict[str, list[tuple[int, int]]] = {s: [] for s in SPLITS}
-    for name in names:
-        m = SHARD_NAME.match(name)
-        if m:
-            by_split[m[1]].append((int(m[2]), int(m[3])))
+    for split, number, of in names:
+        by_split[split].append((number, of))
     for split, found in by_split.items():
         if not found:
             problems.append(Problem(split, f"no {split} shards {where}"))
@@ -240,9 +221,9 @@ def _shard_set(names: list[str], where: str) -> list[Problem]:
     return problems
 
 
-def _counts_differ(found: Counter, listed: Any, kind: str = "tfrecord") -> str | None:
+def _counts_differ(found: Counter, listed: Any, kind: type[Format]) -> str | None:
     """How the labels found differ from the manifest's class_counts (keys are the classic's labels as text, as are
-    `found`'s), each label named as the shards of `kind` store it."""
+    `found`'s), each label named as the shards of format `kind` store it."""
     if not isinstance(listed, dict):
         return "class_counts missing from the manifest"
     expected: Counter = Counter()
@@ -254,7 +235,7 @@ def _counts_differ(found: Counter, listed: Any, kind: str = "tfrecord") -> str |
     differ = sorted(k for k in set(found) | set(expected) if found[k] != expected[k])
     if not differ:
         return None
-    name, below = STORED_LABELS[kind]
+    name, below = kind.stored_label
     shown = "; ".join(f"{name} {k - below}: {found[k]:,} in the records, {expected[k]:,} listed" for k in differ[:5])
     more = " ..." if len(differ) > 5 else ""
     numbering = (f" ({name} as the shards store it, 0-based; {MANIFEST}'s class_counts key is {below} more, the "
@@ -267,11 +248,12 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
            progress: Callback | None = None, stop: threading.Event | None = None) -> VerifyReport:
     """Check the output folder at `url` (a path or fsspec URL); see the module docstring for what is checked.
 
-    `workers` shards are read at once (default: as many as convert writes); `progress` gets a "verify"
+    `workers` shards are read at once (the command line passes `--workers`; default: one per CPU, at least 2, as
+    convert's `Options.workers`); `progress` gets a "verify"
     phase counting records and bytes; setting `stop` ends the check early (`progress.Stopped`).
     """
     t0 = time.monotonic()
-    workers = default_workers() if workers is None else workers
+    workers = max(2, os.cpu_count() or 2) if workers is None else workers
     if workers < 1:
         raise ConfigError(f"workers (--workers) must be at least 1, got {workers}")
     if num_classes < 1:
@@ -315,22 +297,14 @@ def _with_manifest(manifest: Manifest, files: dict[str, dict[str, Any]],
                    problems: list[Problem]) -> tuple[list[str], list[str]]:
     """The shards to read and the notes, for an output with a manifest; problems of the listing added."""
     notes = []
-    shard_files = sorted(n for n in files if shard_format(n))
     if not manifest.complete:
         problems.append(Problem(MANIFEST, "incomplete conversion: rerun the same convert command to finish it"))
     listed = sorted(manifest.shards)
-    for name in listed:
-        if not shard_format(name):
-            problems.append(Problem(MANIFEST, f"lists {name!r}, which is not a shard name"))
-        elif name not in files:
-            problems.append(Problem(name, f"missing: listed in {MANIFEST} but not in the folder"))
-    unlisted = [n for n in shard_files if n not in manifest.shards]
+    problems += _listed_files(listed, files)
+    unlisted = [n for n in sorted(files) if shard_format(n) and n not in manifest.shards]
     todo = [n for n in listed if n in files and shard_format(n)]
-    if manifest.complete:  # and any other file named as convert names its files (a DALI index, _info.json)
-        others = sorted({n for n in files if OUTPUT_FILE_NAME.match(n) and not shard_format(n)}
-                        - {MANIFEST, *manifest.files()})
-        problems.extend(Problem(name, f"not listed in {MANIFEST}: left from another run? remove it, or rerun the "
-                                      "convert command that wrote this folder") for name in [*unlisted, *others])
+    if manifest.complete:
+        problems += _unlisted_files(manifest, files, unlisted)
         problems += _shard_sets([n for n in listed if shard_format(n)], f"listed in {MANIFEST}")
     else:  # a running or killed conversion lists the shards finished so far, and no totals yet
         notes.append(f"the conversion is incomplete: {len(listed):,} shard(s) listed in {MANIFEST} were "
@@ -341,6 +315,26 @@ def _with_manifest(manifest: Manifest, files: dict[str, dict[str, Any]],
         notes.append(f"{MANIFEST} lists {skipped:,} bad input file(s) that convert skipped "
                      "(--on-bad-image/--on-bad-xml skip): the output lacks them")
     return todo, notes
+
+
+def _listed_files(listed: list[str], files: dict[str, dict[str, Any]]) -> list[Problem]:
+    """A shard the manifest lists that is no shard's name, or is not in the folder."""
+    problems = []
+    for name in listed:
+        if not shard_format(name):
+            problems.append(Problem(MANIFEST, f"lists {name!r}, which is not a shard name"))
+        elif name not in files:
+            problems.append(Problem(name, f"missing: listed in {MANIFEST} but not in the folder"))
+    return problems
+
+
+def _unlisted_files(manifest: Manifest, files: dict[str, dict[str, Any]], unlisted: list[str]) -> list[Problem]:
+    """In a complete output: the shards the manifest does not list, and any other file named as convert names its
+    files (a DALI index, _info.json) that it does not list."""
+    others = sorted({n for n in files if OUTPUT_FILE_NAME.match(n) and not shard_format(n)}
+                    - {MANIFEST, *manifest.files()})
+    return [Problem(name, f"not listed in {MANIFEST}: left from another run? remove it (the convert command that wrote "
+                          "this folder, run again with --overwrite, removes every such file)") for name in [*unlisted, *others]]
 
 
 def _without_manifest(url: str, files: dict[str, dict[str, Any]],
@@ -406,28 +400,33 @@ def _against_splits(manifest: Manifest, checks: list[ShardCheck]) -> list[Proble
     holds the same images)."""
     problems = []
     splits = manifest.totals.splits if manifest.totals else {}
-    kinds = sorted({k for n in manifest.shards if (k := shard_format(n))})
+    kinds = sorted({f for n in manifest.shards if (f := shard_format(n))}, key=lambda f: f.name)
     for kind in kinds:
         for split in SPLITS:
-            listed = [n for n in manifest.shards if shard_format(n) == kind and _split_of(n) == split]
-            label = split if len(kinds) == 1 else f"{split} ({kind})"
-            summary = splits.get(split)
-            if summary is None:
-                if listed:
-                    problems.append(Problem(MANIFEST, f"lists {split} shards but no splits.{split} entry"))
-                continue
-            if summary.shards != len(listed):
-                problems.append(Problem(label, f"{MANIFEST} lists {len(listed):,} {split} shard(s), but its "
-                                               f"splits.{split} says {_listed(summary.shards)}"))
-            mine = [c for c in checks if c.split == split and shard_format(c.name) == kind]
-            if len(mine) != len(listed) or not all(c.trusted for c in mine):
-                continue  # missing or damaged shards are reported already; their labels are unknown
-            found: Counter = Counter()
-            for c in mine:
-                found.update(c.labels)
-            differ = _counts_differ(found, summary.class_counts, kind)
-            if differ:
-                problems.append(Problem(label, differ))
+            label = split if len(kinds) == 1 else f"{split} ({kind.name})"
+            problems += _against_split(manifest, checks, kind, split, splits.get(split), label)
+    return problems
+
+
+def _against_split(manifest: Manifest, checks: list[ShardCheck], kind: type[Format], split: str, summary: Any,
+                   label: str) -> list[Problem]:
+    """One split's shards of one format against the manifest's `splits.SPLIT` entry (`summary`)."""
+    listed = [n for n in manifest.shards if shard_format(n) is kind and _split_of(n) == split]
+    if summary is None:
+        return [Problem(MANIFEST, f"lists {split} shards but no splits.{split} entry")] if listed else []
+    problems = []
+    if summary.shards != len(listed):
+        problems.append(Problem(label, f"{MANIFEST} lists {len(listed):,} {split} shard(s), but its "
+                                       f"splits.{split} says {_listed(summary.shards)}"))
+    mine = [c for c in checks if c.split == split and shard_format(c.name) is kind]
+    if len(mine) != len(listed) or not all(c.trusted for c in mine):
+        return problems  # missing or damaged shards are reported already; their labels are unknown
+    found: Counter = Counter()
+    for c in mine:
+        found.update(c.labels)
+    differ = _counts_differ(found, summary.class_counts, kind)
+    if differ:
+        problems.append(Problem(label, differ))
     return problems
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import example as ex
-from ..plan import RecordSpec
+from .spec import RecordSpec
 from .image import Image
 
 _CONSTANT = {

@@ -6,7 +6,7 @@ import io
 import re
 
 from ..errors import ImageError, MissingDependencyError
-from ..plan import RecordSpec
+from .spec import RecordSpec
 from .imagesize import MAX_DECODED_BYTES
 
 

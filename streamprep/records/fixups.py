@@ -29,34 +29,18 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ImageError, MissingDependencyError
+from ..plan import CMYK_NAMES, PNG_NAME, fixup_kind
 from . import jpeg_any_sampling
 from .imagesize import MAX_DECODED_BYTES, SizeUnreadable, Undecodable, _markers, checked_jpeg_size, jpeg_components
 from .jpeg_any_sampling import Unreproducible
 
 log = logging.getLogger("streamprep")
 
-PNG_NAME = "n02105855_2933.JPEG"
-CMYK_NAMES = frozenset("""
-n01739381_1309.JPEG n02077923_14822.JPEG n02447366_23489.JPEG n02492035_15739.JPEG n02747177_10752.JPEG
-n03018349_4028.JPEG n03062245_4620.JPEG n03347037_9675.JPEG n03467068_12171.JPEG n03529860_11437.JPEG
-n03544143_17228.JPEG n03633091_5218.JPEG n03710637_5125.JPEG n03961711_5286.JPEG n04033995_2932.JPEG
-n04258138_17003.JPEG n04264628_27969.JPEG n04336792_7448.JPEG n04371774_5854.JPEG n04596742_4225.JPEG
-n07583066_647.JPEG n13037406_4650.JPEG""".split())
-
 # What each fix-up does, as the summary and manifest.json name it.
 KINDS = {"png": "png_to_jpeg", "cmyk": "cmyk_to_rgb"}
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DPI = 300  # tf.io.encode_jpeg's default density: 300 dots per inch
-
-
-def fixup_kind(filename: str) -> str | None:
-    """'png', 'cmyk' or None, by the classic's own tests (a substring test for the PNG)."""
-    if PNG_NAME in filename:
-        return "png"
-    if filename in CMYK_NAMES:
-        return "cmyk"
-    return None
 
 
 def by_kind(names: list[str]) -> dict[str, list[str]]:

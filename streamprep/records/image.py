@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from . import fixups
 from ..errors import ImageError
-from ..plan import RecordSpec
+from .spec import RecordSpec
 from .imagesize import SizeUnreadable, Undecodable, checked_jpeg_size
 
 

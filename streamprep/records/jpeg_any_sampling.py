@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -113,44 +113,70 @@ def read_frame(data: bytes) -> Frame:
     DC of each component known and those tables' first ten values non-zero, it smooths the blocks
     (jdcoefct.c `smoothing_ok`), which this module does not reproduce.
     """
-    tables: dict[int, np.ndarray] = {}
-    frame = None
-    progressive = False
-    latched: dict[int, np.ndarray] = {}
-    coef_bits: dict[int, list[int]] = {}
+    markers = _Markers()
     for marker, start, end in segments(data):
-        body = data[start + 4:end]
-        if marker == 0xDB:
-            _quantisation_tables(body, tables)
-        elif marker in _FRAMES and frame is None:
-            count = body[5] if len(body) > 5 else 0
-            if len(body) < 6 + 3 * count:
-                raise Undecodable("a frame header cut short")
-            frame = [(body[6 + 3 * k], body[7 + 3 * k] >> 4, body[7 + 3 * k] & 15, body[8 + 3 * k])
-                     for k in range(count)]
-            height, width = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
-            progressive = marker in _PROGRESSIVE
-            coef_bits = {k: [-1] * 64 for k in range(count)}
-        elif marker == 0xDA and frame is not None and body:
-            count = body[0]
-            if len(body) < 4 + 2 * count:
-                continue
-            ids = [c[0] for c in frame]
-            indices = [ids.index(body[1 + 2 * k]) for k in range(count) if body[1 + 2 * k] in ids]
-            ss, se, al = body[1 + 2 * count], body[2 + 2 * count], body[3 + 2 * count] & 15
-            for index in indices:
-                if index not in latched and frame[index][3] in tables:
-                    latched[index] = tables[frame[index][3]]
-                for k in range(ss, min(se, 63) + 1):
-                    coef_bits[index][k] = al
-    if frame is None:
+        markers.read(marker, data[start + 4:end])
+    if markers.frame is None:
         raise Undecodable("no frame header (SOF)")
-    components = tuple(Component(ident, h, v, latched.get(k)) for k, (ident, h, v, _) in enumerate(frame))
-    smoothed = (progressive and all(c.table is not None for c in components)
-                and all(bits[0] >= 0 for bits in coef_bits.values())
-                and all(c.table[NATURAL_ORDER[:_SMOOTHED]].all() for c in components)
-                and any(bits[k] != 0 for bits in coef_bits.values() for k in range(1, _SMOOTHED)))
-    return Frame(height, width, components, smoothed)
+    components = tuple(Component(ident, h, v, markers.latched.get(k))
+                       for k, (ident, h, v, _) in enumerate(markers.frame))
+    return Frame(markers.height, markers.width, components,
+                 _smoothed(markers.progressive, components, markers.coef_bits))
+
+
+@dataclass
+class _Markers:
+    """What `read_frame` takes from the markers, read in libjpeg's order."""
+
+    tables: dict[int, np.ndarray] = field(default_factory=dict)  # DQT: each table number's current table
+    frame: list[tuple[int, int, int, int]] | None = None  # the first SOF: (id, h, v, table number) per component
+    height: int = 0
+    width: int = 0
+    progressive: bool = False
+    latched: dict[int, np.ndarray] = field(default_factory=dict)  # component -> its table at its first scan
+    coef_bits: dict[int, list[int]] = field(default_factory=dict)  # component -> each coefficient's last Al, -1 unsent
+
+    def read(self, marker: int, body: bytes) -> None:
+        if marker == 0xDB:
+            _quantisation_tables(body, self.tables)
+        elif marker in _FRAMES and self.frame is None:
+            self.frame_header(marker, body)
+        elif marker == 0xDA and self.frame is not None and body:
+            self.scan(body)
+
+    def frame_header(self, marker: int, body: bytes) -> None:
+        count = body[5] if len(body) > 5 else 0
+        if len(body) < 6 + 3 * count:
+            raise Undecodable("a frame header cut short")
+        self.frame = [(body[6 + 3 * k], body[7 + 3 * k] >> 4, body[7 + 3 * k] & 15, body[8 + 3 * k])
+                      for k in range(count)]
+        self.height, self.width = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
+        self.progressive = marker in _PROGRESSIVE
+        self.coef_bits = {k: [-1] * 64 for k in range(count)}
+
+    def scan(self, body: bytes) -> None:
+        """A scan header: its components' tables latched (at their first scan), its coefficients' precision."""
+        count = body[0]
+        if len(body) < 4 + 2 * count:
+            return
+        frame = self.frame or []
+        ids = [c[0] for c in frame]
+        indices = [ids.index(body[1 + 2 * k]) for k in range(count) if body[1 + 2 * k] in ids]
+        ss, se, al = body[1 + 2 * count], body[2 + 2 * count], body[3 + 2 * count] & 15
+        for index in indices:
+            if index not in self.latched and frame[index][3] in self.tables:
+                self.latched[index] = self.tables[frame[index][3]]
+            for k in range(ss, min(se, 63) + 1):
+                self.coef_bits[index][k] = al
+
+
+def _smoothed(progressive: bool, components: tuple[Component, ...], coef_bits: dict[int, list[int]]) -> bool:
+    """jdcoefct.c `smoothing_ok`: a progressive file whose components all have their table and their DC, the
+    tables' first ten values non-zero, and some of the first ten coefficients still imprecise or never sent."""
+    return (progressive and all(c.table is not None for c in components)
+            and all(bits[0] >= 0 for bits in coef_bits.values())
+            and all(c.table[NATURAL_ORDER[:_SMOOTHED]].all() for c in components)
+            and any(bits[k] != 0 for bits in coef_bits.values() for k in range(1, _SMOOTHED)))
 
 
 # --- libjpeg's coefficients, TurboJPEG's inverse DCT ------------------------------------------------------

@@ -1,19 +1,19 @@
-"""Reading one shard of the TFDS layout back: TFDS's three features per record, labels 0..N-1, optionally images."""
+"""verify of one TFDS shard: TFDS's three features per record, labels 0..N-1, optionally images."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
-from .tfrecord_check import ShardCheck, ShardChecker, decode_problems, key_problems
+from ...errors import MissingDependencyError
+from ..checker import ShardCheck, decode_problems
+from ..tfrecord.check import TFRecordChecker, key_problems
+from .write import is_array_record
 
-TFDS_SHARD = re.compile(r"^imagenet2012/\d+\.\d+\.\d+/imagenet2012-(train|validation)\.(tfrecord|array_record)"
-                        r"-(\d{5})-of-(\d{5})$")
 FEATURES = {"file_name": "bytes_list", "image": "bytes_list", "label": "int64_list"}
 
 
-class TFDSShardChecker(ShardChecker):
+class TFDSShardChecker(TFRecordChecker):
     """Checks TFDS's imagenet2012 shards: TFRecord framing (or ArrayRecord, read by its own reader on local
     storage), each record an Example of exactly `file_name`, `image` and `label`, the label in 0..N-1 (counted
     as the classic's label + 1, to compare with the manifest's class counts), the image a JPEG (decoded with
@@ -21,14 +21,9 @@ class TFDSShardChecker(ShardChecker):
 
     filename_key = "file_name"
 
-    def split_of(self, name: str) -> str:
-        m = TFDS_SHARD.match(name)
-        return m[1] if m else ""
-
     def shard(self, name: str, size: int | None) -> ShardCheck:
-        m = TFDS_SHARD.match(name)
-        if m and m[2] == "array_record":
-            return self._array_record(name, size, m[1])
+        if is_array_record(name):
+            return self._array_record(name, size, self.split_of(name))
         return super().shard(name, size)
 
     def _array_record(self, name: str, size: int | None, split: str) -> ShardCheck:
@@ -42,8 +37,12 @@ class TFDSShardChecker(ShardChecker):
         if getattr(self.fs, "protocol", None) not in ("file", ("file", "local")):
             check.trusted = False  # ArrayRecord's reader takes local paths only: size and sha256 are checked
             return check
-        from array_record.python import array_record_module
-
+        try:
+            from array_record.python import array_record_module
+        except ImportError as e:
+            raise MissingDependencyError(f"{self.url}: its ArrayRecord shards need array-record to be read, which is not "
+                                         "installed; install streamprep[tfds] (pip install 'streamprep[tfds]'), then "
+                                         "run verify again") from e
         try:
             reader = array_record_module.ArrayRecordReader(self.fs._strip_protocol(self.path(name)))
             try:

@@ -1,8 +1,8 @@
-"""The classic TFRecord format: one tf.train.Example a record, framed as TFRecord (length, CRCs), no suffix.
+"""Writing the classic TFRecord: one tf.train.Example a record, framed as TFRecord (length, CRCs); DALI's index of it.
 
-The first user of the format seam (`outputs.format`): `TFRecordFormat` names the file as the
-classic does (`train-00000-of-01024`), encodes each record with `records.classic` and frames it
-as `tf.io.TFRecordWriter` does, byte for byte.
+Each record is encoded with `records.classic` and framed as `tf.io.TFRecordWriter` does, byte for
+byte (`frame_parts`, the image passed through uncopied); `read_records` and `dali_index` read the
+framing back.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import BinaryIO, Iterator, Sequence
 
 import crc32c as _crc32c
 
-from ..plan import Plan, RecordSpec, ShardSpec
-from ..records import classic
-from ..records.image import Image
-from .format import Format, ShardEncoder
+from ...records import classic
+from ...records.image import Image
+from ...records.spec import RecordSpec
+from ..format import ShardEncoder
 
 
 def masked_crc(data: bytes) -> int:
@@ -41,7 +41,7 @@ def _mask(crc: int) -> int:
 
 def read_records(f: BinaryIO, name: str = "") -> Iterator[bytes]:
     """The records of a TFRecord stream, checking both CRCs."""
-    from ..errors import OutputError
+    from ...errors import OutputError
 
     while True:
         head = f.read(12)
@@ -65,7 +65,9 @@ FRAMING = 16  # bytes a TFRecord adds to a record: length (8), its masked CRC (4
 MAX_SIDE = 65500  # the largest height or width an image may have (libjpeg's limit)
 
 
-class _Encoder(ShardEncoder):
+class Encoder(ShardEncoder):
+    """One shard's records, each framed as it is written, and the DALI index of them."""
+
     def __init__(self) -> None:
         self.offset = 0
         self.lines: list[bytes] = []
@@ -81,28 +83,6 @@ class _Encoder(ShardEncoder):
         """DALI's TFRecord index (what its `tfrecord2idx` writes): one line per record, `offset length`, the
         length counting the framing."""
         return b"".join(self.lines)
-
-
-class TFRecordFormat(Format):
-    """The classic's shards: `train-00000-of-01024`, records as `build_imagenet_data.py` writes them."""
-
-    name = "tfrecord"
-
-    def file_name(self, shard: ShardSpec) -> str:
-        return shard.name
-
-    def encoder(self, shard: ShardSpec) -> ShardEncoder:
-        return _Encoder()
-
-    def size_bounds(self, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
-        """The shard file's exact size but for what the index cannot know without reading the images: each
-        image's height and width (1 to 3 bytes each as varints) and a fix-up file's re-encoded size (counted as
-        the original's; shown apart by `plan`). (smallest, largest) in bytes."""
-        low = high = 0
-        for spec in plan.records(shard):
-            low += FRAMING + classic.example_size(spec, spec.size, 1, 1)
-            high += FRAMING + classic.example_size(spec, spec.size, MAX_SIDE, MAX_SIDE)
-        return low, high
 
 
 def dali_index(f: BinaryIO, name: str = "") -> bytes:

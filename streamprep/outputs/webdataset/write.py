@@ -1,24 +1,6 @@
-"""WebDataset tar shards: a sample per image (.jpg, .cls, .json), as webdataset, wids, timm and DALI read them.
+"""Writing WebDataset tar shards: a sample's key and members, deterministic ustar headers, DALI's index, _info.json.
 
-Each shard `train-00000-of-01024.tar` holds the same images in the same order as the TFRecord shard
-of that name. A sample's key is the image's file name without its extension, under its synset for
-training images (`n01440764/n01440764_10026`, unique even where two classes hold the same file
-name; validation: `ILSVRC2012_val_00000001`). Characters that a reader would take for something
-else (a `.` starts the extension, a space ends a name in DALI's index) are percent-encoded, so a key
-is always `[A-Za-z0-9_%/-]` (the empty stem of a file named `.JPEG` is `%`). A synset that would
-start a key with `__...__/`, which the webdataset library skips as metadata (`READERS_SKIP`), is
-refused before anything is written. Its members:
-- `KEY.jpg`: the image bytes the classic's record holds (fix-up files re-encoded as the classic does);
-- `KEY.cls`: the class as decimal text, 0..N-1 in the order of the labels file (sorted synsets for
-  ImageNet): what timm's `reader_wds` and torchvision's `ImageFolder` number; the classic TFRecord's
-  `image/class/label` is this plus 1;
-- `KEY.json`: `filename`, `synset`, `text`, `label` (the classic's 1..N), `cls`, `height`, `width`
-  and `boxes` (the classic's relative `[xmin, ymin, xmax, ymax]`, float32 values written in their
-  shortest form), keys sorted, UTF-8.
-The tar is deterministic: ustar headers (pax records only for names over 100 bytes), mode 0444,
-uid/gid 0, no user or group names, mtime 0; the archive ends with two zero blocks, padded to a
-multiple of 10240 bytes as Python's tarfile and GNU tar do. `_info.json` beside the shards lists
-each split's shard files and sample counts in timm's layout.
+See the package's docstring (`outputs.webdataset`) for what a shard holds.
 """
 
 from __future__ import annotations
@@ -30,11 +12,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import LabelDataError
-from ..plan import Plan, RecordSpec, ShardSpec
-from ..records.image import Image
-from .format import Format, ShardEncoder
-from .manifest import ShardEntry
+from ...errors import LabelDataError
+from ...plan import Plan
+from ...records.image import Image
+from ...records.spec import RecordSpec
+from ..format import ShardEncoder
+from ..manifest import ShardEntry
 
 SUFFIX = ".tar"
 INFO_JSON = "_info.json"
@@ -119,7 +102,9 @@ def _padding(size: int) -> bytes:
     return bytes(-size % BLOCK)
 
 
-class _Encoder(ShardEncoder):
+class Encoder(ShardEncoder):
+    """One shard's samples, each a tar member triple as it is written, and the DALI index of them."""
+
     def __init__(self, split: str) -> None:
         self.split = split
         self.offset = 0
@@ -153,38 +138,24 @@ class _Encoder(ShardEncoder):
         return b"v1.2 %d\n" % len(self.samples) + b"".join(line + b"\n" for line in self.samples)
 
 
-class WebDatasetFormat(Format):
-    """WebDataset shards `train-00000-of-01024.tar` (see the module docstring) and timm's `_info.json`."""
+def timm_info(plan: Plan, entries: Sequence[ShardEntry]) -> bytes:
+    """timm's `_info.json`: per split its name, sample count, shard file names and their sample counts."""
+    splits = {}
+    for name, split_plan in plan.splits.items():
+        mine = {e.name: e for e in entries if e.split == name}
+        files = [s.name + SUFFIX for s in split_plan.shards]
+        lengths = [mine[f].records if f in mine else 0 for f in files]
+        splits[name] = {"name": name, "num_samples": sum(lengths), "filenames": files, "shard_lengths": lengths}
+    info = {"name": "imagenet2012", "splits": splits}
+    return (json.dumps(info, indent=1) + "\n").encode()
 
-    name = "webdataset"
-    allowance = RECORD_ALLOWANCE
 
-    def file_name(self, shard: ShardSpec) -> str:
-        return shard.name + SUFFIX
-
-    def encoder(self, shard: ShardSpec) -> ShardEncoder:
-        return _Encoder(shard.split)
-
-    def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
-        """timm's `_info.json`: per split its name, sample count, shard file names and their sample counts."""
-        splits = {}
-        for name, split_plan in plan.splits.items():
-            mine = {e.name: e for e in entries if e.split == name}
-            files = [self.file_name(s) for s in split_plan.shards]
-            lengths = [mine[f].records if f in mine else 0 for f in files]
-            splits[name] = {"name": name, "num_samples": sum(lengths), "filenames": files, "shard_lengths": lengths}
-        info = {"name": "imagenet2012", "splits": splits}
-        return {INFO_JSON: (json.dumps(info, indent=1) + "\n").encode()}
-
-    def side_file_names(self) -> list[str]:
-        return [INFO_JSON]
-
-    def refuse(self, labels: Any) -> None:
-        """A synset whose training keys the webdataset library would skip as metadata (`__x__/...`)."""
-        for number, synset in enumerate(labels.synsets, 1):
-            if skipped_by_readers(f"{escape(synset)}/x.jpg"):
-                raise LabelDataError(f"labels file {labels.sources.get('labels', '')} line {number}: synset "
-                                     f"{synset!r} would give WebDataset keys {escape(synset)}/..., which the "
-                                     "webdataset library takes for metadata and skips, so its images would not be "
-                                     "read; rename the synset (in --labels-file and --metadata-file), or write "
-                                     "another --format")
+def refuse_synsets(labels: Any) -> None:
+    """A synset whose training keys the webdataset library would skip as metadata (`__x__/...`)."""
+    for number, synset in enumerate(labels.synsets, 1):
+        if skipped_by_readers(f"{escape(synset)}/x.jpg"):
+            raise LabelDataError(f"labels file {labels.sources.get('labels', '')} line {number}: synset "
+                                 f"{synset!r} would give WebDataset keys {escape(synset)}/..., which the "
+                                 "webdataset library takes for metadata and skips, so its images would not be "
+                                 "read; rename the synset (in --labels-file and --metadata-file), or write "
+                                 "another --format")

@@ -1,30 +1,15 @@
-"""Reading one shard: every record's framing, its Example against the classic schema, and optionally its image."""
+"""verify of one TFRecord shard: each record's framing, its Example against the classic schema, optionally its image."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
-import os
-import re
 import struct
-import sys
-import threading
-from collections import Counter
-from dataclasses import dataclass, field
-from contextlib import contextmanager
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
-from ..errors import MissingDependencyError, OutputUnreadableError
-from ..plan import SHARD_STEM
-from ..progress import Phase
+from ..checker import ADVANCE_EVERY, ShardCheck, ShardChecker, decode_problems
 from .example_proto import example_type
-from .tfrecord import masked_crc
-
-SHARD_NAME = re.compile(f"^{SHARD_STEM}$")  # a TFRecord shard: the stem alone
-PROBLEMS_KEPT = 100  # per shard: a shard with more keeps the first ones and counts the rest
-READ_BLOCK = 8 << 20  # read-ahead for remote shards
-ADVANCE_EVERY = 64  # records between progress events
+from .write import masked_crc
 
 INT64, BYTES, FLOAT = "int64_list", "bytes_list", "float_list"
 SCALARS = {"image/height": INT64, "image/width": INT64, "image/channels": INT64, "image/class/label": INT64,
@@ -34,107 +19,6 @@ BOX_KEYS = tuple(f"image/object/bbox/{k}" for k in ("xmin", "ymin", "xmax", "yma
 LISTS = {**{k: FLOAT for k in BOX_KEYS}, "image/object/bbox/label": INT64}
 FEATURES = {**SCALARS, **LISTS}  # exactly the classic's keys (shared/spec/classic-pipeline.md, "One record")
 CONSTANTS = {"image/colorspace": b"RGB", "image/channels": 3, "image/format": b"JPEG"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong, where it is: a file of the output (or a split), and a record of a shard."""
-
-    where: str
-    what: str
-    record: int | None = None  # 0-based position in the shard
-    offset: int | None = None  # byte offset of the record in the shard
-    filename: str | None = None  # the record's image/filename, when it parses
-
-    def __str__(self) -> str:
-        at = self.where
-        if self.record is not None:
-            at += f": record {self.record}" + (f" at byte {self.offset}" if self.offset is not None else "")
-        if self.filename is not None:
-            at += f" ({self.filename})"
-        return f"{at}: {self.what}"
-
-
-@dataclass
-class ShardCheck:
-    """What reading one shard found."""
-
-    name: str
-    split: str
-    size: int | None = None  # bytes, as listed
-    records: int = 0  # records whose framing was read (damaged data included)
-    boxes: int = 0
-    decoded: int = 0
-    labels: Counter = field(default_factory=Counter)
-    sha256: str | None = None  # of the whole file; None unless read to its end
-    complete: bool = False  # framing read to the end of the file
-    trusted: bool = True  # every record intact and parsed with a label: its label counts are exact
-    problems: list[Problem] = field(default_factory=list)
-    omitted: int = 0  # problems beyond PROBLEMS_KEPT
-    index: bytes | None = None  # the DALI index of the file as read; None unless read to its end
-
-    def problem(self, what: str, record: int | None = None, offset: int | None = None,
-                filename: str | None = None) -> None:
-        if len(self.problems) < PROBLEMS_KEPT:
-            self.problems.append(Problem(self.name, what, record, offset, filename))
-        else:
-            self.omitted += 1
-
-
-
-_tf_lock = threading.Lock()
-
-
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null: TensorFlow's C++ start-up messages ignore its log level."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    sys.stderr.flush()
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def tensorflow():
-    """TensorFlow, for `decode=True` only (its own JPEG decoder is the judge), imported once, its noise silenced."""
-    with _tf_lock:
-        if "tensorflow" in sys.modules:
-            return sys.modules["tensorflow"]
-        if importlib.util.find_spec("tensorflow") is None:
-            raise MissingDependencyError("verify --decode decodes every image with TensorFlow's own decoder, and "
-                                         "TensorFlow is not installed; pip install 'streamprep[tensorflow]', or verify "
-                                         "without --decode")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with _native_stderr_silenced():
-            import tensorflow as tf
-            tf.io.decode_jpeg(tf.io.encode_jpeg(tf.zeros((1, 1, 3), tf.uint8)))  # loads the kernels while silenced
-        return tf
-
-
-def decode_problems(tf: Any, encoded: bytes | None, height: Any, width: Any, what: str, size_from: str) -> list[str]:
-    """What TensorFlow's own decoder finds wrong with a stored image: not a JPEG, not decodable, or of another
-    size than the record says."""
-    if not encoded:
-        return []
-    if not encoded.startswith(b"\xff\xd8"):  # decode_jpeg would also take a PNG or GIF
-        return [f"{what} is not a JPEG (it starts with {encoded[:4].hex(' ')}), but the record says JPEG"]
-    try:
-        shape = tf.io.decode_jpeg(encoded, channels=3).shape
-    except (tf.errors.OpError, ValueError) as e:
-        message = str(e).split("}}")[-1].split("[Op:")[0].strip() or type(e).__name__
-        return [f"{what} does not decode as a JPEG ({message})"]
-    if height is not None and width is not None and (shape[0], shape[1]) != (height, width):
-        return [f"the image decodes to {shape[1]}x{shape[0]} (width x height), but {size_from} say {width}x{height}"]
-    return []
 
 
 def key_problems(feature: Any, expected: dict[str, str], rule: str) -> list[str]:
@@ -148,43 +32,15 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "backslashreplace")
 
 
-class ShardChecker:
-    """Reads shards and checks their records; one instance shared by the worker threads."""
+class TFRecordChecker(ShardChecker):
+    """Reads TFRecord shards and checks each record as an Example of the classic's schema; a format whose records
+    are other Examples in TFRecord framing (TFDS's) changes `_schema`, `_decode` and `filename_key`."""
 
     filename_key = "image/filename"  # the feature naming a record's image in the problems reported
 
-    def __init__(self, fs: Any, root: str, url: str, decode: bool, num_classes: int, phase: Phase,
-                 stop: threading.Event) -> None:
-        self.fs, self.root, self.url = fs, root, url
-        self.decode, self.num_classes, self.phase, self.stop = decode, num_classes, phase, stop
-        self.tf = tensorflow() if decode else None
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self.Example = example_type()
-        self.remote = bool(getattr(fs, "async_impl", False))
-
-    def path(self, name: str) -> str:
-        return f"{self.root.rstrip('/')}/{name}"
-
-    def _open(self, name: str) -> BinaryIO:
-        if self.remote:  # sequential reads: a large read-ahead block, one request per block
-            return self.fs.open(self.path(name), "rb", block_size=READ_BLOCK, cache_type="readahead")
-        return self.fs.open(self.path(name), "rb")
-
-    def split_of(self, name: str) -> str:
-        m = SHARD_NAME.match(name)
-        return m[1] if m else ""
-
-    def shard(self, name: str, size: int | None) -> ShardCheck:
-        check = ShardCheck(name, self.split_of(name), size)
-        try:
-            with self._open(name) as f:
-                self._read(f, check)
-        except FileNotFoundError:
-            check.problem("disappeared while being verified; is a conversion still writing to this folder?")
-            check.trusted = False
-        except OSError as e:
-            raise OutputUnreadableError(f"{self.path(name)}: cannot read ({e}); check the connection and permissions, "
-                              "then run verify again") from e
-        return check
 
     def _read(self, f: BinaryIO, check: ShardCheck) -> None:
         digest = hashlib.sha256()
@@ -260,7 +116,7 @@ class ShardChecker:
         else:
             check.labels[label] += 1
         check.boxes += len(values.get("image/object/bbox/xmin", ()))
-        if self.decode and (values.get("image/encoded") or values.get("image")):
+        if self.decode and ("image/encoded" in values or "image" in values):  # an empty image is a problem too
             problems += self._decode(values)
             check.decoded += 1
         for what in problems:

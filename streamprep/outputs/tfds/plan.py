@@ -14,19 +14,17 @@ shared writer writes it like any other.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
 
-from .errors import ArchiveError, ConfigError
-from .index.images import DatasetIndex, SplitIndex
-from .index.labels import LabelData
-from .plan import Plan, RecordSpec, ShardSpec, Sharding, SplitPlan, fixup_rows as classic_fixup_rows
-from .records import tfds_example
-from .records.fixups import CMYK_NAMES, PNG_NAME
+from ...errors import ArchiveError, ConfigError
+from ...index.images import DatasetIndex, SplitIndex
+from ...index.labels import LabelData
+from ...plan import CMYK_NAMES, PNG_NAME, Plan, ShardSpec, Sharding, SplitPlan, fixup_rows as classic_fixup_rows
+from ...records import tfds_example
 
 MIN_SHARD_SIZE = 64 << 20  # shard_utils.DEFAULT_MIN_SHARD_SIZE
 MAX_SHARD_SIZE = 1024 << 20  # shard_utils.DEFAULT_MAX_SHARD_SIZE
@@ -90,12 +88,8 @@ def fixup_rows(split_index: SplitIndex) -> list[int]:
 class TFDSPlan(Plan):
     """TFDS's plan: its records fixed up as TFDS fixes them up (`fixup_kind`), not as the classic does."""
 
-    def records(self, shard: ShardSpec) -> list[RecordSpec]:
-        return [dataclasses.replace(r, fixup=fixup_kind(shard.split, r.filename)) for r in super().records(shard)]
-
-    def fixup_sizes(self) -> list[tuple[str, int]]:
-        return [(split.index.names[i], int(split.index.sizes[i])) for split in self.splits.values()
-                for i in fixup_rows(split.index)]
+    def fixup_kind(self, split: str, name: str) -> str | None:
+        return fixup_kind(split, name)
 
 
 def image_size(fixed_sizes: Mapping[str, int], index: SplitIndex, i: int) -> int:
@@ -103,6 +97,17 @@ def image_size(fixed_sizes: Mapping[str, int], index: SplitIndex, i: int) -> int
     fixes up, else its size in the download."""
     name, size = index.names[i], int(index.sizes[i])
     return fixed_sizes.get(name, size) if fixup_kind(index.split, name) else size
+
+
+def refuse_empty(index: DatasetIndex) -> None:
+    """Stop on a split without images: what is wrong is the download, not a shard count (TFDS's rule gives one)."""
+    for split_index in index.splits:
+        if not len(split_index):
+            archive, which = split_index.archive, "training" if split_index.split == "train" else "validation"
+            raise ConfigError(f"{archive}: holds no {which} images, and no split of TFDS's imagenet2012 may be empty "
+                              "(`tfds build` stops with 'No examples were yielded'), so --format tfds cannot give it: "
+                              f"check that this is the {which} download (`streamprep inspect {archive}` shows what "
+                              "it holds), or write another format")
 
 
 def refuse_keys(split_index: SplitIndex, names: list[str]) -> None:

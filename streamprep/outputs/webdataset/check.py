@@ -1,4 +1,4 @@
-"""Reading one WebDataset shard back: tar framing, the members of each sample, labels, metadata, optionally images."""
+"""verify of one WebDataset shard: tar framing, the members of each sample, labels, metadata, optionally images."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import tarfile
 from typing import BinaryIO
 
-from .tfrecord_check import ADVANCE_EVERY, READ_BLOCK, ShardCheck, ShardChecker, decode_problems
-from .webdataset import SUFFIX, skipped_by_readers
+from ..checker import ADVANCE_EVERY, READ_BLOCK, ShardCheck, ShardChecker, decode_problems
+from .write import skipped_by_readers
 
 MEMBERS = ("jpg", "cls", "json")  # what every sample holds, once each
 MAX_SMALL_MEMBER = 1 << 20  # a .cls or .json larger than this is not one streamprep wrote
@@ -35,14 +35,12 @@ class TarShardChecker(ShardChecker):
     """Reads WebDataset shards (`NAME.tar`) and checks their samples; one instance shared by the worker threads.
 
     Checked: the file is a tar to its end; every member is a regular file named `KEY.jpg`, `KEY.cls` or
-    `KEY.json` (and not one the webdataset library skips as metadata), a sample's members together and each once; `.cls` a class number in 0..N-1; `.json` an
-    object whose `cls` and `label` agree with `.cls`; `.jpg` a JPEG (with `decode`, one TensorFlow's
-    decoder decodes to the `.json`'s height and width). The labels counted are the classic's (`cls` + 1),
-    to compare with the manifest's class counts; `index` is the DALI index of the file as read.
+    `KEY.json` (and not one the webdataset library skips as metadata), a sample's members together and each
+    once; `.cls` a class number in 0..N-1; `.json` an object whose `cls` and `label` agree with `.cls`; `.jpg`
+    a JPEG (with `decode`, one TensorFlow's decoder decodes to the `.json`'s height and width). The labels
+    counted are the classic's (`cls` + 1), to compare with the manifest's class counts; `index` is the DALI
+    index of the file as read.
     """
-
-    def split_of(self, name: str) -> str:
-        return super().split_of(name.removesuffix(SUFFIX))
 
     def _read(self, raw: BinaryIO, check: ShardCheck) -> None:
         f = _Hashing(raw)
@@ -125,42 +123,47 @@ class TarShardChecker(ShardChecker):
         if missing:
             check.problem(f"sample {key!r} lacks " + ", ".join(f".{ext}" for ext in missing), record)
             check.trusted = False
-        cls = meta = None
-        if "cls" in sample:
-            text = sample["cls"][1]
-            if text.isdigit() and int(text) < self.num_classes:
-                cls = int(text)
-                check.labels[cls + 1] += 1
-            else:
-                check.problem(f"sample {key!r}: .cls is {text[:20]!r}, expected a class 0..{self.num_classes - 1}",
-                              record)
-                check.trusted = False
-        if "json" in sample:
-            try:
-                meta = json.loads(sample["json"][1])
-            except (ValueError, RecursionError):
-                meta = None
-            if not isinstance(meta, dict):
-                check.problem(f"sample {key!r}: .json is not a JSON object", record)
-                meta = None
-            elif cls is not None and (type(meta.get("cls")) is not int or type(meta.get("label")) is not int
-                                      or meta.get("cls") != cls or meta.get("label") != cls + 1):
-                check.problem(f"sample {key!r}: .json says cls {meta.get('cls')!r} and label {meta.get('label')!r}, "
-                              f".cls says {cls} (so cls {cls} and the classic's label {cls + 1})", record)
-            else:
-                boxes = meta.get("boxes", [])
-                check.boxes += len(boxes) if isinstance(boxes, list) else 0
+        cls = self._cls(check, key, sample, record) if "cls" in sample else None
+        meta = self._json(check, key, sample["json"][1], cls, record) if "json" in sample else None
         if "jpg" in sample:
-            image = sample["jpg"][1]
-            if not image.startswith(b"\xff\xd8\xff"):
-                check.problem(f"sample {key!r}: .jpg is not a JPEG (it starts with {image[:4].hex(' ')})", record)
-            elif self.decode:
-                for what in decode_problems(self.tf, image, (meta or {}).get("height"), (meta or {}).get("width"),
-                                            f"sample {key!r}: .jpg", ".json's width x height"):
-                    check.problem(what, record)
-                check.decoded += 1
+            self._jpg(check, key, sample["jpg"][1], meta, record)
         return sum(len(data) for _, data in sample.values())
 
+    def _cls(self, check: ShardCheck, key: str, sample: dict[str, tuple[int, bytes]], record: int) -> int | None:
+        """The sample's class from its `.cls` (counted as the classic's label, + 1), or None if it holds none."""
+        text = sample["cls"][1]
+        if text.isdigit() and int(text) < self.num_classes:
+            check.labels[int(text) + 1] += 1
+            return int(text)
+        check.problem(f"sample {key!r}: .cls is {text[:20]!r}, expected a class 0..{self.num_classes - 1}", record)
+        check.trusted = False
+        return None
 
-def is_tar_shard(name: str) -> bool:
-    return name.endswith(SUFFIX)
+    @staticmethod
+    def _json(check: ShardCheck, key: str, data: bytes, cls: int | None, record: int) -> dict | None:
+        """The sample's `.json` object, checked against its `.cls` (its boxes counted), or None if it is none."""
+        try:
+            meta = json.loads(data)
+        except (ValueError, RecursionError):
+            meta = None
+        if not isinstance(meta, dict):
+            check.problem(f"sample {key!r}: .json is not a JSON object", record)
+            return None
+        if cls is not None and (type(meta.get("cls")) is not int or type(meta.get("label")) is not int
+                                or meta.get("cls") != cls or meta.get("label") != cls + 1):
+            check.problem(f"sample {key!r}: .json says cls {meta.get('cls')!r} and label {meta.get('label')!r}, "
+                          f".cls says {cls} (so cls {cls} and the classic's label {cls + 1})", record)
+        else:
+            boxes = meta.get("boxes", [])
+            check.boxes += len(boxes) if isinstance(boxes, list) else 0
+        return meta
+
+    def _jpg(self, check: ShardCheck, key: str, image: bytes, meta: dict | None, record: int) -> None:
+        """The sample's `.jpg`: a JPEG, and with `decode` one TensorFlow decodes to the `.json`'s size."""
+        if not image.startswith(b"\xff\xd8\xff"):
+            check.problem(f"sample {key!r}: .jpg is not a JPEG (it starts with {image[:4].hex(' ')})", record)
+        elif self.decode:
+            for what in decode_problems(self.tf, image, (meta or {}).get("height"), (meta or {}).get("width"),
+                                        f"sample {key!r}: .jpg", ".json's width x height"):
+                check.problem(what, record)
+            check.decoded += 1

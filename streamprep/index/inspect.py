@@ -1,16 +1,22 @@
-"""`inspect` of the three downloads, walked exactly as convert walks them (headers only for the image tars)."""
+"""`streamprep inspect` of the three downloads, walked as convert walks them (headers only for the image tars)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from ..archives.storage import Source
-from ..index.boxwalk import index_boxes
-from ..index.images import VALIDATION_NAME, Ignored, SplitIndex, index_train, index_validation
-from ..index.labels import LabelData
-from .inspection import DOWNLOAD_LABELS, Inspection, NotRecognised, ignored_members, rounded
+from .boxwalk import index_boxes
+from .images import VALIDATION_NAME, Ignored, SplitIndex, index_train, index_validation
+from .labels import LabelData
+from ..inspection import DOWNLOAD_LABELS, Inspection, NotRecognised, rounded
 
 NOT_IN_LABELS = "validation image of a synset not in the labels file"  # index.images' reason
+
+
+def ignored_members(ignored: Ignored) -> dict[str, dict[str, Any]]:
+    """Members left out, by reason, as plain values."""
+    return {reason: {"count": n, "examples": ignored.examples[reason]} for reason, n in sorted(ignored.counts.items())}
 
 
 def _images(found: Inspection, split: SplitIndex, labels: LabelData, limit: int) -> None:

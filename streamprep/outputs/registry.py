@@ -1,0 +1,248 @@
+"""THE FORMAT REGISTRY: every output format, one entry each (its `Format` class), by name; all else derived from it.
+
+Modelled on TensorFlow Datasets' `core/file_adapters.py` (`ADAPTER_FOR_FORMAT`, one map from a
+file format to the adapter holding its suffix, writer and reader). A format's entry
+(`outputs.format.Format`) holds its name, options, file-name patterns, plan, encoder, checker,
+reader and size bounds; from the entries alone come `--format` (`parse`), the options' checks
+(`check`), the formats of a run (`make`), what its downloads are walked by (`walk`), and the
+names of every file of an output (`SHARD_FILE_NAME`, `SIDE_FILE_NAME`, `FOREIGN_FILE_NAME`,
+`NamePattern("output")`, `shard_format`), which resume, --overwrite, the sweep of what killed runs
+left, verify and inspect use. The built-in formats are imported on first use (`BUILT_IN`); any
+other registers its entry with `register` (a decorator), before `Options` name it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..plan import SHARD_STEM
+
+if TYPE_CHECKING:
+    from .format import Format
+
+# The built-in formats' packages (each registers its entry when imported), in the order their files are written
+# and listed: the classic TFRecord, WebDataset, TFDS's prepared dataset.
+BUILT_IN = (".tfrecord", ".webdataset", ".tfds")
+DEFAULT = "tfrecord"  # `--format`'s default: the classic's shards
+
+_FORMATS: dict[str, type[Format]] = {}  # name -> entry: the built-ins in `BUILT_IN` order, then the others
+_lock = threading.RLock()
+_loaded = False
+_version = 0  # bumped by every change: the name patterns below are compiled again
+
+
+def _load() -> None:
+    """Import the built-in formats once: each registers its entry (`@register`) when imported."""
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True  # first: each built-in's `register` calls this again
+        try:
+            for module in BUILT_IN:
+                importlib.import_module(module, __package__)
+        except BaseException:
+            _loaded = False
+            raise
+
+
+def register(fmt: type[Format]) -> type[Format]:
+    """Add a format's entry (a `Format` subclass with `name`, `shard_pattern`, `checker` and `reader`); a class
+    decorator. Its name must be new; the built-ins stay first, in `BUILT_IN` order."""
+    global _version
+    _load()
+    missing = [what for what in ("name", "shard_pattern") if not isinstance(getattr(fmt, what, None), str)]
+    from .format import Format  # here: format.py's manifest imports this module
+
+    missing += [f"{what}()" for what in ("checker", "reader") if getattr(fmt, what).__func__ is
+                getattr(Format, what).__func__]
+    if missing:
+        raise TypeError(f"format {getattr(fmt, 'name', fmt.__name__)!r} lacks {', '.join(missing)}: a format is "
+                        "written, checked by verify and read by inspect")
+    with _lock:
+        if fmt.name in _FORMATS:
+            raise ValueError(f"a format named {fmt.name!r} is registered already")
+        _FORMATS[fmt.name] = fmt
+        ranked = sorted(_FORMATS.values(), key=_rank)  # whichever built-in was imported first, the same order
+        _FORMATS.clear()
+        _FORMATS.update((f.name, f) for f in ranked)
+        _version += 1
+    return fmt
+
+
+def _rank(fmt: type[Format]) -> int:
+    """A built-in format's place in `BUILT_IN`; any other's after them (sorting is stable: in registration order)."""
+    package = fmt.__module__.removeprefix(__package__ or "")
+    return BUILT_IN.index(package) if package in BUILT_IN else len(BUILT_IN)
+
+
+def unregister(name: str) -> None:
+    """Remove a format registered with `register` (a test's, say)."""
+    global _version
+    with _lock:
+        del _FORMATS[name]
+        _version += 1
+
+
+def formats() -> list[type[Format]]:
+    """Every registered format's entry, in the order their files are written and listed."""
+    _load()
+    return list(_FORMATS.values())
+
+
+def names() -> list[str]:
+    return [f.name for f in formats()]
+
+
+def get(name: str) -> type[Format]:
+    _load()
+    return _FORMATS[name]
+
+
+# --------------------------------------------------------------------------------------------- --format and options
+
+def parse(text: str) -> tuple[str, ...]:
+    """The format names of a `--format` value, in registry order; `ValueError` saying what is wrong."""
+    known = names()
+    given = [part.strip().lower() for part in text.split(",")]
+    if not all(given):
+        raise ValueError(f"an empty name in {text!r}")
+    unknown = [n for n in given if n not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ValueError(f"unknown format {unknown[0]!r}{hint}; known: {', '.join(known)}")
+    if len(set(given)) < len(given):
+        raise ValueError(f"a format named twice in {text!r}")
+    alone = [get(n) for n in given if get(n).own_order]
+    if alone and len(given) > 1:
+        raise ValueError(f"{alone[0].name} has an order and sharding of its own ({alone[0].own_order}), so it is "
+                         "written by itself; run it as a separate conversion")
+    return tuple(n for n in known if n in given)
+
+
+def option_default(field: str) -> Any:
+    """A format's own option's value when not given (for `options.Options`' field of that name)."""
+    return next(f.options[field] for f in formats() if field in f.options)
+
+
+def check(options: Any) -> None:
+    """`ConfigError` for format options no run takes: each format's own values (`Format.check_options`), an option
+    of a format not chosen, `--dali-index` or an engine a chosen format cannot take."""
+    chosen = set(options.formats)
+    for fmt in formats():
+        fmt.check_options(options, fmt.name in chosen)
+    for fmt in formats():
+        given = [f"{name} (--{name.replace('_', '-')} {getattr(options, name)})" for name, unset in fmt.options.items()
+                 if getattr(options, name) != unset]
+        if fmt.name not in chosen and given:  # name only the options given: the others were not
+            one = len(given) == 1
+            raise ConfigError(f"{' and '.join(given)} {'is an option' if one else 'are options'} of --format "
+                              f"{fmt.name}; add --format {fmt.name}, or leave {'it' if one else 'them'} out")
+    for fmt in map(get, options.formats):
+        if options.dali_index and fmt.no_dali_index:
+            indexed = " and ".join(f.name for f in formats() if not f.no_dali_index)
+            raise ConfigError(f"dali_index (--dali-index) writes indexes for {indexed} shards; --format {fmt.name} "
+                              f"has none ({fmt.no_dali_index})")
+        if fmt.local_only and str(options.engine) != "local":
+            raise ConfigError(f"--format {fmt.name} runs on the local engine; leave out --engine {options.engine}")
+
+
+def make(options: Any) -> list[Format]:
+    """The formats of a run (`options.Options`), in the order their files are written."""
+    return [get(name).from_options(options) for name in options.formats]
+
+
+def needs(options: Any) -> list[tuple[str, str, str | None, str]]:
+    """The optional packages the run's formats need (`Format.needs`)."""
+    return [need for name in options.formats for need in get(name).needs(options)]
+
+
+def walk(options: Any) -> dict[str, Any]:
+    """How the run's downloads are walked (`index.build.build_index` keywords): as the classic walks them ({}),
+    or as the one format with an order of its own says (`Format.walk`)."""
+    return {k: v for name in options.formats for k, v in get(name).walk.items()}
+
+
+def walk_key(options: Any) -> dict[str, str]:
+    """What the saved index's key adds for a walk of a format's own (`{"members": NAME}`), so that an index walked
+    otherwise is not reused."""
+    return {"members": name for name in options.formats if get(name).walk}
+
+
+# --------------------------------------------------------------------------------------------- the names of files
+
+def shard_format(name: str) -> type[Format] | None:
+    """The format whose shard file `name` is (relative to `out`), or None for any other file."""
+    return next((f for f in formats() if f.parse_name(name)), None)
+
+
+def parse_shard_name(name: str) -> tuple[str, int, int] | None:
+    """(split, number, of) of any format's shard file, or None for any other file."""
+    fmt = shard_format(name)
+    return fmt.parse_name(name) if fmt else None
+
+
+def folders() -> dict[str, int]:
+    """Folders below `out` that formats keep their files in, each with how deep its files lie."""
+    return {folder: depth for f in formats() for folder, depth in f.folders.items()}
+
+
+# Every format but one with folders of its own names its files after the shard's stem (`ShardSpec.name`,
+# `train-00000-of-01024`) with a suffix: any file so named is taken for streamprep's output whichever format wrote
+# it (removed by --overwrite, swept, reported by verify when no manifest lists it), so that no other run's file is
+# left where a training job's `train-*` glob would read it.
+STEM_NAMED = SHARD_STEM + r"(?:\.[A-Za-z0-9_.-]+)?"
+
+
+def _shards(fmt: type[Format]) -> list[str]:
+    """Regexes of a format's shard files and their DALI indexes."""
+    shard = fmt.shard_pattern
+    return [shard] + ([] if fmt.no_dali_index else [shard + r"\.idx"])
+
+
+_KINDS = {  # what each name pattern matches, as regexes from the formats' own
+    "shards": lambda: [STEM_NAMED, *(p for f in formats() for p in _shards(f))],
+    "side files": lambda: [f.side_pattern for f in formats() if f.side_pattern],
+    "output": lambda: [*_KINDS["shards"](), *_KINDS["side files"]()],
+    # Files that make `out` another program's when no manifest lists them: anything named after a shard's stem,
+    # any format's shard or index, anything a format writes in a folder of its own (a `tfds build` left there).
+    "foreign": lambda: [SHARD_STEM + ".*", *_KINDS["shards"](),
+                        *(f.side_pattern for f in formats() if f.side_pattern and f.folders)],
+}
+
+
+class NamePattern:
+    """The names of one kind of file of an output, as every registered format names them: used as a compiled
+    pattern is (`match`, `pattern`), compiled again once the registry changes."""
+
+    def __init__(self, kind: str, *also: str) -> None:
+        self.kind, self.also = kind, also
+        self._compiled: tuple[int, re.Pattern[str]] | None = None
+
+    def compiled(self) -> re.Pattern[str]:
+        _load()
+        cached = self._compiled
+        if cached is None or cached[0] != _version:
+            cached = self._compiled = (_version, re.compile("^(?:" + "|".join([*_KINDS[self.kind](), *self.also])
+                                                            + ")$"))
+        return cached[1]
+
+    @property
+    def pattern(self) -> str:
+        return self.compiled().pattern
+
+    def match(self, name: str) -> re.Match[str] | None:
+        return self.compiled().match(name)
+
+
+# A shard file or its index, of any format: the only names a manifest's shard entries may have (a name that leaves
+# `out` would be obeyed by --overwrite, resume and verify).
+SHARD_FILE_NAME = NamePattern("shards")
+SIDE_FILE_NAME = NamePattern("side files")  # the formats' files beside the shards (timm's, TFDS's metadata)
+FOREIGN_FILE_NAME = NamePattern("foreign")
