@@ -7,6 +7,7 @@ callbacks only report: throttling or dropping them changes nothing else.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -96,3 +97,15 @@ class Phase:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.callback(Event("end", self.phase, unit=self.unit, failed=exc_type is not None))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this number runs on this machine (another user's included): whether the run that left a
+    temporary file, a lock or a lease is still under way."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    except OSError:
+        return True  # someone else's process (PermissionError): alive
+    return True

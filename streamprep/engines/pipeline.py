@@ -181,6 +181,17 @@ def make_job(options: Options, inputs: Inputs, previous: mf.Manifest | None,
     return Job(options, inputs.labels, head, keep, key)
 
 
+def free_bytes(out: str | None) -> int | None:
+    """The free space of the disk a local `out` is on (its nearest existing folder's: it may not exist yet); None
+    for object stores and no `out`."""
+    if not out or protocol_of(out) != "file":
+        return None
+    folder = os.path.abspath(out[len("file://"):] if out.startswith("file://") else out)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    return shutil.disk_usage(folder).free
+
+
 def check_space(job: Job, plan: Plan) -> None:
     """Stop before the first write when the shards still to write may not fit on a local `out`."""
     output = job.output()
@@ -188,11 +199,8 @@ def check_space(job: Job, plan: Plan) -> None:
         return
     todo = job.pending(plan.shards)
     need = sum(f.most_bytes(plan, todo) for f in job.formats)
-    folder = output.root
-    while folder and not os.path.exists(folder):  # the folder may not exist yet: its nearest parent's disk
-        folder = os.path.dirname(folder.rstrip("/"))
-    free = shutil.disk_usage(folder or ".").free
-    if need > free:
+    free = free_bytes(output.root)
+    if free is not None and need > free:
         raise OutputError(f"{job.options.out}: the {len(todo):,} shards still to write may take up to {need:,} bytes "
                           f"({need / 1e9:,.1f} GB), and the disk has {free:,} bytes ({free / 1e9:,.1f} GB) free; free "
                           "some space or choose another --out (--no-space-check writes anyway)")

@@ -8,15 +8,12 @@ and ignored members, the shards to write and those an earlier run finished, the 
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import datasets
-from ..archives.storage import protocol_of
 from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs import registry as output_formats
@@ -93,16 +90,6 @@ def _downloads(inputs: pipeline.Inputs, dataset: datasets.Dataset) -> list[Downl
     return found
 
 
-def _free_bytes(out: str | None) -> int | None:
-    if not out or protocol_of(out) != "file":
-        return None
-    folder = out[len("file://"):] if out.startswith("file://") else out
-    folder = os.path.abspath(folder)
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
-    return shutil.disk_usage(folder).free
-
-
 def _out_state(run: Conversion) -> str:
     """What a conversion would find at `out`, in a few words."""
     state = run.state
@@ -136,7 +123,7 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
                for reason, count in sorted(index.ignored.counts.items())}
     result = Preview(_downloads(run.inputs, datasets.get(options.dataset)), splits, plan.boxes.count,
                      plan.boxes.files, fixed, ignored, list(index.skipped.items), options.out, _out_state(run),
-                     run.refused, _free_bytes(options.out), space, run.index_reused, run.index_saved)
+                     run.refused, pipeline.free_bytes(options.out), space, run.index_reused, run.index_saved)
     result.seconds = time.monotonic() - started
     return result
 

@@ -19,7 +19,7 @@ from ..archives.walk import gzip_members
 from .boxes import BoxTable, DuplicateXml, XmlBoxes, parse_boxes
 from ..errors import AnnotationError, ArchiveError, reason
 from .images import Ignored, Skipped, regular_file
-from ..progress import Callback, Event, Phase, check_stop
+from ..progress import Callback, Event, Phase, check_stop, process_alive
 from ..archives.tarscan import normalize
 
 MAX_XML_BYTES = 1 << 20  # one XML member read into memory at most (real ones are a few KB)
@@ -178,7 +178,7 @@ class _DoneInFile:
             return
         for name in names:
             owner = name[len(TEMP_PREFIX):].split("-", 1)[0]
-            if owner.isdigit() and not _alive(int(owner)):
+            if owner.isdigit() and not process_alive(int(owner)):
                 try:
                     os.unlink(os.path.join(folder, name))
                 except OSError:
@@ -199,16 +199,6 @@ class _Failed:
 
 TEMP_PREFIX = "streamprep-boxes-"
 PARENT_CHECK = 0.5  # seconds between the walk process's checks that the process that started it is alive
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process: alive
-    return True
 
 
 class BoxWalk:

@@ -8,6 +8,7 @@ import tempfile
 import uuid
 
 from ..archives.output import Output, create_new
+from ..progress import process_alive
 
 TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
 
@@ -68,23 +69,10 @@ def sweep_local() -> list[str]:
     removed = []
     for name in names:
         m = LOCAL_TEMPORARY.match(name)
-        if m and not alive(int(m["pid"])):
+        if m and not process_alive(int(m["pid"])):
             try:
                 os.unlink(os.path.join(folder, name))
                 removed.append(name)
             except OSError:
                 pass
     return removed
-
-
-def alive(pid: int) -> bool:
-    """Whether a process of this number runs on this machine (another user's included)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    return True

@@ -24,8 +24,8 @@ from typing import Any, Iterator
 
 from ..archives.storage import rejected_options
 from ..errors import OutputBusyError, OutputError
+from ..progress import process_alive
 from ..archives.output import CLOEXEC, NOFOLLOW, STATE_DIR, Output
-from .files import alive
 
 try:
     import fcntl
@@ -59,7 +59,7 @@ def _gone(holder: dict[str, Any] | None) -> bool:
     if not holder or holder.get("host") != socket.gethostname():
         return False
     pid = holder.get("pid")
-    return isinstance(pid, int) and not alive(pid)
+    return isinstance(pid, int) and not process_alive(pid)
 
 
 def _parse(data: bytes) -> dict[str, Any] | None:
