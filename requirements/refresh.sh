@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # triton is left out: torch imports it only for torch.compile, which no test uses (0.9 GB).
 uv pip compile pyproject.toml --extra test --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-    --constraint requirements/caps.txt --no-emit-package triton \
+    --constraint requirements/caps.txt --override requirements/overrides.txt --no-emit-package triton \
     --custom-compile-command "requirements/refresh.sh" --output-file requirements/test.lock "$@"

@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import datasets
 from .errors import ConfigError
@@ -25,7 +25,11 @@ from .plan import Sharding
 # The default dataset's official file names and plan (its entry, `datasets/ilsvrc2012.py`, lists them).
 _DEFAULT = datasets.get(datasets.DEFAULT)
 TRAIN_TAR, VAL_TAR, BBOX_TARGZ = (_DEFAULT.download(role).name for role in ("train", "val", "bbox"))
-_SHARDING = Sharding(_DEFAULT.plan.train_shards, _DEFAULT.plan.validation_shards, _DEFAULT.plan.classic_threads)
+
+
+def _by_dataset(name: str) -> str:
+    """A sharding option's default as the help states it: the dataset's default plan's."""
+    return f"{getattr(_DEFAULT.plan, name)} for {_DEFAULT.name}: the --dataset's default plan"
 
 
 class Policy(enum.StrEnum):
@@ -85,8 +89,9 @@ INPUTS, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION = (
 
 
 @dataclass(frozen=True)
-class Options:
-    """Everything a conversion needs; checked when made, so a library caller gets the CLI's errors.
+class CoreOptions:
+    """Everything a conversion needs; checked when made, so a library caller gets the CLI's errors. (`Options` is
+    this class with every registered format's own options added as fields: `Format.options`.)
 
     `train`, `val` and `bbox` default to the `dataset`'s official file names in `downloads`; None label
     files mean the shipped ones; no `out` means no shards (only the `materialize` layout).
@@ -111,25 +116,24 @@ class Options:
         off_help="write only the --materialize layout, no shards (config: shards = false)")
     format: str = option(
         formats.DEFAULT, group=OUTPUT, metavar="NAMES",
-        help="output format(s), comma-separated: tfrecord (the classic's shards), webdataset (tar shards for "
-        "PyTorch, timm and DALI, with timm's _info.json); several are written from one read of the downloads, "
-        "side by side (train-00000-of-01024, train-00000-of-01024.tar); or tfds alone (the prepared "
-        "imagenet2012 dataset of TensorFlow Datasets, under imagenet2012/5.1.0/)")
-    file_format: str = option(
-        formats.option_default("file_format"), group=OUTPUT, metavar="FORMAT",
-        help="the files of --format tfds: tfrecord (tfds.load) or array_record (tfds.data_source and Grain)")
-    tfds_shards: int = option(
-        0, group=OUTPUT, metavar="N", default_text="0: TFDS's own rule (1024 train, 64 validation for ImageNet)",
-        help="shards of each split of --format tfds, as tfds.download.DownloadConfig(num_shards=N)")
+        help="output format(s), comma-separated, written side by side from one read of the downloads "
+        "(train-00000-of-01024, train-00000-of-01024.tar, ...): " + formats.summaries())
     dali_index: bool = option(
         False, group=OUTPUT,
         help="also write NVIDIA DALI's index beside each shard (SHARD_FILE.idx), as its tfrecord2idx and wds2idx "
         "would, while the shard is written")
-    train_shards: int = option(_SHARDING.train_shards, help="training shards", group=SHARDS, metavar="N")
-    validation_shards: int = option(_SHARDING.validation_shards, help="validation shards", group=SHARDS, metavar="N")
-    classic_threads: int = option(
-        _SHARDING.classic_threads, group=SHARDS, metavar="T",
+    train_shards: int | None = option(help="training shards", group=SHARDS, metavar="N",
+                                      default_text=_by_dataset("train_shards"))
+    validation_shards: int | None = option(help="validation shards", group=SHARDS, metavar="N",
+                                           default_text=_by_dataset("validation_shards"))
+    classic_threads: int | None = option(
+        group=SHARDS, metavar="T", default_text=_by_dataset("classic_threads"),
         help="the classic's --num_threads, which decides shard boundaries; not how many threads streamprep runs")
+    equal_shards: bool = option(
+        False, group=SHARDS, default_text="off: the classic's cut",
+        help="cut each split into shards whose sample counts differ by at most one (shard j of K holds records "
+        "j*N//K to (j+1)*N//K of the same order), for ranks that split shards evenly; any --train-shards and "
+        "--validation-shards (--format tfds: these instead of TFDS's count)")
     labels_file: str | None = option(
         help="synsets file, line k = label k", group=LABELS, metavar="URL", path=True,
         default_text="the shipped imagenet_lsvrc_2015_synsets.txt", inspect=True)
@@ -196,6 +200,9 @@ class Options:
                 if not self.downloads:
                     raise ConfigError(f"no {key} given (--{key}); pass it, or a DOWNLOADS folder holding {name}")
                 object.__setattr__(self, key, join(self.downloads, name))
+        for name in ("train_shards", "validation_shards", "classic_threads"):  # the dataset's default plan
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(entry.plan, name))
         for name in ("on_bad_image", "on_bad_xml"):
             object.__setattr__(self, name, Policy(getattr(self, name)))
         object.__setattr__(self, "engine", Engine(self.engine))
@@ -224,7 +231,7 @@ class Options:
 
     @property
     def sharding(self) -> Sharding:
-        return Sharding(self.train_shards, self.validation_shards, self.classic_threads)
+        return Sharding(self.train_shards, self.validation_shards, self.classic_threads, self.equal_shards)
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -246,7 +253,31 @@ class Options:
 
     def public(self) -> dict[str, Any]:
         """The options as the manifest records them: the fields marked for it, in table order."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.metadata["option"].manifest}
+        return {f.name: _plain(getattr(self, f.name)) for f in fields() if f.metadata["option"].manifest}
+
+    def format_options(self) -> dict[str, Any]:
+        """Every registered format's own options with their values (what the run record holds of them)."""
+        return {name: getattr(self, name) for name in formats.own_options()}
+
+
+def _with_format_options(core: type) -> type:
+    """`core` with one field per option a format owns (`outputs.format.FormatOption`, in the output group): the
+    option table is then whole, and flags, config keys, checks and the manifest follow from it as for any field."""
+    table = [(name, spec.kind, option(spec.default, group=OUTPUT, metavar=spec.metavar, help=spec.help,
+                                      default_text=spec.default_text))
+             for name, spec in formats.own_options().items()]
+    clash = {name for name, _, _ in table} & {f.name for f in dataclasses.fields(core)}
+    if clash:
+        raise ValueError(f"format option(s) {', '.join(sorted(clash))} named like an option of every run")
+    made = dataclasses.make_dataclass("Options", table, bases=(core,), frozen=True)
+    made.__module__, made.__qualname__, made.__doc__ = __name__, "Options", core.__doc__
+    return made
+
+
+if TYPE_CHECKING:
+    Options = CoreOptions
+else:
+    Options = _with_format_options(CoreOptions)
 
 
 MAX_TIMEOUT = 86400.0  # seconds: a day; longer is no bound on a wait at all
@@ -308,9 +339,12 @@ def _check_type(f: dataclasses.Field, value: Any) -> None:
         raise ConfigError(f"{f.name} ({Option.flag(f.name)}) must be {what}, got {value!r}")
 
 
+GROUPS = (INPUTS, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION)
+
+
 def fields() -> list[dataclasses.Field]:
-    """The option table: every field of `Options`, in order."""
-    return list(dataclasses.fields(Options))
+    """The option table: every field of `Options`, by group (a format's own options with the output's)."""
+    return sorted(dataclasses.fields(Options), key=lambda f: GROUPS.index(f.metadata["option"].group))
 
 
 def join(folder: str, name: str) -> str:
@@ -383,7 +417,9 @@ def example_config() -> str:
             lines += ["# [storage-options.s3]", '# endpoint_url = "http://127.0.0.1:5555"']
             continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
-        if default is None:
+        if default is None and hasattr(_DEFAULT.plan, f.name):
+            value = f"{getattr(_DEFAULT.plan, f.name)}  # the dataset's default plan ({_DEFAULT.name})"
+        elif default is None:
             value = '"PATH-OR-URL"' if spec.path else '""'
         elif isinstance(default, bool):
             value = "true" if default else "false"

@@ -26,14 +26,32 @@ CMYK_NAMES = ILSVRC2012.fixups.cmyk
 
 @dataclass(frozen=True)
 class Sharding:
-    """How the classic cuts each split: shard counts, and the thread count that places the cuts."""
+    """How each split is cut: shard counts, and the thread count that places the classic's cuts; or, with `equal`
+    (`--equal-shards`), the balanced cut, shards of counts that differ by at most one (`equal_bounds`)."""
 
     train_shards: int = 1024
     validation_shards: int = 128
     classic_threads: int = 8
+    equal: bool = False
 
     def shards(self, split: str) -> int:
         return self.train_shards if split == "train" else self.validation_shards
+
+    def bounds(self, split: str, n: int) -> list[tuple[int, int]]:
+        """Start and stop of each shard of a split of `n` records: the classic's cut, or the balanced one."""
+        if self.equal:
+            return equal_bounds(n, self.shards(split))
+        return shard_bounds(n, self.shards(split), self.classic_threads)
+
+    def layout(self) -> dict[str, int | bool]:
+        """What the run record (the manifest's `run`) holds of the layout: the counts and what places the cuts. A
+        classic run's is the one it always was (its outputs still resume); an equal-count run's names that cut,
+        and not the threads, which place none of its cuts."""
+        if self.equal:
+            return {"train_shards": self.train_shards, "validation_shards": self.validation_shards,
+                    "equal_shards": True}
+        return {"train_shards": self.train_shards, "validation_shards": self.validation_shards,
+                "classic_threads": self.classic_threads}
 
     def every_shard(self) -> list["ShardSpec"]:
         """Every shard of both splits, without its slice: for names (what a killed run may have left)."""
@@ -45,10 +63,13 @@ class Sharding:
                             ("--classic-threads", self.classic_threads)):
             if not 1 <= value <= MAX_SHARDS:
                 raise ConfigError(f"{flag[2:].replace('-', '_')} ({flag}) must be from 1 to {MAX_SHARDS:,}, got {value}")
+        if self.equal:  # the balanced cut takes any count
+            return
         for flag, value in (("--train-shards", self.train_shards), ("--validation-shards", self.validation_shards)):
             if value % self.classic_threads:
                 raise ConfigError(f"{flag} {value} is not a multiple of --classic-threads {self.classic_threads}, "
-                                  "as the classic's sharding requires; change one of them")
+                                  "as the classic's sharding requires; change one of them (or pass --equal-shards, "
+                                  "whose cut takes any count)")
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,14 @@ def shard_bounds(n: int, shards: int, threads: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def equal_bounds(n: int, shards: int) -> list[tuple[int, int]]:
+    """Start and stop of each shard, cut so that their counts differ by at most one (`--equal-shards`): shard `j`
+    holds records `[j*n//shards, (j+1)*n//shards)` of the split's order. The larger shards are spread evenly (not
+    put first, as `numpy.array_split` puts them), so that any run of consecutive shards differs by at most one
+    from another run as long."""
+    return [(j * n // shards, (j + 1) * n // shards) for j in range(shards)]
+
+
 @dataclass(frozen=True, eq=False)
 class SplitPlan:
     index: SplitIndex
@@ -148,12 +177,13 @@ class Plan:
 
 
 def make_plan(index: DatasetIndex, labels: LabelData, sharding: Sharding) -> Plan:
-    """Shuffle each split and cut it into shards exactly as the classic does."""
+    """Shuffle each split as the classic does and cut it into shards as the classic does, or with `sharding.equal`
+    into shards whose counts differ by at most one (the same order either way)."""
     sharding.check()
     splits = {}
     for split_index in index.splits:
         n, count = len(split_index), sharding.shards(split_index.split)
-        bounds = shard_bounds(n, count, sharding.classic_threads)
+        bounds = sharding.bounds(split_index.split, n)
         shards = tuple(ShardSpec(split_index.split, k, count, a, b) for k, (a, b) in enumerate(bounds))
         splits[split_index.split] = SplitPlan(split_index, classic_order(n), shards)
     for split_index in index.splits:

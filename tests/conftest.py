@@ -50,6 +50,37 @@ def both(sample, tmp_path_factory) -> Path:
     return out
 
 
+def _converted_as(sample, tmp_path_factory, name: str, *args: str) -> Path:
+    out = tmp_path_factory.mktemp(name)
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, *args, "--quiet"))
+    assert code == 0, err
+    return out
+
+
+@pytest.fixture(scope="session")
+def parquet_converted(sample, tmp_path_factory) -> Path:
+    """The sample converted once with `--format parquet` (`SMALL_LAYOUT`); read it, never change it."""
+    return _converted_as(sample, tmp_path_factory, "parquet", "--format", "parquet")
+
+
+@pytest.fixture(scope="session")
+def mds_converted(sample, tmp_path_factory) -> Path:
+    """The sample converted once with `--format mds` (`SMALL_LAYOUT`); read it, never change it."""
+    return _converted_as(sample, tmp_path_factory, "mds", "--format", "mds")
+
+
+@pytest.fixture(scope="session")
+def litdata_converted(sample, tmp_path_factory) -> Path:
+    """The sample converted once with `--format litdata` (`SMALL_LAYOUT`); read it, never change it."""
+    return _converted_as(sample, tmp_path_factory, "litdata", "--format", "litdata")
+
+
+@pytest.fixture(scope="session")
+def wids_converted(sample, tmp_path_factory) -> Path:
+    """The sample converted once to WebDataset with the `wids` index (`--wids-index`, `SMALL_LAYOUT`); read it."""
+    return _converted_as(sample, tmp_path_factory, "wids", "--format", "webdataset", "--wids-index")
+
+
 @pytest.fixture(scope="session")
 def tfds_converted(tmp_path_factory) -> Path:
     """The TFDS-valid tiny downloads (tfds_downloads.py) converted once with `--format tfds`: TFRecord files, one

@@ -128,7 +128,7 @@ def test_entry_points_run(command):
     for flag in ("--train-shards", "--validation-shards", "--classic-threads", "--labels-file", "--metadata-file",
                  "--validation-labels-file", "--out", "--workers", "--train", "--val", "--bbox", "--quiet"):
         assert flag in result.stdout
-    assert "(default: 1024)" in result.stdout
+    assert "(default: 1024 for ilsvrc2012: the --dataset's default plan)" in " ".join(result.stdout.split())
 
 
 class Terminal(io.StringIO):

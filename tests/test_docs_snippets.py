@@ -110,6 +110,11 @@ class Snippet:
 
 
 SNIPPETS = [
+    Snippet("docs/equal-shards.md", "nodesplitter=wds.split_by_node", {"imagenet": "both"}, "epoch"),
+    Snippet("docs/formats.md", "wids.ShardListDataset(", {"imagenet": "wids_converted"}, "epoch"),
+    Snippet("docs/format-mds.md", "streaming.StreamingDataset", {"imagenet": "mds_converted"}, "epoch"),
+    Snippet("docs/format-litdata.md", "transform=preprocess", {"imagenet": "litdata_converted"}, "epoch"),
+    Snippet("docs/format-parquet.md", "load_dataset(\"imagenet\"", {"imagenet": "parquet_converted"}, "epoch"),
     Snippet("docs/formats.md", "wds.WebDataset(", {"imagenet": "both"}, "epoch"),
     Snippet("docs/formats.md", "fn.readers.tfrecord(", {"imagenet": "both"}, "epoch"),
     Snippet("docs/formats.md", "fn.readers.webdataset(", {"imagenet": "both"}, "epoch"),

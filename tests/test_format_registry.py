@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
+import os
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, SMALL_OPTIONS
+from helpers import ROOT, SMALL_LAYOUT, SMALL_OPTIONS
 from streamprep.inspection import Inspection, Reader
 from streamprep.outputs import registry
 from streamprep.outputs.checker import ShardChecker
@@ -296,3 +299,57 @@ def test_another_format_plugs_into_the_shared_shard_writer_and_resume(sample, tm
     # written beside the classic TFRecord from one read: the same images, the same file as alone
     assert [e.name for e in both.entries] == ["train-00001-of-00004", "train-00001-of-00004.lp"]
     assert (tmp_path / "out" / "train-00001-of-00004.lp").read_bytes() == data and both.entries[1] == entry
+
+
+# --------------------------------------------------------------------------------------------- a format installed
+
+PLUGIN = '''"""A format an installed package adds (entry point `streamprep.formats`), with an option of its own."""
+from streamprep.outputs import registry
+from streamprep.outputs.format import FormatOption
+from test_format_registry import LengthPrefixed
+
+
+@registry.register
+class Plugged(LengthPrefixed):
+    name = "test-plug"
+    summary = "a plug-in's shards"
+    shard_pattern = LengthPrefixed.shard_pattern.replace(r"\\.lp", r"\\.plug-[a-z]+")
+    options = {"plug_tag": FormatOption("none", metavar="TAG", help="the suffix of --format test-plug's shards")}
+
+    def __init__(self, dali_index=False, tag="none"):
+        super().__init__(dali_index)
+        self.tag = tag
+
+    @classmethod
+    def from_options(cls, options):
+        return cls(options.dali_index, options.plug_tag)
+
+    def file_name(self, shard):
+        return f"{shard.name}.plug-{self.tag}"
+'''
+
+
+def test_an_installed_package_adds_a_format_and_its_options_through_an_entry_point_alone(sample, tmp_path):
+    site = tmp_path / "site"
+    (site / "plug-0.1.dist-info").mkdir(parents=True)
+    (site / "plug-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: plug\nVersion: 0.1\n")
+    (site / "plug-0.1.dist-info" / "entry_points.txt").write_text("[streamprep.formats]\ntest-plug = plug_format\n")
+    (site / "plug_format.py").write_text(PLUGIN)
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "streamprep", *map(str, args)], capture_output=True,
+                                       text=True, env={**os.environ, **env}, timeout=300)
+
+    helped = run("convert", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "--plug-tag TAG" in helped.stdout and "test-plug (a plug-in's shards)" in helped.stdout
+    base = ["convert", "--train", sample["train"], "--val", sample["val"], "--bbox", sample["bbox"],
+            "--validation-labels-file", sample["val_labels"], *SMALL_LAYOUT, "--quiet"]
+    refused = run(*base, "--out", tmp_path / "refused", "--plug-tag", "x")
+    assert refused.returncode == 2 and "plug_tag (--plug-tag x) is an option of --format test-plug" in refused.stderr
+    done = run(*base, "--out", tmp_path / "out", "--format", "tfrecord,test-plug", "--plug-tag", "closed")
+    assert done.returncode == 0, done.stderr
+    shards = sorted((tmp_path / "out").glob("*.plug-closed"))
+    assert len(shards) == 6 and sum(len(records_of(p.read_bytes())) for p in shards) == 44
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["options"]["plug_tag"] == "closed" and manifest["run"]["plug_tag"] == "closed"
+    assert run("verify", tmp_path / "out").returncode == 0

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from streamprep.outputs import registry
+
 from helpers import ROOT, convert_args, run_cli
 from helpers import run_cli_out as run
 from tfds_downloads import tfds_convert_args, write_tfds_downloads
@@ -217,8 +219,8 @@ def test_any_other_file_is_refused_in_one_line_saying_what_it_is_not_and_what_in
     code, out, err = run("inspect", path)
     assert code == 2 and out == "" and err.count("\n") == 1, err
     assert err.startswith(f"streamprep: error: {path}: not a file streamprep reads or writes: {said}")
-    assert "; inspect takes the training tar, the validation tar, the bounding-box tar.gz, a TFRecord, WebDataset or " \
-           "TFDS (TFRecord or ArrayRecord) shard, a DALI .idx, manifest.json, _info.json" in err
+    assert "; inspect takes the training tar, the validation tar, the bounding-box tar.gz, a shard or metadata file of " \
+           f"any output format ({', '.join(registry.names())}), a DALI .idx, manifest.json" in err
 
 
 def test_a_folder_is_refused_in_one_line_pointing_to_verify(both):

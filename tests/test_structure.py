@@ -45,13 +45,16 @@ def test_the_manifest_shows_exactly_the_options_marked_for_it(converted_sample):
 
 def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     from streamprep.options import Option, fields, load_config, make_options
+    from streamprep.outputs import registry
 
     values = {"downloads": "dl", "out": "o", "train-shards": 16, "validation-shards": 8, "classic-threads": 4,
               "labels-file": "s.txt", "metadata-file": "m.txt", "validation-labels-file": "v.txt", "check-md5": True,
               "on-bad-image": "skip", "on-bad-xml": "skip", "check-decode": True, "workers": 3, "engine": "local",
               "overwrite": True, "timeout": 5, "connect-timeout": 2.5, "no-space-check": True,
-              "materialize": "tree", "format": "webdataset,tfrecord", "dali-index": True, "file-format": "tfrecord",
-              "tfds-shards": 0, "dataset": "ilsvrc2012"}
+              "materialize": "tree", "format": "webdataset,tfrecord", "dali-index": True, "equal-shards": True,
+              "dataset": "ilsvrc2012"}
+    # each format's own options (`Format.options`), at their defaults but for one of a chosen format
+    values |= {Option.key(name): spec.default for name, spec in registry.own_options().items()} | {"wids-index": True}
     assert set(values) | {"train", "val", "bbox", "storage-options"} == {Option.key(f.name) for f in fields()}
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()] + ["[storage-options.s3]", 'anon = true']
     config = tmp_path / "c.toml"
@@ -64,6 +67,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     assert options.materialize == str(tmp_path / "tree") and options.storage_options["s3"] == {"anon": True}
     assert options.storage_options["timeouts"] == {"connect": 2.5, "read": 5.0}
     assert options.formats == ("tfrecord", "webdataset") and options.dali_index  # one order, whatever was given
+    assert options.wids_index and options.sharding.equal
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -73,8 +77,8 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     ({"train_shards": "8"}, "must be an integer"),
     ({"out": None}, "no out given"),
     ({"materialize": "s3://b/tree"}, "local folder only"),
-    ({"format": "tfrecord,parquet"}, r"format \(--format\) 'tfrecord,parquet': unknown format 'parquet'; known: "
-                                     "tfrecord, webdataset"),
+    ({"format": "tfrecord,orc"}, r"format \(--format\) 'tfrecord,orc': unknown format 'orc'; known: "
+                                 "tfrecord, webdataset"),
     ({"format": "webdataset,webdataset"}, "a format named twice"),
     ({"format": "tfds,tfrecord"}, "tfds has an order and sharding of its own"),
     ({"file_format": "array_record"}, r"file_format \(--file-format array_record\) is an option of --format tfds"),

@@ -345,6 +345,25 @@ def test_a_lease_on_an_s3_output_names_its_run_and_an_expired_one_is_taken_over(
     assert not s3.exists("leased/out/.streamprep/lease.json")  # released at the end
 
 
+def test_a_lease_is_released_whatever_listing_of_its_folder_the_run_has_cached(s3, s3_endpoint):
+    """The run globs `.streamprep/index-*.npz` (saving its index) through the lease's own file system instance;
+    s3fs 2026.6 caches that prefix-filtered listing as the whole folder's, which lacks the lease: the lease must
+    still be read from the store, found to be this run's, and removed."""
+    from streamprep.archives.output import Output
+    from streamprep.outputs import lock
+
+    s3.mkdir("relisted")
+    s3.pipe("relisted/out/.streamprep/index-0123.npz", b"an index")
+    options = {"s3": {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing"}}
+
+    with lock.held("s3://relisted/out", options):
+        output = Output("s3://relisted/out", options, create=False)
+        assert output.fs.glob(output.path(".streamprep/index-*.npz")) == ["relisted/out/.streamprep/index-0123.npz"]
+
+    s3.invalidate_cache()
+    assert s3.find("relisted/out") == ["relisted/out/.streamprep/index-0123.npz"]
+
+
 # --------------------------------------------------------------------------------------------- temporaries
 
 def test_temporary_files_of_a_killed_run_in_tmpdir_are_removed_by_the_next_run(sample, tmp_path):

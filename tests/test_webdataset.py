@@ -23,7 +23,7 @@ from helpers import SMALL_LAYOUT, convert_args, is_result, result_files, run_cli
 from fixtures import builders
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from streamprep.outputs.webdataset.write import escape, member_header
+from streamprep.outputs.webdataset.write import escape, fitted, member_header
 from tiny import A, B, write_tiny
 
 
@@ -62,7 +62,7 @@ def test_webdataset_library_reads_the_same_images_labels_and_order_as_the_tfreco
             for column, key in enumerate(("xmin", "ymin", "xmax", "ymax")):
                 assert boxes[:, column].tolist() == list(feature(example, f"image/object/bbox/{key}"))
             stem = escape(filename.rsplit(".", 1)[0])
-            assert sample["__key__"] == (stem if split == "validation" else f"{meta['synset']}/{stem}")
+            assert sample["__key__"] == fitted(stem if split == "validation" else f"{meta['synset']}/{stem}")
             with Image.open(io.BytesIO(sample["jpg"])) as image:
                 assert image.convert("RGB").size == (meta["width"], meta["height"])
             seen += 1

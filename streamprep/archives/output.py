@@ -25,6 +25,13 @@ class Output:
         self.storage_options = storage_options or {}
         self.fs, self.root = resolve(url, self.storage_options)
         self.local = protocol_of(url) == "file" and isinstance(self.fs, LocalFileSystem)
+        cache = getattr(self.fs, "dircache", None)
+        if not self.local and hasattr(cache, "use_listings_cache"):
+            # What an output folder holds is asked of the store each time, never answered from a listing made
+            # earlier: s3fs (2026.6) keeps a glob's prefix-filtered listing as the folder's whole listing, and a
+            # file written since, or left out of it, would then be taken for missing (the lease, a shard on resume).
+            cache.use_listings_cache = False
+            cache.clear()
         if create:
             self.create()
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence, TextIO
 from .. import __version__, extras
 from ..archives import retry
 from ..errors import ConfigError, StreamprepError
-from ..options import Engine, Option, default_workers, fields, load_config, make_options, with_timeouts
+from ..options import Option, default_workers, fields, load_config, make_options, with_timeouts
 from ..progress import Stopped, Terminated
 from .report import Reporter, WarningHandler, format_inspection, format_preview, format_summary, safe
 
@@ -270,15 +270,9 @@ def _convert_command(args: argparse.Namespace, passthrough: list[str] | None, st
     options = make_options(_values(args))
     extras.check(extras.for_convert(options))  # every package the run needs, before Beam is imported
     reporter = None if args.quiet else Reporter(stderr, bars=stderr.isatty())
-    if options.engine is Engine.BEAM:
-        summary = _beam_engine().convert(options, passthrough or [], reporter)
-    else:
-        if passthrough is not None:
-            raise ConfigError(f"arguments after `--` ({' '.join(passthrough) or 'none'}) are Apache Beam pipeline "
-                              "options; pass them with --engine beam")
-        from ..engines.local import convert
+    from .. import engines
 
-        summary = convert(options, reporter)
+    summary = engines.run(options, passthrough, reporter)
     if not args.quiet:
         stderr.write(format_summary(summary))
     return 0
@@ -311,12 +305,6 @@ def _inspect_command(args: argparse.Namespace, stdout: TextIO) -> int:
     stdout.write(json.dumps(found.to_json(), indent=1) + "\n" if args.json else format_inspection(found))
     stdout.flush()
     return 0
-
-
-def _beam_engine() -> Any:
-    """engines.beam, which imports Apache Beam (checked installed by `extras`); only `--engine beam` loads it."""
-    from ..engines import beam
-    return beam
 
 
 def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None, stdout: TextIO | None = None) -> int:

@@ -397,6 +397,11 @@ def check_pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     return pipeline_options
 
 
+def run(options: Options, passthrough: Sequence[str] | None, progress: Callback | None = None) -> Summary:
+    """The engine registry's entry point (`engines.run`): `convert`, the arguments after `--` Beam's options."""
+    return convert(options, passthrough or [], progress)
+
+
 def convert(options: Options, beam_args: Sequence[str], progress: Callback | None = None,
             writer: Callable[[BeamJob], beam.DoFn] = WriteShards) -> Summary:
     """Run the conversion on Beam; `beam_args` go to `PipelineOptions` untouched. Waits for the pipeline, holding

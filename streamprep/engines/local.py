@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from ..archives.storage import protocol_of
+from ..errors import ConfigError
 from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs.format import Reader, ShardResult, prepare_split, write_or_keep
@@ -45,6 +46,14 @@ def convert(options: Options, progress: Callback | None = None, stop: threading.
     downloads have not changed. Setting `stop` cancels the run (`progress.Stopped` is raised).
     """
     return Conversion(options, progress, stop).run(LocalEngine())
+
+
+def run(options: Options, passthrough: Sequence[str] | None, progress: Callback | None = None) -> Summary:
+    """The engine registry's entry point (`engines.run`): `convert`, with no arguments after `--`."""
+    if passthrough is not None:
+        raise ConfigError(f"arguments after `--` ({' '.join(passthrough) or 'none'}) are an engine's own options "
+                          "(Apache Beam's pipeline options with --engine beam); the local engine takes none")
+    return convert(options, progress)
 
 
 def write_split(job: Job, plan: Plan, split: str, read: Reader, prefetch: bool, journal: mf.Journal,

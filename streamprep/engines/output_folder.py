@@ -77,11 +77,10 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
         said.append(f"other or changed downloads: {', '.join(changed)}")
     if old.get("layout") != new.get("layout"):
         said.append(f"shard counts {old.get('layout')} then, {new.get('layout')} now")
-    said += [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in ("formats", "dali_index", "file_format",
-                                                                     "tfds_shards", "labels", "on_bad_image",
-                                                                     "on_bad_xml", "check_decode", "streamprep",
-                                                                     "dataset")
-             if old.get(k) != new.get(k)]
+    named = ("formats", "dali_index", *output_formats.own_options(), "labels", "on_bad_image", "on_bad_xml",
+             "check_decode", "streamprep", "dataset")
+    old = mf.with_new_options(old)
+    said += [f"{k} {old.get(k)!r} then, {new.get(k)!r} now" for k in named if old.get(k) != new.get(k)]
     return "; ".join(said) or "another run record"
 
 
@@ -89,7 +88,7 @@ def claim_output(options: Options, state: OutputState, run: dict[str, Any], prob
     """Refuse an `out` that holds another conversion or foreign shards (before anything is read or written);
     then (`probe`) check it can be written."""
     out = options.out
-    if state.previous is not None and state.previous.run != run and not options.overwrite:
+    if state.previous is not None and not state.previous.same_run(run) and not options.overwrite:
         raise OutputError(f"{out}: holds the output of another conversion ({_differences(state.previous.run, run)}); "
                           "its files would stay beside this run's, and a training job reading train-* would read "
                           f"both. Pass --overwrite to remove its {len(_replaced(state)):,} file(s) first, or choose "
@@ -136,7 +135,7 @@ def open_output(job: Job, state: OutputState | None, plan: Plan | None = None) -
     shards = [*job.options.sharding.every_shard(), *(plan.shards if plan else ())]  # TFDS's counts come from the data
     claimed = {*SIDE_FILES, *files_of(job.formats, shards)}
     _refuse_folders(output, [*claimed, *(state.output_files if state else []), *(previous.files() if previous else [])])
-    if previous is not None and previous.run != job.manifest.run and job.options.overwrite:
+    if previous is not None and not previous.same_run(job.manifest.run) and job.options.overwrite:
         _remove_files_of(job.options, previous)
     output.create()
     stale = [n for n in (state.output_files if state else []) if n not in claimed]

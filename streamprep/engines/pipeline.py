@@ -8,7 +8,6 @@ every engine gives the same bytes.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -124,12 +123,14 @@ def downloads_is_a_file(options: Options) -> ConfigError:
 
 
 def run_record(options: Options, inputs: Inputs) -> dict[str, Any]:
-    """What the output depends on (inputs, label data, sharding, policies): the manifest's `run`."""
+    """What the output depends on (inputs, label data, sharding, policies, every format's own options): the
+    manifest's `run`."""
     return {"inputs": inputs.identities, "labels": inputs.labels.digest(),
-            "layout": dataclasses.asdict(options.sharding), "formats": list(options.formats),
-            "dali_index": options.dali_index, "file_format": options.file_format, "tfds_shards": options.tfds_shards, "on_bad_image": str(options.on_bad_image),
+            "layout": options.sharding.layout(), "formats": list(options.formats),
+            "dali_index": options.dali_index, **options.format_options(), "on_bad_image": str(options.on_bad_image),
             "on_bad_xml": str(options.on_bad_xml), "check_decode": options.check_decode, "streamprep": __version__,
             **({"dataset": options.dataset} if options.dataset != datasets.DEFAULT else {})}  # older runs: the default
+
 
 
 @dataclass

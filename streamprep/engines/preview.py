@@ -101,7 +101,7 @@ def _out_state(run: Conversion) -> str:
         return "a new folder"
     if state.previous is None:
         return "an existing folder without a conversion"
-    if state.previous.run == run.job.manifest.run:
+    if state.previous.same_run(run.job.manifest.run):
         return ("the same conversion, finished" if state.previous.complete else
                 "the same conversion, interrupted: convert resumes it")
     return "another conversion: --overwrite removes its files"

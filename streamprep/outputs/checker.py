@@ -7,6 +7,7 @@ its `ShardCheck` (at most `PROBLEMS_KEPT` problems a shard) and the labels, boxe
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -23,6 +24,26 @@ from . import registry
 
 PROBLEMS_KEPT = 100  # per shard: a shard with more keeps the first ones and counts the rest
 READ_BLOCK = 8 << 20  # read-ahead for remote shards
+
+
+class HashingReader:
+    """A shard read in order, hashed as it is read (sha256, as the manifest lists it), with the position reached."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.digest, self.position = f, hashlib.sha256(), 0
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(n)
+        self.digest.update(data)
+        self.position += len(data)
+        return data
+
+    def rest(self) -> int:
+        """Read to the end; how many bytes were left."""
+        before = self.position
+        while self.read(READ_BLOCK):
+            pass
+        return self.position - before
 ADVANCE_EVERY = 64  # records between progress events
 
 

@@ -51,6 +51,21 @@ Reader = Callable[[list[RecordSpec]], list[bytes]]
 class ShardEncoder(ABC):
     """Encodes the records of one shard, in order; a new one per shard (it may keep state, such as offsets)."""
 
+    # Whether the file opens with what its records decide (a count and an offsets table, as MDS's, from `start`):
+    # such a shard is written again from its start, without them, when images turn out unusable while it is
+    # written (--on-bad-image skip), since its opening counted them.
+    opens_with_records: ClassVar[bool] = False
+
+    def start(self, specs: Sequence[RecordSpec], read: Reader) -> Sequence[bytes]:
+        """Bytes that open the file before its first record (none for TFRecord), given the records that will follow,
+        in order; `read` fetches images ahead (a fix-up file's re-encoded size is not in the plan)."""
+        return ()
+
+    def facts(self) -> dict[str, Any]:
+        """What the manifest keeps of the file besides its size and sha256, once `finish` was called: its entry's
+        `facts`, handed back to `Format.side_files` (MDS's sha1 and xxh64 for its index.json); none by default."""
+        return {}
+
     @abstractmethod
     def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
         """The bytes of one record as pieces to write in order; `image.data` should be one of them, uncopied."""
@@ -68,6 +83,22 @@ class ShardEncoder(ABC):
         """Release what the encoder holds (a local temporary file, say); called once the shard is done or failed."""
 
 
+@dataclass(frozen=True)
+class FormatOption:
+    """One option a format alone reads: a field the option table (`options.Options`) gets from the format's entry,
+    with its flag (`--NAME` with dashes), config key, help and manifest entry, as every other option has."""
+
+    default: Any  # its value when not given; its type (str, int, bool, float) is the option's
+    help: str
+    metavar: str | None = None
+    default_text: str | None = None  # the default as the help shows it, when not `default` itself
+
+    @property
+    def kind(self) -> str:
+        """Its type as `options.Options` annotates a field ("int", "str", ...)."""
+        return type(self.default).__name__
+
+
 class Format(ABC):
     """One output format: ONE entry of the registry (`outputs.registry`), everything about the format in one place.
 
@@ -80,9 +111,12 @@ class Format(ABC):
     """
 
     name: ClassVar[str]  # as the user names it (`--format NAME`), e.g. "tfrecord"
+    rank: ClassVar[int] = 100  # its place among the formats: their files are written and listed in this order
+    summary: ClassVar[str] = ""  # what it is, in a few words (`--format`'s help)
 
-    # Its options, fields of `options.Options` (checked by `registry.check` when Options are made).
-    options: ClassVar[dict[str, Any]] = {}  # the options only it reads, each with its value when not given
+    # Its options: each becomes a field of `options.Options` (a flag, a config key, a manifest entry), refused by
+    # `registry.check` without the format and checked by `check_options` with it.
+    options: ClassVar[dict[str, FormatOption]] = {}  # the options only it reads, by field name
     no_dali_index: ClassVar[str | None] = None  # why it has no DALI index (`--dali-index` refused), or None
     local_only: ClassVar[bool] = False  # runs on the local engine only (`--engine beam` refused)
 
@@ -152,6 +186,11 @@ class Format(ABC):
     @abstractmethod
     def encoder(self, shard: ShardSpec) -> ShardEncoder:
         """A fresh encoder for this shard's records."""
+
+    def encoder_for(self, plan: Plan, shard: ShardSpec) -> ShardEncoder:
+        """A fresh encoder for this shard, made by `write_shard` with the run's plan: a format whose files hold what
+        the whole plan decides (every class's name, a split's size) overrides this; by default `encoder(shard)`."""
+        return self.encoder(shard)
 
     def index_name(self, shard: ShardSpec) -> str | None:
         """The name of the shard's DALI index file (its file name + `.idx`), or None when none is written."""
@@ -276,40 +315,94 @@ def write_shard(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
     writes one); their manifest entries. Needs only the plan and a reader: each image is read once.
 
     An image that cannot be used (`records.image.prepared` or `check_image` raises `ImageError`) stops
-    the run, or with `skip_bad_images` is left out of every format and listed.
+    the run, or with `skip_bad_images` is left out of every format and listed. A file that opens with what its
+    records decide (`ShardEncoder.opens_with_records`) cannot leave out a record it counted: the shard is then
+    written again from its start without the unusable images (their images read twice; rare).
     """
+    left_out: dict[str, dict[str, str]] = {}  # member -> its `skipped` entry: unusable images an earlier pass found
+    while True:
+        try:
+            return _write_pass(fmts, plan, shard, output, read, phase, prefetch, skip_bad_images, stop, check_image,
+                               left_out)
+        except _LeftOut:
+            continue  # `left_out` grew: each pass leaves out more images, so this ends
+
+
+class _LeftOut(Exception):
+    """A pass found images unusable that a file's opening counted (`left_out` holds them): write the shard again."""
+
+
+def _usable(fmt: Format, spec: RecordSpec, data: bytes, check_image: Check | None) -> Image:
+    """The image a record holds; `ImageError` if it may not be written."""
+    if check_image is not None:
+        check_image(spec, data)
+    return fmt.prepare(spec, data)
+
+
+def _skip(files: list[_File], spec: RecordSpec, error: ImageError, skip_bad_images: bool) -> dict[str, str]:
+    """An unusable image, listed as left out in every file (unless `skip_bad_images`: then `error` is raised)."""
+    if not skip_bad_images:
+        raise error
+    skipped = {"member": spec.member, "reason": reason(spec.member, error)}
+    for file in files:
+        file.entry.skipped.append(dict(skipped))
+    return skipped
+
+
+def _put_record(files: list[_File], spec: RecordSpec, image: Image) -> int:
+    """One record into every format's file; the bytes written."""
+    nbytes = 0
+    for file in files:
+        nbytes += file.put(file.encoder.record(spec, image))
+        file.entry.records += 1
+        file.entry.boxes += len(spec.boxes) if file.fmt.stores_boxes else 0
+        if spec.fixup:
+            file.entry.fixups.append(spec.filename)
+    return nbytes
+
+
+def _open_file(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, stack: contextlib.ExitStack,
+               skipped: list[dict[str, str]]) -> _File:
+    """One format's file of the shard, open under its temporary name until `stack` closes."""
+    encoder = fmt.encoder_for(plan, shard)
+    stack.callback(encoder.close)
+    entry = ShardEntry(fmt.file_name(shard), shard.split, 0, 0, "", skipped=[dict(s) for s in skipped])
+    return _File(fmt, encoder, entry, stack.enter_context(output.atomic(fmt.file_name(shard))))
+
+
+def _write_pass(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Output, read: Reader,
+                phase: Phase | None, prefetch: bool, skip_bad_images: bool, stop: threading.Event | None,
+                check_image: Check | None, left_out: dict[str, dict[str, str]]) -> list[ShardEntry]:
+    """`write_shard` without the images in `left_out`; `_LeftOut` (and `left_out` grown) if it finds unusable
+    images that a file's opening counted, then no file is put in place."""
+    specs = [s for s in record_specs(plan, shard) if s.member not in left_out]
     with contextlib.ExitStack() as stack:
-        files = []
-        for fmt in fmts:
-            encoder = fmt.encoder(shard)
-            stack.callback(encoder.close)
-            files.append(_File(fmt, encoder, ShardEntry(fmt.file_name(shard), shard.split, 0, 0, ""),
-                               stack.enter_context(output.atomic(fmt.file_name(shard)))))
-        for batch, datas in _batches(record_specs(plan, shard), read, prefetch):
+        files = [_open_file(fmt, plan, shard, output, stack, list(left_out.values())) for fmt in fmts]
+        for file in files:
+            file.put(file.encoder.start(specs, read))
+        counted = any(file.encoder.opens_with_records for file in files)
+        found = False  # unusable images the files' openings counted: this pass only looks for the others
+        for batch, datas in _batches(specs, read, prefetch):
             check_stop(stop)
             nbytes = 0
             for spec, data in zip(batch, datas):
                 try:
-                    if check_image is not None:
-                        check_image(spec, data)
-                    image = fmts[0].prepare(spec, data)
+                    image = _usable(fmts[0], spec, data, check_image)
                 except ImageError as e:
-                    if not skip_bad_images:
-                        raise
-                    for file in files:
-                        file.entry.skipped.append({"member": spec.member, "reason": reason(spec.member, e)})
+                    skipped = _skip(files, spec, e, skip_bad_images)
+                    if counted:
+                        left_out[spec.member], found = skipped, True
                     continue
-                for file in files:
-                    nbytes += file.put(file.encoder.record(spec, image))
-                    file.entry.records += 1
-                    file.entry.boxes += len(spec.boxes) if file.fmt.stores_boxes else 0
-                    if spec.fixup:
-                        file.entry.fixups.append(spec.filename)
+                if not found:
+                    nbytes += _put_record(files, spec, image)
             if phase:
                 phase.advance(len(batch), nbytes)
+        if found:
+            raise _LeftOut  # inside the stack: no file of this pass is put in place
         for file in files:
             file.put(file.encoder.finish())
             file.entry.sha256 = file.digest.hexdigest()
+            file.entry.facts = file.encoder.facts()
     for file in files:  # each index after its shard is in place: an index never describes a file not yet there
         name = file.fmt.index_name(shard)
         if name:

@@ -37,9 +37,11 @@ from .manifest import MANIFEST, Manifest
 HEAD = 64 << 10  # bytes read first to recognise a file
 MAX_JSON = 64 << 20  # a JSON file streamprep writes is far smaller (manifest.json: about 1 MB for 1152 shards)
 TAR_PROBE = 1000  # members looked at to tell a tar's kind before giving up
-ACCEPTED = ("inspect takes the training tar, the validation tar, the bounding-box tar.gz, a TFRecord, WebDataset or "
-            "TFDS (TFRecord or ArrayRecord) shard, a DALI .idx, manifest.json, _info.json, TFDS's dataset_info.json, "
-            "features.json or label.labels.txt, bboxes.csv or a label file")
+def accepted() -> str:
+    """What inspect takes, in words: the downloads, any registered format's files, the other files of an output."""
+    return ("inspect takes the training tar, the validation tar, the bounding-box tar.gz, a shard or metadata file of "
+            f"any output format ({', '.join(registry.names())}), a DALI .idx, manifest.json, bboxes.csv or a label "
+            "file")
 SYNSET = re.compile(r"n\d{8}")
 
 
@@ -57,7 +59,7 @@ def inspect(url: str, labels: LabelData, storage_options: dict[str, Any] | None 
         try:
             return _dispatch(source, labels, limit)
         except NotRecognised as e:
-            raise OutputUnreadableError(f"{url}: not a file streamprep reads or writes: {e}; {ACCEPTED}") from None
+            raise OutputUnreadableError(f"{url}: not a file streamprep reads or writes: {e}; {accepted()}") from None
     finally:
         source.close()
 

@@ -198,8 +198,13 @@ class _Lease(RunLock):
         return not isinstance(until, (int, float)) or until < time.time()
 
     def read(self) -> dict[str, Any] | None:
+        """The lease as the store holds it now: never from the file system's cached listings, which another part of
+        the run may have filled with a listing of `.streamprep` that lacks the lease (s3fs 2026.6 caches a glob's
+        prefix-filtered listing as the whole folder's), so that the lease would seem gone and be left behind."""
+        path = self.output.path(LEASE)
+        self.output.fs.invalidate_cache(path)  # the lease's own entry and its folders' listings
         try:
-            return _parse(self.output.fs.cat_file(self.output.path(LEASE)))
+            return _parse(self.output.fs.cat_file(path))
         except FileNotFoundError:
             return None
 

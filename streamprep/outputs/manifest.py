@@ -84,11 +84,14 @@ class ShardEntry:
     fixups: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"member", "reason"} under on_bad_image = skip
     index: FileRef | None = None  # the shard's DALI index file (--dali-index)
+    facts: dict[str, Any] = field(default_factory=dict)  # what its format keeps besides (`ShardEncoder.facts`)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         if self.index is None:
             del data["index"]
+        if not self.facts:  # the formats that keep none list exactly what they always did
+            del data["facts"]
         return data
 
     def files(self) -> list[str]:
@@ -105,10 +108,11 @@ class ShardEntry:
         _require(isinstance(data.get("sha256"), str), f"shard {name}: 'sha256' is not a string")
         _require(isinstance(data.get("fixups", []), list), f"shard {name}: 'fixups' is not a list")
         _require(isinstance(data.get("skipped", []), list), f"shard {name}: 'skipped' is not a list")
+        _require(isinstance(data.get("facts", {}), dict), f"shard {name}: 'facts' is not an object")
         index = data.get("index")
         return cls(name, str(data.get("split", "")), data.get("records", 0), data.get("bytes", 0), data["sha256"],
                    data.get("boxes", 0), list(data.get("fixups", [])), list(data.get("skipped", [])),
-                   None if index is None else FileRef.parse(index, name))
+                   None if index is None else FileRef.parse(index, name), dict(data.get("facts", {})))
 
 
 @dataclass
@@ -233,7 +237,19 @@ class Manifest:
 
     def reusable(self, run: dict[str, Any]) -> dict[str, ShardEntry]:
         """This manifest's shard entries if it records the same run (inputs, labels, sharding, policies), by name."""
-        return dict(self.shards) if self.run == run else {}
+        return dict(self.shards) if self.same_run(run) else {}
+
+    def same_run(self, run: dict[str, Any]) -> bool:
+        """Whether this manifest records `run` (a run record: `engines.pipeline.run_record`): equal, where an option
+        of a format this manifest's streamprep did not know yet counts as that option's default (so a new format
+        leaves every earlier output resumable)."""
+        return with_new_options(self.run) == run
+
+
+def with_new_options(run: dict[str, Any]) -> dict[str, Any]:
+    """An earlier run record with the format options it lacks (added since it was written) at their defaults."""
+    missing = {name: spec.default for name, spec in registry.own_options().items() if name not in run}
+    return {**run, **missing} if missing and "formats" in run else run
 
 
 def identity(source: Source) -> dict[str, Any]:

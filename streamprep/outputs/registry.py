@@ -7,14 +7,19 @@ reader and size bounds; from the entries alone come `--format` (`parse`), the op
 (`check`), the formats of a run (`make`), what its downloads are walked by (`walk`), and the
 names of every file of an output (`SHARD_FILE_NAME`, `SIDE_FILE_NAME`, `FOREIGN_FILE_NAME`,
 `NamePattern("output")`, `shard_format`), which resume, --overwrite, the sweep of what killed runs
-left, verify and inspect use. The built-in formats are imported on first use (`BUILT_IN`); any
-other registers its entry with `register` (a decorator), before `Options` name it.
+left, verify and inspect use. The built-in formats (every package in `outputs/`) and those of installed
+packages (entry points in the `streamprep.formats` group) are imported on first use; each registers its
+entry with `register` (a decorator). A format's own options become fields of `options.Options` when that
+module is first imported, so a format registered later (a test's) takes none of its own.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
+import os
+import pkgutil
 import re
 import threading
 from typing import TYPE_CHECKING, Any
@@ -25,27 +30,38 @@ from ..plan import SHARD_STEM
 if TYPE_CHECKING:
     from .format import Format
 
-# The built-in formats' packages (each registers its entry when imported), in the order their files are written
-# and listed: the classic TFRecord, WebDataset, TFDS's prepared dataset.
-BUILT_IN = (".tfrecord", ".webdataset", ".tfds")
 DEFAULT = "tfrecord"  # `--format`'s default: the classic's shards
+ENTRY_POINTS = "streamprep.formats"  # the entry-point group through which an installed package adds its formats
 
-_FORMATS: dict[str, type[Format]] = {}  # name -> entry: the built-ins in `BUILT_IN` order, then the others
+_FORMATS: dict[str, type[Format]] = {}  # name -> entry, in `Format.rank` order (then registration order)
 _lock = threading.RLock()
 _loaded = False
 _version = 0  # bumped by every change: the name patterns below are compiled again
 
 
+def built_in() -> list[str]:
+    """The built-in formats' packages: every package in `streamprep/outputs/` is one format (its `__init__.py`
+    holds the entry), found, not listed, so a new format touches its own package alone."""
+    return sorted(f".{m.name}" for m in pkgutil.iter_modules([os.path.dirname(__file__)]) if m.ispkg)
+
+
 def _load() -> None:
-    """Import the built-in formats once: each registers its entry (`@register`) when imported."""
+    """Import the built-in formats, then those installed packages add (entry points in the `streamprep.formats`
+    group, each naming a module that registers its entry, as fsspec's `registry` takes its implementations'), once."""
     global _loaded
     with _lock:
         if _loaded:
             return
         _loaded = True  # first: each built-in's `register` calls this again
         try:
-            for module in BUILT_IN:
+            for module in built_in():
                 importlib.import_module(module, __package__)
+            for point in importlib.metadata.entry_points(group=ENTRY_POINTS):
+                try:
+                    point.load()
+                except Exception as e:  # noqa: BLE001 - a broken plug-in names itself and does not hide the others
+                    raise ConfigError(f"the format package {point.value!r} (entry point {point.name!r} of "
+                                      f"{ENTRY_POINTS}) failed to load: {e}; reinstall or uninstall it") from e
         except BaseException:
             _loaded = False
             raise
@@ -53,7 +69,7 @@ def _load() -> None:
 
 def register(fmt: type[Format]) -> type[Format]:
     """Add a format's entry (a `Format` subclass with `name`, `shard_pattern`, `checker` and `reader`); a class
-    decorator. Its name must be new; the built-ins stay first, in `BUILT_IN` order."""
+    decorator. Its name must be new; the formats stay in `Format.rank` order."""
     global _version
     _load()
     missing = [what for what in ("name", "shard_pattern") if not isinstance(getattr(fmt, what, None), str)]
@@ -68,17 +84,11 @@ def register(fmt: type[Format]) -> type[Format]:
         if fmt.name in _FORMATS:
             raise ValueError(f"a format named {fmt.name!r} is registered already")
         _FORMATS[fmt.name] = fmt
-        ranked = sorted(_FORMATS.values(), key=_rank)  # whichever built-in was imported first, the same order
+        ranked = sorted(_FORMATS.values(), key=lambda f: f.rank)  # stable: equal ranks in registration order
         _FORMATS.clear()
         _FORMATS.update((f.name, f) for f in ranked)
         _version += 1
     return fmt
-
-
-def _rank(fmt: type[Format]) -> int:
-    """A built-in format's place in `BUILT_IN`; any other's after them (sorting is stable: in registration order)."""
-    package = fmt.__module__.removeprefix(__package__ or "")
-    return BUILT_IN.index(package) if package in BUILT_IN else len(BUILT_IN)
 
 
 def unregister(name: str) -> None:
@@ -126,9 +136,21 @@ def parse(text: str) -> tuple[str, ...]:
     return tuple(n for n in known if n in given)
 
 
-def option_default(field: str) -> Any:
-    """A format's own option's value when not given (for `options.Options`' field of that name)."""
-    return next(f.options[field] for f in formats() if field in f.options)
+def summaries() -> str:
+    """Every format in a few words (`Format.summary`), for `--format`'s help; those written alone said so."""
+    return "; ".join(f"{f.name} ({f.summary}{', written alone' if f.own_order else ''})" for f in formats())
+
+
+def own_options() -> dict[str, Any]:
+    """Every registered format's own options (`Format.options`: field name -> `format.FormatOption`), in registry
+    order: the fields `options.Options` adds to its table for them."""
+    found: dict[str, Any] = {}
+    for fmt in formats():
+        for name, spec in fmt.options.items():
+            if name in found:
+                raise ValueError(f"format {fmt.name!r}: an option named {name!r} belongs to another format already")
+            found[name] = spec
+    return found
 
 
 def check(options: Any) -> None:
@@ -138,8 +160,8 @@ def check(options: Any) -> None:
     for fmt in formats():
         fmt.check_options(options, fmt.name in chosen)
     for fmt in formats():
-        given = [f"{name} (--{name.replace('_', '-')} {getattr(options, name)})" for name, unset in fmt.options.items()
-                 if getattr(options, name) != unset]
+        given = [f"{name} (--{name.replace('_', '-')} {getattr(options, name)})" for name, spec in fmt.options.items()
+                 if getattr(options, name) != spec.default]
         if fmt.name not in chosen and given:  # name only the options given: the others were not
             one = len(given) == 1
             raise ConfigError(f"{' and '.join(given)} {'is an option' if one else 'are options'} of --format "

@@ -22,7 +22,7 @@ from ...records import fixups
 from ...records.image import Image
 from ...records.spec import RecordSpec
 from .. import registry
-from ..format import Format, ShardEncoder
+from ..format import Format, FormatOption, ShardEncoder
 from ..manifest import ShardEntry
 from .write import (ARRAY_RECORD, DATASET, FILE_FORMATS, FOLDER, SHARD_PATTERN, SIDE_FILES, SIDE_PATTERN,
                     check_release, encoder, metadata_files, shard_file)
@@ -37,7 +37,16 @@ class TFDSFormat(Format):
     """TFDS's prepared imagenet2012 (see the module docstring); its own order and sharding (`plan.py`)."""
 
     name = "tfds"
-    options = {"file_format": FILE_FORMATS[0], "tfds_shards": 0}  # 0: TFDS's own rule
+    rank = 20
+    summary = "TensorFlow Datasets' prepared imagenet2012, under imagenet2012/5.1.0/"
+    options = {
+        "file_format": FormatOption(
+            FILE_FORMATS[0], metavar="FORMAT",
+            help="the files of --format tfds: tfrecord (tfds.load) or array_record (tfds.data_source and Grain)"),
+        "tfds_shards": FormatOption(
+            0, metavar="N", default_text="0: TFDS's own rule (1024 train, 64 validation for ImageNet)",
+            help="shards of each split of --format tfds, as tfds.download.DownloadConfig(num_shards=N)"),
+    }
     no_dali_index = "DALI does not read TFDS's records"  # DALI reads TFRecord shards with the classic's schema
     local_only = True
     shard_pattern = SHARD_PATTERN
@@ -63,6 +72,9 @@ class TFDSFormat(Format):
                               f"{options.file_format!r}")
         if chosen and options.tfds_shards < 0:  # not chosen, it is refused as given without --format tfds
             raise ConfigError(f"tfds_shards (--tfds-shards) must be 0 (TFDS's rule) or more, got {options.tfds_shards}")
+        if chosen and options.tfds_shards and options.equal_shards:  # equal shards take --train/--validation-shards
+            raise ConfigError(f"tfds_shards (--tfds-shards {options.tfds_shards}) and --equal-shards both set the shard "
+                              "counts; with --equal-shards pass --train-shards and --validation-shards instead")
 
     @classmethod
     def describe(cls, options: dict[str, Any]) -> str:
@@ -94,7 +106,7 @@ class TFDSFormat(Format):
                                                    split_index.member(i)))
                 except ImageError:
                     fixed[name] = len(data)  # the writer reports it (or skips it) as it reports any bad image
-        return make_tfds_plan(index, inputs.labels, fixed, options.tfds_shards)
+        return make_tfds_plan(index, inputs.labels, fixed, options.tfds_shards, options.sharding)
 
     def file_name(self, shard: ShardSpec) -> str:
         return shard_file(shard.split, self.file_format, shard.number, shard.of)

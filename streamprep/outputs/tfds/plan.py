@@ -5,11 +5,12 @@ its file name, sorts a split by `md5(split name + key)` read as a 128-bit intege
 (`core/hashing.py`, `core/shuffle.py`), counts shards from the split's serialised size
 (`core/utils/shard_utils.py`: 1024 when that keeps shards between 64 MiB and 1 GiB, else a power of
 two that does; `DownloadConfig(num_shards=N)` overrides it) and cuts them at
-`round(examples * k / shards)`. The index holds the members TFDS reads, with its file names and labels
-(walked by TFDS's rules: `index.images.index_train_tfds`, `index_validation_tfds`); the plan refuses what
-makes `tfds build` fail once they are all known (two images of a split under one key, a name that is
-not UTF-8) and fixes up the files TFDS fixes up (`fixup_kind`). The plan is a `plan.Plan`, so the
-shared writer writes it like any other.
+`round(examples * k / shards)`; with `--equal-shards`, into `--train-shards` and `--validation-shards`
+shards by the balanced cut (`plan.equal_bounds`), TFDS's order kept. The index holds the members TFDS
+reads, with its file names and labels (walked by TFDS's rules: `index.images.index_train_tfds`,
+`index_validation_tfds`); the plan refuses what makes `tfds build` fail once they are all known (two
+images of a split under one key, a name that is not UTF-8) and fixes up the files TFDS fixes up
+(`fixup_kind`). The plan is a `plan.Plan`, so the shared writer writes it like any other.
 """
 
 from __future__ import annotations
@@ -131,23 +132,38 @@ def refuse_keys(split_index: SplitIndex, names: list[str]) -> None:
         seen[key] = i
 
 
+def cut(split_index: SplitIndex, names: list[str], fixed_sizes: Mapping[str, int], num_shards: int,
+        equal: Sharding | None) -> list[tuple[int, int]]:
+    """Start and stop of each shard of a split: TFDS's count and cut, or `equal`'s count and balanced cut; refused
+    when a shard would be empty (TFDS writes none)."""
+    split, n = split_index.split, len(names)
+    if equal is not None:
+        count, flag = equal.shards(split), f"{split}_shards (--{split}-shards)"
+        bounds = equal.bounds(split, n)
+    else:
+        total = sum(tfds_example.size(int(split_index.labels[i]) - 1, name, image_size(fixed_sizes, split_index, i))
+                    for i, name in enumerate(names))
+        count, flag = num_shards or number_of_shards(total, n), "tfds_shards (--tfds-shards)"
+        cuts = [0, *boundaries(n, count)]
+        bounds = [(cuts[k], cuts[k + 1]) for k in range(count)]
+    if n < count:
+        raise ConfigError(f"{flag} {count}: the {split} split has only {n:,} images; TFDS needs at least one a shard")
+    return bounds
+
+
 def make_tfds_plan(index: DatasetIndex, labels: LabelData, fixed_sizes: Mapping[str, int],
-                   num_shards: int = 0) -> TFDSPlan:
+                   num_shards: int = 0, sharding: Sharding | None = None) -> TFDSPlan:
     """TFDS's plan of both splits, from an index walked by TFDS's rules. `fixed_sizes` are the re-encoded sizes of
     the training images TFDS fixes up (by file name), which count in a split's size; `num_shards` (0: TFDS's own
-    rule) is `DownloadConfig(num_shards=...)`."""
+    rule) is `DownloadConfig(num_shards=...)`. A `sharding` with `equal` (`--equal-shards`) cuts TFDS's order into
+    its counts instead (`--train-shards`, `--validation-shards`), shards that differ by at most one
+    (`plan.equal_bounds`)."""
+    equal = sharding if sharding is not None and sharding.equal else None
     splits = {}
     for split_index in index.splits:
         names = [split_index.names[i] for i in range(len(split_index))]
-        n = len(names)
         refuse_keys(split_index, names)
-        total = sum(tfds_example.size(int(split_index.labels[i]) - 1, name, image_size(fixed_sizes, split_index, i))
-                    for i, name in enumerate(names))
-        count = num_shards or number_of_shards(total, n)
-        if n < count:
-            raise ConfigError(f"tfds_shards (--tfds-shards) {count}: the {split_index.split} split has only {n:,} "
-                              "images; TFDS needs at least one a shard")
-        cuts = [0, *boundaries(n, count)]
-        shards = tuple(ShardSpec(split_index.split, k, count, cuts[k], cuts[k + 1]) for k in range(count))
+        bounds = cut(split_index, names, fixed_sizes, num_shards, equal)
+        shards = tuple(ShardSpec(split_index.split, k, len(bounds), a, b) for k, (a, b) in enumerate(bounds))
         splits[split_index.split] = SplitPlan(split_index, order(split_index.split, names), shards)
-    return TFDSPlan(splits, labels, index.boxes, Sharding(), dict(fixed_sizes))
+    return TFDSPlan(splits, labels, index.boxes, equal or Sharding(), dict(fixed_sizes))

@@ -27,6 +27,8 @@ class TFRecordFormat(Format):
     """The classic's shards: `train-00000-of-01024`, records as `build_imagenet_data.py` writes them."""
 
     name = "tfrecord"
+    rank = 0
+    summary = "the classic's shards"
     shard_pattern = SHARD_STEM  # the stem alone
     stored_label = ("image/class/label", 0)  # the classic's 1..N (0 is its background, never written)
 

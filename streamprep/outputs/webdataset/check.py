@@ -31,15 +31,30 @@ class _Hashing:
             pass
 
 
+def _refused(member: tarfile.TarInfo) -> str | None:
+    """Why a member is no sample's member (not a regular file, skipped by the webdataset library, not named
+    `KEY.jpg`, `KEY.cls` or `KEY.json`), or None."""
+    name = member.name
+    if not member.isfile():
+        return f"member {name!r} is not a regular file"
+    if skipped_by_readers(name):  # read as the webdataset library reads it
+        return (f"member {name!r}: the webdataset library skips it as metadata (a name starting __...__), so a "
+                "training job would miss its sample")
+    stem, _, ext = name.rpartition(".")
+    if ext not in MEMBERS or "." in stem.rsplit("/", 1)[-1] or not stem:
+        return f"member {name!r} is not KEY.jpg, KEY.cls or KEY.json"
+    return None
+
+
 class TarShardChecker(ShardChecker):
     """Reads WebDataset shards (`NAME.tar`) and checks their samples; one instance shared by the worker threads.
 
     Checked: the file is a tar to its end; every member is a regular file named `KEY.jpg`, `KEY.cls` or
-    `KEY.json` (and not one the webdataset library skips as metadata), a sample's members together and each
-    once; `.cls` a class number in 0..N-1; `.json` an object whose `cls` and `label` agree with `.cls`; `.jpg`
-    a JPEG (with `decode`, one TensorFlow's decoder decodes to the `.json`'s height and width). The labels
-    counted are the classic's (`cls` + 1), to compare with the manifest's class counts; `index` is the DALI
-    index of the file as read.
+    `KEY.json` (and not one the webdataset library skips as metadata), in a plain ustar header (no pax record), a
+    sample's members together and each once; `.cls` a class number in 0..N-1; `.json` an object whose `cls` and
+    `label` agree with `.cls`; `.jpg` a JPEG (with `decode`, one TensorFlow's decoder decodes to the `.json`'s
+    height and width). The labels counted are the classic's (`cls` + 1), to compare with the manifest's class
+    counts; `index` is the DALI index of the file as read.
     """
 
     def _read(self, raw: BinaryIO, check: ShardCheck) -> None:
@@ -56,20 +71,15 @@ class TarShardChecker(ShardChecker):
                     if self.stop.is_set():
                         return
                     name = member.name
-                    if not member.isfile():
-                        check.problem(f"member {name!r} is not a regular file", check.records)
+                    refused = _refused(member)
+                    if refused:
+                        check.problem(refused, check.records)
                         check.trusted = False
                         continue
-                    if skipped_by_readers(name):  # read as the webdataset library reads it
-                        check.problem(f"member {name!r}: the webdataset library skips it as metadata (a name "
-                                      "starting __...__), so a training job would miss its sample", check.records)
-                        check.trusted = False
-                        continue
+                    if member.pax_headers:  # streamprep never writes one (`write.fitted`)
+                        check.problem(f"member {name!r} has a pax record (a name over 100 bytes, or not ASCII), "
+                                      "which wids and DALI's tar parser without an index cannot read", check.records)
                     stem, _, ext = name.rpartition(".")
-                    if ext not in MEMBERS or "." in stem.rsplit("/", 1)[-1] or not stem:
-                        check.problem(f"member {name!r} is not KEY.jpg, KEY.cls or KEY.json", check.records)
-                        check.trusted = False
-                        continue
                     if stem != key:
                         if key is not None:
                             pending_bytes += self._sample(check, key, sample, lines, offsets)

@@ -1,4 +1,5 @@
-"""inspect of a WebDataset shard (its samples, the label as its .cls holds it), its DALI index and timm's _info.json."""
+"""inspect of a WebDataset shard (its samples, the label as its .cls holds it), its DALI index, timm's _info.json and
+the wids shard list."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ...archives.storage import Source
 from ...index.labels import LabelData
 from ...inspection import Inspection, Lines, NotRecognised, Reader, read_failed, rounded, shard_beside
 from .check import MAX_SMALL_MEMBER, MEMBERS
+from .write import WIDS_KIND
 
 WEBDATASET_LABELS = (".cls as stored: 0..999 (the synset's index in the synsets file; the classic's "
                      "image/class/label is this + 1)")
@@ -133,9 +135,21 @@ def timm_info(source: Source, data: dict[str, Any], limit: int) -> Inspection:
     return found
 
 
+def wids_index(source: Source, data: dict[str, Any], limit: int) -> Inspection:
+    """A `wids` shard list (wids-shard-index-v1): its shards and their sample counts."""
+    found = Inspection(source.url, "wids shard list (WebDataset)", source.size,
+                       facts={"name": str(data.get("name"))})
+    shards = [s for s in data["shardlist"] if isinstance(s, dict)]
+    found.counts = {"samples": sum(s.get("nsamples", 0) for s in shards if isinstance(s.get("nsamples"), int)),
+                    "shards": len(shards)}
+    found.entries = [{"name": s.get("url"), "records": s.get("nsamples")} for s in shards[:limit]]
+    found.more = len(shards) - len(found.entries)
+    return found
+
+
 class WebDatasetReader(Reader):
     """WebDataset shards (a tar of `KEY.jpg`, `KEY.cls`, `KEY.json`; an empty tar), DALI's index of them, timm's
-    `_info.json`."""
+    `_info.json`, the wids shard list (`train.wids.json`)."""
 
     def tar(self, source: Source, member: str | None, labels: LabelData, limit: int) -> Inspection | None:
         if member is None or member.rpartition("/")[2].partition(".")[2] in MEMBERS:
@@ -146,6 +160,8 @@ class WebDatasetReader(Reader):
         return webdataset_index(source, lines(), limit) if INDEX_HEAD.fullmatch(first) else None
 
     def json(self, source: Source, data: dict[str, Any], limit: int) -> Inspection | None:
+        if data.get("__kind__") == WIDS_KIND and isinstance(data.get("shardlist"), list):
+            return wids_index(source, data, limit)
         splits = data.get("splits")
         if isinstance(splits, dict) and all(isinstance(s, dict) and isinstance(s.get("filenames"), list)
                                             for s in splits.values()):

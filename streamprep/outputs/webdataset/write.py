@@ -1,10 +1,12 @@
-"""Writing WebDataset tar shards: a sample's key and members, deterministic ustar headers, DALI's index, _info.json.
+"""Writing WebDataset tar shards: a sample's key and members, deterministic ustar headers, DALI's index, _info.json,
+the `wids` shard index.
 
 See the package's docstring (`outputs.webdataset`) for what a shard holds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tarfile
@@ -21,12 +23,23 @@ from ..manifest import ShardEntry
 
 SUFFIX = ".tar"
 INFO_JSON = "_info.json"
+WIDS_SUFFIX = ".wids.json"  # `train.wids.json`: a split's shard list as `wids.ShardListDataset` reads it
+WIDS_KIND = "wids-shard-index-v1"  # what `wids_index.py create` writes as `__kind__`
+SPLITS = ("train", "validation")
 BLOCK = 512
 RECORD = 10240  # tarfile.RECORDSIZE: the archive's length is padded to a multiple of it
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-# Member headers cost 512 bytes each (1024 with a pax record for a long name), the .cls and .json a block or
-# two more, and padding up to 511 bytes after each of the three members.
+# Member headers cost 512 bytes each (no pax record: every name fits the header), the .cls and .json a block or
+# two more, and padding up to 511 bytes after each of the three members; generously counted.
 RECORD_ALLOWANCE = 6 * BLOCK + 3 * BLOCK
+
+# Every member name fits a ustar header's 100-byte name field, so no member needs a pax record: `wids`' reader
+# (`wids_mmtar.MMIndexedTar`) and DALI's tar parser without an index read that field alone, and take the pax
+# record's header for a file of its own. A key is at most KEY_ROOM bytes (`KEY.json` is the longest name).
+NAME_FIELD = 100
+KEY_ROOM = NAME_FIELD - len(".json")
+HASHED = "%_"  # between a shortened key's head and its hash: in no escaped key, where every `%` starts `%XX`
+HASH_CHARS = 16  # hex digits of the full key's sha256 that a shortened key ends with
 
 
 # Member names the webdataset library skips as metadata (`tar_file_iterator`'s `skip_meta`, and `__...__` names
@@ -48,12 +61,28 @@ def escape(name: str) -> str:
 
 
 def sample_key(spec: RecordSpec, split: str) -> str:
-    """The sample's key: `synset/stem` for training images, `stem` for validation ones, escaped. The empty stem of a
-    file named `.JPEG` is `%`, which no escaped stem is (each `%` of one starts `%XX`): an empty last part would
-    make webdataset read the key as `synset/` (or skip the sample) and DALI's `wds2idx` skip it."""
+    """The sample's key: `synset/stem` for training images, `stem` for validation ones, escaped, shortened where its
+    members' names would not fit a ustar header (`fitted`). The empty stem of a file named `.JPEG` is `%`, which no
+    escaped stem is (each `%` of one starts `%XX`): an empty last part would make webdataset read the key as
+    `synset/` (or skip the sample) and DALI's `wds2idx` skip it."""
     stem = spec.filename.rsplit(".", 1)[0] if "." in spec.filename else spec.filename
     part = escape(stem) or "%"
-    return part if split == "validation" else f"{escape(spec.synset)}/{part}"
+    return fitted(part if split == "validation" else f"{escape(spec.synset)}/{part}")
+
+
+def fitted(key: str) -> str:
+    """`key` itself when `KEY.json` fits the ustar name field (100 bytes), else a stable key that does: as much of
+    its head as leaves room (never cutting a `%XX` in two), `%_`, and the first 16 hex digits of the full key's
+    sha256. The same key always gives the same short one; no key that is not shortened holds `%_`, and two keys
+    of a shard share a short one only if their heads and 64-bit hashes both agree. The full file name is in the
+    sample's `.json`."""
+    if len(key) <= KEY_ROOM:
+        return key
+    head = key[:KEY_ROOM - len(HASHED) - HASH_CHARS]
+    cut = head.find("%", len(head) - 2)  # a `%XX` whose digits would be cut off
+    if cut >= 0:
+        head = head[:cut]
+    return head + HASHED + hashlib.sha256(key.encode("ascii")).hexdigest()[:HASH_CHARS]
 
 
 def _number(value: float) -> str:
@@ -148,6 +177,26 @@ def timm_info(plan: Plan, entries: Sequence[ShardEntry]) -> bytes:
         splits[name] = {"name": name, "num_samples": sum(lengths), "filenames": files, "shard_lengths": lengths}
     info = {"name": "imagenet2012", "splits": splits}
     return (json.dumps(info, indent=1) + "\n").encode()
+
+
+def wids_name(split: str) -> str:
+    """The file of a split's `wids` shard list: `train.wids.json`."""
+    return split + WIDS_SUFFIX
+
+
+def wids_indexes(plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
+    """Each split's shard list as `wids.ShardListDataset(PATH)` reads it, in the layout `wids_index.py create` writes
+    (`__kind__` wids-shard-index-v1, `wids_version` 1, a `name`, and per shard `url`, `nsamples` and `filesize`):
+    every shard in order (an empty one too: wids never opens a shard of no samples), its URL relative to the index
+    file, which lies beside the shards, so that the folder can move."""
+    files = {}
+    for name, split_plan in plan.splits.items():
+        mine = {e.name: e for e in entries if e.split == name}
+        shards = [mine[s.name + SUFFIX] for s in split_plan.shards if s.name + SUFFIX in mine]
+        index = {"__kind__": WIDS_KIND, "wids_version": 1, "name": f"imagenet2012-{name}",
+                 "shardlist": [{"url": e.name, "nsamples": e.records, "filesize": e.bytes} for e in shards]}
+        files[wids_name(name)] = (json.dumps(index, indent=1) + "\n").encode()
+    return files
 
 
 def refuse_synsets(labels: Any) -> None:

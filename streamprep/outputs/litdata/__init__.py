@@ -1,0 +1,108 @@
+"""LitData's optimized chunks, a registry entry: `litdata.StreamingDataset(OUT/"train")` reads them as they are.
+
+Files: `train/chunk-00000-of-01024.bin` ... and `validation/chunk-00000-of-00128.bin` ..., one chunk
+per shard of the classic's plan (chunk `k` holds exactly the records of TFRecord shard `k`, in the same
+order: `--format tfrecord,litdata` is one read), and each split's `index.json`, written once all its
+chunks are (`side_files`). A sample is the tuple `(image, class)` of LitData's own ImageNet example:
+the JPEG's bytes passed through (data format `jpeg`: LitData decodes them on read into a uint8 RGB
+tensor), the class 0..N-1 (`int`). The chunks are written byte for byte as LitData's `BinaryWriter`
+writes the same samples (`write.py`), without LitData; reading them needs `pip install litdata`.
+No DALI index (DALI does not read LitData chunks); runs on either engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ...errors import ConfigError
+from ...plan import Plan, ShardSpec, make_plan
+from ...records.spec import record_specs
+from .. import registry
+from ..format import Format, ShardEncoder
+from ..manifest import ShardEntry
+from .write import (INDEX_JSON, ITEM_OVERHEAD, OFFSET, SHARD_PATTERN, SIDE_PATTERN, SPLITS, Encoder, chunk_file,
+                    encoder, index_json)
+
+if TYPE_CHECKING:
+    from ...inspection import Reader
+    from ..checker import ShardChecker
+
+
+@registry.register
+class LitDataFormat(Format):
+    """LitData's optimized chunks and index.json, a folder per split (see the module docstring)."""
+
+    name = "litdata"
+    rank = 40
+    summary = "LitData's optimized chunks, train/ and validation/ for litdata.StreamingDataset"
+    no_dali_index = "DALI does not read LitData chunks"
+    shard_pattern = SHARD_PATTERN  # train/chunk-00000-of-01024.bin
+    side_pattern = SIDE_PATTERN  # train/index.json, validation/index.json
+    folders = {split: 1 for split in SPLITS}
+    allowance = ITEM_OVERHEAD + 3 * OFFSET  # an item's sizes and class, its offset; the chunk's count and first offset
+    stores_boxes = False  # a sample is (image, class); the boxes are in bboxes.csv
+    stored_label = ("class", 1)  # 0..N-1
+
+    def __init__(self, dali_index: bool = False, spool: bool = False) -> None:
+        super().__init__(dali_index)
+        self.spool = spool  # images may be left out (--on-bad-image skip): no header can be written first
+
+    @classmethod
+    def from_options(cls, options: Any) -> "LitDataFormat":
+        return cls(options.dali_index, options.skip_bad_images)
+
+    @classmethod
+    def check_options(cls, options: Any, chosen: bool) -> None:
+        """Refuse another format of the run that writes a file of the same name (another format's `index.json` in
+        the split folders): one would overwrite the other's."""
+        if not chosen:
+            return
+        mine = set(cls().side_file_names())
+        for other in options.formats:
+            clash = sorted(mine & set(registry.get(other).from_options(options).side_file_names()))
+            if other != cls.name and clash:
+                raise ConfigError(f"--format {cls.name} and --format {other} both write {clash[0]}; write them to "
+                                  "two --out folders, in two conversions")
+
+    def plan(self, options: Any, inputs: Any, index: Any) -> Plan:
+        """The classic's plan, with the fix-up files' re-encoded sizes a chunk's header needs first (`plan.py`)."""
+        from .plan import sized_plan
+
+        return sized_plan(make_plan(index, inputs.labels, options.sharding), inputs)
+
+    def file_name(self, shard: ShardSpec) -> str:
+        return chunk_file(shard.split, shard.number, shard.of)
+
+    def encoder(self, shard: ShardSpec) -> ShardEncoder:
+        """Without the plan: the items spooled, the header written after them (the same bytes)."""
+        return Encoder(self.file_name(shard), None)
+
+    def encoder_for(self, plan: Plan, shard: ShardSpec) -> ShardEncoder:
+        """With the plan (what `write_shard` asks): the header first, from the planned sizes, where they are known."""
+        return encoder(plan, shard, self.file_name(shard), self.spool)
+
+    def size_bounds(self, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
+        """The chunk's exact size, a fix-up file counted as its re-encoded size where the plan knows it, else as the
+        original's (`plan` shows those apart)."""
+        specs = record_specs(plan, shard)
+        size = 2 * OFFSET + sum(plan.fixed_sizes.get(s.member, s.size) + ITEM_OVERHEAD + OFFSET for s in specs)
+        return size, size
+
+    def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
+        """Each split's index.json (`write.index_json`)."""
+        return {f"{split}/{INDEX_JSON}": index_json(plan, entries, split) for split in SPLITS if split in plan.splits}
+
+    def side_file_names(self) -> list[str]:
+        return [f"{split}/{INDEX_JSON}" for split in SPLITS]
+
+    @classmethod
+    def checker(cls) -> type[ShardChecker]:
+        from .check import ChunkChecker
+
+        return ChunkChecker
+
+    @classmethod
+    def reader(cls) -> Reader:
+        from .inspect import LitDataReader
+
+        return LitDataReader()

@@ -1,0 +1,106 @@
+"""Parquet files as Hugging Face's `imagenet-1k` dataset lays them out, a registry entry: `datasets.load_dataset(OUT)`.
+
+One file per shard, named as `push_to_hub` names a split's files, `data/train-00000-of-01024.parquet`
+(`data/validation-...`), each holding the same images in the same order as the TFRecord shard of
+that name. A row per image: `image` (the Image feature's storage: `bytes`, the image the classic's
+record holds, fix-up files re-encoded as the classic does; `path`, its file name,
+`n01440764_10026.JPEG`, `ILSVRC2012_val_00000001.JPEG`) and `label` (a ClassLabel, int64 0..N-1 in
+the synsets file's order, named as the hub names its classes: `write.class_names`). The schema's
+`huggingface` metadata holds the features, so `datasets` needs nothing but the folder; pyarrow and
+polars read the files as they are. Each file is what `datasets`' own writer writes for its rows
+(`write.py`): row groups as `push_to_hub` sizes them, the image uncompressed and PLAIN, the label
+snappy; deterministic for a given pyarrow release, whose version the footer's `created_by` names.
+Needs pyarrow 21 or later (`pip install 'streamprep[parquet]'`); no DALI index; no boxes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...errors import MissingDependencyError
+from ...plan import Plan, ShardSpec
+from .. import registry
+from ..format import Format, ShardEncoder
+from .write import (FOLDER, SHARD_PATTERN, Encoder, class_names, features_json, file_name, pyarrow_problem,
+                    row_group_rows)
+
+if TYPE_CHECKING:
+    from ...inspection import Reader
+    from ..checker import ShardChecker
+
+DATA_BYTES = 8  # a row's bytes beyond its image and name: the two PLAIN lengths
+FOOTER_BYTES = 64 << 10  # a file's footer beyond its features and pages: its columns' and row groups' metadata
+# A page's header and page index entries take at most PAGE_BYTES; a page holds 256 KiB or more (content-defined
+# chunking's smallest chunk) but the last of a column chunk: besides those, a page per CHUNK_BYTES of images at most.
+PAGE_BYTES, CHUNK_BYTES = 512, 256 << 10
+
+
+@registry.register
+class ParquetFormat(Format):
+    """Hugging Face's imagenet-1k Parquet files (see the module docstring), `datasets.load_dataset`'s."""
+
+    name = "parquet"
+    rank = 30
+    summary = "Hugging Face datasets' imagenet-1k Parquet files, under data/"
+    shard_pattern = SHARD_PATTERN
+    folders = {FOLDER: 1}  # data/FILE
+    no_dali_index = "DALI does not read Parquet"
+    stores_boxes = False  # imagenet-1k has no boxes
+    stored_label = ("label", 1)  # 0..N-1
+
+    @classmethod
+    def needs(cls, options: Any) -> list[tuple[str, str, str | None, str]]:
+        return [("pyarrow", "pyarrow", "parquet", f"--format {cls.name}")]
+
+    def refuse(self, labels: Any) -> None:
+        """Class names the hub's rule cannot make unique, a synset without a text (`write.class_names`), or a pyarrow
+        too old to write as `datasets` does: refused before anything is read or written."""
+        class_names(labels)
+        problem = pyarrow_problem()
+        if problem:
+            raise MissingDependencyError(problem)
+
+    def file_name(self, shard: ShardSpec) -> str:
+        return file_name(shard.name)
+
+    def encoder(self, shard: ShardSpec) -> ShardEncoder:
+        raise NotImplementedError(f"--format {self.name} makes its encoders from the plan: encoder_for(plan, shard)")
+
+    def encoder_for(self, plan: Plan, shard: ShardSpec) -> ShardEncoder:
+        """The plan's class names (the schema's features), and its split's image sizes (the rows of a row group)."""
+        return Encoder(class_names(plan.labels), row_group_rows(plan.splits[shard.split].index.sizes))
+
+    def most_bytes(self, plan: Plan, shards: Any) -> int:
+        """The default bound (images, a generous allowance a row, the fix-up files' growth) and each file's footer: its
+        features twice (as metadata and in the stored Arrow schema, base64) and the rest of the footer."""
+        features = len(features_json(class_names(plan.labels)))
+        pages = sum(int(self._sizes(plan, s).sum()) for s in shards) // CHUNK_BYTES
+        return super().most_bytes(plan, shards) + len(shards) * (3 * features + FOOTER_BYTES) + pages * PAGE_BYTES
+
+    def size_bounds(self, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
+        """(smallest, largest) bytes of the shard's file: at least its images, names and their lengths, and its
+        features twice (as metadata, and at 4/3 their size in the stored Arrow schema); at most `most_bytes`."""
+        split = plan.splits[shard.split]
+        rows = split.order[shard.start:shard.stop]
+        data = int(split.index.sizes[rows].sum()) + int(np.diff(split.index.names.starts)[rows].sum())
+        features = len(features_json(class_names(plan.labels)))
+        return data + DATA_BYTES * len(rows) + 2 * features, self.most_bytes(plan, [shard])
+
+    @staticmethod
+    def _sizes(plan: Plan, shard: ShardSpec) -> np.ndarray:
+        split = plan.splits[shard.split]
+        return split.index.sizes[split.order[shard.start:shard.stop]]
+
+    @classmethod
+    def checker(cls) -> type[ShardChecker]:
+        from .check import ParquetChecker
+
+        return ParquetChecker
+
+    @classmethod
+    def reader(cls) -> Reader:
+        from .inspect import ParquetReader
+
+        return ParquetReader()

@@ -1,0 +1,199 @@
+"""Writing Hugging Face's `imagenet-1k` Parquet files: their schema and features, the hub's class names, row groups.
+
+Each file is what `datasets` writes for these rows (`Dataset.to_parquet`, which `push_to_hub` calls
+on each shard): pyarrow's `ParquetWriter` set up as `datasets/io/parquet.py`'s
+`ParquetDatasetWriter` sets it up in datasets 5.0 (quoted where it is used below), a row group at a
+time, as many rows a group as `push_to_hub` puts in one (`get_writer_batch_size_from_data_size`).
+pyarrow writes into an in-memory sink, whose bytes each call hands on: a row group's bytes when it
+is full, the footer from `finish`; the encoder holds one row group's rows at a time, never the shard.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import ImageError, LabelDataError
+from ...plan import SHARD_STEM
+from ...records.image import Image
+from ...records.spec import RecordSpec
+from ..format import ShardEncoder
+
+FOLDER = "data"  # push_to_hub's data_dir: `{data_dir}/{split}-{index:05d}-of-{num_shards:05d}.parquet`
+SUFFIX = ".parquet"
+SHARD_PATTERN = FOLDER + "/" + SHARD_STEM + re.escape(SUFFIX)  # data/train-00000-of-01024.parquet
+MAGIC = b"PAR1"  # a Parquet file opens and ends with it
+
+# datasets/config.py: `MAX_ROW_GROUP_SIZE = "100MB"` (uncompressed bytes a row group aims at; `convert_file_size_to_int`
+# reads MB as 10**6 bytes) and `DEFAULT_CDC_OPTIONS`, with which `ParquetDatasetWriter` turns on pyarrow's
+# content-defined chunking (pyarrow 21 or later).
+ROW_GROUP_BYTES = 100 * 10**6
+CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+MIN_PYARROW = (21, 0)
+
+
+def file_name(stem: str) -> str:
+    """A shard's file (`ShardSpec.name`, `train-00000-of-01024`) as push_to_hub names a split's files."""
+    return f"{FOLDER}/{stem}{SUFFIX}"
+
+
+def class_names(labels: Any) -> list[str]:
+    """The `label` ClassLabel's names, as the hub's `imagenet-1k` names its classes (its loading script's
+    `classes.py`, `IMAGENET2012_CLASSES`: synset -> name, in the synsets file's order): each synset's text from the
+    metadata file, but a text an earlier synset already has gets its count appended. The hub names n03126707
+    "crane2", the second "crane" of the metadata file (n02012849 is the first): a ClassLabel takes each name once.
+    `LabelDataError` if a synset has no text, or the names still repeat."""
+    seen: Counter = Counter()
+    names: list[str] = []
+    for synset in labels.synsets:
+        text = labels.text(synset)  # LabelDataError naming the metadata file if it has none
+        seen[text] += 1
+        names.append(text if seen[text] == 1 else f"{text}{seen[text]}")
+    repeated = [name for name, n in Counter(names).items() if n > 1]
+    if repeated:
+        raise LabelDataError(f"metadata file {labels.sources.get('metadata', '')}: the class name {repeated[0]!r} "
+                             "would be given twice (a text repeated, and a text that is another's with its count "
+                             "appended); Hugging Face's ClassLabel takes each name once: make the texts unique, or "
+                             "write another --format")
+    return names
+
+
+def features_json(names: Sequence[str]) -> str:
+    """The schema's `huggingface` metadata: `datasets.Features.arrow_schema`'s
+    `json.dumps({"info": {"features": self.to_dict()}})` for `{"image": Image(), "label": ClassLabel(names=...)}`,
+    from which the packaged `parquet` builder takes the features (`Features.from_arrow_schema`)."""
+    features = {"image": {"_type": "Image"}, "label": {"names": list(names), "_type": "ClassLabel"}}
+    return json.dumps({"info": {"features": features}})
+
+
+def arrow_schema(names: Sequence[str]) -> Any:
+    """`image` (the Image feature's storage, `struct<bytes: binary, path: string>`) and `label` (int64), with the
+    features as metadata."""
+    import pyarrow as pa
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    return pa.schema([("image", image), ("label", pa.int64())]).with_metadata({"huggingface": features_json(names)})
+
+
+def estimated_nbytes(sizes: np.ndarray) -> int:
+    """What `Dataset._estimate_nbytes()` gives for a split of these image sizes: the Arrow table's bytes (the images
+    and their int32 offsets, the int64 labels; the paths' bytes, which it subtracts for an Image column, left out)."""
+    n = len(sizes)
+    return int(sizes.sum()) + 4 * (n + 1) + 8 * n
+
+
+def row_group_rows(sizes: np.ndarray) -> int:
+    """Rows a row group holds, for a split of these image sizes: `push_to_hub`'s `writer_batch_size`,
+    `get_writer_batch_size_from_data_size(len(self), self._estimate_nbytes())`, i.e.
+    `max(1, num_rows * MAX_ROW_GROUP_SIZE // num_bytes) if num_bytes > 0 else 1` (Image data has no row count of its
+    own: `PARQUET_ROW_GROUP_SIZE_FOR_IMAGE_DATASETS` is None)."""
+    nbytes = estimated_nbytes(sizes)
+    return max(1, len(sizes) * ROW_GROUP_BYTES // nbytes) if nbytes > 0 else 1
+
+
+def writer_options() -> dict[str, Any]:
+    """pyarrow's `ParquetWriter` options, as `ParquetDatasetWriter._write` passes them for these features: the
+    image (`require_storage_embed`) uncompressed, PLAIN, no dictionary; the label snappy with a dictionary;
+    content-defined chunking; a page index."""
+    return {"compression": {"image": "none", "label": "snappy"}, "use_dictionary": ["label"],
+            "column_encoding": {"image": "PLAIN"}, "use_content_defined_chunking": CDC_OPTIONS,
+            "write_page_index": True}
+
+
+class _Sink:
+    """The file pyarrow writes to: it keeps what was written until `take` hands it on."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.position = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> list[bytes]:
+        parts, self.parts = self.parts, []
+        return parts
+
+
+def utf8_name(spec: RecordSpec) -> str:
+    """The image's file name as the `path` column holds it (UTF-8 text); `ImageError` for a name that is not."""
+    try:
+        spec.filename.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ImageError(f"{spec.member}: its name is not UTF-8, and a Parquet file's image path is UTF-8 text; "
+                         "rename the member in the archive, or write another --format") from None
+    return spec.filename
+
+
+class Encoder(ShardEncoder):
+    """One shard's rows, a row group at a time (`rows` each), written by pyarrow as `datasets` writes them."""
+
+    def __init__(self, names: Sequence[str], rows: int) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = arrow_schema(names)
+        self.rows = rows
+        self.sink = _Sink()
+        self.writer = pq.ParquetWriter(self.sink, self.schema, **writer_options())  # writes the magic
+        self.images: list[bytes] = []
+        self.paths: list[str] = []
+        self.labels: list[int] = []
+
+    def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
+        self.paths.append(utf8_name(spec))
+        self.images.append(image.data)
+        self.labels.append(spec.label - 1)  # ClassLabel: 0..N-1
+        return self._row_group() if len(self.labels) >= self.rows else self.sink.take()
+
+    def _row_group(self) -> list[bytes]:
+        """The rows held, written as one row group; the bytes written since the last call."""
+        import pyarrow as pa
+
+        image = pa.StructArray.from_arrays([pa.array(self.images, pa.binary()), pa.array(self.paths, pa.string())],
+                                           fields=list(self.schema.field("image").type))
+        self.writer.write_table(pa.Table.from_arrays([image, pa.array(self.labels, pa.int64())], schema=self.schema))
+        self.images, self.paths, self.labels = [], [], []
+        return self.sink.take()
+
+    def finish(self) -> Sequence[bytes]:
+        pieces = self._row_group() if self.labels else self.sink.take()
+        # ParquetDatasetWriter: `writer.add_key_value_metadata({"content_defined_chunking": json.dumps(...)})`
+        self.writer.add_key_value_metadata({"content_defined_chunking": json.dumps(CDC_OPTIONS)})
+        self.writer.close()  # the footer: schema, row groups, page index
+        return [*pieces, *self.sink.take()]
+
+    def close(self) -> None:
+        self.images, self.paths, self.labels = [], [], []
+
+
+def pyarrow_problem() -> str | None:
+    """Why the installed pyarrow cannot write these files (too old for content-defined chunking), or None (also
+    when it is missing: `Format.needs` says that)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("pyarrow")
+    except PackageNotFoundError:
+        return None
+    numbers = tuple(int(part) for part in re.findall(r"\d+", found)[:2])
+    if numbers < MIN_PYARROW:
+        return (f"--format parquet writes as Hugging Face datasets does, with pyarrow's content-defined chunking, "
+                f"which needs pyarrow {'.'.join(map(str, MIN_PYARROW))} or later; pyarrow {found} is installed: "
+                "pip install -U 'streamprep[parquet]'")
+    return None

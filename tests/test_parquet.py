@@ -1,0 +1,276 @@
+"""`--format parquet` judged by its real readers: Hugging Face `datasets` (given nothing but the folder), `datasets`'
+own Parquet writer, pyarrow and polars; the TFRecord shards of the same sample and layout are the reference.
+
+The sample's conversions are conftest's `parquet_converted` (Parquet alone) and `both` (TFRecord and WebDataset).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+from helpers import METADATA, SMALL_LAYOUT, SYNSETS, convert_args, run_cli, run_cli_out, run_python
+from streamprep.errors import LabelDataError
+from streamprep.index.labels import LabelData
+from streamprep.outputs.parquet import write
+from streamprep.records.image import Image as Prepared
+from streamprep.records.spec import RecordSpec
+
+SHARDS = {"train": 4, "validation": 2}
+IMAGES = {"train": 31, "validation": 13}  # the sample's images the classic's format holds
+
+
+def parquet_files(out: Path) -> list[Path]:
+    return sorted((out / "data").glob("*.parquet"))
+
+
+def tfrecord_rows(folder: Path, split: str) -> list[tuple[bytes, str, int]]:
+    """(image, file name, label - 1) of every record of a split's TFRecord shards, in shard order, read by TensorFlow."""
+    rows = []
+    for k in range(SHARDS[split]):
+        for raw in tf.data.TFRecordDataset(str(folder / f"{split}-{k:05d}-of-{SHARDS[split]:05d}")):
+            feature = tf.train.Example.FromString(raw.numpy()).features.feature
+            rows.append((feature["image/encoded"].bytes_list.value[0],
+                         feature["image/filename"].bytes_list.value[0].decode(),
+                         feature["image/class/label"].int64_list.value[0] - 1))
+    return rows
+
+
+def hub_names() -> list[str]:
+    """The hub's class names as its `classes.py` has them: the metadata file's text of each synset, in the synsets
+    file's order; n03126707, the metadata file's second "crane", is "crane2"."""
+    texts = dict(line.split("\t", 1) for line in METADATA.read_text(encoding="utf-8").splitlines())
+    return ["crane2" if synset == "n03126707" else texts[synset]
+            for synset in SYNSETS.read_text(encoding="utf-8").split()]
+
+
+@pytest.fixture(scope="module")
+def loaded(parquet_converted, tmp_path_factory) -> datasets.DatasetDict:
+    """`datasets.load_dataset` of the output folder, nothing else given (its Arrow cache in a folder of its own)."""
+    return datasets.load_dataset(str(parquet_converted), cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
+
+
+# --------------------------------------------------------------------------------------------- datasets reads it
+
+def test_load_dataset_finds_both_splits_and_the_hubs_features_in_the_folder_alone(loaded):
+    assert set(loaded) == {"train", "validation"}
+    assert {split: loaded[split].num_rows for split in loaded} == IMAGES
+    for split in loaded:
+        assert loaded[split].features == datasets.Features(
+            {"image": datasets.Image(), "label": datasets.ClassLabel(names=hub_names())})
+
+
+def test_the_class_names_are_the_hubs_in_the_synsets_files_order(loaded):
+    names = loaded["train"].features["label"].names
+    assert len(names) == 1000 and names == hub_names()
+    # as the hub's classes.py (IMAGENET2012_CLASSES) has them: the first "crane" is the bird, the second the machine
+    assert (names[0], names[134], names[517], names[638], names[639], names[999]) == (
+        "tench, Tinca tinca", "crane", "crane2", "maillot", "maillot, tank suit",
+        "toilet tissue, toilet paper, bathroom tissue")
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_rows_hold_the_tfrecord_shards_images_file_names_and_labels_less_one_in_their_order(loaded, both, split):
+    rows = loaded[split].cast_column("image", datasets.Image(decode=False))
+    got = [(row["image"]["bytes"], row["image"]["path"], row["label"]) for row in rows]
+    assert got == tfrecord_rows(both, split)
+    decoded = loaded[split][0]["image"]  # datasets decodes the Image feature with Pillow
+    assert decoded.size[0] > 0 and decoded.size[1] > 0
+
+
+def test_each_file_is_byte_identical_to_what_datasets_own_parquet_writer_writes_for_its_rows(parquet_converted,
+                                                                                            tmp_path):
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=hub_names())})
+    for path in parquet_files(parquet_converted):
+        table = pq.read_table(path)
+        rows = datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
+        theirs = tmp_path / path.name
+        assert pq.ParquetFile(path).num_row_groups == 1  # the sample's images are far from 100 MB a split
+        rows.to_parquet(str(theirs), batch_size=table.num_rows)
+        assert path.read_bytes() == theirs.read_bytes(), path.name
+
+
+def test_row_groups_are_as_many_rows_as_push_to_hub_puts_in_one_and_written_as_datasets_writes_them(
+        monkeypatch, tmp_path):
+    """With a row group of 20 KB (datasets' and streamprep's MAX_ROW_GROUP_SIZE lowered alike), a split of these
+    images gets the rows a group `push_to_hub` gets, and the encoder's pieces, a row group at a time, are what
+    `Dataset.to_parquet(batch_size=...)` writes."""
+    from datasets.arrow_writer import get_writer_batch_size_from_data_size
+
+    monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", "20KB")
+    monkeypatch.setattr(write, "ROW_GROUP_BYTES", 20_000)
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(2_000, 9_000, 11)
+    images = [b"\xff\xd8\xff" + rng.bytes(int(n) - 3) for n in sizes]
+    names, labels = [f"n01440764_{k}.JPEG" for k in range(11)], [int(x) for x in rng.integers(0, 3, 11)]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    rows = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": n} for b, n in zip(images, names)],
+                                       "label": labels}, features=features)
+    per_group = write.row_group_rows(np.asarray([len(b) for b in images]))
+    assert per_group == get_writer_batch_size_from_data_size(len(rows), rows._estimate_nbytes())
+    assert 1 < per_group < 11
+
+    encoder = write.Encoder(["a", "b", "c"], per_group)
+    pieces = []
+    for image, name, label in zip(images, names, labels):
+        spec = RecordSpec(name, label + 1, "n01440764", "tench", f"x.tar!{name}", 0, len(image),
+                          np.zeros((0, 4), np.float32), None)
+        pieces += encoder.record(spec, Prepared(image, 1, 1))
+    pieces += encoder.finish()
+    rows.to_parquet(str(tmp_path / "theirs.parquet"), batch_size=per_group)
+    assert b"".join(pieces) == (tmp_path / "theirs.parquet").read_bytes()
+    assert pq.ParquetFile(tmp_path / "theirs.parquet").num_row_groups == -(-11 // per_group)
+
+
+def test_pyarrow_and_polars_alone_read_every_row(parquet_converted, both):
+    for split, shards in SHARDS.items():
+        files = [parquet_converted / "data" / f"{split}-{k:05d}-of-{shards:05d}.parquet" for k in range(shards)]
+        table = pa.concat_tables([pq.read_table(f) for f in files])
+        frame = pl.concat([pl.read_parquet(f) for f in files])
+        assert table.schema.field("image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+        assert table.schema.field("label").type == pa.int64() and frame.schema["label"] == pl.Int64
+        expected = tfrecord_rows(both, split)
+        assert [(r["image"]["bytes"], r["image"]["path"], r["label"]) for r in table.to_pylist()] == expected
+        assert list(zip(frame["image"].struct.field("bytes"), frame["image"].struct.field("path"),
+                        frame["label"])) == expected
+
+
+def test_the_hub_names_a_second_crane_crane2_and_names_that_stay_repeated_are_refused():
+    def labels(texts: dict[str, str]) -> LabelData:
+        return LabelData(tuple(texts), texts, (), {"metadata": "meta.txt"})
+
+    assert write.class_names(labels({"n1": "crane", "n2": "kite", "n3": "crane", "n4": "crane"})) == [
+        "crane", "kite", "crane2", "crane3"]
+    with pytest.raises(LabelDataError, match=r"meta\.txt: the class name 'crane2' would be given twice"):
+        write.class_names(labels({"n1": "crane", "n2": "crane2", "n3": "crane"}))
+
+
+def test_an_image_whose_name_is_not_utf8_is_refused_naming_the_member():
+    """Parquet's `path` is UTF-8 text: a name the archive holds in other bytes (kept by Python as lone surrogates)
+    cannot be written faithfully."""
+    from streamprep.errors import ImageError
+
+    encoder = write.Encoder(["a"], 10)
+    spec = RecordSpec("x\udcff.JPEG", 1, "n01440764", "tench", "t.tar!n01440764.tar!x\udcff.JPEG", 0, 3,
+                      np.zeros((0, 4), np.float32), None)
+    with pytest.raises(ImageError, match=r"n01440764\.tar!x.*\.JPEG: its name is not UTF-8"):
+        encoder.record(spec, Prepared(b"\xff\xd8\xff", 1, 1))
+
+
+# --------------------------------------------------------------------------------------------- deterministic bytes
+
+def test_another_run_with_tfrecord_beside_it_and_other_workers_gives_byte_identical_files(sample, parquet_converted,
+                                                                                        both, tmp_path):
+    out = tmp_path / "out"
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--format", "tfrecord,parquet", "--workers", "3",
+                                      "--quiet"))
+    assert code == 0, err
+    mine = parquet_files(out)
+    assert [p.name for p in mine] == [p.name for p in parquet_files(parquet_converted)] and len(mine) == 6
+    assert all(p.read_bytes() == (parquet_converted / "data" / p.name).read_bytes() for p in mine)
+    tfrecords = sorted(out.glob("*-of-0000?"))
+    assert len(tfrecords) == 6 and all(p.read_bytes() == (both / p.name).read_bytes() for p in tfrecords)
+
+
+def test_a_split_with_fewer_images_than_shards_gets_empty_files_that_streaming_datasets_and_verify_read(sample,
+                                                                                                    tmp_path):
+    out = tmp_path / "out"
+    code, err = run_cli(*convert_args(sample, out, "--train-shards", "4", "--validation-shards", "20",
+                                      "--classic-threads", "2", "--format", "parquet", "--quiet"))
+    assert code == 0, err
+    files = sorted((out / "data").glob("validation-*-of-00020.parquet"))
+    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    assert len(files) == 20 and 0 in rows and sum(rows) == IMAGES["validation"]
+    streamed = datasets.load_dataset(str(out), split="validation", streaming=True)
+    assert sum(1 for _ in streamed) == IMAGES["validation"]
+    assert run_cli("verify", out)[0] == 0
+
+
+def test_a_lost_parquet_file_is_the_only_file_written_again_on_rerun(sample, parquet_converted, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(parquet_converted, out)
+    lost = out / "data" / "train-00002-of-00004.parquet"
+    lost.unlink()
+    kept = {p: p.stat().st_ino for p in parquet_files(out)}
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--format", "parquet", "--quiet"))
+    assert code == 0, err
+    assert lost.read_bytes() == (parquet_converted / "data" / lost.name).read_bytes()
+    assert {p: p.stat().st_ino for p in kept} == kept  # the others are kept, not written again
+    assert run_cli("verify", out)[0] == 0
+
+
+# --------------------------------------------------------------------------------------------- verify, inspect, plan
+
+def test_verify_passes_the_output_and_names_a_damaged_file_and_a_bad_label(parquet_converted, tmp_path, capsys):
+    assert run_cli("verify", parquet_converted)[0] == 0
+    assert "streamprep verify: OK" in capsys.readouterr().out
+    out = tmp_path / "out"
+    shutil.copytree(parquet_converted, out)
+    cut = out / "data" / "validation-00001-of-00002.parquet"
+    cut.write_bytes(cut.read_bytes()[:-100])  # the footer cut short
+    relabelled = out / "data" / "train-00001-of-00004.parquet"
+    table = pq.read_table(relabelled)
+    labels = table.column("label").to_pylist()
+    pq.write_table(table.set_column(1, "label", pa.array([1000] + labels[1:], pa.int64())), relabelled)
+    code, _ = run_cli("verify", out)
+    report = capsys.readouterr().out
+    assert code == 1, report  # verify's status for problems found
+    assert "data/validation-00001-of-00002.parquet: not a readable Parquet file" in report
+    first = table.column("image").to_pylist()[0]["path"]
+    assert f"data/train-00001-of-00004.parquet: record 0 ({first}): label is 1000, expected a class 0..999" in report
+    assert report.strip().splitlines()[-1].startswith("streamprep verify: FAILED")
+
+
+def test_inspect_shows_a_parquet_files_rows_with_the_tfrecords_file_names_and_labels_less_one(parquet_converted,
+                                                                                            both):
+    code, report, err = run_cli_out("inspect", parquet_converted / "data" / "validation-00000-of-00002.parquet",
+                                    "--limit", "3")
+    assert code == 0, err
+    assert "Parquet file (Hugging Face imagenet-1k)" in report and "ClassLabel of 1000 names" in report
+    first = [(name, label) for _, name, label in tfrecord_rows(both, "validation")[:3]]
+    shown = [line.split() for line in report.splitlines() if "  label " in line]
+    assert [(words[0], int(words[2])) for words in shown] == first
+    code, found, err = run_cli_out("inspect", parquet_converted / "data" / "train-00000-of-00004.parquet", "--json")
+    assert code == 0, err
+    counts = json.loads(found)["counts"]
+    assert counts["rows"] == pq.ParquetFile(parquet_converted / "data" / "train-00000-of-00004.parquet").metadata.num_rows
+
+
+def test_plans_bounds_hold_each_splits_files(sample, parquet_converted, tmp_path):
+    code, report, err = run_cli_out("plan", *convert_args(sample, tmp_path / "new", *SMALL_LAYOUT, "--format",
+                                                          "parquet", "--json", "--quiet")[1:])
+    assert code == 0, err
+    for split, found in json.loads(report)["splits"].items():
+        size = sum(p.stat().st_size for p in (parquet_converted / "data").glob(f"{split}-*.parquet"))
+        assert found["bytes_low"] <= size <= found["bytes_high"], (split, size, found)
+
+
+# --------------------------------------------------------------------------------------------- pyarrow is optional
+
+def test_a_pyarrow_older_than_21_is_refused_naming_the_release_needed(monkeypatch):
+    """datasets writes with content-defined chunking, which pyarrow has from release 21 on."""
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "20.0.1")
+    assert "needs pyarrow 21.0 or later; pyarrow 20.0.1 is installed" in write.pyarrow_problem()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "21.0.0")
+    assert write.pyarrow_problem() is None
+
+
+def test_without_pyarrow_convert_stops_before_reading_and_names_the_parquet_extra(sample, tmp_path):
+    args = [str(a) for a in convert_args(sample, tmp_path / "out", *SMALL_LAYOUT, "--format", "parquet")]
+    done = run_python(f"import sys; sys.modules['pyarrow'] = None\n"
+                      f"from streamprep.cli import main; sys.exit(main({args!r}))")
+    assert done.returncode == 2, done.stderr
+    assert "--format parquet needs pyarrow" in done.stderr and "install streamprep[parquet]" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
