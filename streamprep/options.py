@@ -83,8 +83,8 @@ def option(default: Any = None, *, factory: Callable[[], Any] | None = None, **s
     return field(default=default, metadata=metadata)
 
 
-INPUTS, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION = (
-    "inputs (paths or fsspec URLs)", "output", "classic sharding (defaults reproduce the classic procedure)",
+INPUTS, DATASET, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION = (
+    "inputs (paths or fsspec URLs)", "dataset (options of one --dataset only)", "output", "classic sharding (defaults reproduce the classic procedure)",
     "label data (default: the copies shipped with streamprep)", "checks and bad input", "execution")
 
 
@@ -110,6 +110,10 @@ class CoreOptions:
                              path=True)
     bbox: str | None = option(help=f"bounding-box tar.gz (default: DOWNLOADS/{BBOX_TARGZ})", group=INPUTS,
                               metavar="URL", path=True)
+    bbox_val: str | None = option(  # recorded in the run's inputs when given or found (older outputs still resume)
+        help=f"validation bounding-box tgz, optional (default: DOWNLOADS/{_DEFAULT.download('bbox_val').name} when "
+        "there): the validation records carry their boxes, and bboxes_validation.csv is written", group=INPUTS,
+        metavar="URL", path=True, manifest=False)
     out: str | None = option(
         help="folder or URL for the shards and bboxes.csv (required unless --no-shards)", group=OUTPUT,
         metavar="URL", path=True, off_flag="--no-shards", off_key="shards",
@@ -194,18 +198,14 @@ class CoreOptions:
         except datasets.UnknownDataset:
             raise ConfigError(f"dataset (--dataset) {self.dataset!r} is not a registered dataset; known: "
                               f"{', '.join(datasets.names())}") from None
-        for key in ("train", "val", "bbox"):
-            if getattr(self, key) is None:
-                name = entry.download(key).name
-                if not self.downloads:
-                    raise ConfigError(f"no {key} given (--{key}); pass it, or a DOWNLOADS folder holding {name}")
-                object.__setattr__(self, key, join(self.downloads, name))
+        self._fill_downloads(entry)
         for name in ("train_shards", "validation_shards", "classic_threads"):  # the dataset's default plan
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(entry.plan, name))
         for name in ("on_bad_image", "on_bad_xml"):
             object.__setattr__(self, name, Policy(getattr(self, name)))
         object.__setattr__(self, "engine", Engine(self.engine))
+        self._check_dataset(entry)
         if self.dataset != datasets.DEFAULT and self.engine is Engine.BEAM:  # its walks take ILSVRC2012's rules
             raise ConfigError(f"--dataset {self.dataset} runs on the local engine; leave out --engine beam")
         if not self.out and not self.materialize:
@@ -228,6 +228,54 @@ class CoreOptions:
         object.__setattr__(self, "storage_options", with_timeouts(self.storage_options, self.timeout,
                                                                   self.connect_timeout))
         self.sharding.check()
+
+    def _fill_downloads(self, entry: datasets.Dataset) -> None:
+        """Each of the dataset's downloads not given: DOWNLOADS/<its official name>, or DOWNLOADS itself for a
+        download a folder may stand for (`Download.folder_glob`: the archive, a folder holding it, or a folder of
+        its parts). One of the three download options the dataset has no download for is refused when given."""
+        roles = {d.role for d in entry.downloads}
+        for key in ("train", "val", "bbox"):
+            if key not in roles:
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{key} (--{key}) is not a download of --dataset {entry.name} (its downloads: "
+                                      f"{', '.join('--' + r for r in sorted(roles))}); leave it out")
+                continue
+            if getattr(self, key) is None:
+                download = entry.download(key)
+                if not self.downloads:
+                    raise ConfigError(f"no {key} given (--{key}); pass it, or a DOWNLOADS folder holding "
+                                      f"{download.name}")
+                object.__setattr__(self, key, self.downloads if download.folder_glob else
+                                   join(self.downloads, download.name))
+
+    def _check_dataset(self, entry: datasets.Dataset) -> None:
+        """The dataset's own options (refused with another --dataset), and what another dataset than the
+        default cannot take: a format of ILSVRC2012's own build (`own_order`), --materialize, --check-md5 without
+        a published MD5."""
+        for name, (owner, spec) in datasets.own_options().items():
+            if owner != entry.name and getattr(self, name) != spec.default:
+                raise ConfigError(f"{name} (--{name.replace('_', '-')} {getattr(self, name)}) is an option of "
+                                  f"--dataset {owner}; add --dataset {owner}, or leave it out")
+        problem = entry.check_options(self.dataset_options()) if entry.check_options else None
+        if problem:
+            raise ConfigError(problem)
+        if entry.name == datasets.DEFAULT:
+            return
+        own = [f for f in map(formats.get, self.formats) if f.own_order]
+        if own:
+            raise ConfigError(f"--format {own[0].name} writes {datasets.DEFAULT}'s own build ({own[0].own_order} "
+                              f"members and order), not --dataset {entry.name}; choose another --format")
+        if self.materialize:
+            raise ConfigError(f"materialize (--materialize) writes {datasets.DEFAULT}'s folder layout; leave it out "
+                              f"with --dataset {entry.name}")
+        if self.check_md5 and not all(d.md5 for d in entry.downloads):
+            raise ConfigError(f"check_md5 (--check-md5): no MD5 is published for --dataset {entry.name}'s "
+                              "downloads; leave it out")
+
+    def dataset_options(self) -> dict[str, Any]:
+        """The run's dataset's own options with their values (its walk reads them; the run record holds them)."""
+        return {name: getattr(self, name) for name, (owner, _) in datasets.own_options().items()
+                if owner == self.dataset}
 
     @property
     def sharding(self) -> Sharding:
@@ -261,11 +309,15 @@ class CoreOptions:
 
 
 def _with_format_options(core: type) -> type:
-    """`core` with one field per option a format owns (`outputs.format.FormatOption`, in the output group): the
-    option table is then whole, and flags, config keys, checks and the manifest follow from it as for any field."""
+    """`core` with one field per option a format owns (`outputs.format.FormatOption`, in the output group) and per
+    option a dataset owns (`datasets.OwnOption`, in the dataset group): the option table is then whole, and flags,
+    config keys, checks and the manifest follow from it as for any field."""
     table = [(name, spec.kind, option(spec.default, group=OUTPUT, metavar=spec.metavar, help=spec.help,
                                       default_text=spec.default_text))
              for name, spec in formats.own_options().items()]
+    table += [(name, spec.kind, option(spec.default, group=DATASET, metavar=spec.metavar, manifest=False,
+                                       help=f"--dataset {owner}: {spec.help}", default_text=spec.default_text))
+              for name, (owner, spec) in datasets.own_options().items()]  # in the run record, with its dataset
     clash = {name for name, _, _ in table} & {f.name for f in dataclasses.fields(core)}
     if clash:
         raise ValueError(f"format option(s) {', '.join(sorted(clash))} named like an option of every run")
@@ -339,7 +391,7 @@ def _check_type(f: dataclasses.Field, value: Any) -> None:
         raise ConfigError(f"{f.name} ({Option.flag(f.name)}) must be {what}, got {value!r}")
 
 
-GROUPS = (INPUTS, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION)
+GROUPS = (INPUTS, DATASET, OUTPUT, SHARDS, LABELS, CHECKS, EXECUTION)
 
 
 def fields() -> list[dataclasses.Field]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .datasets import ILSVRC2012
+from . import datasets
+from .datasets import ILSVRC2012, Fixups
 from .errors import ConfigError
 from .index.boxes import BoxTable
 from .index.images import DatasetIndex, SplitIndex
@@ -92,26 +94,27 @@ class ShardSpec:
         return self.stop - self.start
 
 
-def fixup_kind(filename: str) -> str | None:
-    """'png', 'cmyk' or None, by the classic's own tests (a substring test for the PNG)."""
-    if PNG_NAME in filename:
+def fixup_kind(filename: str, fixups: Fixups = ILSVRC2012.fixups) -> str | None:
+    """'png', 'cmyk' or None, by the classic's own tests (a substring test for the PNG) on a dataset's fix-up names
+    (ILSVRC2012's unless given: another dataset's may be none)."""
+    if any(png in filename for png in fixups.png):
         return "png"
-    if filename in CMYK_NAMES:
+    if filename in fixups.cmyk:
         return "cmyk"
     return None
 
 
-def fixup_rows(split_index: SplitIndex) -> list[int]:
+def fixup_rows(split_index: SplitIndex, fixups: Fixups = ILSVRC2012.fixups) -> list[int]:
     """The rows of a split's images the classic re-encodes, found by searching the names' blob (no loop over
     every image)."""
     names = split_index.names
     rows: set[int] = set()
-    for fixup in (PNG_NAME, *CMYK_NAMES):
+    for fixup in fixups.names:
         needle, at = fixup.encode(), names.blob.find(fixup.encode())
         while at >= 0:
             rows.add(int(np.searchsorted(names.starts, at, side="right")) - 1)
             at = names.blob.find(needle, at + 1)
-    return [i for i in sorted(rows) if fixup_kind(names[i])]
+    return [i for i in sorted(rows) if fixup_kind(names[i], fixups)]
 
 
 def classic_order(n: int) -> np.ndarray:
@@ -157,6 +160,12 @@ class Plan:
     boxes: BoxTable
     sharding: Sharding
     fixed_sizes: dict[str, int] = field(default_factory=dict)  # re-encoded fix-up files' sizes, when known
+    split_boxes: dict[str, BoxTable] = field(default_factory=dict)  # a split's own boxes (--bbox-val: validation)
+    fixups: Fixups = ILSVRC2012.fixups  # the names re-encoded: the walked dataset's (`DatasetIndex.dataset`)
+
+    def boxes_of(self, split: str) -> BoxTable:
+        """The boxes a split's records carry: its own (`split_boxes`), else the classic's, looked up by name."""
+        return self.split_boxes.get(split, self.boxes)
 
     @property
     def shards(self) -> tuple[ShardSpec, ...]:
@@ -164,13 +173,13 @@ class Plan:
 
     def fixup_kind(self, split: str, name: str) -> str | None:
         """What image `name` of `split` is re-encoded as ('png', 'cmyk') or None: the classic's rule
-        (`fixup_kind`); a plan of another order may have its own (TFDS's)."""
-        return fixup_kind(name)
+        (`fixup_kind`) on the dataset's names; a plan of another order may have its own (TFDS's)."""
+        return fixup_kind(name, self.fixups)
 
     def fixup_sizes(self) -> list[tuple[str, int]]:
         """(file name, size in the download) of every image this plan re-encodes."""
         return [(split.index.names[i], int(split.index.sizes[i])) for split in self.splits.values()
-                for i in fixup_rows(split.index) if self.fixup_kind(split.index.split, split.index.names[i])]
+                for i in fixup_rows(split.index, self.fixups) if self.fixup_kind(split.index.split, split.index.names[i])]
 
     def archive(self, split: str) -> str:
         return self.splits[split].index.archive
@@ -178,8 +187,11 @@ class Plan:
 
 def make_plan(index: DatasetIndex, labels: LabelData, sharding: Sharding) -> Plan:
     """Shuffle each split as the classic does and cut it into shards as the classic does, or with `sharding.equal`
-    into shards whose counts differ by at most one (the same order either way)."""
+    into shards whose counts differ by at most one (the same order either way). The fix-ups are the walked
+    dataset's; the labels number `index.synsets` when the walk chose the classes (ImageNet-21k's recipe)."""
     sharding.check()
+    if index.synsets is not None:
+        labels = dataclasses.replace(labels, synsets=index.synsets)
     splits = {}
     for split_index in index.splits:
         n, count = len(split_index), sharding.shards(split_index.split)
@@ -189,4 +201,5 @@ def make_plan(index: DatasetIndex, labels: LabelData, sharding: Sharding) -> Pla
     for split_index in index.splits:
         for label in split_index.present_labels():
             labels.text(labels.synsets[label - 1])  # fail before writing if a text is missing
-    return Plan(splits, labels, index.boxes, sharding)
+    return Plan(splits, labels, index.boxes, sharding, split_boxes=dict(index.split_boxes),
+                fixups=datasets.get(index.dataset).fixups)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any test module imp
 from fixtures import make_fixtures  # noqa: E402
 from helpers import AWS, METADATA, NOWHERE, SMALL_LAYOUT, SYNSETS, convert_args, run_cli  # noqa: E402
 from servers import FaultProxy, moto_s3_server, nginx_server, require_nginx  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------- temporaries
+
+@pytest.fixture(scope="session", autouse=True)
+def temporaries_under_pytest(tmp_path_factory):
+    """Every temporary file of the tests and of the processes they start (the readers' own: streaming's
+    `*_filelock` files, wids' `_wids_cache`) goes under pytest's folder, never into this machine's /tmp."""
+    folder = tmp_path_factory.mktemp("tmpdir")
+    saved = {name: os.environ.get(name) for name in ("TMPDIR", "WIDS_CACHE")}
+    os.environ.update(TMPDIR=str(folder), WIDS_CACHE=str(folder / "wids"))
+    tempfile.tempdir = None  # gettempdir() asks TMPDIR again
+    yield folder
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    tempfile.tempdir = None
 
 
 # --------------------------------------------------------------------------------------------- the sample

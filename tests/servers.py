@@ -456,11 +456,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.send_response_only(503, "Service Unavailable")
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(payload) if self.command != "HEAD" else 0))
+            # recorded before any byte of the answer leaves: a client that has its answer finds it counted
+            self.owner.record(Seen(self.command, self.path, range_header, 503, injected=True))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
             self.wfile.flush()
-            self.owner.record(Seen(self.command, self.path, range_header, 503, injected=True))
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in NOT_FORWARDED}
         upstream = http.client.HTTPConnection(*self.owner.target, timeout=30)
@@ -473,11 +474,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.send_response_only(502, "Bad Gateway")
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(payload)))
+                self.owner.record(Seen(self.command, self.path, range_header, 502))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(payload)
                 self.wfile.flush()
-                self.owner.record(Seen(self.command, self.path, range_header, 502))
                 return
             self.send_response_only(response.status, response.reason)
             length = response.getheader("Content-Length")
@@ -488,6 +489,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             if length is None and not no_body:  # unknown length: the end of the body is the end of the connection
                 self.send_header("Connection", "close")
                 self.close_connection = True
+            self.owner.record(Seen(self.command, self.path, range_header, response.status))  # before any byte leaves
             self.end_headers()
             if not no_body:
                 while True:
@@ -496,7 +498,6 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                         break
                     self.wfile.write(chunk)
             self.wfile.flush()
-            self.owner.record(Seen(self.command, self.path, range_header, response.status))
         finally:
             upstream.close()
 

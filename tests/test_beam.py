@@ -195,3 +195,26 @@ def test_the_beam_engine_writes_every_format_and_index_as_the_local_engine(beam,
     assert result_files(out) == files
     assert same_but_out((local / "manifest.json").read_bytes(), str(local), (out / "manifest.json").read_bytes(),
                         str(out))
+
+
+def test_the_beam_engine_writes_parquet_mds_and_litdata_in_their_folders_as_the_local_engine(beam, sample, tmp_path):
+    """The three formats written below folders of their own (data/, mds/, litdata/), each shard's file holding what
+    the plan gives it (MDS's offsets table first, LitData's chunk spooled: Beam's plan has no fix-up sizes)."""
+    formats = ("--format", "parquet,mds,litdata")
+    local, out = tmp_path / "local", tmp_path / "beam"
+    code, err = run_cli(*convert_args(sample, local, *SMALL_LAYOUT, *formats, "--quiet"))
+    assert code == 0, err
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, *formats, "--engine", "beam", "--quiet", "--",
+                                      *TYPE_CHECKED))
+    assert code == 0, err
+
+    def files(folder: Path) -> dict[str, bytes]:  # every file below it, but manifest.json and .streamprep/
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+                and p.name != "manifest.json" and not p.relative_to(folder).as_posix().startswith(".")}
+
+    expected = files(local)
+    assert {name.split("/")[0] for name in expected if "/" in name} == {"data", "mds", "litdata"}
+    assert len(expected) == 3 * SAMPLE_SHARDS + 4 + 1  # the shards, four index.json, bboxes.csv
+    assert files(out) == expected
+    assert same_but_out((local / "manifest.json").read_bytes(), str(local), (out / "manifest.json").read_bytes(),
+                        str(out))

@@ -21,8 +21,10 @@ def test_the_registry_lists_ilsvrc2012_with_its_three_downloads_under_their_offi
     entry = datasets.get("ilsvrc2012")
 
     assert "ilsvrc2012" in datasets.names() and datasets.DEFAULT == "ilsvrc2012" and entry is ILSVRC2012
-    assert {d.role: d.name for d in entry.downloads} == OFFICIAL
-    assert all(len(d.md5) == 32 and int(d.md5, 16) >= 0 and d.required for d in entry.downloads)
+    assert {d.role: d.name for d in entry.downloads if d.required} == OFFICIAL
+    assert all(len(d.md5) == 32 and int(d.md5, 16) >= 0 for d in entry.downloads)
+    assert [(d.role, d.name, d.required) for d in entry.downloads if not d.required] == \
+        [("bbox_val", "ILSVRC2012_bbox_val_v3.tgz", False)]  # --bbox-val, optional
     assert entry.download("train").md5 == "1d675b47d978889d74fa0da5fadfb00e"  # the download page's
     assert (entry.plan.train_shards, entry.plan.validation_shards, entry.plan.classic_threads) == (1024, 128, 8)
     assert len(entry.fixups.png) == 1 and len(entry.fixups.cmyk) == 22 and len(entry.fixups.names) == 23
@@ -46,10 +48,10 @@ def test_the_defaults_of_the_option_table_are_the_default_datasets():
 def test_an_unknown_dataset_is_a_one_line_error_naming_the_known_ones(tmp_path):
     from streamprep import ConfigError, Options
 
-    code, err = run_cli("convert", tmp_path, "--dataset", "imagenet21k", "--out", tmp_path / "out")
+    code, err = run_cli("convert", tmp_path, "--dataset", "imagenet-x", "--out", tmp_path / "out")
 
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert "dataset (--dataset) 'imagenet21k' is not a registered dataset; known: ilsvrc2012" in err
+    assert "dataset (--dataset) 'imagenet-x' is not a registered dataset; known: ilsvrc2012, imagenet21k" in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="known: ilsvrc2012"):
         Options(downloads="dl", out="o", dataset="ILSVRC 2012")
@@ -102,7 +104,7 @@ def converted(out: Path, *argv) -> dict:
 
 def test_a_dataset_registered_with_other_official_names_converts_the_sample_byte_identically(
         sample, tmp_path, registered):
-    downloads = tuple(dataclasses.replace(d, name=RENAMED[d.role]) for d in ILSVRC2012.downloads)
+    downloads = tuple(dataclasses.replace(d, name=RENAMED[d.role]) for d in ILSVRC2012.downloads if d.required)
     entry = registered(dataclasses.replace(ILSVRC2012, name="tiny-renamed", downloads=downloads))
     folder = renamed_downloads(sample, tmp_path / "downloads")
 

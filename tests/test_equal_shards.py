@@ -298,3 +298,23 @@ def test_dali_num_shards_gives_every_rank_the_same_count_and_whole_files(equal, 
         mine = shards[rank * SHARDS // world:(rank + 1) * SHARDS // world]
         assert rows[:size] == [name for p in mine for name in tfrecord_names(Path(p))]  # whole files, in order
     assert_split(per_rank, [name for p in shards for name in tfrecord_names(Path(p))])
+
+
+def test_images_skipped_as_bad_leave_equal_shards_uneven_and_the_run_warns_with_the_counts(tmp_path):
+    """The cut is made before any image is read; a skipped image leaves its shard one short. A run where that puts
+    shards more than one apart ends with a warning naming the split and the counts (docs/equal-shards.md)."""
+    synset = SYNSETS[0]
+    images = {f"{synset}_{i}.JPEG": builders.jpeg(12, 10, seed=i) for i in range(12)}
+    for i in range(3):  # three bad images; the classic's shuffle puts two of them in one shard of four
+        images[f"{synset}_{i}.JPEG"] = b"not a jpeg at all"
+    paths = write_tiny(tmp_path / "dl", classes={synset: images},
+                       val={"ILSVRC2012_val_00000001.JPEG": builders.jpeg(12, 10, seed=99)}, val_labels=[synset])
+    code, err = run_cli(*convert_args(paths, tmp_path / "out", "--equal-shards", "--train-shards", "3",
+                                      "--validation-shards", "1", "--on-bad-image", "skip"))
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    counts = [e["records"] for e in sorted(manifest["shards"], key=lambda e: e["name"]) if e["split"] == "train"]
+    assert sum(counts) == 9 and len(counts) == 3 and max(counts) - min(counts) == 2
+    assert f"--equal-shards: train shards hold {min(counts)} to {max(counts)} images, not within one, because 3 " \
+           "image(s) were skipped" in err
+    assert "--equal-shards: validation" not in err

@@ -24,12 +24,13 @@ from helpers import run_cli_out as run
 from tiny import B, tiny_classes, write_tiny
 
 SHARDS = {"train": 4, "validation": 2}  # SMALL_LAYOUT
+LITDATA = "litdata"  # the format's own folder in --out: StreamingDataset(OUT/"litdata"/"train")
 TIMEOUT = 300
 
 # Run by `judged` in a process of its own: LitData reads every folder asked for (raw bytes through a BytesSerializer
 # for the "jpeg" leaf, and as it decodes them by default), and its BinaryWriter writes each shard's samples, given as
 # the TFRecord's image files (opened with PIL, as LitData's ImageNet example opens them) and labels.
-LITDATA = r"""
+JUDGE = r"""
 import hashlib, json, shutil, sys
 from pathlib import Path
 
@@ -94,12 +95,16 @@ def shard_samples(folder: Path, split: str, shards: int) -> list[list[tuple[byte
 
 
 def chunk(split: str, k: int, of: int) -> str:
-    return f"{split}/chunk-{k:05d}-of-{of:05d}.bin"
+    return f"{LITDATA}/{split}/chunk-{k:05d}-of-{of:05d}.bin"
+
+
+def index_json(split: str) -> str:
+    return f"{LITDATA}/{split}/index.json"
 
 
 def litdata_files(out: Path) -> dict[str, bytes]:
     """The chunks and index.json files of an output, by their path below it."""
-    return {p.relative_to(out).as_posix(): p.read_bytes() for split in SHARDS for p in sorted((out / split).glob("*"))}
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / LITDATA).glob("*/*"))}
 
 
 @pytest.fixture(scope="module")
@@ -136,11 +141,11 @@ def judged(both, litdata_converted, skipped, tmp_path_factory) -> dict:
                 paths.append((str(path), label))
             write[split].append(paths)
         images[split] = [path for shard in write[split] for path, _ in shard]
-    read = {**{split: str(litdata_converted / split) for split in SHARDS},
-            **{f"skipped-{split}": str(skipped / split) for split in SHARDS}}
+    read = {**{split: str(litdata_converted / LITDATA / split) for split in SHARDS},
+            **{f"skipped-{split}": str(skipped / LITDATA / split) for split in SHARDS}}
     job = work / "job.json"
     job.write_text(json.dumps({"work": str(work), "read": read, "images": images, "write": write}))
-    done = subprocess.run([sys.executable, "-c", LITDATA, str(job)], capture_output=True, text=True, timeout=TIMEOUT)
+    done = subprocess.run([sys.executable, "-c", JUDGE, str(job)], capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -173,7 +178,7 @@ def test_litdatas_own_binary_writer_given_the_tfrecord_samples_writes_the_same_c
     theirs = judged["written"][split]
     assert theirs["chunks"] == [hashlib.sha256((litdata_converted / chunk(split, k, of)).read_bytes()).hexdigest()
                                 for k in range(of)]
-    ours = json.loads((litdata_converted / split / "index.json").read_text())
+    ours = json.loads((litdata_converted / index_json(split)).read_text())
     assert ours["config"] == theirs["index"]["config"]
     assert [c["filename"] for c in ours["chunks"]] == [chunk(split, k, of).rpartition("/")[2] for k in range(of)]
     assert [{**c, "filename": None} for c in ours["chunks"]] == [{**c, "filename": None}
@@ -190,7 +195,7 @@ def test_an_image_skipped_by_on_bad_image_skip_is_left_out_of_the_chunk_streamin
     assert [(g["sha256"], g["label"]) for g in got] == [(hashlib.sha256(d).hexdigest(), label) for d, label in expected]
     validation = [s for k in range(4) for s in tfrecord_samples(skipped / f"validation-{k:05d}-of-00004")]
     assert [g["label"] for g in judged["read"]["skipped-validation"]] == [label for _, label in validation]
-    index = json.loads((skipped / "validation" / "index.json").read_text())
+    index = json.loads((skipped / index_json("validation")).read_text())
     empty = [k for k in range(4) if (skipped / chunk("validation", k, 4)).stat().st_size == 8]
     assert len(empty) == 1 and len(index["chunks"]) == 3
     assert chunk("validation", empty[0], 4).rpartition("/")[2] not in [c["filename"] for c in index["chunks"]]
@@ -252,7 +257,7 @@ def test_inspect_shows_a_chunks_items_with_the_tfrecord_labels_less_one_and_an_i
         assert found["kind"] == "LitData chunk"
         assert [e["label"] for e in found["entries"]] == expected
         assert found["counts"]["items"] == len(expected)
-    code, out, err = run("inspect", litdata_converted / "train" / "index.json", "--json")
+    code, out, err = run("inspect", litdata_converted / index_json("train"), "--json")
     assert code == 0, err
     found = json.loads(out)
     assert found["kind"] == "LitData index.json"
@@ -267,13 +272,13 @@ def test_a_rerun_writes_again_only_a_lost_chunk(sample, litdata_converted, tmp_p
     assert code == 0, err
     lost = out / chunk("train", 2, 4)
     lost.unlink()
-    kept = {p: p.stat().st_ino for p in (out / "train").glob("chunk-*.bin")}
+    kept = {p: p.stat().st_ino for p in (out / LITDATA / "train").glob("chunk-*.bin")}
+    assert len(kept) == SHARDS["train"] - 1
     code, err = run_cli(*args)
     assert code == 0, err
     assert all(p.stat().st_ino == inode for p, inode in kept.items())  # every other chunk kept, not written again
     assert lost.is_file()
     assert litdata_files(out) == litdata_files(litdata_converted)
-
 
 
 @pytest.fixture(scope="module")
@@ -327,23 +332,3 @@ def test_a_chunk_beyond_what_32_bit_offsets_address_is_refused_before_anything_i
     assert struct.unpack("<3I", header([MAX_CHUNK - 12], "x")) == (1, 12, MAX_CHUNK)
     with pytest.raises(OutputError, match="^x: 4,294,967,296 bytes, more than a LitData chunk can address"):
         header([MAX_CHUNK - 11], "x")
-
-
-def test_another_format_writing_an_index_json_in_the_split_folders_is_refused_beside_it(sample, tmp_path):
-    from streamprep.outputs import registry
-    from streamprep.outputs.litdata import LitDataFormat
-
-    class SameIndex(LitDataFormat):  # another format whose split folders hold an index.json of its own
-        name = "test-same-index"
-        shard_pattern = r"(train|validation)/other-(\d{5})-of-(\d{5})\.bin"
-
-    registry.register(SameIndex)
-    try:
-        code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL_LAYOUT, "--format",
-                                          "litdata,test-same-index"))
-    finally:
-        registry.unregister(SameIndex.name)
-    assert code == 2
-    assert ("--format litdata and --format test-same-index both write train/index.json; write them to two --out "
-            "folders, in two conversions") in err
-    assert not (tmp_path / "out").exists()

@@ -27,7 +27,8 @@ from tiny import A, B, tiny_classes, write_tiny
 # streaming's ImageNet converter (streaming/vision/convert/imagenet.py): its columns, and its --hashes default
 CONVERTER_COLUMNS = {"i": "int", "x": "jpeg", "y": "int"}
 CONVERTER_HASHES = ["sha1", "xxh64"]
-FOLDER = {"train": "train", "validation": "val"}  # the converter's split folders (--splits train,val)
+MDS = "mds"  # the format's own folder in --out: StreamingDataset(local=OUT/"mds", split="train")
+FOLDER = {"train": "train", "validation": "val"}  # the converter's split folders in it (--splits train,val)
 LAYOUT = {"train": 4, "validation": 2}  # SMALL_LAYOUT's shards
 TIMEOUT = 300
 
@@ -77,7 +78,11 @@ def shard_names(split: str, shards: int) -> list[str]:
 
 
 def mds_file(split: str, stem: str) -> str:
-    return f"{FOLDER[split]}/{stem}.mds"
+    return f"{MDS}/{FOLDER[split]}/{stem}.mds"
+
+
+def index_json(split: str) -> str:
+    return f"{MDS}/{FOLDER[split]}/index.json"
 
 
 def converter_i(records: list[dict]) -> dict[tuple[bytes, bytes], int]:
@@ -118,7 +123,7 @@ def judged(mds_converted, both, tmp_path_factory) -> SimpleNamespace:
     skip_out, classes = convert_skipping(base)
     read, write = {}, {}
     for name, out, split in [*((s, mds_converted, s) for s in LAYOUT), ("skip", skip_out, "train")]:
-        shutil.copytree(out / FOLDER[split], base / "local" / name / FOLDER[split])
+        shutil.copytree(out / MDS / FOLDER[split], base / "local" / name / FOLDER[split])
         read[name] = [str(base / "local" / name), FOLDER[split]]
     for split, shards in LAYOUT.items():
         per_shard = {stem: tfrecords(both / stem) for stem in shard_names(split, shards)}
@@ -156,7 +161,7 @@ def test_each_shard_and_index_json_are_the_bytes_mdswriter_writes_given_the_same
             (entry,) = json.loads(index)["shards"]
             entry["raw_data"]["basename"] = f"{stem}.mds"  # the one difference: streamprep names shards by the plan
             listed.append(entry)
-        ours = (mds_converted / FOLDER[split] / "index.json").read_bytes()
+        ours = (mds_converted / index_json(split)).read_bytes()
         assert ours == json.dumps({"shards": listed, "version": 2}, sort_keys=True).encode()
 
 
@@ -168,7 +173,7 @@ def test_tfrecord_and_mds_in_one_run_give_the_mds_bytes_of_a_run_of_mds_alone(sa
     assert code == 0, err
 
     def files(folder: Path) -> list[str]:
-        return sorted(p.relative_to(folder).as_posix() for split in FOLDER.values() for p in (folder / split).iterdir())
+        return sorted(p.relative_to(folder).as_posix() for p in (folder / MDS).glob("*/*"))
 
     written = files(out)
     assert written == files(mds_converted)
@@ -215,7 +220,7 @@ def test_inspect_shows_an_mds_shards_samples_with_the_label_as_y_holds_it_and_in
     synset = first[0]["synset"].decode()
     assert f"label {first[0]['label'] - 1} {synset}  {len(first[0]['image']):,} bytes" in report
     assert f"... and {len(first) - 1:,} more" in report
-    code, report, err = run_cli_out("inspect", mds_converted / "val" / "index.json")
+    code, report, err = run_cli_out("inspect", mds_converted / index_json("validation"))
     assert code == 0, err
     assert "MDS index.json" in report
     assert f"validation-00000-of-00002.mds  {len(first):,} records" in report
@@ -232,12 +237,13 @@ def test_a_lost_mds_shard_and_index_json_are_written_again_and_nothing_else(samp
     assert code == 0, err
     lost = out / mds_file("train", "train-00001-of-00004")
     lost.unlink()
-    (out / "train" / "index.json").unlink()
-    kept = {p: p.stat().st_ino for p in out.glob("*/*.mds") if p != lost}
+    (out / index_json("train")).unlink()
+    kept = {p: p.stat().st_ino for p in out.glob(f"{MDS}/*/*.mds") if p != lost}
     code, err = run_cli(*args)
     assert code == 0, err
     assert {p: p.stat().st_ino for p in kept} == kept  # kept, not written again
-    for name in (mds_file("train", "train-00001-of-00004"), "train/index.json"):
+    assert len(kept) == sum(LAYOUT.values()) - 1
+    for name in (mds_file("train", "train-00001-of-00004"), index_json("train")):
         assert (out / name).read_bytes() == (mds_converted / name).read_bytes()
 
 
@@ -257,18 +263,12 @@ def test_an_image_left_out_by_on_bad_image_skip_is_not_in_the_offsets_table_and_
     # `i` is each image's place among all the split's images, those left out too (the converter's glob lists them)
     ids = {(s.encode(), f.encode()): k for k, (s, f) in enumerate(sorted((s, f) for s in classes for f in classes[s]))}
     assert judged.read["skip"] == [expected(r, ids[r["synset"], r["filename"]]) for shard in records for r in shard]
-    index = json.loads((out / "train" / "index.json").read_text())
+    index = json.loads((out / index_json("train")).read_text())
     assert [s["raw_data"]["basename"] for s in index["shards"]] == [f"{stem}.mds" for stem, r in zip(stems, records)
                                                                     if r]
     assert all((out / mds_file("train", stem)).is_file() for stem in stems)
     code, _ = run_cli("verify", str(out))
     assert code == 0
-
-
-def test_mds_with_another_format_writing_index_json_in_the_same_folders_is_refused(sample, tmp_path):
-    pytest.importorskip("streamprep.outputs.litdata")
-    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL_LAYOUT, "--format", "mds,litdata", "--quiet"))
-    assert code == 2 and "both write train/index.json" in err, err
 
 
 def test_without_xxhash_convert_stops_before_anything_is_written_and_names_the_extra(sample, tmp_path):

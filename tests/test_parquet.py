@@ -69,6 +69,20 @@ def test_load_dataset_finds_both_splits_and_the_hubs_features_in_the_folder_alon
             {"image": datasets.Image(), "label": datasets.ClassLabel(names=hub_names())})
 
 
+def test_load_dataset_of_a_folder_holding_every_format_takes_its_splits_from_data_alone(
+        loaded, parquet_converted, both, mds_converted, litdata_converted, tmp_path):
+    """The layout one run of every format writes (tests/test_all_formats.py: each format's files as its run alone):
+    TFRecord and WebDataset shards beside data/, MDS's mds/train/ and LitData's litdata/train/. `load_dataset` takes
+    `data/{split}-NNNNN-of-NNNNN.*` before any folder named after a split: the same splits and rows."""
+    folder = tmp_path / "imagenet"
+    for out in (both, mds_converted, litdata_converted, parquet_converted):
+        shutil.copytree(out, folder, dirs_exist_ok=True)
+    assert (folder / "mds" / "train" / "index.json").is_file() and (folder / "litdata" / "train").is_dir()
+    every = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))
+    assert set(every) == set(loaded)
+    assert all(every[split].data.table.equals(loaded[split].data.table) for split in loaded)
+
+
 def test_the_class_names_are_the_hubs_in_the_synsets_files_order(loaded):
     names = loaded["train"].features["label"].names
     assert len(names) == 1000 and names == hub_names()

@@ -45,6 +45,7 @@ def test_the_manifest_shows_exactly_the_options_marked_for_it(converted_sample):
 
 def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     from streamprep.options import Option, fields, load_config, make_options
+    from streamprep import datasets
     from streamprep.outputs import registry
 
     values = {"downloads": "dl", "out": "o", "train-shards": 16, "validation-shards": 8, "classic-threads": 4,
@@ -55,7 +56,9 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
               "dataset": "ilsvrc2012"}
     # each format's own options (`Format.options`), at their defaults but for one of a chosen format
     values |= {Option.key(name): spec.default for name, spec in registry.own_options().items()} | {"wids-index": True}
-    assert set(values) | {"train", "val", "bbox", "storage-options"} == {Option.key(f.name) for f in fields()}
+    values |= {Option.key(name): spec.default for name, (_, spec) in datasets.own_options().items()}  # the datasets'
+    assert set(values) | {"train", "val", "bbox", "bbox-val", "storage-options"} == \
+        {Option.key(f.name) for f in fields()}
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()] + ["[storage-options.s3]", 'anon = true']
     config = tmp_path / "c.toml"
     config.write_text("\n".join(lines) + "\n")

@@ -11,14 +11,16 @@ archives, the index, the plan, the formats, the engines) takes it from the entry
 
 from __future__ import annotations
 
-from .entry import Boxes, Dataset, DefaultPlan, Download, Fixups, LabelFile, Members
+from .entry import Boxes, Dataset, DefaultPlan, Download, Fixups, LabelFile, Members, OwnOption
 from .ilsvrc2012 import ILSVRC2012
+from .imagenet21k import IMAGENET21K
 
 DEFAULT = ILSVRC2012.name
-REGISTRY: dict[str, Dataset] = {ILSVRC2012.name: ILSVRC2012}  # by name, in the order registered
+REGISTRY: dict[str, Dataset] = {ILSVRC2012.name: ILSVRC2012, IMAGENET21K.name: IMAGENET21K}  # in the order registered
 
-__all__ = ["Boxes", "DEFAULT", "Dataset", "DefaultPlan", "Download", "Fixups", "ILSVRC2012", "LabelFile", "Members",
-           "REGISTRY", "UnknownDataset", "get", "names", "register", "unregister"]
+__all__ = ["Boxes", "DEFAULT", "Dataset", "DefaultPlan", "Download", "Fixups", "ILSVRC2012", "IMAGENET21K", "LabelFile",
+           "Members", "OwnOption", "REGISTRY", "UnknownDataset", "get", "names", "own_options", "register",
+           "unregister"]
 
 
 class UnknownDataset(ValueError):
@@ -36,6 +38,19 @@ def get(name: str) -> Dataset:
         return REGISTRY[name]
     except KeyError:
         raise UnknownDataset(f"unknown dataset {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def own_options() -> dict[str, tuple[str, OwnOption]]:
+    """Every registered dataset's own options (`Dataset.options`), by field name, each with the dataset it
+    belongs to, in registry order: the fields `options.Options` adds to its table for them."""
+    found: dict[str, tuple[str, OwnOption]] = {}
+    for dataset in REGISTRY.values():
+        for name, spec in dataset.options.items():
+            if name in found:
+                raise ValueError(f"dataset {dataset.name!r}: an option named {name!r} belongs to dataset "
+                                 f"{found[name][0]!r} already")
+            found[name] = (dataset.name, spec)
+    return found
 
 
 def register(dataset: Dataset) -> Dataset:

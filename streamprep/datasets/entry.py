@@ -11,8 +11,25 @@ may import it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class OwnOption:
+    """One option a dataset's or a format's entry alone reads: a field the option table (`options.Options`) gets
+    from the entry, with its flag (`--NAME` with dashes), config key, help and manifest entry, as every other option
+    has (`Dataset.options`, `outputs.format.Format.options`, where it is also known as `FormatOption`)."""
+
+    default: Any  # its value when not given; its type (str, int, bool, float) is the option's
+    help: str
+    metavar: str | None = None
+    default_text: str | None = None  # the default as the help shows it, when not `default` itself
+
+    @property
+    def kind(self) -> str:
+        """Its type as `options.Options` annotates a field ("int", "str", ...)."""
+        return type(self.default).__name__
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,10 @@ class Download:
     shown: str  # that size as the page shows it ("138 GB")
     what: str  # what it is, for messages ("training tar")
     required: bool = True  # a conversion needs it (an optional one, such as a later box archive, may be absent)
+    # The files a folder may hold in its stead, as a glob ("n*.tar": per-synset tars), or None. With one, the
+    # download may be given as the file, a folder holding it under its official name, or a folder of such files
+    # (local or a URL prefix), and DOWNLOADS names it itself (`options.Options`, `engines.pipeline.open_download`).
+    folder_glob: str | None = None
 
     def plausible(self, size: int) -> bool:
         """Whether a file of `size` bytes may be this download (within 5% of the published size)."""
@@ -102,8 +123,18 @@ class Dataset:
     members: Members
     labels: tuple[LabelFile, ...]
     fixups: Fixups
-    boxes: Boxes
+    boxes: Boxes | None  # None: the dataset has no boxes (no box walk, an empty bboxes.csv)
     plan: DefaultPlan
+    split_boxes: tuple[Boxes, ...] = ()  # another split's boxes, each from an optional download (--bbox-val)
+    # Its own options (`--split-recipe`, ...): each a field of `options.Options`, refused with another --dataset,
+    # recorded in the run record; its walk reads them (`index.build.build_index`'s `dataset_options`).
+    options: dict[str, OwnOption] = field(default_factory=dict, hash=False)
+    # The shape of its walk, by name (`index.build.WALKS`): "" for ILSVRC2012's (a training tar of class tars, a
+    # validation tar labelled by a labels file, a box archive); "synset_tars" for one archive (or folder) of class
+    # tars whose validation split a recipe chooses (`index.synset_tars`).
+    walk: str = ""
+    # What is wrong with values of its own options (by field name), as a one-line message, or None.
+    check_options: Callable[[dict[str, Any]], str | None] | None = None
 
     def download(self, role: str) -> Download:
         """The download of this role (train, val, bbox)."""

@@ -15,6 +15,10 @@ VAL = Download("val", "ILSVRC2012_img_val.tar", "29b22e2961454d5413ddabcf34fc562
                "validation tar")
 BBOX = Download("bbox", "ILSVRC2012_bbox_train_v2.tar.gz", "9271167e2176350e65cfe4e546f14b17", 20 * MIB, "20 MB",
                 "bounding-box tar.gz")
+# Optional (`--bbox-val`): the validation boxes, one `val/ILSVRC2012_val_NNNNNNNN.xml` per image; the download page's
+# "Validation bounding box annotations (all tasks)", 2.2 MB, MD5 as listed there.
+BBOX_VAL = Download("bbox_val", "ILSVRC2012_bbox_val_v3.tgz", "f4cd18b5ea29fe6bbea62ec9c20d80f0", 2.2 * MIB, "2.2 MB",
+                    "validation bounding-box tgz", required=False)
 
 
 def is_image(name: str) -> bool:
@@ -51,10 +55,11 @@ n07583066_647.JPEG n13037406_4650.JPEG""".split()))
 ILSVRC2012 = Dataset(
     name="ilsvrc2012",
     title="ImageNet ILSVRC2012: the training and validation tars and the training boxes, the classic's shards",
-    downloads=(TRAIN, VAL, BBOX),
+    downloads=(TRAIN, VAL, BBOX, BBOX_VAL),
     members=MEMBERS,
     labels=LABELS,
     fixups=FIXUPS,
     boxes=Boxes(download="bbox", split="train", xml_glob="*/*.xml"),
+    split_boxes=(Boxes(download="bbox_val", split="validation", xml_glob="*/*.xml"),),  # val/*.xml in the real one
     plan=DefaultPlan(train_shards=1024, validation_shards=128, classic_threads=8),
 )

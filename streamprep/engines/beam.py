@@ -125,6 +125,9 @@ def refuse(options: Options) -> None:
     if options.materialize or not options.out:
         raise ConfigError("engine beam (--engine beam) writes shards only; run materialize (--materialize) with the "
                           "local engine")
+    if options.bbox_val:  # its workers walk the three downloads only (DOWNLOADS' copy is not looked for)
+        raise ConfigError("engine beam (--engine beam) does not read bbox_val (--bbox-val), the validation boxes; "
+                          "convert with the local engine, or leave out --bbox-val")
     if options.check_md5:
         raise ConfigError("engine beam (--engine beam) does not run check_md5 (--check-md5): it would read every "
                           "byte on the launching machine; run `streamprep convert --check-md5` locally, or check "

@@ -177,7 +177,7 @@ class Conversion:
     def reader(self, split: str) -> tuple[Reader, bool]:
         """Where a split's images are read from (the folder tree if one was written, else the download), and
         whether to read ahead (remote downloads)."""
-        source = self.inputs.sources["val" if split == "validation" else "train"]
+        source = self.inputs.split_source(split)
         if self.tree:
             return tree_reader(self.tree.base, split), False
         return archive_reader(source), source.remote

@@ -18,7 +18,7 @@ from ..outputs import registry as output_formats
 from ..outputs.files import sweep
 from ..outputs.format import Format
 from ..plan import Plan
-from .pipeline import SIDE_FILES, Job, output_of
+from .pipeline import Job, output_of
 
 
 @contextmanager
@@ -133,7 +133,7 @@ def open_output(job: Job, state: OutputState | None, plan: Plan | None = None) -
     previous = state.previous if state else None
     output = job.output()
     shards = [*job.options.sharding.every_shard(), *(plan.shards if plan else ())]  # TFDS's counts come from the data
-    claimed = {*SIDE_FILES, *files_of(job.formats, shards)}
+    claimed = {*job.side_files(), *files_of(job.formats, shards)}
     _refuse_folders(output, [*claimed, *(state.output_files if state else []), *(previous.files() if previous else [])])
     if previous is not None and not previous.same_run(job.manifest.run) and job.options.overwrite:
         _remove_files_of(job.options, previous)

@@ -9,6 +9,7 @@ every engine gives the same bytes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -19,6 +20,7 @@ import numpy as np
 
 from .. import __version__
 from .. import datasets, extras
+from ..archives import folder as folders
 from ..archives.storage import Source, protocol_of, resolve
 from ..errors import ArchiveError, ConfigError, OutputError
 from ..index import store
@@ -27,7 +29,7 @@ from ..index.images import DatasetIndex
 from ..index.labels import LabelData, load_label_data
 from ..options import BBOX_TARGZ, TRAIN_TAR, VAL_TAR, Options, join
 from ..outputs import manifest as mf
-from ..outputs.bboxes_csv import BBOXES_CSV, write_bboxes
+from ..outputs.bboxes_csv import BBOXES_CSV, SPLIT_CSV, write_bboxes, write_split_bboxes
 from ..archives.output import Output
 from ..outputs import registry as output_formats
 from ..outputs.format import Check, Format, ShardResult
@@ -36,6 +38,8 @@ from ..records.decode import full_decode
 from ..outputs.materialize import FolderTreeSummary
 from ..progress import Callback
 from ..plan import Plan, make_plan
+
+log = logging.getLogger("streamprep")
 
 SIDE_FILES = {BBOXES_CSV, mf.MANIFEST}  # written beside the shards
 
@@ -57,6 +61,11 @@ class Inputs:
         for source in self.sources.values():
             source.close()
 
+    def split_source(self, split: str) -> Source:
+        """The download a split's images are read from: the validation tar, else the training download (which
+        holds both splits of a dataset whose validation split a recipe chooses: ImageNet-21k)."""
+        return self.sources["val"] if split == "validation" and "val" in self.sources else self.sources["train"]
+
 
 OFFICIAL = {"train": TRAIN_TAR, "val": VAL_TAR, "bbox": BBOX_TARGZ}  # each download's name in a DOWNLOADS folder
 
@@ -70,8 +79,11 @@ def open_inputs(options: Options) -> Inputs:
     sources: dict[str, Source] = {}
     try:
         for key in ("train", "val", "bbox"):
-            sources[key] = open_download(options, key)
-        if sources["train"].url == sources["val"].url:
+            if getattr(options, key) is not None:  # a dataset without the download has none (ImageNet-21k)
+                sources[key] = open_download(options, key)
+        for key, url in optional_downloads(options).items():  # only when given or found: older runs still resume
+            sources[key] = Source(url, options.storage_options)
+        if "val" in sources and sources["train"].url == sources["val"].url:
             raise ConfigError(f"train and val (--train, --val) name the same file {sources['train'].url}; pass each "
                               "download once")
         return Inputs(labels, sources, {k: mf.identity(s) for k, s in sources.items()})
@@ -79,6 +91,31 @@ def open_inputs(options: Options) -> Inputs:
         for source in sources.values():
             source.close()
         raise
+
+
+def optional_downloads(options: Options) -> dict[str, str]:
+    """Each optional download of the dataset (a split's own boxes: `--bbox-val`) by role: as given, else under its
+    official name in the DOWNLOADS folder when it is there (on the local engine: Beam's workers walk the three
+    downloads only, and refuse `--bbox-val`), else left out."""
+    dataset, found = datasets.get(options.dataset), {}
+    for boxes in dataset.split_boxes:
+        if boxes.download not in dataset.published:  # an entry made from another without that download
+            continue
+        url = getattr(options, boxes.download, None)
+        if url is None and options.downloads and options.engine == "local":
+            candidate = join(options.downloads, dataset.download(boxes.download).name)
+            url = candidate if _exists(candidate, options.storage_options) else None
+        if url:
+            found[boxes.download] = url
+    return found
+
+
+def _exists(url: str, storage_options: dict[str, Any]) -> bool:
+    try:
+        fs, path = resolve(url, storage_options)
+        return bool(fs.isfile(path))
+    except Exception:  # noqa: BLE001 - not there as far as can be told: the download is left out
+        return False
 
 
 def from_downloads(options: Options, key: str) -> bool:
@@ -89,7 +126,11 @@ def from_downloads(options: Options, key: str) -> bool:
 def open_download(options: Options, key: str) -> Source:
     """One of the three downloads. Taken from the DOWNLOADS folder, it cannot be found when DOWNLOADS is itself a
     file (a path or a URL alike): then the error says so, and what to pass instead."""
+    download = datasets.get(options.dataset).download(key)
     try:
+        if download.folder_glob:  # the file, a folder holding it, or a folder of its parts
+            return folders.open_download(getattr(options, key), options.storage_options, download.name,
+                                        download.folder_glob)
         return Source(getattr(options, key), options.storage_options)
     except (ArchiveError, NotADirectoryError) as e:
         if from_downloads(options, key) and _is_file(options.downloads, options.storage_options):
@@ -129,7 +170,8 @@ def run_record(options: Options, inputs: Inputs) -> dict[str, Any]:
             "layout": options.sharding.layout(), "formats": list(options.formats),
             "dali_index": options.dali_index, **options.format_options(), "on_bad_image": str(options.on_bad_image),
             "on_bad_xml": str(options.on_bad_xml), "check_decode": options.check_decode, "streamprep": __version__,
-            **({"dataset": options.dataset} if options.dataset != datasets.DEFAULT else {})}  # older runs: the default
+            **({"dataset": options.dataset, **options.dataset_options()}  # older runs: the default dataset
+               if options.dataset != datasets.DEFAULT else {})}
 
 
 
@@ -156,6 +198,13 @@ class Job:
     def output(self) -> Output:
         return output_of(self.options)
 
+    def side_files(self) -> set[str]:
+        """The files this run writes beside the shards but the formats' own: bboxes.csv, manifest.json, and
+        bboxes_<split>.csv of each split whose own boxes' download is an input (`--bbox-val`)."""
+        inputs = self.manifest.run.get("inputs", {})
+        return {*SIDE_FILES, *(SPLIT_CSV % boxes.split for boxes in datasets.get(self.options.dataset).split_boxes
+                                if boxes.download in inputs)}
+
     def check_image(self) -> Check | None:
         """The opt-in full decode of every image (`check_decode`), or None."""
         return full_decode if self.options.check_decode else None
@@ -178,6 +227,7 @@ def make_job(options: Options, inputs: Inputs, previous: mf.Manifest | None,
         policies.update(output_formats.walk_key(options))  # walked by a format's own member rules (TFDS's)
         if options.dataset != datasets.DEFAULT:
             policies["dataset"] = options.dataset  # walked by another dataset's member rules
+            policies.update({k: str(v) for k, v in options.dataset_options().items()})  # and its recipe
         key = store.key(inputs.identities, run["labels"], policies)
     return Job(options, inputs.labels, head, keep, key)
 
@@ -214,7 +264,7 @@ def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, resul
     with journal:  # an error below (a stray file) leaves every shard this run finished listed, then is raised
         journal.finished(*entries)  # the local engine listed each as it finished; Beam's workers do not
         csv = write_bboxes(plan, output)
-        files = []
+        files = write_split_bboxes(plan, output)  # bboxes_validation.csv with --bbox-val
         for fmt in job.formats:
             for name, data in fmt.side_files(plan, entries).items():
                 with output.atomic(name) as f:
@@ -227,7 +277,23 @@ def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, resul
                               f"this run ({len(strays):,} such file(s)): another program writes into --out? Stop it, "
                               "remove them and run the same command again")
         journal.complete(entries, totals(plan, index, results, csv, files))
+    warn_unequal(job, results)
     return journal.manifest
+
+
+def warn_unequal(job: Job, results: list[ShardResult]) -> None:
+    """With --equal-shards, a warning when images skipped as --on-bad-image skip says left shards more than one
+    image apart (the cut is made before the images are read; docs/equal-shards.md says what a job does then)."""
+    if not job.options.sharding.equal:
+        return
+    for split in ("validation", "train"):
+        counts = [r.records for r in results if r.shard.split == split]
+        if counts and max(counts) - min(counts) > 1:
+            log.warning("--equal-shards: %s shards hold %d to %d images, not within one, because %d image(s) were "
+                        "skipped (--on-bad-image skip); each shard's count is in manifest.json and the formats' "
+                        "metadata: give every rank the same number of batches (drop_last) or rerun without them",
+                        split, min(counts), max(counts),
+                        sum(len(r.entries[0].skipped) for r in results if r.shard.split == split))
 
 
 def _class_counts(split_index: Any, skipped: set[str]) -> dict[str, int]:
@@ -266,7 +332,8 @@ def walk_index(options: Options, inputs: Inputs, progress: Callback | None = Non
     """Walk the downloads (`index.build`); for `--format tfds` by TFDS's member rules, which label validation
     images by position, so a validation tar with fewer images than the labels file lists is no error there."""
     return build_index(inputs.sources, inputs.labels, options.workers, progress, options.skip_bad_xml, stop,
-                       dataset=datasets.get(options.dataset), **output_formats.walk(options))
+                       dataset=datasets.get(options.dataset), dataset_options=options.dataset_options(),
+                       **output_formats.walk(options))
 
 
 def needs_every_validation_image(options: Options) -> bool:

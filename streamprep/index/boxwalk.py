@@ -27,21 +27,23 @@ MAX_XML_BYTES = 1 << 20  # one XML member read into memory at most (real ones ar
 # 544,546 XML files and about 615,000 boxes; a table at both limits holds about 400 MB).
 MAX_XML_FILES = 2_000_000
 MAX_BOXES = 4_000_000
+TRAIN_BOXES = ("ILSVRC2012_bbox_train_v2.tar.gz", "bounding boxes")  # (official name, progress phase) of an archive
 PROCESS_MIN_BYTES = 2 << 20  # a bounding-box archive this large is read by a process of its own (see BoxWalk)
 RELAY_INTERVAL = 0.2  # seconds between progress events sent from that process
 
 
 def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None,
                 skip_bad_xml: bool = False, skipped: Skipped | None = None,
-                stop: threading.Event | None = None) -> BoxTable:
-    """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob.
+                stop: threading.Event | None = None, archive: tuple[str, str] = TRAIN_BOXES) -> BoxTable:
+    """Read every `folder/file.xml` of the bounding-box tar.gz, as the classic's `bboxes/*/*.xml` glob; `archive` is
+    its official name and progress phase (the validation boxes' `val/*.xml` are read the same way).
 
     A gzip stream cannot resume mid-way, so a transient storage error restarts the (small) archive.
     An XML file that cannot be used stops the run, or with `skip_bad_xml` is left out and listed.
     """
     def once() -> BoxTable:
         attempt, attempt_skipped = Ignored(), Skipped()
-        table = _index_boxes(source, attempt, attempt_skipped, progress, skip_bad_xml, stop)
+        table = _index_boxes(source, attempt, attempt_skipped, progress, skip_bad_xml, stop, archive)
         ignored.merge(attempt)
         if skipped is not None:
             skipped.merge(attempt_skipped)
@@ -51,11 +53,12 @@ def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = No
 
 
 def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: Callback | None, skip_bad_xml: bool,
-                 stop: threading.Event | None) -> BoxTable:
+                 stop: threading.Event | None, archive: tuple[str, str] = TRAIN_BOXES) -> BoxTable:
     read = members = wanted = boxes = 0
+    official, phase_name = archive
     files: list[XmlBoxes] = []
     left_out: list[tuple[str, str]] = []  # (folder, file name) of the XML files skipped as unusable
-    with Phase(progress, "bounding boxes", total_bytes=source.size, unit="files") as phase:
+    with Phase(progress, phase_name, total_bytes=source.size, unit="files") as phase:
         for m, data, compressed in gzip_members(source, MAX_XML_BYTES, keep=_annotation):
             check_stop(stop)
             members += 1
@@ -67,8 +70,7 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
             assert data is not None  # `_annotation` kept it
             if wanted >= MAX_XML_FILES:
                 raise ArchiveError(f"{source.url}: holds more than {MAX_XML_FILES:,} XML files (the real archive "
-                                   "544,546); it is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch "
-                                   "it again")
+                                   f"544,546); it is not {official}, or it is damaged: fetch it again")
             wanted += 1
             folder, file_name = name.split("/")
             ref = f"{source.url}!{m.name}"
@@ -85,11 +87,10 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
             boxes += len(parsed)
             if boxes > MAX_BOXES:
                 raise ArchiveError(f"{source.url}: holds more than {MAX_BOXES:,} boxes (the real archive about "
-                                   "615,000); it is not ILSVRC2012_bbox_train_v2.tar.gz, or it is damaged: fetch it "
-                                   "again")
+                                   f"615,000); it is not {official}, or it is damaged: fetch it again")
     if not members:
         raise ArchiveError(f"{source.url}: the archive is empty; the download is incomplete, "
-                           "fetch ILSVRC2012_bbox_train_v2.tar.gz again")
+                           f"fetch {official} again")
     try:  # sorted there: a name held twice is two neighbours (no set of 544,546 names kept while walking)
         if left_out:  # a name held twice is an error even where one of the two was skipped
             _no_duplicates(files, left_out)
@@ -211,8 +212,10 @@ class BoxWalk:
     stop too; a walk in a thread also stops when the caller sets it.
     """
 
-    def __init__(self, source: Source, progress: Callback | None, skip_bad_xml: bool, stop: threading.Event) -> None:
+    def __init__(self, source: Source, progress: Callback | None, skip_bad_xml: bool, stop: threading.Event,
+                 archive: tuple[str, str] = TRAIN_BOXES) -> None:
         self.source, self.progress, self.skip_bad_xml, self.stop = source, progress, skip_bad_xml, stop
+        self.archive = archive
         self.done = threading.Event()
         self.outcome: BoxWalkResult | _Failed | None = None
         self.process: Any = None
@@ -222,7 +225,7 @@ class BoxWalk:
             self.queue = context.Queue()
             self.process = context.Process(target=_child, name="streamprep-bboxes", daemon=True,
                                            args=(source.url, source.storage_options, skip_bad_xml, self.queue,
-                                                 os.getpid()))
+                                                 os.getpid(), archive))
             self.process.start()
             target = self._relay
         else:
@@ -239,7 +242,8 @@ class BoxWalk:
     def _thread(self) -> None:
         ignored, skipped = Ignored(), Skipped()
         try:
-            table = index_boxes(self.source, ignored, self.progress, self.skip_bad_xml, skipped, self.stop)
+            table = index_boxes(self.source, ignored, self.progress, self.skip_bad_xml, skipped, self.stop,
+                                self.archive)
         except BaseException as e:  # noqa: BLE001 - handed to the caller by result()
             self._finish(_Failed(e))
             return
@@ -267,6 +271,11 @@ class BoxWalk:
                 self._finish(message)
             return
 
+    @property
+    def failed(self) -> bool:
+        """Whether the walk has ended with an error (`result()` raises it)."""
+        return self.done.is_set() and isinstance(self.outcome, _Failed)
+
     def result(self) -> BoxWalkResult:
         self.done.wait()
         self.thread.join()
@@ -286,7 +295,8 @@ class BoxWalk:
         self.thread.join(5)  # its last progress event before the caller reports the error, not after
 
 
-def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: Any, parent: int) -> None:
+def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: Any, parent: int,
+           archive: tuple[str, str] = TRAIN_BOXES) -> None:
     """The bounding-box walk in its own process: progress (batched) and then the outcome, through `out`."""
     pending: dict[str, Any] = {"items": 0, "nbytes": 0, "last": time.monotonic(), "phase": "", "unit": "files"}
 
@@ -324,7 +334,7 @@ def _child(url: str, storage_options: dict[str, Any], skip_bad_xml: bool, out: A
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     try:
         ignored, skipped = Ignored(), Skipped()
-        table = index_boxes(Source(url, storage_options), ignored, relay, skip_bad_xml, skipped)
+        table = index_boxes(Source(url, storage_options), ignored, relay, skip_bad_xml, skipped, archive=archive)
         flush()
         done = _DoneInFile.write(_Done(table, ignored.state(), skipped.items), parent)
         written.append(done.path)

@@ -115,6 +115,10 @@ class DatasetIndex:
     boxes: BoxTable
     ignored: Ignored
     skipped: Skipped = field(default_factory=Skipped)
+    split_boxes: dict[str, BoxTable] = field(default_factory=dict)  # a split's own boxes (--bbox-val: validation)
+    dataset: str = ILSVRC2012.name  # whose rules walked it: the plan applies that dataset's fix-ups
+    synsets: tuple[str, ...] | None = None  # the classes its labels number (label k: synsets[k - 1]) when the walk
+    # chose them (ImageNet-21k's recipe keeps classes by their counts); None: the label data's synsets
 
 
 @dataclass

@@ -117,10 +117,15 @@ def load_label_data(labels_file: str | None = None, metadata_file: str | None = 
                     storage_options: dict[str, Any] | None = None, dataset: Dataset = ILSVRC2012) -> LabelData:
     """Read the dataset's three label files (paths or URLs); None means its copy shipped with streamprep."""
     given = {"labels": labels_file, "metadata": metadata_file, "validation": validation_labels_file}
-    sources = {role: url or shipped(dataset.label_file(role).shipped) for role, url in given.items()}
+    roles = {f.role for f in dataset.labels}  # a dataset without a validation labels file (ImageNet-21k) has none
+    for role in set(given) - roles:
+        if given[role]:
+            raise LabelDataError(f"{role} file {given[role]}: --dataset {dataset.name} has no such label file; "
+                                 "leave the flag out")
+    sources = {role: url or shipped(dataset.label_file(role).shipped) for role, url in given.items() if role in roles}
     return LabelData(
         synsets=load_synsets(sources["labels"], storage_options),
         texts=load_texts(sources["metadata"], storage_options),
-        validation=load_validation(sources["validation"], storage_options),
+        validation=load_validation(sources["validation"], storage_options) if "validation" in sources else (),
         sources=sources,
     )

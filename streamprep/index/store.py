@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import ILSVRC2012
 from .boxes import BoxTable
 from .images import DatasetIndex, Ignored, Skipped, SplitIndex
 from .nametable import NameLookup, NameTable
@@ -45,13 +47,15 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
                        f"{s.split}.starts": s.names.starts, f"{s.split}.labels": s.labels,
                        f"{s.split}.offsets": s.offsets, f"{s.split}.sizes": s.sizes})
         splits.append({"split": s.split, "archive": s.archive, "containers": {str(k): v for k, v in s.containers.items()}})
-    b = index.boxes
-    arrays.update({"boxes.csv": np.frombuffer(b.csv, dtype=np.uint8), "boxes.rows": b.rows, "boxes.xml_rows": b.xml_rows,
-                   "boxes.images": np.frombuffer(b.images.blob, dtype=np.uint8), "boxes.image_starts": b.images.starts,
-                   "boxes.image_files": b.image_files, "boxes.crcs": b.lookup.crcs,
-                   "boxes.positions": b.lookup.positions})
-    meta = {"format": FORMAT, "splits": splits, "files": b.files,
+    arrays.update(_box_arrays("boxes", index.boxes))
+    for split, table in index.split_boxes.items():  # only with --bbox-val: an older index has none, and still loads
+        arrays.update(_box_arrays(f"{split}.boxes", table))
+    meta = {"format": FORMAT, "splits": splits, "files": index.boxes.files,
             "ignored": index.ignored.state(), "skipped": index.skipped.items}
+    if index.split_boxes:
+        meta["split_boxes"] = {split: table.files for split, table in index.split_boxes.items()}
+    if index.dataset != ILSVRC2012.name:  # another dataset's walk: its name and the classes it chose
+        meta.update({"dataset": index.dataset, "synsets": None if index.synsets is None else list(index.synsets)})
     arrays["meta"] = _text(meta)
     arrays["digest"] = np.frombuffer(_digest(arrays).encode(), dtype=np.uint8)
     output.refuse_links(STATE_DIR)
@@ -72,6 +76,13 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
     for path in output.fs.glob(output.path(f"{STATE_DIR}/index-*.npz")):  # indexes of other downloads: stale
         if not path.endswith(_name(k).rsplit("/", 1)[1]):
             output.fs.rm(path)
+
+
+def _box_arrays(prefix: str, b: BoxTable) -> dict[str, np.ndarray]:
+    return {f"{prefix}.csv": np.frombuffer(b.csv, dtype=np.uint8), f"{prefix}.rows": b.rows,
+            f"{prefix}.xml_rows": b.xml_rows, f"{prefix}.images": np.frombuffer(b.images.blob, dtype=np.uint8),
+            f"{prefix}.image_starts": b.images.starts, f"{prefix}.image_files": b.image_files,
+            f"{prefix}.crcs": b.lookup.crcs, f"{prefix}.positions": b.lookup.positions}
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -115,22 +126,22 @@ def _split(s: dict[str, Any], arrays: dict[str, np.ndarray]) -> SplitIndex:
                       {int(k): str(v) for k, v in s["containers"].items()})
 
 
-def _boxes(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> BoxTable:
-    files, rows, xml_rows = int(meta["files"]), arrays["boxes.rows"], arrays["boxes.xml_rows"]
-    images = _names(arrays["boxes.images"], arrays["boxes.image_starts"], "boxes")
-    image_files, crcs, positions = arrays["boxes.image_files"], arrays["boxes.crcs"], arrays["boxes.positions"]
+def _boxes(files: int, arrays: dict[str, np.ndarray], prefix: str = "boxes") -> BoxTable:
+    rows, xml_rows = arrays[f"{prefix}.rows"], arrays[f"{prefix}.xml_rows"]
+    images = _names(arrays[f"{prefix}.images"], arrays[f"{prefix}.image_starts"], prefix)
+    image_files, crcs, positions = (arrays[f"{prefix}.{k}"] for k in ("image_files", "crcs", "positions"))
     k = len(images)
-    _check(rows.dtype == np.float32 and rows.ndim == 2 and rows.shape[1] == 4, "boxes: rows")
+    _check(rows.dtype == np.float32 and rows.ndim == 2 and rows.shape[1] == 4, f"{prefix}: rows")
     _check(xml_rows.dtype == np.int64 and xml_rows.shape == (files + 1,) and xml_rows[0] == 0
-           and xml_rows[-1] == len(rows) and bool(np.all(np.diff(xml_rows) >= 0)), "boxes: rows of each file")
+           and xml_rows[-1] == len(rows) and bool(np.all(np.diff(xml_rows) >= 0)), f"{prefix}: rows of each file")
     _check(image_files.dtype == np.int64 and image_files.shape == (k,)
            and bool(np.all(np.diff(image_files) > 0)) and (not k or (image_files[0] >= 0 and image_files[-1] < files)),
-           "boxes: files of the images")
+           f"{prefix}: files of the images")
     _check(crcs.dtype == np.uint32 and positions.dtype == np.int64 and crcs.shape == positions.shape == (k,)
            and bool(np.all(crcs[1:] >= crcs[:-1])) and bool(np.array_equal(np.sort(positions), np.arange(k))),
-           "boxes: lookup")
-    return BoxTable(arrays["boxes.csv"].tobytes(), rows, xml_rows, images, image_files, NameLookup(crcs, positions),
-                    files)
+           f"{prefix}: lookup")
+    return BoxTable(arrays[f"{prefix}.csv"].tobytes(), rows, xml_rows, images, image_files,
+                    NameLookup(crcs, positions), files)
 
 
 def load(output: Output, k: str) -> DatasetIndex | None:
@@ -149,8 +160,15 @@ def load(output: Output, k: str) -> DatasetIndex | None:
         _check(arrays["digest"].tobytes().decode() == _digest(arrays), "digest")
         splits = tuple(_split(s, arrays) for s in meta["splits"])
         _check(sorted(s.split for s in splits) == ["train", "validation"], "splits")
-        return DatasetIndex(splits, _boxes(meta, arrays), Ignored.from_state(meta["ignored"]),
-                            Skipped(list(meta["skipped"])))
+        split_boxes = {str(split): _boxes(int(files), arrays, f"{split}.boxes")
+                       for split, files in meta.get("split_boxes", {}).items()}
+        _check(set(split_boxes) <= {"train", "validation"}, "split boxes")
+        index = DatasetIndex(splits, _boxes(int(meta["files"]), arrays), Ignored.from_state(meta["ignored"]),
+                             Skipped(list(meta["skipped"])), split_boxes)
+        if "dataset" in meta:  # another dataset's walk (`save`)
+            synsets = None if meta["synsets"] is None else tuple(str(s) for s in meta["synsets"])
+            index = dataclasses.replace(index, dataset=str(meta["dataset"]), synsets=synsets)
+        return index
     except FileNotFoundError:
         return None
     except Exception as e:  # noqa: BLE001 - any damage at all means the same: walk the archives again

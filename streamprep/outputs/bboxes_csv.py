@@ -1,19 +1,31 @@
-"""bboxes.csv beside the shards: the classic's box list, written whole under its final name."""
+"""bboxes.csv beside the shards: the classic's box list, written whole under its final name; and, with the
+validation boxes (`--bbox-val`), bboxes_validation.csv in the same format."""
 
 from __future__ import annotations
 
 import hashlib
 
 from ..archives.output import Output
+from ..index.boxes import BoxTable
 from ..plan import Plan
 from .manifest import FileEntry
 
 BBOXES_CSV = "bboxes.csv"
+SPLIT_CSV = "bboxes_%s.csv"  # a split's own boxes: bboxes_validation.csv
 
 
 def write_bboxes(plan: Plan, output: Output) -> FileEntry:
     """bboxes.csv, complete, under its final name; its manifest entry."""
-    with output.atomic(BBOXES_CSV) as f:
-        f.write(plan.boxes.csv)
-    return FileEntry(BBOXES_CSV, len(plan.boxes.csv), hashlib.sha256(plan.boxes.csv).hexdigest(), plan.boxes.count,
-                     plan.boxes.files)
+    return _write(BBOXES_CSV, plan.boxes, output)
+
+
+def write_split_bboxes(plan: Plan, output: Output) -> list[FileEntry]:
+    """bboxes_<split>.csv of each split with boxes of its own (`--bbox-val`), as bboxes.csv is written; their
+    manifest entries (none without them)."""
+    return [_write(SPLIT_CSV % split, table, output) for split, table in sorted(plan.split_boxes.items())]
+
+
+def _write(name: str, table: BoxTable, output: Output) -> FileEntry:
+    with output.atomic(name) as f:
+        f.write(table.csv)
+    return FileEntry(name, len(table.csv), hashlib.sha256(table.csv).hexdigest(), table.count, table.files)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterator, S
 
 from ..archives import retry
 from ..archives.output import Output
+from ..datasets.entry import OwnOption
 from ..errors import ImageError, OutputError, reason
 from ..plan import Plan, ShardSpec
 from ..records.spec import RecordSpec, record_specs
@@ -83,20 +84,8 @@ class ShardEncoder(ABC):
         """Release what the encoder holds (a local temporary file, say); called once the shard is done or failed."""
 
 
-@dataclass(frozen=True)
-class FormatOption:
-    """One option a format alone reads: a field the option table (`options.Options`) gets from the format's entry,
-    with its flag (`--NAME` with dashes), config key, help and manifest entry, as every other option has."""
-
-    default: Any  # its value when not given; its type (str, int, bool, float) is the option's
-    help: str
-    metavar: str | None = None
-    default_text: str | None = None  # the default as the help shows it, when not `default` itself
-
-    @property
-    def kind(self) -> str:
-        """Its type as `options.Options` annotates a field ("int", "str", ...)."""
-        return type(self.default).__name__
+# A format's own option: `datasets.entry.OwnOption`, the one shape a dataset's and a format's own options share.
+FormatOption = OwnOption
 
 
 class Format(ABC):

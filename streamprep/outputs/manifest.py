@@ -32,11 +32,13 @@ FORMAT = "streamprep-manifest/1"
 # name (or its index's) is never a path: it is removed by --overwrite and read back by resume and verify, so a
 # name that leaves the folder would be obeyed.
 SHARD_FILE_NAME = registry.SHARD_FILE_NAME
-SIDE_FILE_NAME = registry.SIDE_FILE_NAME  # files the formats write beside the shards (`Totals.files`)
+SPLIT_BBOXES_CSV = r"bboxes_validation\.csv"  # a split's own boxes (--bbox-val), listed with the side files
+# files the formats write beside the shards, and the split's boxes (`Totals.files`)
+SIDE_FILE_NAME = registry.NamePattern("side files", SPLIT_BBOXES_CSV)
 # Every name streamprep gives a file of its output, in any format: shards, DALI indexes, the files beside them,
 # bboxes.csv and this manifest. A file so named that the manifest does not list is another run's: --overwrite
 # removes it, a run refuses to end well while one is there, verify reports it.
-OUTPUT_FILE_NAME = registry.NamePattern("output", r"bboxes\.csv", r"manifest\.json")
+OUTPUT_FILE_NAME = registry.NamePattern("output", r"bboxes\.csv", SPLIT_BBOXES_CSV, r"manifest\.json")
 FLUSH_INTERVAL = 1.0  # seconds between rewrites of the manifest while shards finish (a kill -9 loses at most that)
 MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")
 ETAG_KEYS = ("ETag", "etag")

@@ -4,12 +4,13 @@ Modelled on TensorFlow Datasets' `core/file_adapters.py` (`ADAPTER_FOR_FORMAT`, 
 file format to the adapter holding its suffix, writer and reader). A format's entry
 (`outputs.format.Format`) holds its name, options, file-name patterns, plan, encoder, checker,
 reader and size bounds; from the entries alone come `--format` (`parse`), the options' checks
-(`check`), the formats of a run (`make`), what its downloads are walked by (`walk`), and the
-names of every file of an output (`SHARD_FILE_NAME`, `SIDE_FILE_NAME`, `FOREIGN_FILE_NAME`,
-`NamePattern("output")`, `shard_format`), which resume, --overwrite, the sweep of what killed runs
-left, verify and inspect use. The built-in formats (every package in `outputs/`) and those of installed
-packages (entry points in the `streamprep.formats` group) are imported on first use; each registers its
-entry with `register` (a decorator). A format's own options become fields of `options.Options` when that
+(`check`, which also refuses two formats whose files could collide in one `out`), the formats of a
+run (`make`), what its downloads are walked by (`walk`), and the names of every file of an output
+(`SHARD_FILE_NAME`, `SIDE_FILE_NAME`, `FOREIGN_FILE_NAME`, `NamePattern("output")`, `shard_format`),
+which resume, --overwrite, the sweep of what killed runs left, verify and inspect use. The built-in
+formats (every package in `outputs/`) and those of installed packages (entry points in the
+`streamprep.formats` group) are imported on first use; each registers its entry with `register` (a
+decorator). A format's own options become fields of `options.Options` when that
 module is first imported, so a format registered later (a test's) takes none of its own.
 """
 
@@ -25,7 +26,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..plan import SHARD_STEM
+from ..plan import SHARD_STEM, ShardSpec
 
 if TYPE_CHECKING:
     from .format import Format
@@ -155,7 +156,8 @@ def own_options() -> dict[str, Any]:
 
 def check(options: Any) -> None:
     """`ConfigError` for format options no run takes: each format's own values (`Format.check_options`), an option
-    of a format not chosen, `--dali-index` or an engine a chosen format cannot take."""
+    of a format not chosen, `--dali-index` with no chosen format DALI reads, an engine a chosen format cannot take,
+    two formats whose files could collide (`refuse_collisions`)."""
     chosen = set(options.formats)
     for fmt in formats():
         fmt.check_options(options, fmt.name in chosen)
@@ -166,13 +168,59 @@ def check(options: Any) -> None:
             one = len(given) == 1
             raise ConfigError(f"{' and '.join(given)} {'is an option' if one else 'are options'} of --format "
                               f"{fmt.name}; add --format {fmt.name}, or leave {'it' if one else 'them'} out")
+    # --dali-index writes DALI's index beside the shards of each chosen format DALI reads: refused if none is chosen
+    unindexed = all(get(name).no_dali_index for name in options.formats)
     for fmt in map(get, options.formats):
-        if options.dali_index and fmt.no_dali_index:
+        if options.dali_index and unindexed:
             indexed = " and ".join(f.name for f in formats() if not f.no_dali_index)
             raise ConfigError(f"dali_index (--dali-index) writes indexes for {indexed} shards; --format {fmt.name} "
                               f"has none ({fmt.no_dali_index})")
         if fmt.local_only and str(options.engine) != "local":
             raise ConfigError(f"--format {fmt.name} runs on the local engine; leave out --engine {options.engine}")
+    refuse_collisions(make(options), options.sharding)
+
+
+def _written(fmt: Format, sharding: Any) -> list[str]:
+    """Names a format made for a run writes: the first shard of each split and its index, its side files."""
+    firsts = [ShardSpec(split, 0, sharding.shards(split), 0, 0) for split in ("validation", "train")]
+    return [*fmt.file_names(firsts), *fmt.side_file_names()]
+
+
+def _places(fmt: Format, names: list[str]) -> dict[str, str]:
+    """Where a format's files lie in `out`, by the first part of their paths (as shown): its folders of its own
+    (`data` -> `data/`) and the files directly in `out`."""
+    places = {name.partition("/")[0]: "".join(name.partition("/")[:2]) for name in names}
+    return {**places, **{folder: f"{folder}/" for folder in fmt.folders}}
+
+
+def _takes(fmt: Format, name: str) -> bool:
+    """Whether a format's name patterns take the file `name` for one of its own (shard, index or side file)."""
+    patterns = [*_shards(type(fmt)), *([fmt.side_pattern] if fmt.side_pattern else [])]
+    return any(re.fullmatch(p, name) for p in patterns)
+
+
+def _collision(one: Format, ones: list[str], other: Format, others: list[str]) -> str | None:
+    """Why two formats of a run cannot share `out` (`ones`, `others`: the names each writes), or None."""
+    places, theirs = _places(one, ones), _places(other, others)
+    shared = sorted(places.keys() & theirs.keys())
+    if shared:
+        return f"--format {one.name} and --format {other.name} both write {places[shared[0]]} in --out"
+    for fmt, name, owner in [*((other, n, one) for n in ones), *((one, n, other) for n in others)]:
+        if _takes(fmt, name):
+            return f"--format {fmt.name} would take {name}, a file --format {owner.name} writes, for one of its own"
+    return None
+
+
+def refuse_collisions(fmts: list[Format], sharding: Any) -> None:
+    """`ConfigError` naming both formats when two of a run's formats could write the same file: they share a folder
+    or a file name in `out`, or a name one writes is one the other's patterns take for its own (one would overwrite,
+    resume, remove or verify the other's files). Every registered format is held to it, with no code of its own."""
+    written = [(fmt, _written(fmt, sharding)) for fmt in fmts]
+    for k, (one, ones) in enumerate(written):
+        for other, others in written[k + 1:]:
+            why = _collision(one, ones, other, others)
+            if why:
+                raise ConfigError(f"{why}; write them to two --out folders, in two conversions")
 
 
 def make(options: Any) -> list[Format]:

@@ -32,7 +32,7 @@ def record_specs(plan: Plan, shard: ShardSpec) -> list[RecordSpec]:
     rows = split.order[shard.start:shard.stop].tolist()
     raw = [index.names.raw(i) for i in rows]
     out = []
-    for i, encoded, boxes in zip(rows, raw, plan.boxes.boxes_of_many(raw)):
+    for i, encoded, boxes in zip(rows, raw, plan.boxes_of(shard.split).boxes_of_many(raw)):
         name, label = encoded.decode("utf-8", "surrogateescape"), int(index.labels[i])
         synset = plan.labels.synsets[label - 1]
         out.append(RecordSpec(name, label, synset, plan.labels.text(synset), index.member(i),

@@ -1,9 +1,11 @@
-"""LitData's optimized chunks, a registry entry: `litdata.StreamingDataset(OUT/"train")` reads them as they are.
+"""LitData's optimized chunks, a registry entry: `litdata.StreamingDataset(OUT/"litdata"/"train")` reads them as is.
 
-Files: `train/chunk-00000-of-01024.bin` ... and `validation/chunk-00000-of-00128.bin` ..., one chunk
-per shard of the classic's plan (chunk `k` holds exactly the records of TFRecord shard `k`, in the same
-order: `--format tfrecord,litdata` is one read), and each split's `index.json`, written once all its
-chunks are (`side_files`). A sample is the tuple `(image, class)` of LitData's own ImageNet example:
+Files, in a folder of the format's own, `litdata/`: `litdata/train/chunk-00000-of-01024.bin` ... and
+`litdata/validation/chunk-00000-of-00128.bin` ..., one chunk per shard of the classic's plan (chunk `k`
+holds exactly the records of TFRecord shard `k`, in the same order: `--format tfrecord,litdata` is one
+read), and each split's `index.json`, written once all its chunks are (`side_files`). The folder of its
+own keeps its files apart from other formats' (MosaicML's `mds/train/index.json`), so all are written in
+one run. A sample is the tuple `(image, class)` of LitData's own ImageNet example:
 the JPEG's bytes passed through (data format `jpeg`: LitData decodes them on read into a uint8 RGB
 tensor), the class 0..N-1 (`int`). The chunks are written byte for byte as LitData's `BinaryWriter`
 writes the same samples (`write.py`), without LitData; reading them needs `pip install litdata`.
@@ -14,14 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ...errors import ConfigError
 from ...plan import Plan, ShardSpec, make_plan
 from ...records.spec import record_specs
 from .. import registry
 from ..format import Format, ShardEncoder
 from ..manifest import ShardEntry
-from .write import (INDEX_JSON, ITEM_OVERHEAD, OFFSET, SHARD_PATTERN, SIDE_PATTERN, SPLITS, Encoder, chunk_file,
-                    encoder, index_json)
+from .write import (FOLDER, INDEX_JSON, ITEM_OVERHEAD, OFFSET, SHARD_PATTERN, SIDE_PATTERN, SPLITS, Encoder,
+                    chunk_file, encoder, index_json, split_folder)
 
 if TYPE_CHECKING:
     from ...inspection import Reader
@@ -34,11 +35,11 @@ class LitDataFormat(Format):
 
     name = "litdata"
     rank = 40
-    summary = "LitData's optimized chunks, train/ and validation/ for litdata.StreamingDataset"
+    summary = "LitData's optimized chunks, litdata/train/ and litdata/validation/ for litdata.StreamingDataset"
     no_dali_index = "DALI does not read LitData chunks"
-    shard_pattern = SHARD_PATTERN  # train/chunk-00000-of-01024.bin
-    side_pattern = SIDE_PATTERN  # train/index.json, validation/index.json
-    folders = {split: 1 for split in SPLITS}
+    shard_pattern = SHARD_PATTERN  # litdata/train/chunk-00000-of-01024.bin
+    side_pattern = SIDE_PATTERN  # litdata/train/index.json, litdata/validation/index.json
+    folders = {FOLDER: 2}  # litdata/SPLIT/FILE
     allowance = ITEM_OVERHEAD + 3 * OFFSET  # an item's sizes and class, its offset; the chunk's count and first offset
     stores_boxes = False  # a sample is (image, class); the boxes are in bboxes.csv
     stored_label = ("class", 1)  # 0..N-1
@@ -50,19 +51,6 @@ class LitDataFormat(Format):
     @classmethod
     def from_options(cls, options: Any) -> "LitDataFormat":
         return cls(options.dali_index, options.skip_bad_images)
-
-    @classmethod
-    def check_options(cls, options: Any, chosen: bool) -> None:
-        """Refuse another format of the run that writes a file of the same name (another format's `index.json` in
-        the split folders): one would overwrite the other's."""
-        if not chosen:
-            return
-        mine = set(cls().side_file_names())
-        for other in options.formats:
-            clash = sorted(mine & set(registry.get(other).from_options(options).side_file_names()))
-            if other != cls.name and clash:
-                raise ConfigError(f"--format {cls.name} and --format {other} both write {clash[0]}; write them to "
-                                  "two --out folders, in two conversions")
 
     def plan(self, options: Any, inputs: Any, index: Any) -> Plan:
         """The classic's plan, with the fix-up files' re-encoded sizes a chunk's header needs first (`plan.py`)."""
@@ -90,10 +78,11 @@ class LitDataFormat(Format):
 
     def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
         """Each split's index.json (`write.index_json`)."""
-        return {f"{split}/{INDEX_JSON}": index_json(plan, entries, split) for split in SPLITS if split in plan.splits}
+        return {f"{split_folder(split)}/{INDEX_JSON}": index_json(plan, entries, split) for split in SPLITS
+                if split in plan.splits}
 
     def side_file_names(self) -> list[str]:
-        return [f"{split}/{INDEX_JSON}" for split in SPLITS]
+        return [f"{split_folder(split)}/{INDEX_JSON}" for split in SPLITS]
 
     @classmethod
     def checker(cls) -> type[ShardChecker]:

@@ -12,7 +12,7 @@ MOST_ITEMS = 1 << 26  # a chunk whose size is not known is not believed to hold 
 
 
 class ChunkChecker(ShardChecker):
-    """Reads LitData chunks (`train/chunk-00000-of-01024.bin`) and checks them as `PyTreeLoader` reads them.
+    """Reads LitData chunks (`litdata/train/chunk-00000-of-01024.bin`) and checks them as `PyTreeLoader` reads them.
 
     Checked: the header (an item count, then that many + 1 offsets: the first the header's size, each item at least
     its leaf sizes and class, the last the file's size, no byte after it); each item's leaf sizes (the JPEG's, then

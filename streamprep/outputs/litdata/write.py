@@ -1,4 +1,4 @@
-"""Writing LitData's optimized chunks (`chunk-00000-of-01024.bin`) and each split's `index.json`, without LitData.
+"""Writing LitData's optimized chunks (`litdata/train/chunk-00000-of-01024.bin`) and index.json, without LitData.
 
 A chunk is what `litdata.streaming.writer.BinaryWriter._create_chunk` writes (litdata 0.2.x, the
 default `PyTreeLoader`, no compression, no encryption):
@@ -40,10 +40,11 @@ from ...records.spec import RecordSpec, record_specs
 from ..format import ShardEncoder
 from ..manifest import ShardEntry
 
-SPLITS = ("train", "validation")  # each in a folder of its own, as `StreamingDataset(OUT/"train")` reads it
+FOLDER = "litdata"  # the format's own folder below `out`
+SPLITS = ("train", "validation")  # each in a folder of its own in FOLDER: `StreamingDataset(OUT/"litdata"/"train")`
 INDEX_JSON = "index.json"  # litdata.constants._INDEX_FILENAME
-SHARD_PATTERN = r"(train|validation)/chunk-(\d{5})-of-(\d{5})\.bin"
-SIDE_PATTERN = r"(?:train|validation)/index\.json"
+SHARD_PATTERN = FOLDER + r"/(train|validation)/chunk-(\d{5})-of-(\d{5})\.bin"
+SIDE_PATTERN = FOLDER + r"/(?:train|validation)/index\.json"
 
 SIZES = struct.Struct("<II")  # an item's leaf sizes: the JPEG's, the int64's
 LABEL = struct.Struct("<q")  # IntegerSerializer: numpy int64, little-endian
@@ -62,10 +63,15 @@ CONFIG = {"chunk_bytes": None, "compression": None, "compression_batch_size": No
           "item_loader": "PyTreeLoader", "types": "json"}
 
 
+def split_folder(split: str) -> str:
+    """`litdata/train`: a split's folder below `out`, where its chunks and its index.json lie."""
+    return f"{FOLDER}/{split}"
+
+
 def chunk_file(split: str, number: int, of: int) -> str:
-    """`train/chunk-00000-of-01024.bin`: LitData's prefix and suffix (its cache counts `chunk-*.bin` files), the
-    plan's shard number and count between them."""
-    return f"{split}/chunk-{number:05d}-of-{of:05d}.bin"
+    """`litdata/train/chunk-00000-of-01024.bin`: LitData's prefix and suffix (its cache counts `chunk-*.bin` files),
+    the plan's shard number and count between them."""
+    return f"{split_folder(split)}/chunk-{number:05d}-of-{of:05d}.bin"
 
 
 def header(items: Sequence[int], name: str) -> bytes:

@@ -1,9 +1,11 @@
 """MosaicML streaming's MDS shards, a registry entry: as its ImageNet converter writes them, for `StreamingDataset`.
 
-Files, one folder a split as the converter lays them out (`--splits train,val`): `train/train-00000-of-01024.mds`
-... and `val/validation-00000-of-00128.mds` ..., one MDS file a shard of the plan (the records, order and shards
-of the classic's TFRecord shard of that name, so `--format tfrecord,mds` writes both in one read), and each
-folder's `index.json`, which is all `streaming.StreamingDataset(local=OUT, split="train")` needs. Each sample holds
+Files, in a folder of the format's own, `mds/`, one folder a split below it as the converter lays them out
+(`--splits train,val`): `mds/train/train-00000-of-01024.mds` ... and `mds/val/validation-00000-of-00128.mds` ...,
+one MDS file a shard of the plan (the records, order and shards of the classic's TFRecord shard of that name, so
+`--format tfrecord,mds` writes both in one read), and each split folder's `index.json`, which is all
+`streaming.StreamingDataset(local=OUT/"mds", split="train")` needs. The folder of its own keeps every file of it
+apart from other formats' (LitData's `litdata/train/index.json`), so all are written in one run. Each sample holds
 the converter's columns (`vision/convert/imagenet.py`): `i` (int), `x` (jpeg: the image's bytes) and `y` (int,
 0..N-1); `write.py` says how they are framed, byte for byte as streaming's `MDSWriter` writes them. Writing needs
 the `xxhash` package (the converter's xxh64 hashes in index.json); no DALI index; no boxes.
@@ -14,47 +16,35 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ...errors import ConfigError
 from ...plan import SHARD_STEM, Plan, ShardSpec
 from .. import registry
 from ..format import Format, ShardEncoder
 from ..manifest import ShardEntry
-from .write import FOLDERS, INDEX_JSON, SAMPLE_OVERHEAD, SUFFIX, Encoder, header_size, index_json, shard_file
+from .write import (FOLDER, FOLDERS, INDEX_JSON, SAMPLE_OVERHEAD, SUFFIX, Encoder, header_size, index_json,
+                    shard_file, split_folder)
 
 if TYPE_CHECKING:
     from ...inspection import Reader
     from ..checker import ShardChecker
 
-# `train/train-00000-of-01024.mds`, `val/validation-00000-of-00128.mds`: each split in its own folder
-SHARD_PATTERN = (r"(?=train/train-|val/validation-)(?:train|val)/" + SHARD_STEM + re.escape(SUFFIX))
+# `mds/train/train-00000-of-01024.mds`, `mds/val/validation-00000-of-00128.mds`: each split in its own folder
+SHARD_PATTERN = (re.escape(FOLDER) + r"/(?=train/train-|val/validation-)(?:train|val)/" + SHARD_STEM
+                 + re.escape(SUFFIX))
 
 
 @registry.register
 class MDSFormat(Format):
-    """MDS shards `train/train-00000-of-01024.mds` and each split's `index.json` (see the module docstring)."""
+    """MDS shards `mds/train/train-00000-of-01024.mds` and each split's `index.json` (see the module docstring)."""
 
     name = "mds"
     rank = 50
-    summary = "MosaicML streaming's MDS shards for StreamingDataset, a folder a split with its index.json"
+    summary = "MosaicML streaming's MDS shards for StreamingDataset, under mds/, a folder a split with its index.json"
     no_dali_index = "DALI does not read MDS shards"
     shard_pattern = SHARD_PATTERN
-    side_pattern = "(?:" + "|".join(FOLDERS.values()) + ")/" + re.escape(INDEX_JSON)
-    folders = {folder: 1 for folder in FOLDERS.values()}
+    side_pattern = re.escape(FOLDER) + "/(?:" + "|".join(FOLDERS.values()) + ")/" + re.escape(INDEX_JSON)
+    folders = {FOLDER: 2}  # mds/SPLIT/FILE
     stores_boxes = False  # the converter's samples hold no boxes
     stored_label = ("y", 1)  # 0..N-1
-
-    @classmethod
-    def check_options(cls, options: Any, chosen: bool) -> None:
-        """Refuse another format of the run that writes a file of the same name (its own `train/index.json`): one
-        would overwrite the other's."""
-        if not chosen:
-            return
-        mine = set(cls().side_file_names())
-        for other in options.formats:
-            clash = sorted(mine & set(registry.get(other).from_options(options).side_file_names()))
-            if other != cls.name and clash:
-                raise ConfigError(f"--format {cls.name} and --format {other} both write {clash[0]}; write them to "
-                                  "two --out folders, in two conversions")
 
     @classmethod
     def needs(cls, options: Any) -> list[tuple[str, str, str | None, str]]:
@@ -82,10 +72,10 @@ class MDSFormat(Format):
 
     def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
         """Each split's index.json, as MDSWriter writes it once its last shard is flushed."""
-        return {f"{FOLDERS[split]}/{INDEX_JSON}": index_json(plan, entries, split) for split in plan.splits}
+        return {f"{split_folder(split)}/{INDEX_JSON}": index_json(plan, entries, split) for split in plan.splits}
 
     def side_file_names(self) -> list[str]:
-        return [f"{folder}/{INDEX_JSON}" for folder in FOLDERS.values()]
+        return [f"{split_folder(split)}/{INDEX_JSON}" for split in FOLDERS]
 
     @classmethod
     def checker(cls) -> type[ShardChecker]:

@@ -15,7 +15,7 @@ MAX_CONFIG = 1 << 20  # an MDS config is a few hundred bytes; a larger one is a 
 
 
 class MDSChecker(ShardChecker):
-    """Reads MDS shards (`split/NAME.mds`) and checks them as streaming's `MDSReader` reads them.
+    """Reads MDS shards (`mds/SPLIT/NAME.mds`) and checks them as streaming's `MDSReader` reads them.
 
     Checked: the sample count and offsets table (from the end of the config, never decreasing, the last one the
     file's size); the config, the ImageNet converter's (columns i: int, x: jpeg, y: int); each sample exactly its

@@ -43,7 +43,8 @@ from ..manifest import ShardEntry
 
 SUFFIX = ".mds"
 INDEX_JSON = "index.json"  # streaming.base.format.index.get_index_basename()
-FOLDERS = {"train": "train", "validation": "val"}  # each split's folder, as the converter's --splits train,val
+FOLDER = "mds"  # the format's own folder below `out`: `StreamingDataset(local=OUT/"mds", split="train")`
+FOLDERS = {"train": "train", "validation": "val"}  # each split's folder in it, as the converter's --splits train,val
 COLUMNS = {"i": "int", "x": "jpeg", "y": "int"}  # the converter's columns
 COLUMN_SIZES = {"int": 8, "jpeg": None}  # `get_mds_encoded_size`: int is an int64, jpeg of any size
 HASHES = ["sha1", "xxh64"]  # the converter's --hashes default, in MDSWriter's (sorted) order
@@ -95,10 +96,13 @@ def plan_rows(plan: Plan, shard: ShardSpec, specs: Sequence[RecordSpec]) -> list
     return rows
 
 
-def image_sizes(specs: Sequence[RecordSpec], read: Reader) -> list[int]:
-    """Each record's image size as it will be written: the download's, a fix-up file's once re-encoded (read here)."""
-    fixed: dict[int, int] = {}
-    ahead = [s for s in specs if s.fixup]
+def image_sizes(specs: Sequence[RecordSpec], read: Reader, known: dict[str, int] | None = None) -> list[int]:
+    """Each record's image size as it will be written: the download's, a fix-up file's once re-encoded: as the plan
+    knows it (`known`, `Plan.fixed_sizes`, by member, where a format's plan learnt them), else read and re-encoded
+    here."""
+    known = known or {}
+    fixed: dict[int, int] = {id(s): known[s.member] for s in specs if s.fixup and s.member in known}
+    ahead = [s for s in specs if s.fixup and id(s) not in fixed]
     for spec, data in zip(ahead, read(ahead) if ahead else []):
         try:
             fixed[id(spec)] = len(prepared(spec, data).data)
@@ -127,7 +131,7 @@ class Encoder(ShardEncoder):
         return pieces
 
     def start(self, specs: Sequence[RecordSpec], read: Reader) -> Sequence[bytes]:
-        sizes = image_sizes(specs, read)
+        sizes = image_sizes(specs, read, self.plan.fixed_sizes)
         self.expected = list(zip(specs, plan_rows(self.plan, self.shard, specs), sizes))
         return self._hashed([header(sizes, self.name)])
 
@@ -152,9 +156,14 @@ class Encoder(ShardEncoder):
         return {algo: digest.hexdigest() for algo, digest in self.hashes.items()}
 
 
+def split_folder(split: str) -> str:
+    """`mds/train`, `mds/val`: a split's folder below `out`, where its files and its index.json lie."""
+    return f"{FOLDER}/{FOLDERS[split]}"
+
+
 def shard_file(shard: ShardSpec) -> str:
-    """`train/train-00000-of-01024.mds`, `val/validation-00000-of-00128.mds`."""
-    return f"{FOLDERS[shard.split]}/{shard.name}{SUFFIX}"
+    """`mds/train/train-00000-of-01024.mds`, `mds/val/validation-00000-of-00128.mds`."""
+    return f"{split_folder(shard.split)}/{shard.name}{SUFFIX}"
 
 
 def index_entry(entry: ShardEntry) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from ...errors import MissingDependencyError
 from ...plan import Plan, ShardSpec
 from .. import registry
 from ..format import Format, ShardEncoder
-from .write import (FOLDER, SHARD_PATTERN, Encoder, class_names, features_json, file_name, pyarrow_problem,
-                    row_group_rows)
+from .write import (FOLDER, SHARD_PATTERN, Encoder, arrow_schema, class_names, features_json, file_name,
+                    pyarrow_problem, row_group_rows)
 
 if TYPE_CHECKING:
     from ...inspection import Reader
@@ -50,6 +50,13 @@ class ParquetFormat(Format):
     stores_boxes = False  # imagenet-1k has no boxes
     stored_label = ("label", 1)  # 0..N-1
 
+    def __init__(self, dali_index: bool = False) -> None:
+        super().__init__(dali_index)
+        self._made_for: dict[tuple[int, str], tuple[Plan, list[str], Any, int]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_made_for": {}}  # pickled (Beam's workers) without the plans it holds
+
     @classmethod
     def needs(cls, options: Any) -> list[tuple[str, str, str | None, str]]:
         return [("pyarrow", "pyarrow", "parquet", f"--format {cls.name}")]
@@ -70,7 +77,17 @@ class ParquetFormat(Format):
 
     def encoder_for(self, plan: Plan, shard: ShardSpec) -> ShardEncoder:
         """The plan's class names (the schema's features), and its split's image sizes (the rows of a row group)."""
-        return Encoder(class_names(plan.labels), row_group_rows(plan.splits[shard.split].index.sizes))
+        names, schema, rows = self._made(plan, shard.split)
+        return Encoder(names, rows, schema)
+
+    def _made(self, plan: Plan, split: str) -> tuple[list[str], Any, int]:
+        """The class names, the schema and a split's rows a row group, made once per plan and split (every shard of
+        it has the same), not per shard."""
+        key = (id(plan), split)
+        if key not in self._made_for:
+            names = class_names(plan.labels)
+            self._made_for[key] = (plan, names, arrow_schema(names), row_group_rows(plan.splits[split].index.sizes))
+        return self._made_for[key][1:]  # the plan is held with them: its id names no other plan meanwhile
 
     def most_bytes(self, plan: Plan, shards: Any) -> int:
         """The default bound (images, a generous allowance a row, the fix-up files' growth) and each file's footer: its

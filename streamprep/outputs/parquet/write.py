@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import ImageError, LabelDataError
+from ...errors import ImageError, LabelDataError, OutputError
 from ...plan import SHARD_STEM
 from ...records.image import Image
 from ...records.spec import RecordSpec
@@ -34,6 +35,7 @@ MAGIC = b"PAR1"  # a Parquet file opens and ends with it
 ROW_GROUP_BYTES = 100 * 10**6
 CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
 MIN_PYARROW = (21, 0)
+MAX_BINARY = 2**31 - 1  # the most data bytes an Arrow `binary` array (int32 offsets) holds
 
 
 def file_name(stem: str) -> str:
@@ -141,23 +143,67 @@ def utf8_name(spec: RecordSpec) -> str:
     return spec.filename
 
 
-class Encoder(ShardEncoder):
-    """One shard's rows, a row group at a time (`rows` each), written by pyarrow as `datasets` writes them."""
+class Images:
+    """A row group's images end to end, copied in as they come: the data of its Arrow `binary` array. The buffer is
+    kept for the next row group (of this shard or the next one the thread writes): no fresh pages each time."""
 
-    def __init__(self, names: Sequence[str], rows: int) -> None:
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.ends: list[int] = [0]  # where each image ends (the array's offsets)
+
+    def add(self, data: bytes) -> None:
+        start, end = self.ends[-1], self.ends[-1] + len(data)
+        if end > len(self.buffer):  # a larger buffer: the images so far copied over, once in a while
+            grown = bytearray(max(end, len(self.buffer) * 5 // 4))
+            grown[:start] = memoryview(self.buffer)[:start]
+            self.buffer = grown
+        self.buffer[start:end] = data  # same length: copied in place, never resized
+        self.ends.append(end)
+
+    def array(self) -> Any:
+        """The images as a `binary` array (int32 offsets), its data the buffer itself, as `pa.array` makes it."""
+        import pyarrow as pa
+
+        if self.ends[-1] > MAX_BINARY:
+            raise OutputError(f"a Parquet row group of {self.ends[-1]:,} image bytes, more than an Arrow binary "
+                              "array holds; convert with more shards (--train-shards, --validation-shards)")
+        offsets = pa.py_buffer(np.asarray(self.ends, dtype=np.int32))
+        data = pa.py_buffer(memoryview(self.buffer)[:self.ends[-1]])
+        return pa.Array.from_buffers(pa.binary(), len(self.ends) - 1, [None, offsets, data])
+
+    def clear(self) -> None:
+        self.ends = [0]
+
+
+_kept = threading.local()  # each thread's `Images`, kept from one row group to the next
+
+
+def images() -> Images:
+    """This thread's `Images`, emptied (shards written by threads at once each have their own)."""
+    if not hasattr(_kept, "images"):
+        _kept.images = Images()
+    _kept.images.clear()
+    return _kept.images
+
+
+class Encoder(ShardEncoder):
+    """One shard's rows, a row group at a time (`rows` each), written by pyarrow as `datasets` writes them; the
+    images copied once, into this thread's `Images`."""
+
+    def __init__(self, names: Sequence[str], rows: int, schema: Any = None) -> None:
         import pyarrow.parquet as pq
 
-        self.schema = arrow_schema(names)
+        self.schema = arrow_schema(names) if schema is None else schema
         self.rows = rows
         self.sink = _Sink()
         self.writer = pq.ParquetWriter(self.sink, self.schema, **writer_options())  # writes the magic
-        self.images: list[bytes] = []
+        self.images = images()
         self.paths: list[str] = []
         self.labels: list[int] = []
 
     def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
         self.paths.append(utf8_name(spec))
-        self.images.append(image.data)
+        self.images.add(image.data)
         self.labels.append(spec.label - 1)  # ClassLabel: 0..N-1
         return self._row_group() if len(self.labels) >= self.rows else self.sink.take()
 
@@ -165,10 +211,12 @@ class Encoder(ShardEncoder):
         """The rows held, written as one row group; the bytes written since the last call."""
         import pyarrow as pa
 
-        image = pa.StructArray.from_arrays([pa.array(self.images, pa.binary()), pa.array(self.paths, pa.string())],
+        image = pa.StructArray.from_arrays([self.images.array(), pa.array(self.paths, pa.string())],
                                            fields=list(self.schema.field("image").type))
-        self.writer.write_table(pa.Table.from_arrays([image, pa.array(self.labels, pa.int64())], schema=self.schema))
-        self.images, self.paths, self.labels = [], [], []
+        table = pa.Table.from_arrays([image, pa.array(self.labels, pa.int64())], schema=self.schema)
+        self.writer.write_table(table)
+        del table, image  # the buffer's views, before the next row group fills it
+        self.close()
         return self.sink.take()
 
     def finish(self) -> Sequence[bytes]:
@@ -179,7 +227,8 @@ class Encoder(ShardEncoder):
         return [*pieces, *self.sink.take()]
 
     def close(self) -> None:
-        self.images, self.paths, self.labels = [], [], []
+        self.images.clear()
+        self.paths, self.labels = [], []
 
 
 def pyarrow_problem() -> str | None:
