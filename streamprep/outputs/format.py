@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -118,6 +119,11 @@ class Format(ABC):
     own_order: ClassVar[str | None] = None  # whose order and sharding its `plan` follows ("TFDS's"), or None
     walk: ClassVar[dict[str, Any]] = {}  # how the downloads are walked for it (`index.build.build_index` keywords)
 
+    # Its checker for `verify` and its reader for `inspect`, as "module:Class" in its own package ("check:X"),
+    # imported only when asked for (or override `checker()` / `reader()`).
+    checks: ClassVar[str | None] = None
+    reads: ClassVar[str | None] = None
+
     # Its records.
     allowance: ClassVar[int] = RECORD_ALLOWANCE  # at most how many bytes a record takes beyond its image
     stores_boxes: ClassVar[bool] = True  # whether a record holds the image's bounding boxes (counted in the manifest)
@@ -160,13 +166,18 @@ class Format(ABC):
 
     @classmethod
     def checker(cls) -> type[ShardChecker]:
-        """The class that reads and checks its shards for `verify` (a subclass of `checker.ShardChecker`)."""
-        raise NotImplementedError(f"format {cls.name} has no checker")
+        """The class that reads and checks its shards for `verify` (a subclass of `checker.ShardChecker`): the one
+        `checks` names, imported on first use."""
+        if cls.checks is None:
+            raise NotImplementedError(f"format {cls.name} has no checker")
+        return _named(cls, cls.checks)
 
     @classmethod
     def reader(cls) -> Reader:
-        """What takes its files for `inspect` (an `inspection.Reader`)."""
-        raise NotImplementedError(f"format {cls.name} has no reader")
+        """What takes its files for `inspect` (an `inspection.Reader`): an instance of the class `reads` names."""
+        if cls.reads is None:
+            raise NotImplementedError(f"format {cls.name} has no reader")
+        return _named(cls, cls.reads)()
 
     @abstractmethod
     def file_name(self, shard: ShardSpec) -> str:
@@ -228,6 +239,12 @@ class Format(ABC):
     def refuse(self, labels: Any) -> None:
         """Raise (`LabelDataError`, `ConfigError`) before anything is read or written if the format cannot hold what
         these label data (`index.labels.LabelData`) would give it faithfully; nothing by default."""
+
+
+def _named(fmt: type[Format], where: str) -> Any:
+    """The class `where` ("module:Class") names, its module taken in the format's own package."""
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(f".{module}", fmt.__module__), name)
 
 
 def prepare_split(plan: Plan, split: str) -> None:

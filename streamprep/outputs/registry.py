@@ -76,8 +76,8 @@ def register(fmt: type[Format]) -> type[Format]:
     missing = [what for what in ("name", "shard_pattern") if not isinstance(getattr(fmt, what, None), str)]
     from .format import Format  # here: format.py's manifest imports this module
 
-    missing += [f"{what}()" for what in ("checker", "reader") if getattr(fmt, what).__func__ is
-                getattr(Format, what).__func__]
+    missing += [f"{what}()" for what, named in (("checker", fmt.checks), ("reader", fmt.reads))
+                if named is None and getattr(fmt, what).__func__ is getattr(Format, what).__func__]
     if missing:
         raise TypeError(f"format {getattr(fmt, 'name', fmt.__name__)!r} lacks {', '.join(missing)}: a format is "
                         "written, checked by verify and read by inspect")

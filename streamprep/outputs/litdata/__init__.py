@@ -14,7 +14,7 @@ No DALI index (DALI does not read LitData chunks); runs on either engine.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from ...plan import Plan, ShardSpec, make_plan
 from ...records.spec import record_specs
@@ -24,16 +24,13 @@ from ..manifest import ShardEntry
 from .write import (FOLDER, INDEX_JSON, ITEM_OVERHEAD, OFFSET, SHARD_PATTERN, SIDE_PATTERN, SPLITS, Encoder,
                     chunk_file, encoder, index_json, split_folder)
 
-if TYPE_CHECKING:
-    from ...inspection import Reader
-    from ..checker import ShardChecker
-
 
 @registry.register
 class LitDataFormat(Format):
     """LitData's optimized chunks and index.json, a folder per split (see the module docstring)."""
 
     name = "litdata"
+    checks, reads = "check:ChunkChecker", "inspect:LitDataReader"  # verify, inspect
     rank = 40
     summary = "LitData's optimized chunks, litdata/train/ and litdata/validation/ for litdata.StreamingDataset"
     no_dali_index = "DALI does not read LitData chunks"
@@ -83,15 +80,3 @@ class LitDataFormat(Format):
 
     def side_file_names(self) -> list[str]:
         return [f"{split_folder(split)}/{INDEX_JSON}" for split in SPLITS]
-
-    @classmethod
-    def checker(cls) -> type[ShardChecker]:
-        from .check import ChunkChecker
-
-        return ChunkChecker
-
-    @classmethod
-    def reader(cls) -> Reader:
-        from .inspect import LitDataReader
-
-        return LitDataReader()

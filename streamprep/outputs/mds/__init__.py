@@ -14,7 +14,7 @@ the `xxhash` package (the converter's xxh64 hashes in index.json); no DALI index
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from ...plan import SHARD_STEM, Plan, ShardSpec
 from .. import registry
@@ -23,9 +23,6 @@ from ..manifest import ShardEntry
 from .write import (FOLDER, FOLDERS, INDEX_JSON, SAMPLE_OVERHEAD, SUFFIX, Encoder, header_size, index_json,
                     shard_file, split_folder)
 
-if TYPE_CHECKING:
-    from ...inspection import Reader
-    from ..checker import ShardChecker
 
 # `mds/train/train-00000-of-01024.mds`, `mds/val/validation-00000-of-00128.mds`: each split in its own folder
 SHARD_PATTERN = (re.escape(FOLDER) + r"/(?=train/train-|val/validation-)(?:train|val)/" + SHARD_STEM
@@ -37,6 +34,7 @@ class MDSFormat(Format):
     """MDS shards `mds/train/train-00000-of-01024.mds` and each split's `index.json` (see the module docstring)."""
 
     name = "mds"
+    checks, reads = "check:MDSChecker", "inspect:MDSReader"  # verify, inspect
     rank = 50
     summary = "MosaicML streaming's MDS shards for StreamingDataset, under mds/, a folder a split with its index.json"
     no_dali_index = "DALI does not read MDS shards"
@@ -76,15 +74,3 @@ class MDSFormat(Format):
 
     def side_file_names(self) -> list[str]:
         return [f"{split_folder(split)}/{INDEX_JSON}" for split in FOLDERS]
-
-    @classmethod
-    def checker(cls) -> type[ShardChecker]:
-        from .check import MDSChecker
-
-        return MDSChecker
-
-    @classmethod
-    def reader(cls) -> Reader:
-        from .inspect import MDSReader
-
-        return MDSReader()

@@ -15,7 +15,7 @@ Needs pyarrow 21 or later (`pip install 'streamprep[parquet]'`); no DALI index; 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +26,6 @@ from ..format import Format, ShardEncoder
 from .write import (FOLDER, SHARD_PATTERN, Encoder, arrow_schema, class_names, features_json, file_name,
                     pyarrow_problem, row_group_rows)
 
-if TYPE_CHECKING:
-    from ...inspection import Reader
-    from ..checker import ShardChecker
 
 DATA_BYTES = 8  # a row's bytes beyond its image and name: the two PLAIN lengths
 FOOTER_BYTES = 64 << 10  # a file's footer beyond its features and pages: its columns' and row groups' metadata
@@ -42,6 +39,7 @@ class ParquetFormat(Format):
     """Hugging Face's imagenet-1k Parquet files (see the module docstring), `datasets.load_dataset`'s."""
 
     name = "parquet"
+    checks, reads = "check:ParquetChecker", "inspect:ParquetReader"  # verify, inspect
     rank = 30
     summary = "Hugging Face datasets' imagenet-1k Parquet files, under data/"
     shard_pattern = SHARD_PATTERN
@@ -109,15 +107,3 @@ class ParquetFormat(Format):
     def _sizes(plan: Plan, shard: ShardSpec) -> np.ndarray:
         split = plan.splits[shard.split]
         return split.index.sizes[split.order[shard.start:shard.stop]]
-
-    @classmethod
-    def checker(cls) -> type[ShardChecker]:
-        from .check import ParquetChecker
-
-        return ParquetChecker
-
-    @classmethod
-    def reader(cls) -> Reader:
-        from .inspect import ParquetReader
-
-        return ParquetReader()

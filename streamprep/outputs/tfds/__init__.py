@@ -14,7 +14,7 @@ options: `--file-format`, `--tfds-shards`; no DALI index; the local engine only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from ...errors import ConfigError, ImageError
 from ...plan import Plan, ShardSpec
@@ -27,16 +27,13 @@ from ..manifest import ShardEntry
 from .write import (ARRAY_RECORD, DATASET, FILE_FORMATS, FOLDER, SHARD_PATTERN, SIDE_FILES, SIDE_PATTERN,
                     check_release, encoder, metadata_files, shard_file)
 
-if TYPE_CHECKING:
-    from ...inspection import Reader
-    from ..checker import ShardChecker
-
 
 @registry.register
 class TFDSFormat(Format):
     """TFDS's prepared imagenet2012 (see the module docstring); its own order and sharding (`plan.py`)."""
 
     name = "tfds"
+    checks, reads = "check:TFDSShardChecker", "inspect:TFDSReader"  # verify, inspect
     rank = 20
     summary = "TensorFlow Datasets' prepared imagenet2012, under imagenet2012/5.1.0/"
     options = {
@@ -126,15 +123,3 @@ class TFDSFormat(Format):
 
     def side_file_names(self) -> list[str]:
         return [f"{FOLDER}/{n}" for n in SIDE_FILES]
-
-    @classmethod
-    def checker(cls) -> type[ShardChecker]:
-        from .check import TFDSShardChecker
-
-        return TFDSShardChecker
-
-    @classmethod
-    def reader(cls) -> Reader:
-        from .inspect import TFDSReader
-
-        return TFDSReader()

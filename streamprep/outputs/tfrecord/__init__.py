@@ -8,7 +8,6 @@ it takes no option of its own and the classic's plan; `write.py` encodes and fra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from ...plan import SHARD_STEM, Plan, ShardSpec
 from ...records import classic
@@ -17,16 +16,13 @@ from .. import registry
 from ..format import Format, ShardEncoder
 from .write import FRAMING, MAX_SIDE, Encoder
 
-if TYPE_CHECKING:
-    from ...inspection import Reader
-    from ..checker import ShardChecker
-
 
 @registry.register
 class TFRecordFormat(Format):
     """The classic's shards: `train-00000-of-01024`, records as `build_imagenet_data.py` writes them."""
 
     name = "tfrecord"
+    checks, reads = "check:TFRecordChecker", "inspect:TFRecordReader"  # verify, inspect
     rank = 0
     summary = "the classic's shards"
     shard_pattern = SHARD_STEM  # the stem alone
@@ -47,15 +43,3 @@ class TFRecordFormat(Format):
             low += FRAMING + classic.example_size(spec, spec.size, 1, 1)
             high += FRAMING + classic.example_size(spec, spec.size, MAX_SIDE, MAX_SIDE)
         return low, high
-
-    @classmethod
-    def checker(cls) -> type[ShardChecker]:
-        from .check import TFRecordChecker
-
-        return TFRecordChecker
-
-    @classmethod
-    def reader(cls) -> Reader:
-        from .inspect import TFRecordReader
-
-        return TFRecordReader()

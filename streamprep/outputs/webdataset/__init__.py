@@ -28,7 +28,7 @@ list them as `wids.ShardListDataset` reads them (`__kind__` wids-shard-index-v1)
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from ...plan import SHARD_STEM, Plan, ShardSpec
 from .. import registry
@@ -37,16 +37,13 @@ from ..manifest import ShardEntry
 from .write import (INFO_JSON, RECORD_ALLOWANCE, SPLITS, SUFFIX, WIDS_SUFFIX, Encoder, refuse_synsets, timm_info,
                     wids_indexes, wids_name)
 
-if TYPE_CHECKING:
-    from ...inspection import Reader
-    from ..checker import ShardChecker
-
 
 @registry.register
 class WebDatasetFormat(Format):
     """WebDataset shards `train-00000-of-01024.tar` (see the module docstring) and timm's `_info.json`."""
 
     name = "webdataset"
+    checks, reads = "check:TarShardChecker", "inspect:WebDatasetReader"  # verify, inspect
     rank = 10
     summary = "tar shards for PyTorch, timm and DALI, with timm's _info.json"
     options = {
@@ -88,15 +85,3 @@ class WebDatasetFormat(Format):
     def refuse(self, labels: Any) -> None:
         """A synset whose training keys the webdataset library would skip as metadata (`__x__/...`)."""
         refuse_synsets(labels)
-
-    @classmethod
-    def checker(cls) -> type[ShardChecker]:
-        from .check import TarShardChecker
-
-        return TarShardChecker
-
-    @classmethod
-    def reader(cls) -> Reader:
-        from .inspect import WebDatasetReader
-
-        return WebDatasetReader()
