@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from .errors import MissingDependencyError
 
+GZIPPED_TARS = (".tar.gz", ".tgz")  # a --train or --val so named is read with rapidgzip (archives.gzipped)
 # Which package, and which pip extra of streamprep, brings the fsspec backend a URL scheme needs.
 BACKENDS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
             "http": ("aiohttp", "http"), "https": ("aiohttp", "http")}
@@ -74,6 +75,8 @@ def for_convert(options: Any) -> list[Need]:
     needs = for_urls((f"--{name.replace('_', '-')}", getattr(options, name)) for name in (
         "train", "val", "bbox", "out", "labels_file", "metadata_file", "validation_labels_file"))
     needs += [Need(*need) for need in options.format_needs()]  # array-record for TFDS's ArrayRecord files
+    needs += [Need("rapidgzip", "rapidgzip", "gzip", f"--{key} {url}") for key, url in  # a gzipped tar read in place
+              (("train", options.train), ("val", options.val)) if url and url.lower().endswith(GZIPPED_TARS)]
     if str(options.engine) == "beam":
         needs.append(Need("apache_beam", "apache-beam", "beam", "--engine beam"))
     return needs

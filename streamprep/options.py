@@ -206,8 +206,6 @@ class CoreOptions:
             object.__setattr__(self, name, Policy(getattr(self, name)))
         object.__setattr__(self, "engine", Engine(self.engine))
         self._check_dataset(entry)
-        if self.dataset != datasets.DEFAULT and self.engine is Engine.BEAM:  # its walks take ILSVRC2012's rules
-            raise ConfigError(f"--dataset {self.dataset} runs on the local engine; leave out --engine beam")
         if not self.out and not self.materialize:
             raise ConfigError("no out given (--out): pass the folder (or URL) to write the shards to, or "
                               "materialize (--materialize BASE) for the folder layout alone")
@@ -223,6 +221,10 @@ class CoreOptions:
             object.__setattr__(self, "format", ",".join(formats.parse(self.format)))
         except ValueError as e:
             raise ConfigError(f"format (--format) {self.format!r}: {e}") from e
+        for fmt in map(formats.get, self.formats):  # a format of one dataset's own build (`Format.refuse_dataset`)
+            why = fmt.refuse_dataset(self.dataset)
+            if why:
+                raise ConfigError(f"--format {fmt.name} {why}; choose another --format")
         formats.check(self)  # each format's options (`--file-format`, `--dali-index`, ...)
         _check_storage_options(self.storage_options)
         object.__setattr__(self, "storage_options", with_timeouts(self.storage_options, self.timeout,
@@ -250,8 +252,8 @@ class CoreOptions:
 
     def _check_dataset(self, entry: datasets.Dataset) -> None:
         """The dataset's own options (refused with another --dataset), and what another dataset than the
-        default cannot take: a format of ILSVRC2012's own build (`own_order`), --materialize, --check-md5 without
-        a published MD5."""
+        default cannot take: --materialize, --check-md5 without a published MD5 (a format that does not write it is
+        refused once the formats are known: `Format.refuse_dataset`)."""
         for name, (owner, spec) in datasets.own_options().items():
             if owner != entry.name and getattr(self, name) != spec.default:
                 raise ConfigError(f"{name} (--{name.replace('_', '-')} {getattr(self, name)}) is an option of "
@@ -261,10 +263,6 @@ class CoreOptions:
             raise ConfigError(problem)
         if entry.name == datasets.DEFAULT:
             return
-        own = [f for f in map(formats.get, self.formats) if f.own_order]
-        if own:
-            raise ConfigError(f"--format {own[0].name} writes {datasets.DEFAULT}'s own build ({own[0].own_order} "
-                              f"members and order), not --dataset {entry.name}; choose another --format")
         if self.materialize:
             raise ConfigError(f"materialize (--materialize) writes {datasets.DEFAULT}'s folder layout; leave it out "
                               f"with --dataset {entry.name}")

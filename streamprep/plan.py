@@ -105,24 +105,25 @@ def fixup_kind(filename: str, fixups: Fixups = ILSVRC2012.fixups) -> str | None:
 
 
 def fixup_rows(split_index: SplitIndex, fixups: Fixups = ILSVRC2012.fixups) -> list[int]:
-    """The rows of a split's images the classic re-encodes, found by searching the names' blob (no loop over
-    every image)."""
+    """The rows of a split's images the classic re-encodes, found by searching the names' stored bytes
+    (`NameTable.rows_containing`: no loop over every image)."""
     names = split_index.names
     rows: set[int] = set()
     for fixup in fixups.names:
-        needle, at = fixup.encode(), names.blob.find(fixup.encode())
-        while at >= 0:
-            rows.add(int(np.searchsorted(names.starts, at, side="right")) - 1)
-            at = names.blob.find(needle, at + 1)
+        rows.update(names.rows_containing(fixup.encode()))
     return [i for i in sorted(rows) if fixup_kind(names[i], fixups)]
 
 
 def classic_order(n: int) -> np.ndarray:
-    """The classic's shuffle: `random.seed(12345); random.shuffle(list(range(n)))`."""
-    order = array("q", range(n))  # the same swaps as on a list (shuffle only indexes it), 8 bytes an entry, not 36
+    """The classic's shuffle: `random.seed(12345); random.shuffle(list(range(n)))`, as uint32 (4 bytes an entry;
+    int64 from 2**32 images)."""
+    wide = n >= 2 ** 32
+    order = array("q" if wide else "I")
+    order.frombytes(memoryview(np.arange(n, dtype=np.int64 if wide else np.uint32)).cast("B"))
+    # the same swaps as on a list (shuffle only indexes it), 4 bytes an entry, not 36, and no copy of it after
     rng = random.Random(SHUFFLE_SEED)
     rng.shuffle(order)
-    return np.frombuffer(order, dtype=np.int64).copy()
+    return np.frombuffer(order, dtype=np.int64 if wide else np.uint32)
 
 
 def shard_bounds(n: int, shards: int, threads: int) -> list[tuple[int, int]]:
@@ -162,6 +163,7 @@ class Plan:
     fixed_sizes: dict[str, int] = field(default_factory=dict)  # re-encoded fix-up files' sizes, when known
     split_boxes: dict[str, BoxTable] = field(default_factory=dict)  # a split's own boxes (--bbox-val: validation)
     fixups: Fixups = ILSVRC2012.fixups  # the names re-encoded: the walked dataset's (`DatasetIndex.dataset`)
+    dataset: str = ILSVRC2012.name  # the walked dataset (`datasets.get(plan.dataset)`)
 
     def boxes_of(self, split: str) -> BoxTable:
         """The boxes a split's records carry: its own (`split_boxes`), else the classic's, looked up by name."""
@@ -202,4 +204,4 @@ def make_plan(index: DatasetIndex, labels: LabelData, sharding: Sharding) -> Pla
         for label in split_index.present_labels():
             labels.text(labels.synsets[label - 1])  # fail before writing if a text is missing
     return Plan(splits, labels, index.boxes, sharding, split_boxes=dict(index.split_boxes),
-                fixups=datasets.get(index.dataset).fixups)
+                fixups=datasets.get(index.dataset).fixups, dataset=index.dataset)

@@ -113,6 +113,29 @@ def tfds_converted(tmp_path_factory) -> Path:
     return base / "out"
 
 
+@pytest.fixture(scope="session")
+def i21k_archive(tmp_path_factory) -> Path:
+    """A small fall11_whole.tar of four per-synset tars with the awkward cases (i21k_archive.py, which also says what
+    ImageNet-21K-P's recipe makes of it). Read it, never change it."""
+    from i21k_archive import write_archive
+
+    return write_archive(tmp_path_factory.mktemp("i21k-archive") / "fall11_whole.tar")
+
+
+@pytest.fixture(scope="session")
+def tfds_i21k_converted(i21k_archive, tmp_path_factory) -> Path:
+    """`i21k_archive` converted once with `--dataset imagenet21k --format tfds` (its recipe's small thresholds,
+    TFRecord files, TFDS's shard rule, the corrupt image skipped): the folder holding `imagenet21k/1.0.0/`. Read it,
+    never change it (copy it first)."""
+    from i21k_archive import RECIPE
+
+    out = tmp_path_factory.mktemp("tfds-i21k") / "out"
+    code, err = run_cli("convert", i21k_archive, "--out", out, *RECIPE, "--format", "tfds", "--on-bad-image", "skip",
+                        "--quiet")
+    assert code == 0, err
+    return out
+
+
 _classic_cache: dict[tuple, Path] = {}
 
 

@@ -215,9 +215,20 @@ def test_plan_lists_the_validation_boxes_download_and_inspect_reads_it(sample, d
     assert "bounding-box archive" in out and "ILSVRC2012_val_00000002.JPEG" in out
 
 
-def test_the_beam_engine_refuses_the_validation_boxes_before_reading_anything(sample, tmp_path):
-    code, err = run_cli("convert", "--train", sample["train"], "--val", sample["val"], "--bbox", sample["bbox"],
-                        "--bbox-val", tmp_path / "missing.tgz", "--out", tmp_path / "out", "--engine", "beam")
+def test_the_folder_layout_holds_the_validation_xml_files_and_bboxes_validation_csv(sample, downloads, converted,
+                                                                                     tmp_path):
+    tree, out = tmp_path / "tree", tmp_path / "out"
 
-    assert code == 2 and "does not read bbox_val (--bbox-val)" in err and "\n" not in err.strip()
-    assert not (tmp_path / "out").exists()
+    code, err = run_cli("convert", downloads, "--validation-labels-file", sample["val_labels"], "--out", out,
+                        "--materialize", tree, "--format", "tfrecord,webdataset", *SMALL_LAYOUT, "--quiet")
+
+    assert code == 0, err
+    with tarfile.open(downloads / OFFICIAL) as tgz:  # what `tar -xzf ... -C bboxes_validation` would give
+        members = {m.name: tgz.extractfile(m).read() for m in tgz if m.isfile()}
+    extracted = {str(p.relative_to(tree / "bboxes_validation")): p.read_bytes()
+                 for p in (tree / "bboxes_validation").rglob("*") if p.is_file()}
+    assert extracted == members and len(members) == len(XMLS)
+    assert (tree / "bboxes_validation.csv").read_bytes() == expected_csv(XMLS)
+    assert (tree / "bboxes.csv").read_bytes() == (converted / "bboxes.csv").read_bytes()
+    shards = sorted(p.name for p in converted.iterdir() if p.name.startswith(("train-", "validation-")))
+    assert shards and all((out / n).read_bytes() == (converted / n).read_bytes() for n in shards)

@@ -135,9 +135,12 @@ def test_a_dataset_registered_with_another_member_rule_takes_its_images_by_that_
     assert not any("_5.jpeg" in example for reason in ignored.values() for example in reason["examples"])
 
 
-def test_another_dataset_is_refused_on_beam_whose_walks_take_ilsvrc2012s_rules(registered):
-    from streamprep import ConfigError, Options
+def test_a_dataset_whose_walk_the_beam_engine_does_not_run_is_refused_there_in_one_line(registered, tmp_path):
+    pytest.importorskip("apache_beam", reason="pip install 'streamprep[beam]' to run the Beam tests")
+    entry = registered(dataclasses.replace(ILSVRC2012, name="tiny-other-walk", walk="other"))
 
-    entry = registered(dataclasses.replace(ILSVRC2012, name="tiny-local"))
-    with pytest.raises(ConfigError, match="--dataset tiny-local runs on the local engine; leave out --engine beam"):
-        Options(downloads="dl", out="o", dataset=entry.name, engine="beam")
+    code, err = run_cli("convert", tmp_path, "--dataset", entry.name, "--out", tmp_path / "out", "--engine", "beam")
+
+    assert code == 2 and err.count("\n") == 1, err
+    assert "does not run the 'other' walk of --dataset tiny-other-walk; convert with the local engine" in err
+    assert not (tmp_path / "out").exists()

@@ -110,6 +110,7 @@ class Snippet:
 
 
 SNIPPETS = [
+    Snippet("docs/datasets.md", "tfds.builder_from_directory(\"i21k-p/", {"i21k-p": "tfds_i21k_converted"}, "i21k-tfds"),
     Snippet("docs/equal-shards.md", "nodesplitter=wds.split_by_node", {"imagenet": "both"}, "epoch"),
     Snippet("docs/formats.md", "wids.ShardListDataset(", {"imagenet": "wids_converted"}, "epoch"),
     Snippet("docs/format-mds.md", "streaming.StreamingDataset", {"imagenet": "mds_converted"}, "epoch"),
@@ -259,6 +260,13 @@ def check_output(snippet: Snippet, stdout: str, folder: Path) -> None:
         assert last == EPOCH
     elif snippet.prints == "readme-tfds":
         assert last == f"{TRAIN_IMAGES} training images"
+    elif snippet.prints == "i21k-tfds":  # the train split of i21k_archive.py's archive, as its recipe gives it
+        from i21k_archive import NAMES, expected, kept
+
+        labels = [label for (split, _), (label, _) in expected().items() if split == "train"]
+        first = kept()[0]
+        assert last == (f"{len(labels)} images, {len(set(labels))} classes, labels {min(labels)}..{max(labels)}; "
+                        f"label 0 is {first} ({NAMES[first]})")
     elif snippet.prints == "readme-library":
         # print(summary.manifest.totals.splits["train"].images, summary.seconds); then verify("processed/").ok
         images, seconds = last.split()

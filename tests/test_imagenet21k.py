@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.builders import jpeg, tar_bytes
-from helpers import DATA, result_files, run_cli, run_python
+from helpers import DATA, result_files, run_cli, run_cli_out, run_python
 
 SHIPPED = DATA / "imagenet21k"
 SYNSETS = (SHIPPED / "imagenet21k_goog_synsets.txt").read_text().split()
@@ -148,15 +148,18 @@ def built(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def test_the_shipped_21k_p_list_is_sorted_and_holds_11221_unique_synsets_of_fall11_each_with_a_name():
+def test_the_shipped_21k_p_lists_are_sorted_and_hold_unique_synsets_of_fall11_each_with_a_name():
     miil = (SHIPPED / "imagenet21k_miil_synsets.txt").read_text().split()
+    w21 = (SHIPPED / "imagenet21k_miil_w21_synsets.txt").read_text().split()
     sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SHIPPED.iterdir()}
 
     assert sums == {  # as copied from the timm 1.0.31 wheel (docs/label-data.md)
         "imagenet21k_goog_synsets.txt": "66362bdedf36d933382edca5493fc562dcc17128ce36403c9e730a75f48cb2f2",
-        "imagenet21k_miil_synsets.txt": "cd76d977daaa2f13a4a91fca0f53713f2f29675308d4ce0f0ee0e5b07a3164c6"}
+        "imagenet21k_miil_synsets.txt": "cd76d977daaa2f13a4a91fca0f53713f2f29675308d4ce0f0ee0e5b07a3164c6",
+        "imagenet21k_miil_w21_synsets.txt": "f49dde3d69946b8635586432f34f35985f807d168286ce5fde746aac3a7d94c8"}
 
     assert len(miil) == len(set(miil)) == 11_221 and miil == sorted(miil)
+    assert len(w21) == len(set(w21)) == 10_450 and w21 == sorted(w21) and set(w21) <= set(SYNSETS)  # winter21's
     assert set(miil) <= set(SYNSETS) and len(SYNSETS) == len(set(SYNSETS)) and set(SYNSETS) <= set(LEMMAS)
 
 
@@ -226,7 +229,7 @@ def test_timm_pyarrow_and_tensorflow_read_the_labels_synsets_and_names(built):
 
     out, kept = built["out"], sorted({synset for _, synset, _ in built["expected"]})
     info = json.loads((out / "_info.json").read_text())
-    assert info["splits"]["train"]["num_samples"] == 15
+    assert info["name"] == "imagenet21k" and info["splits"]["train"]["num_samples"] == 15
     # timm (PyTorch) in a process of its own: PyTorch loaded after TensorFlow in one process can crash it
     read = run_python("import json\nfrom timm.data import create_dataset\n"
                       f"ds = create_dataset('wds/i21k', root={str(out)!r}, split='train', is_training=False, "
@@ -251,7 +254,8 @@ def test_timm_pyarrow_and_tensorflow_read_the_labels_synsets_and_names(built):
     assert seen == set(kept)
 
 
-def test_a_lost_shard_is_written_again_byte_identical_and_verify_passes(built, tmp_path):
+def test_a_lost_shard_is_written_again_byte_identical_and_verify_passes_with_the_classes_the_manifest_records(
+        built, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(built["out"], out)
     before = result_files(out)
@@ -261,15 +265,17 @@ def test_a_lost_shard_is_written_again_byte_identical_and_verify_passes(built, t
 
     assert code == 0, err
     assert result_files(out) == before
-    code, err = run_cli("verify", out, "--num-classes", "3", "--quiet")
-    assert code == 0, err
+    assert json.loads((out / "manifest.json").read_text())["num_classes"] == 3  # the classes the recipe kept
+    code, report, err = run_cli_out("verify", out, "--quiet")  # no --num-classes: the manifest's 3, not 1000
+    assert code == 0 and "image/class/label 1..3; .cls 0..2; label 0..2" in report, report + err
+    code, report, _ = run_cli_out("verify", out, "--num-classes", "2", "--quiet")  # class 3's labels out of range
+    assert code == 1 and "is out of range 1..2" in report, report
 
 
 @pytest.mark.parametrize("argv, message", [
     (("--split-recipe", "all"), "split_recipe (--split-recipe all) is an option of --dataset imagenet21k; add "
                                 "--dataset imagenet21k, or leave it out"),
-    (("--dataset", "imagenet21k", "--format", "tfds"), "--format tfds writes ilsvrc2012's own build"),
-    (("--dataset", "imagenet21k", "--engine", "beam"), "--dataset imagenet21k runs on the local engine"),
+    (("--dataset", "imagenet21k", "--format", "tfds,webdataset"), "tfds has an order and sharding of its own"),
     (("--dataset", "imagenet21k", "--val", "v.tar"), "val (--val) is not a download of --dataset imagenet21k"),
     (("--dataset", "imagenet21k", "--split-recipe", "22k"), "split_recipe (--split-recipe) must be one of 21k-p, all"),
 ])
@@ -280,23 +286,15 @@ def test_options_another_run_cannot_take_are_refused_in_one_line(tmp_path, argv,
     assert not (tmp_path / "out").exists()
 
 
-def test_a_gzipped_archive_is_refused_naming_what_to_pass(tmp_path):
-    archive = tmp_path / "winter21_whole.tar.gz"
-    archive.write_bytes(tar_bytes({"n00004475.tar": tar_bytes({"n00004475_1.JPEG": jpeg(8, 8)})}))
-
-    code, err = convert(archive, tmp_path / "out")
-
-    assert code != 0 and err.count("\n") == 1, err
-    assert "not read in place yet; pass the extracted outer tar (gunzip it) or a folder of the per-synset tars" in err
-
-
-def test_the_index_plan_saves_is_reused_by_convert_with_the_classes_it_kept(built, tmp_path):
+@pytest.mark.parametrize("fmt", ["webdataset", "tfds"])  # TFDS's member rules are ILSVRC2012's: not this walk's
+def test_the_index_plan_saves_is_reused_by_convert_with_the_classes_it_kept(built, tmp_path, fmt):
     out = tmp_path / "out"
     code, err = run_cli("plan", built["folder"], "--out", out, *RECIPE_OPTIONS)
     assert code == 0, err
 
-    code, err = run_cli("convert", built["folder"], "--out", out, *RECIPE_OPTIONS, "--format", "webdataset",
+    code, err = run_cli("convert", built["folder"], "--out", out, *RECIPE_OPTIONS, "--format", fmt,
                         "--on-bad-image", "skip")
 
     assert code == 0 and "reused the one saved by an earlier run" in err, err
-    assert read_webdataset(out) == read_webdataset(built["out"])
+    if fmt == "webdataset":
+        assert read_webdataset(out) == read_webdataset(built["out"])

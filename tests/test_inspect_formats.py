@@ -116,9 +116,9 @@ def test_a_webdataset_samples_label_is_what_its_cls_holds_as_the_webdataset_libr
 
 def test_the_report_says_which_numbering_each_label_is_in(both):
     code, text, _ = run("inspect", both / "train-00001-of-00004.tar", "--limit", "1")
-    assert code == 0 and "labels: .cls as stored: 0..999" in text
+    assert code == 0 and "labels: .cls as stored: 0..N-1, 0..999 for ILSVRC2012" in text
     code, text, _ = run("inspect", both / "train-00001-of-00004", "--limit", "1")
-    assert code == 0 and "labels: image/class/label as stored: the classic's 1..1000" in text
+    assert code == 0 and "labels: image/class/label as stored: the classic's 1..N, 1..1000 for" in text
     code, text, _ = run("inspect", SAMPLE / "ILSVRC2012_img_train.tar", "--limit", "1")
     assert code == 0 and "labels: as convert gives them: the classic's 1..1000" in text
     assert "n01440764.tar!n01440764_1.JPEG  label 1 n01440764" in text and "      tench, Tinca tinca" in text

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -181,6 +182,49 @@ def test_tfrecord_and_mds_in_one_run_give_the_mds_bytes_of_a_run_of_mds_alone(sa
     assert all((out / name).read_bytes() == (mds_converted / name).read_bytes() for name in written)
     assert all((out / stem).read_bytes() == (both / stem).read_bytes()
                for split, shards in LAYOUT.items() for stem in shard_names(split, shards))
+
+
+def test_a_fix_up_file_is_re_encoded_once_for_the_offsets_table_and_its_sample_alone_or_after_tfrecord(
+        sample, mds_converted, tmp_path, monkeypatch):
+    """The offsets table needs a fix-up file's re-encoded size before the first sample; the image it measured is the
+    one its sample holds (and the TFRecord shard's, written first): each file is re-encoded once, the files the same."""
+    from streamprep import Options
+    from streamprep.engines import output_folder, pipeline, readers
+    from streamprep.index.build import build_index
+    from streamprep.outputs.format import write_or_keep
+    from streamprep.plan import make_plan
+    from streamprep.records import fixups
+
+    from helpers import SMALL_OPTIONS
+
+    encoded: Counter = Counter()
+    apply = fixups.apply
+
+    def counted(kind: str, data: bytes, member: str) -> bytes:
+        encoded[member] += 1
+        return apply(kind, data, member)
+
+    monkeypatch.setattr(fixups, "apply", counted)
+    for formats in ("mds", "tfrecord,mds"):
+        encoded.clear()
+        out = tmp_path / formats
+        options = Options(train=str(sample["train"]), val=str(sample["val"]), bbox=str(sample["bbox"]),
+                          validation_labels_file=str(sample["val_labels"]), out=str(out), format=formats,
+                          **SMALL_OPTIONS)
+        inputs = pipeline.open_inputs(options)
+        try:
+            job = pipeline.make_job(options, inputs, None)
+            output_folder.open_output(job, None)
+            plan = make_plan(build_index(inputs.sources, inputs.labels, 2), inputs.labels, options.sharding)
+            for name, split in plan.splits.items():
+                read = readers.archive_reader(inputs.sources["train" if name == "train" else "val"])
+                for shard in split.shards:
+                    write_or_keep(job.formats, plan, shard, job.output(), read, {})
+        finally:
+            inputs.close()
+        assert len(encoded) == 3 and set(encoded.values()) == {1}, encoded  # the sample's PNG and two CMYK files
+        for name in (mds_file(split, stem) for split, shards in LAYOUT.items() for stem in shard_names(split, shards)):
+            assert (out / name).read_bytes() == (mds_converted / name).read_bytes(), name
 
 
 def test_verify_passes_the_output_and_finds_a_damaged_sample_a_cut_shard_and_a_damaged_opening(mds_converted, tmp_path,

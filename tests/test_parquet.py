@@ -113,13 +113,9 @@ def test_each_file_is_byte_identical_to_what_datasets_own_parquet_writer_writes_
         assert path.read_bytes() == theirs.read_bytes(), path.name
 
 
-def test_row_groups_are_as_many_rows_as_push_to_hub_puts_in_one_and_written_as_datasets_writes_them(
-        monkeypatch, tmp_path):
-    """With a row group of 20 KB (datasets' and streamprep's MAX_ROW_GROUP_SIZE lowered alike), a split of these
-    images gets the rows a group `push_to_hub` gets, and the encoder's pieces, a row group at a time, are what
-    `Dataset.to_parquet(batch_size=...)` writes."""
-    from datasets.arrow_writer import get_writer_batch_size_from_data_size
-
+def small_rows(monkeypatch) -> tuple[list[RecordSpec], list[bytes], datasets.Dataset]:
+    """11 images of 2-9 KB, with row groups of 20 KB (datasets' and streamprep's MAX_ROW_GROUP_SIZE lowered alike):
+    their records, their bytes and the same rows as a `datasets.Dataset`."""
     monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", "20KB")
     monkeypatch.setattr(write, "ROW_GROUP_BYTES", 20_000)
     rng = np.random.default_rng(0)
@@ -129,20 +125,64 @@ def test_row_groups_are_as_many_rows_as_push_to_hub_puts_in_one_and_written_as_d
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
     rows = datasets.Dataset.from_dict({"image": [{"bytes": b, "path": n} for b, n in zip(images, names)],
                                        "label": labels}, features=features)
+    specs = [RecordSpec(name, label + 1, "n01440764", "tench", f"x.tar!{name}", 0, len(image),
+                        np.zeros((0, 4), np.float32), None) for image, name, label in zip(images, names, labels)]
+    return specs, images, rows
+
+
+def test_row_groups_are_as_many_rows_as_push_to_hub_puts_in_one_and_written_as_datasets_writes_them(
+        monkeypatch, tmp_path):
+    """A split of these images gets the rows a group `push_to_hub` gets, and the encoder's pieces, a row group at a
+    time, are what `Dataset.to_parquet(batch_size=...)` writes."""
+    from datasets.arrow_writer import get_writer_batch_size_from_data_size
+
+    specs, images, rows = small_rows(monkeypatch)
     per_group = write.row_group_rows(np.asarray([len(b) for b in images]))
     assert per_group == get_writer_batch_size_from_data_size(len(rows), rows._estimate_nbytes())
     assert 1 < per_group < 11
 
     encoder = write.Encoder(["a", "b", "c"], per_group)
     pieces = []
-    for image, name, label in zip(images, names, labels):
-        spec = RecordSpec(name, label + 1, "n01440764", "tench", f"x.tar!{name}", 0, len(image),
-                          np.zeros((0, 4), np.float32), None)
+    for spec, image in zip(specs, images):
         pieces += encoder.record(spec, Prepared(image, 1, 1))
     pieces += encoder.finish()
     rows.to_parquet(str(tmp_path / "theirs.parquet"), batch_size=per_group)
     assert b"".join(pieces) == (tmp_path / "theirs.parquet").read_bytes()
     assert pq.ParquetFile(tmp_path / "theirs.parquet").num_row_groups == -(-11 // per_group)
+
+
+def test_attached_to_its_file_the_encoder_holds_no_page_and_a_shard_abandoned_before_its_footer_puts_nothing_more(
+        monkeypatch, tmp_path, capfd):
+    """As the shared writer attaches it: each row group's pages go into the file while pyarrow writes them, during the
+    record that completes the group (the encoder returns nothing it held), the file being datasets'; an encoder closed
+    before `finish` (its shard failed) puts nothing more, even once pyarrow's writer is collected."""
+    import gc
+
+    specs, images, rows = small_rows(monkeypatch)
+    per_group = write.row_group_rows(np.asarray([len(b) for b in images]))
+    put: list[bytes] = []
+    encoder = write.Encoder(["a", "b", "c"], per_group)
+    encoder.attach(lambda pieces: put.extend(pieces))
+    assert put == [write.MAGIC] and not encoder.start(specs, lambda batch: [])
+    for k, (spec, image) in enumerate(zip(specs, images), 1):
+        before = len(put)
+        assert not encoder.record(spec, Prepared(image, 1, 1))
+        assert (len(put) > before) == (k % per_group == 0)  # a row group's pages, as it is written
+    assert not encoder.finish()
+    rows.to_parquet(str(tmp_path / "theirs.parquet"), batch_size=per_group)
+    assert b"".join(put) == (tmp_path / "theirs.parquet").read_bytes()
+
+    put.clear()
+    abandoned = write.Encoder(["a", "b", "c"], per_group)
+    abandoned.attach(lambda pieces: put.extend(pieces))
+    for spec, image in list(zip(specs, images))[:per_group + 1]:
+        abandoned.record(spec, Prepared(image, 1, 1))
+    written = len(put)
+    abandoned.close()
+    del abandoned
+    gc.collect()
+    assert len(put) == written > 1  # the magic and the first row group, nothing after
+    assert "Exception" not in capfd.readouterr().err
 
 
 def test_pyarrow_and_polars_alone_read_every_row(parquet_converted, both):

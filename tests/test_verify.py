@@ -345,7 +345,7 @@ def test_help_lists_verify():
     out = io.StringIO()
     with pytest.raises(SystemExit), contextlib.redirect_stdout(out):
         main(["verify", "--help"])
-    assert "--decode" in out.getvalue() and "(default: 1000)" in out.getvalue()
+    assert "--decode" in out.getvalue() and "(default: the num_classes manifest.json records, else 1000)" in " ".join(out.getvalue().split())
 
 
 # Label numbering: every message says a label in the numbering its format stores. `tfds_converted` (conftest's):

@@ -227,3 +227,147 @@ def convert_cmd(train: str, val: str, bbox: str, out: Path, labels: Path | None,
     if labels is not None:
         cmd += ["--validation-labels-file", str(labels)]
     return cmd + ["--out", str(out), *options]
+
+
+# --------------------------------------------------------------------------- anonymous memory (fullscale21k.py)
+
+ANON_EVERY = 0.1
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants living now."""
+    kids, todo, out = _children(), [root], []
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, ()))
+    return out
+
+
+def anon_kib(pid: int) -> tuple[int, int] | None:
+    """(RssAnon, Pss_Anon) of one process in KiB: its anonymous pages mapped (`/proc/PID/status`), and its
+    proportional share of them (`/proc/PID/smaps_rollup`: a page shared with forked children counted once over
+    all of them); None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            rollup = f.read()
+    except OSError:
+        return None
+    rss_anon = next((int(line.split()[1]) for line in status.splitlines() if line.startswith(b"RssAnon:")), 0)
+    pss_anon = next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith(b"Pss_Anon:")), 0)
+    return rss_anon, pss_anon
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float | None:
+    """CPU seconds (user and system) one process has used so far; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()  # from field 3, the state: utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+class AnonSampler:
+    """Every 100 ms over a process tree: the largest RssAnon of one process (which, when), and the sum of the
+    tree's Pss_Anon (its anonymous memory counted once) and of its RssAnon (a page shared copy-on-write with
+    forked workers counted in each); each one's peak, and the timeline of the largest process."""
+
+    def __init__(self, pid: int, t0: float) -> None:
+        self.pid, self.t0 = pid, t0
+        self.peak_process = (0, 0, 0.0)  # KiB, pid, seconds since t0
+        self.peak_pss_sum = self.peak_rss_sum = self.samples = self.max_procs = 0
+        self.timeline: list[tuple[float, int, int]] = []  # (s, largest RssAnon KiB, Pss_Anon sum KiB), every second
+        self.cpu: dict[int, float] = {}  # CPU seconds of each process of the tree, as last seen
+        self.main_cpu: list[tuple[float, float]] = []  # (s, the main process's CPU seconds), every sample
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        last = -1.0
+        while not self.stop.is_set():
+            now = time.monotonic() - self.t0
+            pids = process_tree(self.pid)
+            found = [(pid, a) for pid in pids if (a := anon_kib(pid)) is not None]
+            for pid in pids:
+                if (used := cpu_s(pid)) is not None:
+                    self.cpu[pid] = used
+            if self.pid in self.cpu:
+                self.main_cpu.append((now, self.cpu[self.pid]))
+            if found:
+                pid, (rss, _) = max(found, key=lambda x: x[1][0])
+                pss_sum, rss_sum = sum(a[1] for _, a in found), sum(a[0] for _, a in found)
+                if rss > self.peak_process[0]:
+                    self.peak_process = (rss, pid, now)
+                self.peak_pss_sum, self.peak_rss_sum = max(self.peak_pss_sum, pss_sum), max(self.peak_rss_sum, rss_sum)
+                self.max_procs = max(self.max_procs, len(found))
+                self.samples += 1
+                if now - last >= 1.0:
+                    self.timeline.append((round(now, 1), rss, pss_sum))
+                    last = now
+            self.stop.wait(ANON_EVERY)
+
+    def finish(self) -> dict[str, Any]:
+        self.stop.set()
+        self.thread.join()
+        kib, pid, at = self.peak_process
+        return {"peak_rss_anon_mib": round(kib / 1024, 1), "peak_rss_anon_process": "main" if pid == self.pid
+                else "worker", "peak_rss_anon_at_s": round(at, 1),
+                "peak_tree_pss_anon_mib": round(self.peak_pss_sum / 1024, 1),
+                "peak_tree_rss_anon_mib": round(self.peak_rss_sum / 1024, 1), "anon_samples": self.samples,
+                "max_processes": self.max_procs, "cpu_main_s": round(self.cpu.get(self.pid, 0.0), 1),
+                "cpu_others_s": round(sum(v for pid, v in self.cpu.items() if pid != self.pid), 1)}
+
+    def main_cpu_at(self, at: float) -> float | None:
+        """The main process's CPU seconds at `at` seconds from the start (the last sample before)."""
+        before = [cpu for t, cpu in self.main_cpu if t <= at]
+        return round(before[-1], 1) if before else None
+
+
+def run_sampled(cmd: list[str], out: Path, timeout: float, open_files: int | None = None
+                ) -> tuple[dict[str, Any], list[tuple[float, str]], list[tuple[float, int, int]]]:
+    """`run_lines` with the tree's anonymous memory sampled (`AnonSampler`) and its CPU time counted (the run's
+    processes, once waited for, and each one's as last seen); with `open_files`, the run's limit of open files
+    (RLIMIT_NOFILE, soft and hard) set to that (raising the hard limit needs CAP_SYS_RESOURCE). Figures, stderr lines
+    with the time each arrived (seconds from the start), and the memory timeline."""
+    shutil.rmtree(out, ignore_errors=True)
+    lines: list[tuple[float, str]] = []
+
+    def limits() -> None:
+        if open_files:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=limits)
+    sampler = AnonSampler(p.pid, t0)
+
+    def pump() -> None:
+        for line in p.stderr:  # type: ignore[union-attr]
+            lines.append((round(time.monotonic() - t0, 2), line.rstrip("\n")))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code: Any = p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        code = "timeout"
+    wall = time.monotonic() - t0
+    reader.join(5)
+    memory = sampler.finish()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result = {"wall_s": round(wall, 1), "returncode": code, "cpu_s": round(cpu, 1), **memory,
+              "stderr_tail": "\n".join(l for _, l in lines)[-3000:] if code != 0 else ""}
+    firsts = [at for at, line in lines if line.startswith("write ") and line.endswith(": started")]
+    if firsts:  # the walk, the plan and the index saved: all in the main process, before the first shard
+        result["cpu_main_before_writing_s"] = sampler.main_cpu_at(firsts[0])
+    return result, lines, sampler.timeline

@@ -292,6 +292,16 @@ class Source:
         raise retry.exhausted(ArchiveError, f"{self.url} bytes {offset}-{offset + length - 1}: "
                               f"{retry.describe(error)}") from error
 
+    @contextmanager
+    def forward(self, end: int | None = None) -> Iterator[ReadAt]:
+        """`read_at` for reads that move forward up to `end` on remote storage (`sequential_reader`): a `Readahead`.
+        A source whose reads cost more one by one than in order says how it is read forward (a gzipped tar's)."""
+        reader = Readahead(self, self.size if end is None else end)
+        try:
+            yield reader.read_at
+        finally:
+            reader.close()
+
     def close(self) -> None:
         for f in self.__dict__.pop("_handles", []):
             f.close()
@@ -304,11 +314,8 @@ def sequential_reader(source: Source, end: int | None = None) -> Iterator[ReadAt
     if not source.remote:
         yield source.read_at
         return
-    reader = Readahead(source, source.size if end is None else end)
-    try:
-        yield reader.read_at
-    finally:
-        reader.close()
+    with source.forward(end) as read_at:
+        yield read_at
 
 
 @contextmanager

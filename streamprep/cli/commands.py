@@ -185,9 +185,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--decode", action="store_true",
                    help="also decode every image with TensorFlow (decode_jpeg, 3 channels) and check its size "
                    "against image/height and image/width (default: off; slower)")
-    g.add_argument("--num-classes", type=int, default=1000, metavar="N",
+    g.add_argument("--num-classes", type=int, default=None, metavar="N",
                    help="the classes: a TFRecord's image/class/label must be in 1..N (the classic's numbering), a "
-                   "WebDataset .cls and a TFDS label in 0..N-1 (default: 1000)")
+                   "WebDataset .cls and a TFDS label in 0..N-1 (default: the num_classes manifest.json records, "
+                   "else 1000)")
     add_arguments(v, only={"workers", "storage_options", "timeout", "connect_timeout"},
                   helps={"workers": "shards checked at once"})
     v.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (the report is still printed)")

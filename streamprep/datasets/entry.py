@@ -118,6 +118,9 @@ class Dataset:
     """One dataset: what `--dataset NAME` means. Register another with `streamprep.datasets.register`."""
 
     name: str  # the --dataset value
+    # What the outputs' own metadata call it (timm's `_info.json` and wids' `name`): `imagenet2012` for ILSVRC2012,
+    # as TFDS and the published WebDataset copies name it.
+    output_name: str
     title: str  # one line, for `--help` and the docs
     downloads: tuple[Download, ...]
     members: Members

@@ -54,6 +54,7 @@ n07583066_647.JPEG n13037406_4650.JPEG""".split()))
 
 ILSVRC2012 = Dataset(
     name="ilsvrc2012",
+    output_name="imagenet2012",
     title="ImageNet ILSVRC2012: the training and validation tars and the training boxes, the classic's shards",
     downloads=(TRAIN, VAL, BBOX, BBOX_VAL),
     members=MEMBERS,

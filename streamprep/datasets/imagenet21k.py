@@ -71,6 +71,7 @@ OPTIONS = {
 
 IMAGENET21K = Dataset(
     name="imagenet21k",
+    output_name="imagenet21k",
     title="ImageNet-21k (fall11_whole.tar, or a folder of per-synset tars), split by a recipe (ImageNet-21K-P)",
     downloads=(TRAIN,),
     members=MEMBERS,

@@ -2,15 +2,18 @@
 
 The steps of `engines.driver.Conversion`, as the local engine runs them, so the same bytes; see
 docs/distributed.md. The launcher runs the conversion's first steps (`Conversion.started`, `prepare`,
-`output_folder.open_output`) and reads only small things: the label files, the three downloads' sizes, the previous
-manifest and the ~1000 headers of the training tar that list its class tars. Everything else runs
-on workers:
+`output_folder.open_output`) and reads only small things: the label files, the downloads' sizes, the previous
+manifest and what lists the class tars (the ~1000 outer headers of ILSVRC2012's training tar, the 21,841 of
+ImageNet-21k's `fall11_whole.tar`, or the listing of a folder of per-synset tars). Everything else runs on workers:
 
-    validation tar walk (1 worker) --+
-    bbox tar.gz walk (1 worker) -----+--> combine + make_plan (1 worker) --> shards, Reshuffle
-    class tar walks (many workers) --+         |  (plan as a side input)          |
-                                               v                                  v
-                      bboxes.csv + manifest.json (1 worker)  <--  write_or_keep (many workers)
+    validation tar walk (1 worker) ------+
+    box archive walks (1 worker each) ---+--> combine + make_plan (1 worker) --> shards, Reshuffle
+    class tar walks (many workers) ------+         |  (plan as a side input)          |
+                                                   v                                  v
+                          bboxes.csv + manifest.json (1 worker)  <--  write_or_keep (many workers)
+
+ImageNet-21k (`Dataset.walk == "synset_tars"`) has no validation tar and no boxes: the per-synset tars are walked
+by the workers with `index.synset_tars`' functions, and its recipe splits them in the combine step.
 """
 
 from __future__ import annotations
@@ -27,13 +30,19 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from .. import datasets
+from ..archives import gzipped
+from ..archives.folder import FolderSource
 from ..archives.storage import Source
 from ..errors import ArchiveError, ConfigError, OutputError, PipelineError, StreamprepError
-from ..index.boxwalk import index_boxes
+from ..index.boxwalk import TRAIN_BOXES, index_boxes
 from ..index.images import (DatasetIndex, Ignored, Skipped, SplitIndex, assemble, class_images, class_tars,
                             index_validation, no_class_tars_message)
 from ..index import store
+from ..index.synset_tars import (archive_class, folder_class, folder_class_tars, no_synset_tars_message,
+                                 split_index)
 from ..index.boxes import BoxTable
+from ..index.labels import LabelData
 from ..options import Options
 from ..outputs import manifest as mf
 from ..archives.output import Output
@@ -48,6 +57,8 @@ from .readers import archive_reader
 
 log = logging.getLogger(__name__)
 
+WALKS = ("", "synset_tars")  # the dataset walks (`Dataset.walk`) this engine runs: ILSVRC2012's shape, ImageNet-21k's
+
 
 @dataclass
 class IgnoredMember:
@@ -59,19 +70,45 @@ class IgnoredMember:
 
 @dataclass
 class ClassTar:
-    """A class tar of the outer training tar, with its label: one unit of work for the workers."""
+    """A class tar of the training download, with its label: one unit of work for the workers. `part`: its number
+    in a folder of per-synset tars (`FolderSource`), None in an archive."""
 
     label: int
     member: Any  # archives.tarscan.TarMember
+    part: int | None = None
+
+
+@dataclass(frozen=True)
+class BoxArchive:
+    """One box archive to walk: `split` "" for the training boxes (`--bbox`), else the split whose own boxes it holds
+    (`--bbox-val`: "validation"); its download's role, official name and progress phase (`index_boxes`' `archive`)."""
+
+    split: str
+    role: str
+    archive: tuple[str, str]
 
 
 @dataclass
 class BeamJob:
-    """The run's `Job`, plus what the launcher read of the training tar's outer headers (in archive order)."""
+    """The run's `Job`, plus what the launcher read of the training download's class tars (in its order) and where
+    the workers find each download."""
 
     job: Job
     outer: list[IgnoredMember | ClassTar] = field(default_factory=list)
     containers: dict[int, str] = field(default_factory=dict)  # label -> class tar member name
+    urls: dict[str, str] = field(default_factory=dict)  # role (train, val, bbox, bbox_val) -> the download opened
+    folders: dict[str, str] = field(default_factory=dict)  # url of a download that is a folder of parts -> its glob
+    boxes: list[BoxArchive] = field(default_factory=list)  # the box archives to walk, in the local engine's order
+
+    @property
+    def dataset(self) -> datasets.Dataset:
+        return datasets.get(self.job.options.dataset)
+
+    def open(self, url: str) -> Source:
+        """A download as the launcher opened it: a folder of parts (`FolderSource`) or one file."""
+        storage_options = self.job.options.storage_options
+        glob = self.folders.get(url)
+        return FolderSource(url, storage_options, glob) if glob else Source(url, storage_options)
 
 
 @dataclass
@@ -82,6 +119,7 @@ class ValidationWalk:
 
 @dataclass
 class BoxesWalk:
+    split: str  # as `BoxArchive.split`
     table: BoxTable
     ignored: dict[str, Any]
     skipped: list[dict[str, str]]
@@ -125,9 +163,10 @@ def refuse(options: Options) -> None:
     if options.materialize or not options.out:
         raise ConfigError("engine beam (--engine beam) writes shards only; run materialize (--materialize) with the "
                           "local engine")
-    if options.bbox_val:  # its workers walk the three downloads only (DOWNLOADS' copy is not looked for)
-        raise ConfigError("engine beam (--engine beam) does not read bbox_val (--bbox-val), the validation boxes; "
-                          "convert with the local engine, or leave out --bbox-val")
+    walk = datasets.get(options.dataset).walk
+    if walk not in WALKS:
+        raise ConfigError(f"engine beam (--engine beam) does not run the {walk!r} walk of --dataset "
+                          f"{options.dataset}; convert with the local engine")
     if options.check_md5:
         raise ConfigError("engine beam (--engine beam) does not run check_md5 (--check-md5): it would read every "
                           "byte on the launching machine; run `streamprep convert --check-md5` locally, or check "
@@ -136,58 +175,102 @@ def refuse(options: Options) -> None:
 
 def launch(run: Conversion) -> BeamJob:
     """The launcher's part, in `run.started()` (the downloads opened, `out` locked and claimed): the class tars
-    listed from the outer headers, the job, `out` opened as the local engine opens it (kept shards listed at once)."""
-    inputs = run.inputs
-    outer: list[IgnoredMember | ClassTar] = []
-    containers: dict[int, str] = {}
+    listed (from the outer headers, or a folder's listing), the job, `out` opened as the local engine opens it (kept
+    shards listed at once)."""
+    inputs, dataset = run.inputs, datasets.get(run.options.dataset)
     train = inputs.sources["train"]
-    recorder = _Recorder(outer)  # one ranged read per outer header; the class tars are walked by workers
-    for label, member in class_tars(train, inputs.labels, recorder, containers, train.read_at):
-        outer.append(ClassTar(label, member))
-    if not containers:
-        raise ArchiveError(no_class_tars_message(train, recorder))
-    bj = BeamJob(run.prepare(), outer, containers)
+    for source in gzipped.gzipped_sources(inputs.sources).values():  # its reads need the launcher's checkpoints
+        raise ConfigError(f"{source.url}: engine beam (--engine beam) does not read a gzipped archive; pass the "
+                          "extracted tar" + (" or a folder of the per-synset tars" if dataset.walk else "")
+                          + ", or convert with the local engine")
+    outer, containers = _list_class_tars(train, inputs.labels, dataset)
+    bj = BeamJob(run.prepare(), outer, containers, {role: s.url for role, s in inputs.sources.items()},
+                 {s.url: s.glob for s in inputs.sources.values() if isinstance(s, FolderSource)},
+                 _box_archives(dataset, inputs.sources))
     output_folder.open_output(bj.job, run.state)
     return bj
+
+
+def _list_class_tars(train: Source, labels: LabelData,
+                     dataset: datasets.Dataset) -> tuple[list[IgnoredMember | ClassTar], dict[int, str]]:
+    """The class tars of the training download for the workers to walk, between the members ignored, in its order
+    (from one ranged read per outer header of an archive, or a folder's listing); label -> class tar name."""
+    outer: list[IgnoredMember | ClassTar] = []
+    containers: dict[int, str] = {}
+    recorder = _Recorder(outer)
+    if isinstance(train, FolderSource):
+        for k, synset in folder_class_tars(train, labels, recorder, dataset):
+            outer.append(ClassTar(labels.label(synset), train.member(k), k))
+    else:
+        for label, member in class_tars(train, labels, recorder, containers, train.read_at, dataset):
+            outer.append(ClassTar(label, member))
+    if not any(isinstance(entry, ClassTar) for entry in outer):
+        raise ArchiveError(no_synset_tars_message(train.url, labels, dataset) if dataset.walk
+                           else no_class_tars_message(train, recorder, dataset))
+    return outer, containers
+
+
+def _box_archives(dataset: datasets.Dataset, sources: dict[str, Source]) -> list[BoxArchive]:
+    """The box archives among the downloads, in the order the local engine merges their walks (`index.build`)."""
+    found = [BoxArchive("", "bbox", TRAIN_BOXES)] if "bbox" in sources else []
+    for boxes in dataset.split_boxes:  # a split's own boxes, when its optional download is given (--bbox-val)
+        if boxes.download in sources:
+            found.append(BoxArchive(boxes.split, boxes.download,
+                                    (dataset.download(boxes.download).name, f"{boxes.split} boxes")))
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ index
 
 def _walk_validation(_: Any, bj: BeamJob) -> ValidationWalk:
     ignored = Ignored()
-    o = bj.job.options
-    source = Source(o.val, o.storage_options)
+    source = bj.open(bj.urls["val"])
     try:
-        split = index_validation(source, bj.job.labels, ignored)  # warnings go to the workers' log
+        split = index_validation(source, bj.job.labels, ignored, dataset=bj.dataset)  # warnings: the workers' log
     finally:
         source.close()
     return ValidationWalk(split, ignored.state())
 
 
-def _walk_boxes(_: Any, bj: BeamJob) -> BoxesWalk:
+def _walk_boxes(walk: BoxArchive, bj: BeamJob) -> BoxesWalk:
     ignored, skipped = Ignored(), Skipped()
-    o = bj.job.options
-    source = Source(o.bbox, o.storage_options)
+    source = bj.open(bj.urls[walk.role])
     try:
-        table = index_boxes(source, ignored, None, o.skip_bad_xml, skipped)
+        table = index_boxes(source, ignored, None, bj.job.options.skip_bad_xml, skipped, archive=walk.archive)
     finally:
         source.close()
-    return BoxesWalk(table, ignored.state(), skipped.items)
+    return BoxesWalk(walk.split, table, ignored.state(), skipped.items)
 
 
 class WalkClassTar(beam.DoFn):
-    """One class tar of the training tar, headers only (streamed from its start on remote storage)."""
+    """One class tar of the training download, headers only (streamed from its start on remote storage), by the
+    dataset's walk: ILSVRC2012's (`images.class_images`) or ImageNet-21k's (`synset_tars.archive_class`, or
+    `synset_tars.folder_class` for a part of a folder)."""
 
-    def __init__(self, url: str, storage_options: dict[str, Any]) -> None:
-        self.url, self.storage_options = url, storage_options
+    def __init__(self, bj: BeamJob) -> None:
+        self.bj = bj
         self.source: Source | None = None
 
     def process(self, item: ClassTar) -> Any:
         if self.source is None:
-            self.source = Source(self.url, self.storage_options)
-        ignored = Ignored()
-        group = class_images(self.source, item.member, ignored)
+            self.source = self.bj.open(self.bj.urls["train"])
+        ignored, dataset = Ignored(), self.bj.dataset
+        if not dataset.walk:
+            group = class_images(self.source, item.member, ignored, None, dataset)
+        elif item.part is None:
+            _, group = archive_class(self.source, item.member, ignored, dataset)
+        else:
+            _, group = folder_class(self._listed(item), item.part, ignored, dataset)
         yield ClassWalk(item.label, group, ignored.state())
+
+    def _listed(self, item: ClassTar) -> FolderSource:
+        """The folder, checked to hold the part the launcher listed at the same place."""
+        folder = self.source
+        assert isinstance(folder, FolderSource) and item.part is not None
+        if item.part >= len(folder.parts) or folder.member(item.part) != item.member:
+            raise ArchiveError(f"{folder.url}!{item.member.name}: the folder changed since the pipeline listed it "
+                               "(a per-synset tar added, removed or rewritten); run the conversion again")
+        return folder
 
     def teardown(self) -> None:
         if self.source is not None:
@@ -197,25 +280,51 @@ class WalkClassTar(beam.DoFn):
 def _combine_and_plan(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> "SavedPlan":
     """All walks combined into the `DatasetIndex` the local engine builds (same `Ignored` order), then the plan,
     saved beside the output: what flows on is its `SavedPlan`."""
-    validation = next(p for p in parts if isinstance(p, ValidationWalk))
-    boxes = next(p for p in parts if isinstance(p, BoxesWalk))
-    classes = {p.label: p for p in parts if isinstance(p, ClassWalk)}
     job = bj.job
-    ignored = Ignored.from_state(validation.ignored)
-    groups = {}
+    index = _synset_tars_index(parts, bj) if bj.dataset.walk else _classic_index(parts, bj)
+    pipeline.save_index(job, index)
+    planned = PlanAndNotes(make_plan(index, job.labels, job.options.sharding), index.ignored.state(),
+                           list(index.skipped.items))
+    return SavedPlan.save(planned, job.output())
+
+
+def _class_walks(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob,
+                 ignored: Ignored) -> list[tuple[ClassTar, ClassWalk]]:
+    """Each class tar with its walk, in the training download's order; the members the launcher and the walks
+    ignored added to `ignored` in that order."""
+    walks = {p.label: p for p in parts if isinstance(p, ClassWalk)}
+    found = []
     for entry in bj.outer:
         if isinstance(entry, IgnoredMember):
             ignored.add(entry.ref, entry.reason)
         else:
-            walked = classes[entry.label]
+            walked = walks[entry.label]
             ignored.merge(Ignored.from_state(walked.ignored))
-            groups[entry.label] = walked.group
-    train = assemble("train", job.options.train, {k: g for k, g in groups.items() if len(g.names)}, bj.containers)
-    ignored.merge(Ignored.from_state(boxes.ignored))
-    index = DatasetIndex((validation.split, train), boxes.table, ignored, Skipped(list(boxes.skipped)))
-    pipeline.save_index(job, index)
-    planned = PlanAndNotes(make_plan(index, job.labels, job.options.sharding), ignored.state(), list(boxes.skipped))
-    return SavedPlan.save(planned, job.output())
+            found.append((entry, walked))
+    return found
+
+
+def _classic_index(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> DatasetIndex:
+    """ILSVRC2012's index (`index.build.build_index`): validation, then the class tars, then each box archive."""
+    validation = next(p for p in parts if isinstance(p, ValidationWalk))
+    ignored = Ignored.from_state(validation.ignored)
+    groups = {entry.label: walked.group for entry, walked in _class_walks(parts, bj, ignored)}
+    train = assemble("train", bj.urls["train"], {k: g for k, g in groups.items() if len(g.names)}, bj.containers)
+    walked = {p.split: p for p in parts if isinstance(p, BoxesWalk)}
+    skipped = Skipped()
+    for archive in bj.boxes:
+        ignored.merge(Ignored.from_state(walked[archive.split].ignored))
+        skipped.merge(Skipped(list(walked[archive.split].skipped)))
+    split_boxes = {split: w.table for split, w in walked.items() if split}
+    return DatasetIndex((validation.split, train), walked[""].table, ignored, skipped, split_boxes)
+
+
+def _synset_tars_index(parts: list[ValidationWalk | BoxesWalk | ClassWalk], bj: BeamJob) -> DatasetIndex:
+    """ImageNet-21k's index (`index.synset_tars.walk_synset_tars`): the per-synset tars split by the recipe."""
+    ignored, labels = Ignored(), bj.job.labels
+    classes = {labels.synsets[entry.label - 1]: (entry.member.name, walked.group)
+               for entry, walked in _class_walks(parts, bj, ignored)}
+    return split_index(bj.urls["train"], classes, labels, bj.job.options.dataset_options(), ignored, bj.dataset)
 
 
 @dataclass(frozen=True)
@@ -262,7 +371,7 @@ class WriteShards(beam.DoFn):
     """Writes or keeps each shard it is given (`outputs.format.write_or_keep`, as the local engine)."""
 
     def __init__(self, bj: BeamJob) -> None:
-        self.job = bj.job
+        self.job, self.bj = bj.job, bj
         self.out, self.storage_options = bj.job.options.out, bj.job.options.storage_options
         self.images = Metrics.counter("streamprep", "images_written")
         self.nbytes = Metrics.counter("streamprep", "bytes_written")
@@ -283,7 +392,7 @@ class WriteShards(beam.DoFn):
         plan = ref.load(self.output).plan
         url = plan.archive(shard.split)
         if url not in self.sources:
-            self.sources[url] = Source(url, self.storage_options)
+            self.sources[url] = self.bj.open(url)
         source = self.sources[url]
         if shard.split not in self.prepared:
             self.prepared.add(shard.split)
@@ -314,7 +423,7 @@ def _finish(results: list[ShardResult], ref: SavedPlan, bj: BeamJob) -> int:
                           f"{len(plan.shards)} shards; run again")
     output = job.output()
     # temporary files left by workers that died mid-shard
-    sweep(output, {*pipeline.SIDE_FILES, *output_folder.files_of(job.formats, plan.shards)})
+    sweep(output, {*job.side_files(), *output_folder.files_of(job.formats, plan.shards)})  # bboxes_validation.csv too
     journal = mf.Journal(output, job.manifest)
     index = DatasetIndex(tuple(s.index for s in plan.splits.values()), plan.boxes, Ignored.from_state(planned.ignored),
                          Skipped(list(planned.skipped)))
@@ -324,13 +433,7 @@ def _finish(results: list[ShardResult], ref: SavedPlan, bj: BeamJob) -> int:
 
 def build(p: beam.Pipeline, bj: BeamJob, writer: Callable[[BeamJob], beam.DoFn] = WriteShards) -> beam.PCollection:
     """The conversion's transforms on pipeline `p`; `writer` makes the DoFn that writes shards (tests wrap it)."""
-    o = bj.job.options
-    validation = p | "validation" >> beam.Create([None]) | "walk validation tar" >> beam.Map(_walk_validation, bj)
-    boxes = p | "bboxes" >> beam.Create([None]) | "walk bbox tar.gz" >> beam.Map(_walk_boxes, bj)
-    classes = (p | "class tars" >> beam.Create([e for e in bj.outer if isinstance(e, ClassTar)])
-               | "spread class tars" >> beam.Reshuffle()
-               | "walk class tars" >> beam.ParDo(WalkClassTar(o.train, o.storage_options)))
-    planned = ((validation, boxes, classes) | "all walks" >> beam.Flatten()
+    planned = (_walks(p, bj) | "all walks" >> beam.Flatten()
                | "gather index" >> beam.combiners.ToList()
                | "combine and plan" >> beam.Map(_combine_and_plan, bj))
     plan_side = beam.pvalue.AsSingleton(planned)
@@ -343,6 +446,19 @@ def build(p: beam.Pipeline, bj: BeamJob, writer: Callable[[BeamJob], beam.DoFn] 
                | "write shards" >> beam.ParDo(writer(bj), plan_side)
                | "gather results" >> beam.combiners.ToList())
     return results | "bboxes.csv and manifest" >> beam.Map(_finish, plan_side, bj)
+
+
+def _walks(p: beam.Pipeline, bj: BeamJob) -> tuple[beam.PCollection, ...]:
+    """The walks of the downloads there are: the class tars (many workers), the validation tar, the box archives."""
+    walks = [p | "class tars" >> beam.Create([e for e in bj.outer if isinstance(e, ClassTar)])
+             | "spread class tars" >> beam.Reshuffle()
+             | "walk class tars" >> beam.ParDo(WalkClassTar(bj))]
+    if "val" in bj.urls:
+        walks.append(p | "validation" >> beam.Create([None]) | "walk validation tar" >> beam.Map(_walk_validation, bj))
+    if bj.boxes:
+        walks.append(p | "box archives" >> beam.Create(bj.boxes) | "spread box archives" >> beam.Reshuffle()
+                     | "walk box archives" >> beam.Map(_walk_boxes, bj))
+    return tuple(walks)
 
 
 def _cause(e: BaseException) -> StreamprepError:
@@ -424,7 +540,7 @@ def _run_pipeline(bj: BeamJob, beam_args: Sequence[str], pipeline_options: Pipel
     """The pipeline run and waited for; its summary, from the manifest it wrote and its counters."""
     options = bj.job.options
     log.info("running on Apache Beam (%s); %d class tars listed", " ".join(beam_args) or "DirectRunner",
-             len(bj.containers))
+             sum(isinstance(entry, ClassTar) for entry in bj.outer))
     try:
         p = beam.Pipeline(options=pipeline_options)
         build(p, bj, writer)

@@ -139,7 +139,7 @@ class Conversion:
     def find_index(self, engine: Engine) -> DatasetIndex:
         """The index an earlier run of the same downloads saved in `out`, else `engine.walk`'s."""
         existed = bool(self.state and self.state.existed)
-        self.index = pipeline.saved_index(self.job, existed) if self.job else None
+        self.index = pipeline.saved_index(self.job, existed, self.inputs) if self.job else None
         self.index_reused = self.index is not None
         if self.index is None:
             self.index = engine.walk(self)
@@ -154,7 +154,7 @@ class Conversion:
         """A dry run's one write: the index it walked, saved in `out` (unless `out` is refused) for the conversion."""
         if self.job and not self.index_reused and not self.refused:
             self.job.output().create()
-            pipeline.save_index(self.job, self.index)
+            pipeline.save_index(self.job, self.index, self.inputs)
             self.index_saved = True
 
     def open_output(self) -> mf.Journal:
@@ -162,17 +162,21 @@ class Conversion:
         pipeline.check_space(self.job, self.plan)
         journal = output_folder.open_output(self.job, self.state, self.plan)
         if not self.index_reused:
-            pipeline.save_index(self.job, self.index)
+            pipeline.save_index(self.job, self.index, self.inputs)
             self.index_saved = bool(self.job.index_key)
         return journal
 
     def write_tree(self) -> None:
         """`--materialize`: the classic folder tree, written in one pass over each download; the shards then read
-        their images from it."""
+        their images from it; with the validation boxes (`--bbox-val`) their XML files and bboxes_validation.csv."""
         if self.options.materialize:
             sources = self.inputs.sources
+            split_boxes = {b.split: (sources[b.download], self.index.split_boxes[b.split].csv)
+                           for b in datasets.get(self.options.dataset).split_boxes
+                           if b.download in sources and b.split in self.index.split_boxes}
             self.tree = materialize(self.options.materialize, sources["train"], sources["val"], sources["bbox"],
-                                    self.inputs.labels, self.index.boxes.csv, self.options.workers, self.progress)
+                                    self.inputs.labels, self.index.boxes.csv, self.options.workers, self.progress,
+                                    split_boxes)
 
     def reader(self, split: str) -> tuple[Reader, bool]:
         """Where a split's images are read from (the folder tree if one was written, else the download), and

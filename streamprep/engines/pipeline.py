@@ -21,6 +21,7 @@ import numpy as np
 from .. import __version__
 from .. import datasets, extras
 from ..archives import folder as folders
+from ..archives import gzipped
 from ..archives.storage import Source, protocol_of, resolve
 from ..errors import ArchiveError, ConfigError, OutputError
 from ..index import store
@@ -95,14 +96,13 @@ def open_inputs(options: Options) -> Inputs:
 
 def optional_downloads(options: Options) -> dict[str, str]:
     """Each optional download of the dataset (a split's own boxes: `--bbox-val`) by role: as given, else under its
-    official name in the DOWNLOADS folder when it is there (on the local engine: Beam's workers walk the three
-    downloads only, and refuse `--bbox-val`), else left out."""
+    official name in the DOWNLOADS folder when it is there, else left out (on every engine)."""
     dataset, found = datasets.get(options.dataset), {}
     for boxes in dataset.split_boxes:
         if boxes.download not in dataset.published:  # an entry made from another without that download
             continue
         url = getattr(options, boxes.download, None)
-        if url is None and options.downloads and options.engine == "local":
+        if url is None and options.downloads:
             candidate = join(options.downloads, dataset.download(boxes.download).name)
             url = candidate if _exists(candidate, options.storage_options) else None
         if url:
@@ -129,13 +129,17 @@ def open_download(options: Options, key: str) -> Source:
     download = datasets.get(options.dataset).download(key)
     try:
         if download.folder_glob:  # the file, a folder holding it, or a folder of its parts
-            return folders.open_download(getattr(options, key), options.storage_options, download.name,
-                                        download.folder_glob)
-        return Source(getattr(options, key), options.storage_options)
+            source = folders.open_download(getattr(options, key), options.storage_options, download.name,
+                                           download.folder_glob)
+        else:
+            source = Source(getattr(options, key), options.storage_options)
     except (ArchiveError, NotADirectoryError) as e:
         if from_downloads(options, key) and _is_file(options.downloads, options.storage_options):
             raise downloads_is_a_file(options) from e
         raise
+    # A gzipped tar read at byte ranges (winter21_whole.tar.gz): the offsets of the tar inside (archives.gzipped);
+    # the boxes' .tar.gz is read forward as it is.
+    return gzipped.GzippedSource.around(source) if key != "bbox" and gzipped.named(source.url) else source
 
 
 def _is_file(url: str, storage_options: dict[str, Any]) -> bool:
@@ -324,7 +328,8 @@ def totals(plan: Plan, index: DatasetIndex, results: list[ShardResult], csv: mf.
     ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
                for reason, count in sorted(index.ignored.counts.items())}
     return mf.Totals(splits, csv, fixups.by_kind([f for e in entries for f in e.fixups]),
-                     [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored, files or [])
+                     [*index.skipped.items, *(s for e in entries for s in e.skipped)], ignored, files or [],
+                     len(plan.labels.synsets))
 
 
 def walk_index(options: Options, inputs: Inputs, progress: Callback | None = None,
@@ -352,16 +357,24 @@ def make_run_plan(options: Options, inputs: Inputs, index: DatasetIndex) -> Plan
     return make_plan(index, inputs.labels, options.sharding)
 
 
-def save_index(job: Job, index: DatasetIndex) -> None:
+def save_index(job: Job, index: DatasetIndex, inputs: Inputs | None = None) -> None:
+    """The index saved in `out`, after the checkpoints a gzipped download is read from (no use without them)."""
     if job.index_key:
+        if inputs is not None:
+            gzipped.keep(job.output(), inputs.sources, inputs.identities)
         store.save(job.output(), job.index_key, index)
 
 
-def saved_index(job: Job, existed: bool) -> DatasetIndex | None:
-    """The index an earlier run of the same downloads saved in `out` (read only if `out` exists)."""
+def saved_index(job: Job, existed: bool, inputs: Inputs | None = None) -> DatasetIndex | None:
+    """The index an earlier run of the same downloads saved in `out` (read only if `out` exists), with a gzipped
+    download's checkpoints: without them the downloads are walked again."""
     if not job.index_key or not existed:
         return None
-    return store.load(job.output(), job.index_key)
+    index = store.load(job.output(), job.index_key)
+    if index is not None and inputs is not None and not gzipped.restore(job.output(), inputs.sources,
+                                                                        inputs.identities):
+        return None
+    return index
 
 
 @dataclass

@@ -85,8 +85,8 @@ def _downloads(inputs: pipeline.Inputs, dataset: datasets.Dataset) -> list[Downl
         identity = inputs.identities[role]
         published = dataset.download(role)
         name = source.url.rstrip("/").rsplit("/", 1)[-1]
-        found.append(Download(role, identity["url"], source.size, identity["mtime"], identity["etag"],
-                              name == published.name and published.plausible(source.size)))
+        found.append(Download(role, identity["url"], identity["size"], identity["mtime"], identity["etag"],
+                              name == published.name and published.plausible(identity["size"])))
     return found
 
 

@@ -14,13 +14,14 @@ import numpy as np
 from ..datasets import ILSVRC2012
 from .boxes import BoxTable
 from .images import DatasetIndex, Ignored, Skipped, SplitIndex
-from .nametable import NameLookup, NameTable
+from .nametable import Affixes, NameLookup, NameTable
 from ..errors import OutputError
 from ..archives.output import STATE_DIR, Output
 
 log = logging.getLogger(__name__)
 
-FORMAT = "streamprep-index/3"  # 2: skipped members apart from ignored ones; 3: image names of the boxes as arrays
+FORMAT = "streamprep-index/4"  # 2: skipped members apart from ignored ones; 3: image names of the boxes as arrays;
+# 4: image names stored without the prefix and suffix their class shares, offsets of names and sizes as uint32
 
 
 def key(identities: dict[str, dict[str, Any]], labels_digest: str, policies: dict[str, str]) -> str:
@@ -46,6 +47,7 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
         arrays.update({f"{s.split}.names": np.frombuffer(s.names.blob, dtype=np.uint8),
                        f"{s.split}.starts": s.names.starts, f"{s.split}.labels": s.labels,
                        f"{s.split}.offsets": s.offsets, f"{s.split}.sizes": s.sizes})
+        arrays.update(_affix_arrays(s.split, s.names.affixes))
         splits.append({"split": s.split, "archive": s.archive, "containers": {str(k): v for k, v in s.containers.items()}})
     arrays.update(_box_arrays("boxes", index.boxes))
     for split, table in index.split_boxes.items():  # only with --bbox-val: an older index has none, and still loads
@@ -78,6 +80,16 @@ def save(output: Output, k: str, index: DatasetIndex) -> None:
             output.fs.rm(path)
 
 
+def _affix_arrays(split: str, affixes: Affixes | None) -> dict[str, np.ndarray]:
+    """A split's shared prefixes and suffixes (none without): the rows of each segment, then its prefix and suffix
+    as names 2k and 2k + 1 of a table."""
+    if affixes is None:
+        return {}
+    plain = NameTable.plain([t for pair in zip(affixes.prefixes, affixes.suffixes) for t in pair])
+    return {f"{split}.affix_rows": affixes.rows, f"{split}.affixes": np.frombuffer(plain.blob, dtype=np.uint8),
+            f"{split}.affix_starts": plain.starts}
+
+
 def _box_arrays(prefix: str, b: BoxTable) -> dict[str, np.ndarray]:
     return {f"{prefix}.csv": np.frombuffer(b.csv, dtype=np.uint8), f"{prefix}.rows": b.rows,
             f"{prefix}.xml_rows": b.xml_rows, f"{prefix}.images": np.frombuffer(b.images.blob, dtype=np.uint8),
@@ -107,19 +119,33 @@ def _check(condition: bool, what: str) -> None:
 
 
 def _names(blob: np.ndarray, starts: np.ndarray, what: str) -> NameTable:
-    _check(blob.dtype == np.uint8 and blob.ndim == 1 and starts.dtype == np.int64 and starts.ndim == 1
+    _check(blob.dtype == np.uint8 and blob.ndim == 1 and starts.dtype in (np.uint32, np.int64) and starts.ndim == 1
            and len(starts) >= 1 and starts[0] == 0 and starts[-1] == len(blob)
-           and bool(np.all(np.diff(starts) >= 0)), f"{what}: names")
+           and bool(np.all(np.diff(starts.astype(np.int64)) >= 0)), f"{what}: names")
     return NameTable(blob.tobytes(), starts)
+
+
+def _affixes(name: str, arrays: dict[str, np.ndarray], rows: int) -> Affixes | None:
+    """A split's shared prefixes and suffixes (`_affix_arrays`), or None if it was saved without."""
+    if f"{name}.affix_rows" not in arrays:
+        return None
+    texts = _names(arrays[f"{name}.affixes"], arrays[f"{name}.affix_starts"], f"{name} affixes")
+    bounds = arrays[f"{name}.affix_rows"]
+    _check(bounds.dtype == np.int64 and bounds.ndim == 1 and len(bounds) >= 1 and len(texts) == 2 * (len(bounds) - 1)
+           and bounds[0] == 0 and bounds[-1] == rows and bool(np.all(np.diff(bounds) >= 0)), f"{name}: affixes")
+    return Affixes(bounds, [texts.raw(k) for k in range(0, len(texts), 2)],
+                   [texts.raw(k) for k in range(1, len(texts), 2)])
 
 
 def _split(s: dict[str, Any], arrays: dict[str, np.ndarray]) -> SplitIndex:
     name = s["split"]
     _check(name in ("train", "validation"), "split name")
     names = _names(arrays[f"{name}.names"], arrays[f"{name}.starts"], name)
+    names.affixes = _affixes(name, arrays, len(names))
     labels, offsets, sizes = arrays[f"{name}.labels"], arrays[f"{name}.offsets"], arrays[f"{name}.sizes"]
     n = len(names)
-    _check(labels.dtype == np.int32 and offsets.dtype == np.int64 and sizes.dtype == np.int64, f"{name}: types")
+    _check(labels.dtype == np.int32 and offsets.dtype == np.int64 and sizes.dtype in (np.uint32, np.int64),
+           f"{name}: types")
     _check(labels.shape == offsets.shape == sizes.shape == (n,), f"{name}: lengths")
     _check(not n or (labels.min() >= 1 and offsets.min() >= 0 and sizes.min() >= 0), f"{name}: values")
     return SplitIndex(name, str(s["archive"]), names, labels, offsets, sizes,

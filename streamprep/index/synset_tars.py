@@ -17,6 +17,8 @@ of the classes kept, which the index carries (`DatasetIndex.synsets`) for the pl
 
 from __future__ import annotations
 
+import itertools
+import operator
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -30,30 +32,42 @@ from ..datasets import Dataset
 from ..errors import ArchiveError
 from ..progress import Callback, Phase, check_stop
 from .boxes import BoxTable
-from .images import DatasetIndex, Ignored, Skipped, _Group, assemble, class_images, class_tars, walk_class_tars
+from .images import (DatasetIndex, Ignored, Skipped, SplitFill, _Group, class_images, class_tars, give_back_freed_memory,
+                     walk_class_tars)
 from .labels import LabelData
 from .nametable import NameTable
 
+TRIM_EVERY = 1000  # classes copied into the splits between two `give_back_freed_memory`
 Classes = dict[str, tuple[str, _Group]]  # synset -> (its class tar's name, its images sorted by the bytes of names)
 
 
 def walk_synset_tars(sources: dict[str, Source], labels: LabelData, workers: int, progress: Callback | None,
                      stop: threading.Event | None, dataset: Dataset, options: dict[str, Any]) -> DatasetIndex:
     """The index of an archive or folder of per-synset tars (`sources["train"]`), split by the recipe in
-    `options` (`split_recipe`, `keep_classes_over`, `validation_per_class`); no boxes."""
+    `options` (`split_recipe`, `keep_classes_over`, `validation_per_class`); no boxes. A gzipped archive
+    (winter21_whole.tar.gz, an `archives.gzipped.GzippedSource`) is walked as a remote one is, in order: the walk is
+    its one decompression pass, which records the checkpoints its images are read from."""
     source, ignored = sources["train"], Ignored()
-    if source.url.endswith((".tar.gz", ".tgz")):
-        raise ArchiveError(f"{source.url}: a gzipped archive, which streamprep does not read in place yet; pass the "
-                           "extracted outer tar (gunzip it) or a folder of the per-synset tars")
     walk = _walk_folder if isinstance(source, FolderSource) else _walk_archive
     classes = walk(source, labels, ignored, workers, progress, stop, dataset)
+    return split_index(source.url, classes, labels, options, ignored, dataset)
+
+
+def split_index(archive: str, classes: Classes, labels: LabelData, options: dict[str, Any], ignored: Ignored,
+                dataset: Dataset) -> DatasetIndex:
+    """The index of the per-synset tars walked (`classes`, in any order), split by the recipe in `options`; no
+    boxes. The engines' one combine step (`walk_synset_tars` here, `engines.beam` over its workers' walks)."""
     if not classes:
-        raise ArchiveError(f"{source.url}: holds no per-synset tar ({dataset.members.class_tar_glob}) of a synset in "
-                           f"the labels file {labels.sources.get('labels', '')}; pass {dataset.download('train').name} "
-                           "or a folder of per-synset tars")
-    validation, train, synsets = split(source.url, classes, options, ignored, dataset)
+        raise ArchiveError(no_synset_tars_message(archive, labels, dataset))
+    validation, train, synsets = split(archive, classes, options, ignored, dataset)
     return DatasetIndex((validation, train), BoxTable.empty(), ignored, Skipped(), dataset=dataset.name,
                         synsets=synsets)
+
+
+def no_synset_tars_message(archive: str, labels: LabelData, dataset: Dataset) -> str:
+    """Why an archive or folder without a single usable per-synset tar is the wrong input."""
+    return (f"{archive}: holds no per-synset tar ({dataset.members.class_tar_glob}) of a synset in the labels file "
+            f"{labels.sources.get('labels', '')}; pass {dataset.download('train').name} or a folder of per-synset tars")
 
 
 def _walk_archive(source: Source, labels: LabelData, ignored: Ignored, workers: int, progress: Callback | None,
@@ -65,9 +79,9 @@ def _walk_archive(source: Source, labels: LabelData, ignored: Ignored, workers: 
         def walk(item: tuple[int, TarMember], read_at: ReadAt | None) -> tuple[str, tuple[str, _Group]]:
             check_stop(stop)
             label, outer = item
-            group = class_images(source, outer, ignored, read_at, dataset)
-            phase.advance(len(group.names), outer.size + 512)
-            return labels.synsets[label - 1], (outer.name, by_bytes(group))
+            walked = archive_class(source, outer, ignored, dataset, read_at)
+            phase.advance(len(walked[1].names), outer.size + 512)
+            return labels.synsets[label - 1], walked
 
         return dict(walk_class_tars(
             source, lambda read_at: class_tars(source, labels, ignored, containers, read_at, dataset), walk, workers,
@@ -78,6 +92,23 @@ def _walk_folder(source: FolderSource, labels: LabelData, ignored: Ignored, work
                  progress: Callback | None, stop: threading.Event | None, dataset: Dataset) -> Classes:
     """The per-synset tars of a folder, each read forward from its own file (read ahead remotely); the folder's
     other entries and tars of synsets not in the labels file ignored."""
+    wanted = folder_class_tars(source, labels, ignored, dataset)
+    with Phase(progress, "index classes", total_bytes=source.size, unit="images") as phase:
+
+        def walk(item: tuple[int, str]) -> tuple[str, tuple[str, _Group]]:
+            check_stop(stop)
+            k, synset = item
+            walked = folder_class(source, k, ignored, dataset)
+            phase.advance(len(walked[1].names), source.parts[k][1])
+            return synset, walked
+
+        return dict(_in_parallel(walk, wanted, workers, stop))
+
+
+def folder_class_tars(source: FolderSource, labels: LabelData, ignored: Ignored,
+                      dataset: Dataset) -> list[tuple[int, str]]:
+    """The per-synset tars of a folder to walk, as (part number, synset) in the folder's order; its other entries
+    and the tars of synsets not in the labels file ignored. Nothing is read but the folder's listing."""
     for name in source.others:
         ignored.add(f"{source.url}!{name}", f"not a class tar ({dataset.members.class_tar_glob}) in the folder")
     wanted = []
@@ -87,18 +118,22 @@ def _walk_folder(source: FolderSource, labels: LabelData, ignored: Ignored, work
             ignored.add(f"{source.url}!{name}", "class tar of a synset not in the labels file")
             continue
         wanted.append((k, synset))
-    with Phase(progress, "index classes", total_bytes=source.size, unit="images") as phase:
+    return wanted
 
-        def walk(item: tuple[int, str]) -> tuple[str, tuple[str, _Group]]:
-            check_stop(stop)
-            k, synset = item
-            outer, part, base = source.member(k), source.part(k), source.starts[k]
-            with sequential_reader(part, outer.size) as read_at:
-                group = class_images(source, outer, ignored, lambda at, n: read_at(at - base, n), dataset)
-            phase.advance(len(group.names), outer.size)
-            return synset, (outer.name, by_bytes(group))
 
-        return dict(_in_parallel(walk, wanted, workers, stop))
+def folder_class(source: FolderSource, k: int, ignored: Ignored, dataset: Dataset) -> tuple[str, _Group]:
+    """Part k of a folder of per-synset tars, read forward from its own file: (its name, its images in the byte
+    order of their names), offsets in the folder's address space."""
+    outer, part, base = source.member(k), source.part(k), source.starts[k]
+    with sequential_reader(part, outer.size) as read_at:
+        group = class_images(source, outer, ignored, lambda at, n: read_at(at - base, n), dataset)
+    return outer.name, by_bytes(group)
+
+
+def archive_class(source: Source, outer: TarMember, ignored: Ignored, dataset: Dataset,
+                  read_at: ReadAt | None = None) -> tuple[str, _Group]:
+    """One per-synset tar of an archive of them: (its name, its images in the byte order of their names)."""
+    return outer.name, by_bytes(class_images(source, outer, ignored, read_at, dataset))
 
 
 def _in_parallel(walk: Callable[[Any], Any], items: list[Any], workers: int,
@@ -118,36 +153,52 @@ def _in_parallel(walk: Callable[[Any], Any], items: list[Any], workers: int,
 
 def by_bytes(group: _Group) -> _Group:
     """A class's images in the byte order of their names (`ls` in the C locale), whatever order they came in."""
-    rows = sorted(range(len(group.names)), key=group.names.raw)
-    return take(group, rows) if rows != list(range(len(rows))) else group
+    raws = list(group.names.raws())
+    if all(map(operator.le, raws, itertools.islice(raws, 1, None))):
+        return group  # already (as `_Group.of`'s order leaves names that are all ASCII)
+    return take(group, sorted(range(len(raws)), key=raws.__getitem__))
 
 
 def take(group: _Group, rows: list[int]) -> _Group:
     """The images at `rows` of a class, in that order."""
-    blob = b"".join(group.names.raw(i) for i in rows)
-    starts = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([len(group.names.raw(i)) for i in rows], out=starts[1:])
     picked = np.asarray(rows, dtype=np.int64)
-    return _Group(NameTable(blob, starts), group.offsets[picked], group.sizes[picked])
+    return _Group(NameTable.of_encoded([group.names.raw(i) for i in rows]), group.offsets[picked],
+                  group.sizes[picked])
 
 
 def split(archive: str, classes: Classes, options: dict[str, Any], ignored: Ignored,
           dataset: Dataset) -> tuple[Any, Any, tuple[str, ...]]:
-    """The recipe: (validation, train, the synsets kept, sorted: label k is synsets[k - 1])."""
+    """The recipe: (validation, train, the synsets kept, sorted: label k is synsets[k - 1]). `classes` is emptied
+    as its groups are copied into the two splits' arrays (`SplitFill`), so that each is let go of once copied."""
     every = options["split_recipe"] == "all"
     over, per_class = options["keep_classes_over"], 0 if every else options["validation_per_class"]
     kept = sorted(s for s, (_, g) in classes.items() if every or len(g.names) > over)
     for synset in sorted(set(classes) - set(kept)):
-        ignored.add(f"{archive}!{classes[synset][0]}", f"class tar of {over:,} or fewer {dataset.members.image_glob} "
-                    "files (--split-recipe 21k-p drops the class)")
-    train: dict[int, _Group] = {}
-    validation: dict[int, _Group] = {}
+        ignored.add(f"{archive}!{classes.pop(synset)[0]}", f"class tar of {over:,} or fewer "
+                    f"{dataset.members.image_glob} files (--split-recipe 21k-p drops the class)")
+    validation, train = _fills(classes, per_class)
     containers: dict[int, str] = {}
     for label, synset in enumerate(kept, 1):
-        container, group = classes[synset]
+        containers[label], group = classes.pop(synset)
         first = min(per_class, len(group.names))
-        validation[label] = take(group, list(range(first)))
-        train[label] = take(group, list(range(first, len(group.names))))
-        containers[label] = container
-    return (assemble("validation", archive, validation, containers), assemble("train", archive, train, containers),
-            tuple(kept))
+        validation.add(label, group, 0, first)
+        train.add(label, group, first, len(group.names))
+        if label % TRIM_EVERY == 0:
+            give_back_freed_memory()  # the groups' arrays copied so far: the splits grow as the groups go
+    splits = validation.index("validation", archive, containers), train.index("train", archive, containers)
+    give_back_freed_memory()
+    return (*splits, tuple(kept))
+
+
+def _fills(classes: Classes, per_class: int) -> tuple[SplitFill, SplitFill]:
+    """The validation and training arrays to fill, sized for the first `per_class` images of each class and the
+    rest."""
+    images, nbytes, types = [0, 0], [0, 0], [np.dtype(np.uint32)]
+    for _, group in classes.values():
+        n, starts = len(group.names), group.names.starts
+        first = min(per_class, n)
+        images[0], images[1] = images[0] + first, images[1] + n - first
+        nbytes[0], nbytes[1] = nbytes[0] + int(starts[first]), nbytes[1] + int(starts[n]) - int(starts[first])
+        types.append(group.sizes.dtype)
+    sizes_type = np.result_type(*types)
+    return SplitFill(images[0], nbytes[0], sizes_type), SplitFill(images[1], nbytes[1], sizes_type)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterator, S
 
 from ..archives import retry
 from ..archives.output import Output
+from ..datasets import DEFAULT as DEFAULT_DATASET
 from ..datasets.entry import OwnOption
 from ..errors import ImageError, OutputError, reason
 from ..plan import Plan, ShardSpec
@@ -58,9 +59,15 @@ class ShardEncoder(ABC):
     # written (--on-bad-image skip), since its opening counted them.
     opens_with_records: ClassVar[bool] = False
 
+    def attach(self, put: Callable[[Sequence[bytes]], int]) -> None:
+        """Given once the shard's file is open, before `start`: what writes pieces into it at once, hashed and counted
+        like those the other methods return. An encoder whose library writes the file itself (pyarrow's) passes its
+        bytes on as they come, instead of holding them until `record` or `finish` returns. Nothing by default."""
+
     def start(self, specs: Sequence[RecordSpec], read: Reader) -> Sequence[bytes]:
         """Bytes that open the file before its first record (none for TFRecord), given the records that will follow,
-        in order; `read` fetches images ahead (a fix-up file's re-encoded size is not in the plan)."""
+        in order; `read` fetches images ahead (a fix-up file's re-encoded size is not in the plan), and its
+        `read.prepared(specs)` gives them prepared, each kept for its record's turn (prepared once)."""
         return ()
 
     def facts(self) -> dict[str, Any]:
@@ -240,6 +247,15 @@ class Format(ABC):
         """Raise (`LabelDataError`, `ConfigError`) before anything is read or written if the format cannot hold what
         these label data (`index.labels.LabelData`) would give it faithfully; nothing by default."""
 
+    @classmethod
+    def refuse_dataset(cls, dataset: str) -> str | None:
+        """Why it cannot write `--dataset` `dataset` (words that follow "--format NAME"), or None. By default a format
+        with an order of its own (`own_order`) writes only the default dataset's own build."""
+        if cls.own_order and dataset != DEFAULT_DATASET:
+            return (f"writes {DEFAULT_DATASET}'s own build ({cls.own_order} members and order), not --dataset "
+                    f"{dataset}")
+        return None
+
 
 def _named(fmt: type[Format], where: str) -> Any:
     """The class `where` ("module:Class") names, its module taken in the format's own package."""
@@ -251,7 +267,7 @@ def prepare_split(plan: Plan, split: str) -> None:
     """Called once before a split's shards are written, in the process that writes them: if the split holds a
     fix-up file name, check that this machine's codecs re-encode fix-up files as TensorFlow does (a warning if
     not)."""
-    if fixups.named_in(plan.splits[split].index.names.blob):
+    if fixups.named_in(plan.splits[split].index.names):  # a NameTable: `in` searches whole names
         fixups.check_codecs()
 
 
@@ -345,6 +361,38 @@ def _usable(fmt: Format, spec: RecordSpec, data: bytes, check_image: Check | Non
     return fmt.prepare(spec, data)
 
 
+class _Early:
+    """The shard's reader as `ShardEncoder.start` gets it: called, it reads; `prepared(specs)` also prepares those
+    records' images as the pass does (`_usable`, with its first format), each kept for its record's turn, so an image
+    an encoder needs ahead (a fix-up file, re-encoded for its size) is prepared once in the pass, not twice."""
+
+    def __init__(self, read: Reader, fmt: Format, check_image: Check | None) -> None:
+        self.read, self.fmt, self.check_image = read, fmt, check_image
+        self.kept: dict[int, Image | ImageError] = {}  # by id(spec): the pass's specs live until it ends
+
+    def __call__(self, specs: list[RecordSpec]) -> list[bytes]:
+        return self.read(specs)
+
+    def prepared(self, specs: list[RecordSpec]) -> list[Image | ImageError]:
+        """Each record's image, or the `ImageError` that makes it unusable (raised again at the record's turn)."""
+        todo = [s for s in specs if id(s) not in self.kept]
+        for spec, data in zip(todo, self.read(todo) if todo else []):
+            try:
+                self.kept[id(spec)] = _usable(self.fmt, spec, data, self.check_image)
+            except ImageError as e:
+                self.kept[id(spec)] = e
+        return [self.kept[id(s)] for s in specs]
+
+    def usable(self, spec: RecordSpec, data: bytes) -> Image:
+        """The record's image at its turn: as prepared ahead, else now; `ImageError` if it may not be written."""
+        found = self.kept.pop(id(spec), None)
+        if found is None:
+            return _usable(self.fmt, spec, data, self.check_image)
+        if isinstance(found, ImageError):
+            raise found
+        return found
+
+
 def _skip(files: list[_File], spec: RecordSpec, error: ImageError, skip_bad_images: bool) -> dict[str, str]:
     """An unusable image, listed as left out in every file (unless `skip_bad_images`: then `error` is raised)."""
     if not skip_bad_images:
@@ -373,7 +421,9 @@ def _open_file(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, stack:
     encoder = fmt.encoder_for(plan, shard)
     stack.callback(encoder.close)
     entry = ShardEntry(fmt.file_name(shard), shard.split, 0, 0, "", skipped=[dict(s) for s in skipped])
-    return _File(fmt, encoder, entry, stack.enter_context(output.atomic(fmt.file_name(shard))))
+    file = _File(fmt, encoder, entry, stack.enter_context(output.atomic(fmt.file_name(shard))))
+    encoder.attach(file.put)
+    return file
 
 
 def _write_pass(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Output, read: Reader,
@@ -384,8 +434,9 @@ def _write_pass(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
     specs = [s for s in record_specs(plan, shard) if s.member not in left_out]
     with contextlib.ExitStack() as stack:
         files = [_open_file(fmt, plan, shard, output, stack, list(left_out.values())) for fmt in fmts]
+        early = _Early(read, fmts[0], check_image)
         for file in files:
-            file.put(file.encoder.start(specs, read))
+            file.put(file.encoder.start(specs, early))
         counted = any(file.encoder.opens_with_records for file in files)
         found = False  # unusable images the files' openings counted: this pass only looks for the others
         for batch, datas in _batches(specs, read, prefetch):
@@ -393,7 +444,7 @@ def _write_pass(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
             nbytes = 0
             for spec, data in zip(batch, datas):
                 try:
-                    image = _usable(fmts[0], spec, data, check_image)
+                    image = early.usable(spec, data)
                 except ImageError as e:
                     skipped = _skip(files, spec, e, skip_bad_images)
                     if counted:

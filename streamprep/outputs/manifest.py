@@ -163,6 +163,9 @@ class Totals:
     skipped: list[dict[str, str]]
     ignored: dict[str, dict[str, Any]]  # reason -> {"count", "examples"}
     files: list[FileEntry] = field(default_factory=list)  # the formats' files beside the shards (_info.json)
+    # The classes the labels number (1000 for ILSVRC2012, the kept synsets for ImageNet-21k): what `verify` checks
+    # labels against. None in a manifest written before streamprep recorded it.
+    num_classes: int | None = None
 
 
 @dataclass
@@ -187,6 +190,8 @@ class Manifest:
             body.update({"splits": {k: dataclasses.asdict(v) for k, v in t.splits.items()},
                          "bboxes_csv": dataclasses.asdict(t.bboxes_csv) if t.bboxes_csv else None,
                          "fixups": t.fixups, "skipped": t.skipped, "ignored": t.ignored})
+            if t.num_classes is not None:
+                body["num_classes"] = t.num_classes
             if t.files:
                 body["files"] = [dataclasses.asdict(f) for f in t.files]
         body["shards"] = [self.shards[k].to_json() for k in sorted(self.shards)]
@@ -220,10 +225,13 @@ class Manifest:
                  "'fixups' is not an object of lists")
         files = data.get("files", [])
         _require(isinstance(files, list), "'files' is not a list")
+        num_classes = data.get("num_classes")
+        _require(num_classes is None or (type(num_classes) is int and num_classes >= 1),
+                 f"'num_classes' is {num_classes!r}, not a number of classes (1 or more)")
         totals = Totals({k: SplitEntry.parse(v) for k, v in splits.items()},
                         None if csv is None else FileEntry.parse(csv), {k: list(v) for k, v in fixups.items()},
                         skipped if isinstance(skipped, list) else [], data.get("ignored", {}) or {},
-                        [FileEntry.parse(f, SIDE_FILE_NAME) for f in files])
+                        [FileEntry.parse(f, SIDE_FILE_NAME) for f in files], num_classes)
         has_totals = any(k in data for k in ("splits", "bboxes_csv"))
         return cls(data.get("run", {}), data.get("options", {}), data.get("md5", {}), entries,
                    data.get("complete") is True, totals if has_totals else None, str(data.get("streamprep", "")))
@@ -265,7 +273,8 @@ def identity(source: Source) -> dict[str, Any]:
         url = source.fs.unstrip_protocol(source.path)
     except Exception:  # noqa: BLE001 - a backend without it: the URL as given
         url = source.url
-    return {"url": url, "size": source.size, "mtime": mtime if mtime is None else str(mtime),
+    size = info.get("size", source.size)  # the file's (a gzipped tar's `size` is that of the tar inside)
+    return {"url": url, "size": size if size is None else int(size), "mtime": mtime if mtime is None else str(mtime),
             "etag": None if etag is None else str(etag).strip('"')}
 
 

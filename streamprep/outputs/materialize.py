@@ -19,9 +19,10 @@ from ..index.labels import LabelData
 from ..records.spec import RecordSpec
 from ..progress import Callback, Phase
 from ..archives.tarscan import ReadAt, TarMember, normalize
+from .bboxes_csv import BBOXES_CSV, SPLIT_CSV
 from .names import component, local_path
 
-TRAIN_DIR, VAL_DIR, BBOX_DIR, BBOXES_CSV = "ILSVRC2012_img_train", "ILSVRC2012_img_val", "bboxes", "bboxes.csv"
+TRAIN_DIR, VAL_DIR, BBOX_DIR = "ILSVRC2012_img_train", "ILSVRC2012_img_val", "bboxes"
 # Temporary files: `.<16 hex>.streamprep-tmp`, or `.<name>.<8 hex>.streamprep-tmp` from older versions.
 TEMPORARY = re.compile(r"\.(.+\.[0-9a-f]{8}|[0-9a-f]{16})\.streamprep-tmp")
 
@@ -208,16 +209,18 @@ def _member_reader(source: Source, read_at: ReadAt, where: str):
     return read
 
 
-def _bboxes(tree: Tree, source: Source, csv: bytes, summary: FolderTreeSummary, progress: Callback | None) -> None:
-    part = summary.parts.setdefault("bboxes", PartSummary())
-    with Phase(progress, "materialize bboxes", total_bytes=source.size, unit="files") as phase:
+def _bboxes(tree: Tree, source: Source, csv: bytes, summary: FolderTreeSummary, progress: Callback | None,
+            folder: str = BBOX_DIR, csv_name: str = BBOXES_CSV) -> None:
+    """A box archive extracted into `folder` (as `tar -xzf ARCHIVE -C folder` would), and its CSV beside it."""
+    part = summary.parts.setdefault(folder, PartSummary())
+    with Phase(progress, f"materialize {folder}", total_bytes=source.size, unit="files") as phase:
         for m, data, _ in gzip_members(source):
-            parts = [BBOX_DIR, *safe_parts(m, source.url)]
+            parts = [folder, *safe_parts(m, source.url)]
             if m.is_dir:
                 tree.directory(parts, m.mtime, f"{source.url}!{m.name}")
             elif m.is_file:
                 _extract(tree, m, parts, lambda _: data, part, phase, source.url)
-    tree.write([BBOXES_CSV], csv, time.time(), BBOXES_CSV)
+    tree.write([csv_name], csv, time.time(), csv_name)
 
 
 def _validation(tree: Tree, source: Source, labels: LabelData, summary: FolderTreeSummary,
@@ -315,11 +318,16 @@ def _loose_files(tree: Tree, source: Source, loose: list[tuple[TarMember, list[s
 
 
 def materialize(base: str, train: Source, val: Source, bbox: Source, labels: LabelData, bboxes_csv: bytes,
-                workers: int = 2, progress: Callback | None = None) -> FolderTreeSummary:
-    """Write the classic folder layout under `base` (a local folder); rerunning completes an interrupted run."""
+                workers: int = 2, progress: Callback | None = None,
+                split_boxes: dict[str, tuple[Source, bytes]] | None = None) -> FolderTreeSummary:
+    """Write the classic folder layout under `base` (a local folder); rerunning completes an interrupted run.
+    `split_boxes`: a split's own box archive and CSV (`--bbox-val`: "validation"), extracted into
+    `bboxes_validation/` with `bboxes_validation.csv` beside `bboxes.csv`."""
     tree = Tree(base)
     summary = FolderTreeSummary(tree.base)
     _bboxes(tree, bbox, bboxes_csv, summary, progress)
+    for split, (source, csv) in sorted((split_boxes or {}).items()):
+        _bboxes(tree, source, csv, summary, progress, f"{BBOX_DIR}_{split}", SPLIT_CSV % split)
     _validation(tree, val, labels, summary, progress)
     _train(tree, train, workers, summary, progress)
     tree.finish()

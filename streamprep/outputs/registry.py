@@ -25,6 +25,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .. import datasets
 from ..errors import ConfigError
 from ..plan import SHARD_STEM, ShardSpec
 
@@ -235,14 +236,17 @@ def needs(options: Any) -> list[tuple[str, str, str | None, str]]:
 
 def walk(options: Any) -> dict[str, Any]:
     """How the run's downloads are walked (`index.build.build_index` keywords): as the classic walks them ({}),
-    or as the one format with an order of its own says (`Format.walk`)."""
+    or as the one format with an order of its own says (`Format.walk`). A dataset with a walk of its own
+    (`Dataset.walk`: ImageNet-21k's) takes no format's member rules."""
+    if datasets.get(options.dataset).walk:
+        return {}
     return {k: v for name in options.formats for k, v in get(name).walk.items()}
 
 
 def walk_key(options: Any) -> dict[str, str]:
     """What the saved index's key adds for a walk of a format's own (`{"members": NAME}`), so that an index walked
     otherwise is not reused."""
-    return {"members": name for name in options.formats if get(name).walk}
+    return {"members": name for name in options.formats if get(name).walk} if walk(options) else {}
 
 
 # --------------------------------------------------------------------------------------------- the names of files

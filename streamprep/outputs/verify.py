@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 from ..archives.storage import rejected_options, resolve
 from ..errors import ConfigError, OutputUnreadableError
@@ -179,26 +179,29 @@ def _digest(fs: Any, path: str, url: str) -> str:
     return digest.hexdigest()
 
 
-def _shard_sets(names: Iterator[str] | list[str], where: str) -> list[Problem]:
-    """Problems with the set of shard names of each split, in each format present: all of 0..N-1 of one `-of-N`."""
+def _shard_sets(names: Iterator[str] | list[str], where: str, none: Collection[str] = ()) -> list[Problem]:
+    """Problems with the set of shard names of each split, in each format present: all of 0..N-1 of one `-of-N`;
+    the splits in `none` have no shards (the manifest records none: TFDS writes no empty split)."""
     problems = []
     names = list(names)
     kinds = sorted({f for n in names if (f := shard_format(n))}, key=lambda f: f.name)
     if not kinds:
-        return _shard_set([], where)
+        return _shard_set([], where, none)
     for kind in kinds:
         mine = [parsed for n in names if (parsed := kind.parse_name(n))]
-        problems += _shard_set(mine, where if len(kinds) == 1 else f"{where} ({kind.name})")
+        problems += _shard_set(mine, where if len(kinds) == 1 else f"{where} ({kind.name})", none)
     return problems
 
 
-def _shard_set(names: list[tuple[str, int, int]], where: str) -> list[Problem]:
+def _shard_set(names: list[tuple[str, int, int]], where: str, none: Collection[str] = ()) -> list[Problem]:
     """Problems with one format's shards (split, number, of): each split's numbers all of 0..N-1 of one `-of-N`."""
     problems = []
     by_split: dict[str, list[tuple[int, int]]] = {s: [] for s in SPLITS}
     for split, number, of in names:
         by_split[split].append((number, of))
     for split, found in by_split.items():
+        if not found and split in none:
+            continue
         if not found:
             problems.append(Problem(split, f"no {split} shards {where}"))
             continue
@@ -244,11 +247,12 @@ def _counts_differ(found: Counter, listed: Any, kind: type[Format]) -> str | Non
 
 
 def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool = False,
-           workers: int | None = None, num_classes: int = NUM_CLASSES,
+           workers: int | None = None, num_classes: int | None = None,
            progress: Callback | None = None, stop: threading.Event | None = None) -> VerifyReport:
     """Check the output folder at `url` (a path or fsspec URL); see the module docstring for what is checked.
 
-    `workers` shards are read at once (the command line passes `--workers`; default: one per CPU, at least 2, as
+    `num_classes`: the labels are checked to number that many classes (default: the manifest's `num_classes`,
+    else 1000, ILSVRC2012's). `workers` shards are read at once (the command line passes `--workers`; default: one per CPU, at least 2, as
     convert's `Options.workers`); `progress` gets a "verify"
     phase counting records and bytes; setting `stop` ends the check early (`progress.Stopped`).
     """
@@ -256,12 +260,15 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
     workers = max(2, os.cpu_count() or 2) if workers is None else workers
     if workers < 1:
         raise ConfigError(f"workers (--workers) must be at least 1, got {workers}")
-    if num_classes < 1:
+    if num_classes is not None and num_classes < 1:
         raise ConfigError(f"num_classes (--num-classes) must be at least 1, got {num_classes}")
     fs, root = resolve(url, storage_options)
     files = _listing(fs, root, url)
     problems: list[Problem] = []
     manifest = _manifest(fs, root, url, files, problems)
+    if num_classes is None:
+        recorded = manifest.totals.num_classes if manifest is not None and manifest.totals else None
+        num_classes = recorded or NUM_CLASSES
     if manifest is not None:
         todo, notes = _with_manifest(manifest, files, problems)
     else:
@@ -305,7 +312,9 @@ def _with_manifest(manifest: Manifest, files: dict[str, dict[str, Any]],
     todo = [n for n in listed if n in files and shard_format(n)]
     if manifest.complete:
         problems += _unlisted_files(manifest, files, unlisted)
-        problems += _shard_sets([n for n in listed if shard_format(n)], f"listed in {MANIFEST}")
+        splits = manifest.totals.splits if manifest.totals else {}
+        none = {split for split, entry in splits.items() if not entry.shards}  # recorded with no shards
+        problems += _shard_sets([n for n in listed if shard_format(n)], f"listed in {MANIFEST}", none)
     else:  # a running or killed conversion lists the shards finished so far, and no totals yet
         notes.append(f"the conversion is incomplete: {len(listed):,} shard(s) listed in {MANIFEST} were "
                      f"checked against it; {len(unlisted):,} unlisted shard(s) for framing, schema and labels only")

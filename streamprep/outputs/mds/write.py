@@ -20,9 +20,10 @@ name order. The columns are those of streaming's ImageNet converter (`vision/con
 label - 1); `i` the image's place in its split's file list before the shuffle (synset by synset, files sorted by
 name: the converter's `i`, an index into `sorted(glob(split/*/*))`). Because the offsets come first, `start` works
 them out before the first sample from the plan: every image's size is known from the index but a fix-up file's
-(re-encoded), which `start` reads and re-encodes ahead (at most the classic's 23 files in a whole run). Nothing of a
-shard is held but its offsets: each sample goes out as it comes. The config is the converter's (`--hashes` sha1,xxh64,
-no compression), with `size_limit` null: a shard is the plan's, not cut by size (docs/format-mds.md).
+(re-encoded), which `start` has the shard's reader prepare ahead and keep for its turn (at most the classic's 23
+files in a whole run, each re-encoded once). Nothing of a shard is held but its offsets: each sample goes out as it
+comes. The config is the converter's (`--hashes` sha1,xxh64, no compression), with `size_limit` null: a shard is the
+plan's, not cut by size (docs/format-mds.md).
 """
 
 from __future__ import annotations
@@ -98,17 +99,31 @@ def plan_rows(plan: Plan, shard: ShardSpec, specs: Sequence[RecordSpec]) -> list
 
 def image_sizes(specs: Sequence[RecordSpec], read: Reader, known: dict[str, int] | None = None) -> list[int]:
     """Each record's image size as it will be written: the download's, a fix-up file's once re-encoded: as the plan
-    knows it (`known`, `Plan.fixed_sizes`, by member, where a format's plan learnt them), else read and re-encoded
-    here."""
+    knows it (`known`, `Plan.fixed_sizes`, by member, where a format's plan learnt them), else prepared here, by the
+    shard's reader where it can (`read.prepared`: kept for the record's turn, so re-encoded once), else read and
+    re-encoded."""
     known = known or {}
     fixed: dict[int, int] = {id(s): known[s.member] for s in specs if s.fixup and s.member in known}
     ahead = [s for s in specs if s.fixup and id(s) not in fixed]
-    for spec, data in zip(ahead, read(ahead) if ahead else []):
-        try:
-            fixed[id(spec)] = len(prepared(spec, data).data)
-        except ImageError:
-            pass  # found again while the shard is written: the run stops, or it is left out and the shard rewritten
+    for spec, image in zip(ahead, _prepared(ahead, read) if ahead else []):
+        if isinstance(image, Image):  # an ImageError is found again while the shard is written: the run stops, or
+            fixed[id(spec)] = len(image.data)  # the image is left out and the shard written again
     return [fixed.get(id(s), s.size) for s in specs]
+
+
+def _prepared(specs: list[RecordSpec], read: Reader) -> list[Image | ImageError]:
+    """These records' images as prepared for writing (or why each cannot be): by the shard's reader where it prepares
+    them (`read.prepared`), else read and prepared here."""
+    early = getattr(read, "prepared", None)
+    if early is not None:
+        return early(specs)
+    images: list[Image | ImageError] = []
+    for spec, data in zip(specs, read(specs)):
+        try:
+            images.append(prepared(spec, data))
+        except ImageError as e:
+            images.append(e)
+    return images
 
 
 class Encoder(ShardEncoder):

@@ -15,6 +15,7 @@ Needs pyarrow 21 or later (`pip install 'streamprep[parquet]'`); no DALI index; 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from ...errors import MissingDependencyError
 from ...plan import Plan, ShardSpec
 from .. import registry
 from ..format import Format, ShardEncoder
-from .write import (FOLDER, SHARD_PATTERN, Encoder, arrow_schema, class_names, features_json, file_name,
+from .write import (FOLDER, SHARD_PATTERN, Encoder, Images, arrow_schema, class_names, features_json, file_name,
                     pyarrow_problem, row_group_rows)
 
 
@@ -51,9 +52,13 @@ class ParquetFormat(Format):
     def __init__(self, dali_index: bool = False) -> None:
         super().__init__(dali_index)
         self._made_for: dict[tuple[int, str], tuple[Plan, list[str], Any, int]] = {}
+        self._held = threading.local()  # each writing thread's `Images`, kept from shard to shard of this run
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_made_for": {}}  # pickled (Beam's workers) without the plans it holds
+        return {**self.__dict__, "_made_for": {}, "_held": None}  # pickled (Beam's workers) without what it holds
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _held=threading.local())
 
     @classmethod
     def needs(cls, options: Any) -> list[tuple[str, str, str | None, str]]:
@@ -76,7 +81,9 @@ class ParquetFormat(Format):
     def encoder_for(self, plan: Plan, shard: ShardSpec) -> ShardEncoder:
         """The plan's class names (the schema's features), and its split's image sizes (the rows of a row group)."""
         names, schema, rows = self._made(plan, shard.split)
-        return Encoder(names, rows, schema)
+        if not hasattr(self._held, "images"):
+            self._held.images = Images()
+        return Encoder(names, rows, schema, self._held.images)
 
     def _made(self, plan: Plan, split: str) -> tuple[list[str], Any, int]:
         """The class names, the schema and a split's rows a row group, made once per plan and split (every shard of
@@ -99,7 +106,7 @@ class ParquetFormat(Format):
         features twice (as metadata, and at 4/3 their size in the stored Arrow schema); at most `most_bytes`."""
         split = plan.splits[shard.split]
         rows = split.order[shard.start:shard.stop]
-        data = int(split.index.sizes[rows].sum()) + int(np.diff(split.index.names.starts)[rows].sum())
+        data = int(split.index.sizes[rows].sum()) + int(split.index.names.lengths(rows).sum())
         features = len(features_json(class_names(plan.labels)))
         return data + DATA_BYTES * len(rows) + 2 * features, self.most_bytes(plan, [shard])
 

@@ -14,8 +14,8 @@ FEATURES = {"file_name": "bytes_list", "image": "bytes_list", "label": "int64_li
 
 
 class TFDSShardChecker(TFRecordChecker):
-    """Checks TFDS's imagenet2012 shards: TFRecord framing (or ArrayRecord, read by its own reader on local
-    storage), each record an Example of exactly `file_name`, `image` and `label`, the label in 0..N-1 (counted
+    """Checks TFDS's imagenet2012 and imagenet21k shards: TFRecord framing (or ArrayRecord, read by its own reader on
+    local storage), each record an Example of exactly `file_name`, `image` and `label`, the label in 0..N-1 (counted
     as the classic's label + 1, to compare with the manifest's class counts), the image a JPEG (decoded with
     `decode`)."""
 
@@ -62,7 +62,7 @@ class TFDSShardChecker(TFRecordChecker):
 
     def _schema(self, example: Any) -> tuple[list[str], dict[str, Any]]:
         feature = example.features.feature
-        problems = key_problems(feature, FEATURES, "TFDS's imagenet2012 has file_name, image, label")
+        problems = key_problems(feature, FEATURES, "TFDS's imagenet2012 and imagenet21k have file_name, image, label")
         values: dict[str, Any] = {}
         for key, kind in FEATURES.items():
             if key not in feature:

@@ -1,4 +1,4 @@
-"""inspect of TFDS's files: a TFRecord or ArrayRecord shard (labels 0..999, named by label.labels.txt), its metadata."""
+"""inspect of TFDS's files: a TFRecord or ArrayRecord shard (labels 0..N-1, named by label.labels.txt), its metadata."""
 
 from __future__ import annotations
 
@@ -13,22 +13,37 @@ from ...errors import MissingDependencyError
 from ...index.labels import LabelData
 from ...inspection import Inspection, Reader, read_failed
 from ..tfrecord.inspect import examples, first_example, is_tfrecord, one, text, tfrecord_shard
-from .write import SHARD_PATTERN, is_array_record
+from .write import IMAGENET2012, SHARD_PATTERN, is_array_record
 
 TFDS_LABELS = ("label as stored: TFDS's 0..999 (the index in label.labels.txt; the classic's image/class/label is "
                "this + 1)")
+TFDS_21K_LABELS = ("label as stored: TFDS's 0..N-1 (the index in label.labels.txt, the synsets the split recipe kept, "
+                   "sorted; WebDataset's .cls numbering)")
 TFDS_LABEL_NAMES = "label.labels.txt"  # beside TFDS's shards: its label names, line k+1 = label k
 ARRAY_RECORD_BATCH = 256  # ArrayRecord records read at a time
 SYNSET = re.compile(r"n\d{8}")
 SHARD_AT_END = re.compile(SHARD_PATTERN + "$")  # a shard's path ends with its name, its folder included
+SHARD_OF = re.compile(r"([A-Za-z0-9_]+)-(?:train|validation)\.")  # a shard's file name: its dataset's name first
 # Riegeli's file signature, with which every ArrayRecord file opens (Riegeli's file format: "file signature").
 RIEGELI_SIGNATURE = bytes.fromhex("83af70d10d884a3f0000000000000000400000000000000091bac23c9287e1a9"
                                   "0000000000000000e19f13c0e9b1c37273000000000000000000000000000000")
 
 
 def is_tfds(feature: Any) -> bool:
-    """Whether an Example is TFDS's imagenet2012 one (file_name, image, label)."""
+    """Whether an Example is TFDS's imagenet2012 or imagenet21k one (file_name, image, label)."""
     return {"file_name", "image", "label"} <= set(feature.keys())
+
+
+def dataset_of(source: Source) -> str:
+    """The TFDS dataset a shard belongs to, by its file name (`imagenet21k-train.tfrecord-...`); imagenet2012's
+    features, if the name does not say."""
+    found = SHARD_OF.match(source.path.rstrip("/").rpartition("/")[2])
+    return found[1] if found else IMAGENET2012.name
+
+
+def numbering(dataset: str) -> str:
+    """How a shard of this TFDS dataset numbers its labels."""
+    return TFDS_LABELS if dataset == IMAGENET2012.name else TFDS_21K_LABELS
 
 
 class _TFDSNames:
@@ -64,7 +79,8 @@ class _TFDSNames:
 def tfds_tfrecord_shard(source: Source, labels: LabelData, limit: int) -> Inspection:
     """A TFDS TFRecord shard (`tfds.load`'s)."""
     names = _TFDSNames(source, labels)
-    found = Inspection(source.url, "TFDS TFRecord shard (imagenet2012)", source.size, label_numbering=TFDS_LABELS)
+    dataset = dataset_of(source)
+    found = Inspection(source.url, f"TFDS TFRecord shard ({dataset})", source.size, label_numbering=numbering(dataset))
     found.facts["synsets from"] = names.source
     return tfrecord_shard(source, found, names.values, is_tfds, limit, boxes_counted=False)
 
@@ -90,7 +106,9 @@ def array_record_shard(source: Source, labels: LabelData, limit: int) -> Inspect
         raise MissingDependencyError(f"{source.url} is an ArrayRecord file; reading it needs the array-record package "
                                      f"({e}): pip install 'streamprep[tfds]'") from e
     names = _TFDSNames(source, labels)
-    found = Inspection(source.url, "TFDS ArrayRecord shard (imagenet2012)", source.size, label_numbering=TFDS_LABELS,
+    dataset = dataset_of(source)
+    found = Inspection(source.url, f"TFDS ArrayRecord shard ({dataset})", source.size,
+                       label_numbering=numbering(dataset),
                        facts={"synsets from": names.source})
     with _local_path(source) as path:
         try:
@@ -148,9 +166,24 @@ def tfds_features(source: Source, data: dict[str, Any]) -> Inspection:
     return found
 
 
+def tfds_metadata(source: Source, data: dict[str, Any], limit: int) -> Inspection:
+    """imagenet21k's metadata.json (`builder.info.metadata`): the split recipe and each label's WordNet name."""
+    names = data["wordnet_names"]
+    found = Inspection(source.url, "TFDS metadata.json (imagenet21k)", source.size, {"classes": len(names)},
+                       {k: str(v) for k, v in data.items() if k != "wordnet_names"},
+                       label_numbering="wordnet_names[label]: the name of TFDS's label 0..N-1")
+    for label, name in enumerate(names):
+        if len(found.entries) < limit:
+            found.entries.append({"synset": f"label {label}", "text": name})
+        else:
+            found.more += 1
+    return found
+
+
 class TFDSReader(Reader):
     """TFDS's shards (TFRecord, by their framing and first Example; ArrayRecord, by Riegeli's signature), its
-    dataset_info.json and features.json (its label.labels.txt is a synsets list, which inspect reads itself)."""
+    dataset_info.json, features.json and imagenet21k's metadata.json (its label.labels.txt is a synsets list, which
+    inspect reads itself)."""
 
     def binary(self, source: Source, head: bytes, labels: LabelData, limit: int) -> Inspection | None:
         if head[:len(RIEGELI_SIGNATURE)] == RIEGELI_SIGNATURE:
@@ -165,6 +198,9 @@ class TFDSReader(Reader):
             return tfds_info(source, data, limit)
         if isinstance(data.get("featuresDict"), dict):
             return tfds_features(source, data)
+        names = data.get("wordnet_names")
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return tfds_metadata(source, data, limit)
         return None
 
     def empty(self, source: Source, labels: LabelData, limit: int) -> Inspection | None:

@@ -1,4 +1,4 @@
-"""Writing TFDS's prepared imagenet2012: its file names, its records in TFRecord or ArrayRecord, its metadata files.
+"""Writing TFDS's datasets (imagenet2012, imagenet21k): their file names, records in TFRecord or ArrayRecord, metadata.
 
 See the package's docstring (`outputs.tfds`) for the files and where they lie.
 """
@@ -9,9 +9,11 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from importlib import metadata, resources
 from typing import Any, Callable, Iterator, Sequence
 
+from ... import datasets
 from ...errors import MissingDependencyError, OutputError
 from ...plan import Plan
 from ...records import tfds_example
@@ -21,29 +23,53 @@ from ..files import local_temporary
 from ..format import ShardEncoder
 from ..manifest import ShardEntry
 from ..tfrecord.write import FRAMING, frame_parts
-from .plan import image_size
+from . import imagenet21k
+from .plan import image_size, records_size
 
 log = logging.getLogger("streamprep")
 
-DATASET, VERSION = "imagenet2012", "5.1.0"
 TFDS_RELEASE = "4.9.10"  # the tensorflow-datasets release whose `tfds build imagenet2012` this reproduces
-FOLDER = f"{DATASET}/{VERSION}"
 ARRAY_RECORD = "array_record"
 FILE_FORMATS = ("tfrecord", ARRAY_RECORD)  # --file-format: tfds.load's, tfds.data_source's (and Grain's)
-SIDE_FILES = ("dataset_info.json", "features.json", "label.labels.txt")
-# Its file names: `{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}` and the metadata files, under
-# `imagenet2012/VERSION/`. Only the version streamprep writes: another version's folder (a `tfds build` of
-# another release, in a `~/tensorflow_datasets` given as --out) is not streamprep's, never removed or refused.
-FOLDER_PATTERN = DATASET + "/" + re.escape(VERSION) + "/"
-SHARD_PATTERN = (FOLDER_PATTERN + DATASET + r"-(train|validation)\.(?:" + "|".join(FILE_FORMATS)
-                 + r")-(\d{5})-of-(\d{5})")
-SIDE_PATTERN = FOLDER_PATTERN + "(?:" + "|".join(map(re.escape, SIDE_FILES)) + ")"
+METADATA = ("dataset_info.json", "features.json", "label.labels.txt")  # what every TFDS dataset here has
+
+
+@dataclass(frozen=True)
+class TFDSDataset:
+    """One TFDS dataset --format tfds writes: its TFDS name and version (its folder `NAME/VERSION/` and its files'
+    prefix), the streamprep dataset (`--dataset`) it is written from, and its metadata files."""
+
+    name: str
+    version: str
+    source: str
+    side_files: tuple[str, ...] = METADATA
+
+    @property
+    def folder(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+# imagenet2012 5.1.0 as `tfds build` writes it; imagenet21k, which no TFDS builder makes, as
+# `tfds.folder_dataset.write_metadata` describes records written outside TFDS (`imagenet21k.py`).
+IMAGENET2012 = TFDSDataset("imagenet2012", "5.1.0", datasets.ILSVRC2012.name)
+IMAGENET21K = TFDSDataset(imagenet21k.NAME, imagenet21k.VERSION, datasets.IMAGENET21K.name,
+                          (*METADATA, imagenet21k.METADATA_JSON))
+TFDS_DATASETS = {d.source: d for d in (IMAGENET2012, IMAGENET21K)}  # by --dataset
+FOLDER = IMAGENET2012.folder
+# Its file names: `{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}` and the metadata files, under `NAME/VERSION/`.
+# Only the versions streamprep writes: another version's folder (a `tfds build` of another release, in a
+# `~/tensorflow_datasets` given as --out) is not streamprep's, never removed or refused.
+SHARD_PATTERN = ("(?:" + "|".join(re.escape(d.folder) + "/" + d.name for d in TFDS_DATASETS.values())
+                 + r")-(train|validation)\.(?:" + "|".join(FILE_FORMATS) + r")-(\d{5})-of-(\d{5})")
+SIDE_PATTERN = "(?:" + "|".join(re.escape(d.folder) + "/(?:" + "|".join(map(re.escape, d.side_files)) + ")"
+                                for d in TFDS_DATASETS.values()) + ")"
+FOLDERS = {d.name: 2 for d in TFDS_DATASETS.values()}  # NAME/VERSION/FILE
 CHUNK = 8 << 20  # bytes of an ArrayRecord temporary file handed to the writer at a time
 
 
-def shard_file(split: str, file_format: str, number: int, of: int) -> str:
-    """`{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}` under the version folder."""
-    return f"{FOLDER}/{DATASET}-{split}.{file_format}-{number:05d}-of-{of:05d}"
+def shard_file(split: str, file_format: str, number: int, of: int, dataset: TFDSDataset = IMAGENET2012) -> str:
+    """`{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}` under the dataset's version folder."""
+    return f"{dataset.folder}/{dataset.name}-{split}.{file_format}-{number:05d}-of-{of:05d}"
 
 
 def is_array_record(name: str) -> bool:
@@ -65,7 +91,7 @@ def check_release() -> None:
     if installed != TFDS_RELEASE:
         log.warning("--format tfds writes imagenet2012 %s as tensorflow-datasets %s builds it; %s is installed: "
                     "tfds.load reads it, but `tfds build` of this release may order or shard it differently",
-                    VERSION, TFDS_RELEASE, installed)
+                    IMAGENET2012.version, TFDS_RELEASE, installed)
 
 
 class _TFRecordEncoder(ShardEncoder):
@@ -119,30 +145,51 @@ class _ArrayRecordEncoder(ShardEncoder):
 
 def _records_size(plan: Plan, split: str, files: Sequence[ShardEntry]) -> int:
     """The serialised size of a split's records (TFDS's `numBytes`): what the files hold without TFRecord's
-    framing; for ArrayRecord (compressed), computed from the plan."""
+    framing; for ArrayRecord (compressed), computed from the plan, less the images left out (`--on-bad-image skip`)."""
     if not any(is_array_record(e.name) for e in files):
         return sum(e.bytes - FRAMING * e.records for e in files)
-    skipped = {s["member"] for e in files for s in e.skipped}
     index = plan.splits[split].index
-    return sum(tfds_example.size(int(index.labels[i]) - 1, index.names[i], image_size(plan.fixed_sizes, index, i))
-               for i in range(len(index)) if not skipped or index.member(i) not in skipped)
+    total = records_size(index, plan.fixed_sizes)
+    skipped = {s["member"] for e in files for s in e.skipped}
+    if skipped:
+        tails = {member.rpartition("!")[2].encode("utf-8", "surrogateescape") for member in skipped}
+        for i, raw in enumerate(index.names.raws()):  # a member's name ends it: their last parts after "!" agree
+            if raw.rpartition(b"!")[2] in tails and index.member(i) in skipped:
+                total -= tfds_example.size(int(index.labels[i]) - 1, index.names[i],
+                                           image_size(plan.fixed_sizes, index, i))
+    return total
 
 
-def metadata_files(plan: Plan, entries: Sequence[ShardEntry], file_format: str,
-                   file_name: Callable[[Any], str]) -> dict[str, bytes]:
-    """dataset_info.json, features.json and label.labels.txt, as `tfds build` writes them."""
-    folder = resources.files("streamprep") / "data" / "tfds"
-    info = json.loads((folder / "imagenet2012-dataset_info.json").read_text())
-    info["fileFormat"] = file_format
-    info["splits"] = []
-    for name in ("train", "validation"):  # TFDS's split order
-        if name not in plan.splits:
+def _splits(plan: Plan, entries: Sequence[ShardEntry],
+            file_name: Callable[[Any], str]) -> list[tuple[str, int, list[int]]]:
+    """Each split's name, `numBytes` and shard lengths, in TFDS's split order; a split without shards (ImageNet-21k's
+    validation under `--split-recipe all`) is not one."""
+    found = []
+    for name in ("train", "validation"):
+        if name not in plan.splits or not plan.splits[name].shards:
             continue
         mine = {e.name: e for e in entries if e.split == name}
         files = [mine[file_name(s)] for s in plan.splits[name].shards if file_name(s) in mine]
-        info["splits"].append({"filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}", "name": name,
-                               "numBytes": str(_records_size(plan, name, files)),
-                               "shardLengths": [str(e.records) for e in files]})
+        found.append((name, _records_size(plan, name, files), [e.records for e in files]))
+    return found
+
+
+def metadata_files(plan: Plan, entries: Sequence[ShardEntry], file_format: str, file_name: Callable[[Any], str],
+                   dataset: TFDSDataset = IMAGENET2012, recipe: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """The dataset's metadata files under its folder: imagenet2012's as `tfds build` writes them, imagenet21k's as
+    `tfds.folder_dataset.write_metadata` does (`imagenet21k.py`; `recipe`: its split recipe's options)."""
+    splits = _splits(plan, entries, file_name)
+    if dataset is IMAGENET21K:
+        synsets = plan.labels.synsets
+        files = imagenet21k.metadata_files(file_format, [imagenet21k.split_info(*s) for s in splits], synsets,
+                                           [plan.labels.text(s) for s in synsets], recipe or {})
+        return {f"{dataset.folder}/{name}": data for name, data in files.items()}
+    folder = resources.files("streamprep") / "data" / "tfds"
+    info = json.loads((folder / "imagenet2012-dataset_info.json").read_text())
+    info["fileFormat"] = file_format
+    info["splits"] = [{"filepathTemplate": "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}", "name": name,
+                       "numBytes": str(size), "shardLengths": [str(n) for n in lengths]}
+                      for name, size, lengths in splits]
     features = (folder / "imagenet2012-features.json").read_bytes()
     labels = "".join(f"{s}\n" for s in plan.labels.synsets).encode()
     return {f"{FOLDER}/dataset_info.json": json.dumps(info, indent=2, sort_keys=True).encode(),

@@ -15,8 +15,8 @@ from ...plan import SHARD_STEM
 from .example_proto import example_type
 from .write import masked_crc, read_records
 
-CLASSIC_LABELS = ("image/class/label as stored: the classic's 1..1000 (label k is line k of the synsets file; "
-                  "0 is background, unused)")
+CLASSIC_LABELS = ("image/class/label as stored: the classic's 1..N, 1..1000 for ILSVRC2012 (label k is line k of "
+                  "the run's synset list; 0 is background, unused)")
 INDEX_LINE = re.compile(r"\d+ \d+")  # DALI's tfrecord2idx: `offset length`
 SHARD_FILE = re.compile(SHARD_STEM)
 
@@ -57,7 +57,7 @@ def is_classic(feature: Any) -> bool:
 
 
 def _classic_values(feature: Any) -> dict[str, Any]:
-    """A classic record's features as plain values (the image as its size in bytes); the label as stored, 1..1000."""
+    """A classic record's features as plain values (the image as its size in bytes); the label as stored, 1..N."""
     lists = [list(feature[f"image/object/bbox/{k}"].float_list.value) if f"image/object/bbox/{k}" in feature else []
              for k in ("xmin", "ymin", "xmax", "ymax")]
     encoded = one(feature, "image/encoded", "bytes_list")

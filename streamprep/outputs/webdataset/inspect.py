@@ -15,13 +15,13 @@ from ...inspection import Inspection, Lines, NotRecognised, Reader, read_failed,
 from .check import MAX_SMALL_MEMBER, MEMBERS
 from .write import WIDS_KIND
 
-WEBDATASET_LABELS = (".cls as stored: 0..999 (the synset's index in the synsets file; the classic's "
-                     "image/class/label is this + 1)")
+WEBDATASET_LABELS = (".cls as stored: 0..N-1, 0..999 for ILSVRC2012 (the synset's index in the run's synset "
+                     "list; the classic's image/class/label is this + 1)")
 INDEX_HEAD = re.compile(r"v1\.2 \d+")  # DALI's wds2idx: `v1.2 SAMPLES`
 
 
 def webdataset_shard(source: Source, labels: LabelData, limit: int) -> Inspection:
-    """A WebDataset shard's samples: the label as its `.cls` holds it (0..999), the rest from its `.json`."""
+    """A WebDataset shard's samples: the label as its `.cls` holds it (0..N-1), the rest from its `.json`."""
     found = Inspection(source.url, "WebDataset shard", source.size, label_numbering=WEBDATASET_LABELS)
     samples = boxes = 0
     counted: Counter = Counter()

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ... import datasets
 from ...errors import LabelDataError
 from ...plan import Plan
 from ...records.image import Image
@@ -175,7 +176,7 @@ def timm_info(plan: Plan, entries: Sequence[ShardEntry]) -> bytes:
         files = [s.name + SUFFIX for s in split_plan.shards]
         lengths = [mine[f].records if f in mine else 0 for f in files]
         splits[name] = {"name": name, "num_samples": sum(lengths), "filenames": files, "shard_lengths": lengths}
-    info = {"name": "imagenet2012", "splits": splits}
+    info = {"name": datasets.get(plan.dataset).output_name, "splits": splits}
     return (json.dumps(info, indent=1) + "\n").encode()
 
 
@@ -193,7 +194,7 @@ def wids_indexes(plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
     for name, split_plan in plan.splits.items():
         mine = {e.name: e for e in entries if e.split == name}
         shards = [mine[s.name + SUFFIX] for s in split_plan.shards if s.name + SUFFIX in mine]
-        index = {"__kind__": WIDS_KIND, "wids_version": 1, "name": f"imagenet2012-{name}",
+        index = {"__kind__": WIDS_KIND, "wids_version": 1, "name": f"{datasets.get(plan.dataset).output_name}-{name}",
                  "shardlist": [{"url": e.name, "nsamples": e.records, "filesize": e.bytes} for e in shards]}
         files[wids_name(name)] = (json.dumps(index, indent=1) + "\n").encode()
     return files
