@@ -1,24 +1,26 @@
-"""ImageNet-21k full-scale count run: fall11's 21,841 per-synset tars, 14,197,122 tiny JPEGs, converted by ImageNet-21K-P.
+"""ImageNet-21k full-scale count run: fall11's 21,841 per-synset tars, 14,197,122 tiny JPEGs, split as ImageNet-21K-P.
 
-Builds (or finds, under --cache) a folder of per-synset tars at fall11's published counts with bench/data21k.py
-(each image the same 159-byte JPEG, so ~14.5 GB; the counts drawn so that the default recipe keeps exactly timm's
-`imagenet21k_miil_synsets.txt`, 11,221 classes, with 11,797,632 training images), then times
+Builds (or finds, under --cache) fall11's download at its published counts with bench/data21k.py: one
+`fall11_whole.tar` of the per-synset tars (`--shape archive`, the default), or a folder of them (`--shape folder`),
+each image the same 159-byte JPEG, so 14.7 GB; the counts drawn so that the default recipe keeps exactly timm's
+`imagenet21k_miil_synsets.txt`, 11,221 classes, with 11,797,632 training images. Then times
 
-    streamprep convert --dataset imagenet21k FOLDER --out OUT --format tfrecord --workers 2
+    streamprep convert --dataset imagenet21k SOURCE --out OUT --format tfrecord --workers 2 --no-space-check
 
-with the dataset's default 4096/256 shards, sampling the process tree's anonymous memory every 100 ms
-(`procs.AnonSampler`: the largest RssAnon of one process, and the tree's Pss_Anon summed). Then checks the output
+with the dataset's default 4096/256 shards, sampling the process tree every 100 ms (`procs.AnonSampler`: the
+largest RssAnon of one process, the tree's Pss_Anon summed, each process's CPU time). Then checks the output
 against the counts: the manifest's training and validation images and classes, and the classes kept (the
 synsets of the validation records, read back by TensorFlow, each label indexing them) against the miil list.
 Prints a JSON summary; exit status 1 if the conversion fails or a check does.
 
-    python benchmarks/fullscale21k.py [--cache DIR] [--out DIR] [--workers N] [--scale F] [--shape folder|archive]
+    python benchmarks/fullscale21k.py [--cache DIR] [--out DIR] [--workers N] [--scale F] [--shape archive|folder]
                                       [--open-files N] [--keep-output]
 
 `--scale 0.01` builds and converts an evenly spaced hundredth of the classes (at their full-scale counts), for a
 quick check; the published counts are checked only at full scale, the counts of the classes built otherwise.
-The output (~6 GB at full scale) is removed after the checks unless --keep-output; the built tars stay cached
-(remove --cache's folder to free their 14.5 GB).
+The folder shape at full scale needs a limit of open files above 21,841 (`--open-files`: streamprep keeps every
+per-synset tar of a folder open). The output (7.9 GB at full scale) is removed after the checks unless
+--keep-output; the built download stays cached (remove --cache's folder to free its 14.7 GB).
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def phases(lines: list[tuple[float, str]]) -> dict[str, float]:
     return took
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=CACHE / "fullscale21k")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: CACHE/scaleF/out)")
@@ -113,28 +115,40 @@ def main() -> None:
     ap.add_argument("--build-workers", type=int, default=2, help="processes writing the tars (default 2)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="fraction of the classes to build and convert, evenly spaced (default 1: all 21,841)")
-    ap.add_argument("--shape", choices=("folder", "archive"), default="folder",
-                    help="folder: a folder of per-synset tars (the default); archive: one fall11_whole.tar of them")
+    ap.add_argument("--shape", choices=("archive", "folder"), default="archive",
+                    help="archive: one fall11_whole.tar of the per-synset tars (the default); folder: a folder of them")
     ap.add_argument("--open-files", type=int, default=None, metavar="N",
                     help="set the conversion's limit of open files (RLIMIT_NOFILE) to N (above the hard limit needs "
                          "CAP_SYS_RESOURCE): the folder shape keeps every per-synset tar open, 21,841 at full scale")
     ap.add_argument("--format", default="tfrecord")
     ap.add_argument("--keep-output", action="store_true", help="leave the output folder in place")
     ap.add_argument("--timeout", type=float, default=3600)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def download(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], Path]:
+    """The download of `--shape` at `--scale` (built unless cached): its summary and the path to convert."""
+    if args.shape == "folder":
+        return data21k.build(folder, args.scale, args.build_workers), folder / "synsets"
+    return data21k.build_archive(folder, args.scale, args.build_workers), folder / "fall11_whole.tar"
+
+
+def check_space(out: Path, images: int) -> None:
+    """Stop unless the disk holding `out` has room for the output (its real size, with room to spare)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    need, free = OUTPUT_BYTES_PER_IMAGE * images, shutil.disk_usage(out.parent).free
+    if free < need:
+        raise SystemExit(f"{out}: the output needs about {need / 1e9:.1f} GB and the disk has {free / 1e9:.1f} GB free")
+
+
+def main() -> None:
+    args = arguments()
     folder = args.cache / f"scale{args.scale:g}"
     t0 = time.monotonic()
-    if args.shape == "folder":
-        built, source = data21k.build(folder, args.scale, args.build_workers), folder / "synsets"
-    else:
-        built, source = data21k.build_archive(folder, args.scale, args.build_workers), folder / "fall11_whole.tar"
+    built, source = download(args, folder)
     build_s = time.monotonic() - t0
     out = args.out or folder / "out"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    need = OUTPUT_BYTES_PER_IMAGE * built["images"]
-    if shutil.disk_usage(out.parent).free < need:
-        raise SystemExit(f"{out}: the output needs about {need / 1e9:.1f} GB and the disk has "
-                         f"{shutil.disk_usage(out.parent).free / 1e9:.1f} GB free")
+    check_space(out, built["images"])
     cmd = convert_cmd(source, out, args.workers, args.format)
     run, lines, timeline = procs.run_sampled(cmd, out, args.timeout, args.open_files)
     summary: dict[str, Any] = {
@@ -144,7 +158,8 @@ def main() -> None:
         "convert_s": run["wall_s"], "images_per_s": round(built["images"] / run["wall_s"]),
         **{k: v for k, v in run.items() if k not in ("wall_s", "stderr_tail")},
         "peak_rss_mib_file_pages_too": procs.children_max_rss_mib(),
-        "phases": phases(lines), "memory_timeline": [f"{at:g} s: largest {rss / 1024:.0f} MiB, tree {pss / 1024:.0f} MiB"
+        "phases": phases(lines),
+        "memory_timeline": [f"{at:g} s: largest {rss / 1024:.0f} MiB, tree {pss / 1024:.0f} MiB"
                             for at, rss, pss in timeline[::max(1, len(timeline) // 40)]],
         "command": " ".join(cmd), "machine": machine(),
     }

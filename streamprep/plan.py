@@ -164,6 +164,8 @@ class Plan:
     split_boxes: dict[str, BoxTable] = field(default_factory=dict)  # a split's own boxes (--bbox-val: validation)
     fixups: Fixups = ILSVRC2012.fixups  # the names re-encoded: the walked dataset's (`DatasetIndex.dataset`)
     dataset: str = ILSVRC2012.name  # the walked dataset (`datasets.get(plan.dataset)`)
+    # each split's rows with a fix-up name, found once (`streamprep plan` asks for every shard's bounds)
+    _fixup_rows: dict[str, tuple[SplitIndex, Fixups, list[int]]] = field(default_factory=dict, repr=False)
 
     def boxes_of(self, split: str) -> BoxTable:
         """The boxes a split's records carry: its own (`split_boxes`), else the classic's, looked up by name."""
@@ -181,7 +183,15 @@ class Plan:
     def fixup_sizes(self) -> list[tuple[str, int]]:
         """(file name, size in the download) of every image this plan re-encodes."""
         return [(split.index.names[i], int(split.index.sizes[i])) for split in self.splits.values()
-                for i in fixup_rows(split.index, self.fixups) if self.fixup_kind(split.index.split, split.index.names[i])]
+                for i in self.rows_with_fixup_names(split.index)
+                if self.fixup_kind(split.index.split, split.index.names[i])]
+
+    def rows_with_fixup_names(self, index: SplitIndex) -> list[int]:
+        """`fixup_rows` of a split's index, searched once per plan."""
+        found = self._fixup_rows.get(index.split)
+        if found is None or found[0] is not index or found[1] is not self.fixups:
+            found = self._fixup_rows[index.split] = (index, self.fixups, fixup_rows(index, self.fixups))
+        return found[2]
 
     def archive(self, split: str) -> str:
         return self.splits[split].index.archive

@@ -298,3 +298,23 @@ def test_the_index_plan_saves_is_reused_by_convert_with_the_classes_it_kept(buil
     assert code == 0 and "reused the one saved by an earlier run" in err, err
     if fmt == "webdataset":
         assert read_webdataset(out) == read_webdataset(built["out"])
+
+
+def test_a_folder_of_more_per_synset_tars_than_a_process_may_open_converts(tmp_path):
+    # fall11's 21,841 per-synset tars are more files than a process may have open (20,000 on the project's machine):
+    # here 300 tars under a limit of 200 open files, each tar read by the walk and again by the shard writers.
+    folder = tmp_path / "synsets"
+    folder.mkdir()
+    for k, synset in enumerate(SYNSETS[:300]):
+        (folder / f"{synset}.tar").write_bytes(tar_bytes({f"{synset}_1.JPEG": jpeg(8, 6, seed=k)}))
+    out = tmp_path / "out"
+    code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))\n"
+            "from streamprep.cli import main\n"
+            f"sys.exit(main(['convert', {str(folder)!r}, '--out', {str(out)!r}, '--dataset', 'imagenet21k', "
+            "'--split-recipe', 'all', '--train-shards', '2', '--validation-shards', '1', '--classic-threads', '1', "
+            "'--format', 'webdataset', '--workers', '2', '--quiet']))")
+
+    done = run_python(code)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(read_webdataset(out)) == 300

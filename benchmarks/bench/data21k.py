@@ -1,4 +1,4 @@
-"""ImageNet-21k's generated download: a folder of fall11's 21,841 per-synset tars of tiny JPEGs at its published counts.
+"""ImageNet-21k's generated download: fall11's 21,841 per-synset tars of tiny JPEGs at its published counts.
 
 The classes are Google's 21,843 synsets (`imagenet21k_goog_synsets.txt`) but the two that have no tar in
 `fall11_whole.tar` (n03931044 and n09859684, google-research/big_transfer#18). Each class's image count is drawn
@@ -10,9 +10,10 @@ exactly 50 images of each kept class, so its validation split is 11,221 x 50 = 5
 published 561,052, which no count of the images can give.
 
 Every image is the same 159-byte JPEG (1x1 grey, optimised Huffman tables), so a tar member is 1 KB (a 512-byte
-header, the data padded to 512) and the folder about 14.5 GB. The tars' bytes are written directly (a GNU header
-made from a template per name, as `tarfile` writes it), by `workers` processes, each tar under a temporary name
-first, so an interrupted build keeps the tars it finished.
+header, the data padded to 512) and the download 14.7 GB: a folder of the per-synset tars (`build`), or the one
+`fall11_whole.tar` holding them (`build_archive`). The tars' bytes are written directly (a GNU header made from a
+template per name, byte for byte as `tarfile` writes it), by `workers` processes; each file under a temporary name
+first, so an interrupted build keeps the files it finished.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import bisect
 import fnmatch
 import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,9 @@ from .tarscan import TarMember
 
 MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "Last-Modified", "modified")
 REGULAR = ord("0")
+# Parts a thread keeps open at once, the least recently used closed past it: a folder of fall11's 21,841 per-synset
+# tars is more files than a process may have open (20,000 here), whatever the number of threads.
+MAX_OPEN = 64
 
 
 def open_download(url: str, storage_options: dict[str, Any], official: str, glob: str) -> Source:
@@ -72,7 +76,8 @@ class FolderSource(Source):
         self.size = self.starts[-1]
         self.info = {"type": "directory", "size": self.size, "ETag": _digest(wanted)}
         self._local = threading.local()
-        self._opened: dict[int, Source] = {}
+        self._parts = threading.local()  # this thread's open parts, by number, least recently used first
+        self._tables: list[OrderedDict[int, Source]] = []  # every thread's, for `close`
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -84,17 +89,31 @@ class FolderSource(Source):
         return TarMember(name, self.starts[k], size, REGULAR, 0.0, 0o644)
 
     def part(self, k: int) -> Source:
-        """Part k as a `Source` of its own (offsets from its start), opened once; messages name it."""
-        with self._lock:
-            source = self._opened.get(k)
-            if source is None:
-                source = self._opened[k] = object.__new__(Source)
-                source.url, source.storage_options = f"{self.url}/{self.parts[k][0]}", self.storage_options
-                source.fs, source.path, source.remote, source.patience = self.fs, self.paths[k], self.remote, \
-                    self.patience
-                source.size, source.info, source._local = self.parts[k][1], {"size": self.parts[k][1]}, \
-                    threading.local()
+        """Part k as a `Source` of its own (offsets from its start; messages name it), this thread's: kept open
+        among the thread's `MAX_OPEN` most recently used parts, the least recently used one closed past them."""
+        table = getattr(self._parts, "table", None)
+        if table is None:
+            table = self._parts.table = OrderedDict()
+            with self._lock:
+                self._tables.append(table)
+        source = table.get(k)
+        if source is not None:
+            table.move_to_end(k)
             return source
+        source = table[k] = object.__new__(Source)
+        source.url, source.storage_options = f"{self.url}/{self.parts[k][0]}", self.storage_options
+        source.fs, source.path, source.remote, source.patience = self.fs, self.paths[k], self.remote, self.patience
+        source.size, source.info, source._local = self.parts[k][1], {"size": self.parts[k][1]}, threading.local()
+        if len(table) > MAX_OPEN:
+            table.popitem(last=False)[1].close()
+        return source
+
+    def release(self, k: int) -> None:
+        """Close this thread's part k now (a walk reads each part once: none is left open when its thread ends)."""
+        table = getattr(self._parts, "table", None)
+        source = table.pop(k, None) if table is not None else None
+        if source is not None:
+            source.close()
 
     def _locate(self, offset: int, length: int) -> tuple[int, int]:
         """The part holding bytes `offset` to `offset + length` and the offset within it; a range over two parts
@@ -130,9 +149,12 @@ class FolderSource(Source):
 
     def close(self) -> None:
         with self._lock:
-            opened, self._opened = list(self._opened.values()), {}
-        for source in opened:
-            source.close()
+            tables, self._tables = self._tables, []
+        self._parts = threading.local()
+        for table in tables:
+            for source in list(table.values()):
+                source.close()
+            table.clear()
 
 
 def _digest(entries: list[dict[str, Any]]) -> str:

@@ -1,4 +1,4 @@
-"""Many short strings in one bytes object, the prefix and suffix a run of them shares kept once; a lookup without a dict."""
+"""Many short strings in one bytes object, a run's shared prefix and suffix kept once; a lookup without a dict."""
 
 from __future__ import annotations
 
@@ -155,24 +155,33 @@ class NameTable:
         return NameTable(self.blob[a:b], starts, _sliced_affixes(self.affixes, first, stop))
 
     def rows_containing(self, needle: bytes) -> list[int]:
-        """The rows whose whole name (affixes included) holds `needle`, ascending."""
+        """The rows whose whole name (affixes included) holds `needle`, ascending. Where it lies within a name's own
+        bytes, or ends in its suffix, one search of all the stored bytes finds it; where it starts in a segment's
+        prefix, or lies in the prefix or the suffix, that segment is looked at on its own."""
         if not needle:
             return list(range(len(self)))
+        found = set(_own_hits(self, needle, 0, len(self), False, False))  # within a name's own bytes
         if self.affixes is None:
-            return _own_hits(self, needle, 0, len(self), False, False)
-        rows: list[int] = []
+            return sorted(found)
         a = self.affixes
+        by_suffix: dict[bytes, set[int]] = {}  # the segments whose rows it may end in, by their suffix
         for k, (prefix, suffix) in enumerate(zip(a.prefixes, a.suffixes)):
             first, stop = a.bounds[k], a.bounds[k + 1]
             if needle in prefix or needle in suffix:
-                rows.extend(range(first, stop))
+                found.update(range(first, stop))
                 continue
-            found: set[int] = set()
-            for head, tail in _placements(needle, prefix, suffix):
-                found.update(_own_hits(self, needle[len(head):len(needle) - len(tail)], first, stop, bool(head),
-                                       bool(tail)))
-            rows.extend(sorted(found))
-        return rows
+            by_suffix.setdefault(suffix, set()).add(k)
+            for head in _heads(needle, prefix):
+                for tail in (b"", *_tails(needle, suffix)):
+                    own = needle[len(head):len(needle) - len(tail)]
+                    if own or tail:
+                        found.update(_own_hits(self, own, first, stop, True, bool(tail)))
+        for suffix, segments in by_suffix.items():
+            for tail in _tails(needle, suffix):
+                hits = _own_hits(self, needle[:len(needle) - len(tail)], 0, len(self), False, True)
+                found.update(r for r, k in zip(hits, a.of_rows(np.array(hits, dtype=np.int64)).tolist())
+                             if k in segments)
+        return sorted(found)
 
 
 class Filler:
@@ -193,7 +202,8 @@ class Filler:
         a, b = int(table.starts[first]), int(table.starts[stop])
         if b > a:
             self.blob[self.byte:self.byte + b - a] = np.frombuffer(table.blob, np.uint8, b - a, a)
-        self.starts[self.at + 1:self.at + count + 1] = table.starts[first + 1:stop + 1].astype(np.int64) + (self.byte - a)
+        shift = self.byte - a
+        self.starts[self.at + 1:self.at + count + 1] = table.starts[first + 1:stop + 1].astype(np.int64) + shift
         affixes = _sliced_affixes(table.affixes, first, stop) or Affixes(np.array([0, count]), [b""], [b""])
         self.rows.extend(self.at + r for r in affixes.bounds[1:])
         self.prefixes.extend(affixes.prefixes)
@@ -209,17 +219,19 @@ class Filler:
         return NameTable(blob.tobytes(), self.starts, affixes)
 
 
-def _placements(needle: bytes, prefix: bytes, suffix: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """How `needle` may lie across `prefix + own bytes + suffix` without lying inside the prefix or the suffix:
-    (the end of the prefix it starts with, the start of the suffix it ends with), each empty where it starts or
-    ends within the name's own bytes (which then hold at least one byte of it)."""
-    heads = [b""] + [prefix[j:] for j in range(len(prefix)) if needle.startswith(prefix[j:])]
-    tails = [b""] + [suffix[:j] for j in range(1, len(suffix) + 1) if needle.endswith(suffix[:j])]
-    for head in heads:
-        for tail in tails:
-            middle = len(needle) - len(head) - len(tail)
-            if middle > 0 or (middle == 0 and head and tail):
-                yield head, tail
+def _heads(needle: bytes, prefix: bytes) -> list[bytes]:
+    """The ends of `prefix` that `needle` starts with (where it may start within the prefix), longest first."""
+    heads, j = [], prefix.find(needle[:1])
+    while j >= 0:
+        if needle.startswith(prefix[j:]):
+            heads.append(prefix[j:])
+        j = prefix.find(needle[:1], j + 1)
+    return heads
+
+
+def _tails(needle: bytes, suffix: bytes) -> list[bytes]:
+    """The starts of `suffix` that `needle` ends with (where it may end within the suffix), shortest first."""
+    return [suffix[:j] for j in range(1, len(suffix) + 1) if needle.endswith(suffix[:j])]
 
 
 def _own_hits(table: NameTable, part: bytes, first: int, stop: int, at_start: bool, at_end: bool) -> list[int]:

@@ -32,8 +32,8 @@ from ..datasets import Dataset
 from ..errors import ArchiveError
 from ..progress import Callback, Phase, check_stop
 from .boxes import BoxTable
-from .images import (DatasetIndex, Ignored, Skipped, SplitFill, _Group, class_images, class_tars, give_back_freed_memory,
-                     walk_class_tars)
+from .images import (DatasetIndex, Ignored, Skipped, SplitFill, _Group, class_images, class_tars,
+                     give_back_freed_memory, walk_class_tars)
 from .labels import LabelData
 from .nametable import NameTable
 
@@ -125,8 +125,11 @@ def folder_class(source: FolderSource, k: int, ignored: Ignored, dataset: Datase
     """Part k of a folder of per-synset tars, read forward from its own file: (its name, its images in the byte
     order of their names), offsets in the folder's address space."""
     outer, part, base = source.member(k), source.part(k), source.starts[k]
-    with sequential_reader(part, outer.size) as read_at:
-        group = class_images(source, outer, ignored, lambda at, n: read_at(at - base, n), dataset)
+    try:
+        with sequential_reader(part, outer.size) as read_at:
+            group = class_images(source, outer, ignored, lambda at, n: read_at(at - base, n), dataset)
+    finally:
+        source.release(k)  # read once: a pool thread of the walk leaves no file open
     return outer.name, by_bytes(group)
 
 
