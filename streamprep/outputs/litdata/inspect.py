@@ -17,8 +17,8 @@ from ...index.labels import LabelData
 from ...inspection import Inspection, Reader, read_failed
 from .write import DATA_FORMAT, ITEM_OVERHEAD, LABEL, OFFSET, SIZES
 
-CHUNK_LABELS = ("class as stored: 0..999 (the synset's index in the synsets file; the classic's image/class/label "
-                "is this + 1)")
+CHUNK_LABELS = ("class as stored: 0..N-1, 0..999 for ILSVRC2012 (the synset's index in the run's synset list; the "
+                "classic's image/class/label is this + 1)")
 
 
 def _offsets(source: Source, head: bytes) -> list[int] | None:

@@ -14,8 +14,8 @@ from ...inspection import Inspection, NotRecognised, Reader, read_failed
 from .check import MAX_CONFIG
 from .write import SAMPLE_OVERHEAD
 
-MDS_LABELS = ("y as stored: 0..999 (the synset's line in the synsets file, less one; the classic's "
-              "image/class/label is this + 1)")
+MDS_LABELS = ("y as stored: 0..N-1, 0..999 for ILSVRC2012 (the synset's line in the run's synset list, less one; "
+              "the classic's image/class/label is this + 1)")
 
 
 def _opening(source: Source, head: bytes) -> tuple[np.ndarray, dict[str, Any]] | None:
@@ -39,7 +39,7 @@ def _opening(source: Source, head: bytes) -> tuple[np.ndarray, dict[str, Any]] |
 
 def mds_shard(source: Source, offsets: np.ndarray, config: dict[str, Any], labels: LabelData,
               limit: int) -> Inspection:
-    """An MDS shard's samples (its first `limit` read): `i`, the label as `y` holds it (0..999), x's size."""
+    """An MDS shard's samples (its first `limit` read): `i`, the label as `y` holds it (0..N-1), x's size."""
     columns = config.get("column_names") or []
     found = Inspection(source.url, "MDS shard (MosaicML streaming)", source.size, label_numbering=MDS_LABELS,
                        facts={"columns": ", ".join(f"{n}: {e}" for n, e in zip(columns, config.get("column_encodings")

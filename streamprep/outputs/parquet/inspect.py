@@ -1,4 +1,4 @@
-"""inspect of a Parquet file (Hugging Face's imagenet-1k layout): its rows, labels 0..999 named by its ClassLabel."""
+"""inspect of a Parquet file (Hugging Face's imagenet-1k layout): its rows, labels 0..N-1 named by its ClassLabel."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from ...index.labels import LabelData
 from ...inspection import Inspection, NotRecognised, Reader, read_failed
 from .write import MAGIC
 
-PARQUET_LABELS = ("label as stored: Hugging Face's ClassLabel 0..999 (the index in the synsets file; the classic's "
-                  "image/class/label is this + 1)")
+PARQUET_LABELS = ("label as stored: Hugging Face's ClassLabel 0..N-1, 0..999 for ILSVRC2012 (the index in the run's "
+                  "synset list; the classic's image/class/label is this + 1)")
 BATCH = 256  # rows read at a time
 
 
