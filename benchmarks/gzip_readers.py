@@ -222,6 +222,17 @@ def reads_streamprep(gz: str, tar: str, images: str, keep: str, reads: int, batc
         source.close()
 
 
+def _seek_reads(f: Any) -> Callable[[list[tuple[int, int]]], list[bytes]]:
+    """A reader of (offset, size) batches from a seekable decompressed stream: a seek and a read each."""
+    def read(batch: list[tuple[int, int]]) -> list[bytes]:
+        out = []
+        for offset, size in batch:
+            f.seek(offset)
+            out.append(f.read(size))
+        return out
+    return read
+
+
 def reads_rapidgzip(gz: str, tar: str, images: str, spacing: int, reads: int) -> dict[str, Any]:
     import rapidgzip
 
@@ -235,12 +246,7 @@ def reads_rapidgzip(gz: str, tar: str, images: str, spacing: int, reads: int) ->
         imported = {"import_cpu_s": _cpu() - cpu, "import_rss_mib": (anonymous_rss() - rss0) / 2**20,
                     "points": len(f.block_offsets())}
 
-        def read(batch: list[tuple[int, int]]) -> list[bytes]:
-            out = []
-            for offset, size in batch:
-                f.seek(offset)
-                out.append(f.read(size))
-            return out
+        read = _seek_reads(f)
 
         return {**imported, **_timed(read, [[r] for r in _sample(images, reads)], tar)}
 
@@ -254,12 +260,7 @@ def reads_indexed_gzip(gz: str, tar: str, images: str, spacing: int, reads: int)
         f.export_index(index)
     with indexed_gzip.IndexedGzipFile(gz, spacing=spacing, index_file=index) as f:
 
-        def read(batch: list[tuple[int, int]]) -> list[bytes]:
-            out = []
-            for offset, size in batch:
-                f.seek(offset)
-                out.append(f.read(size))
-            return out
+        read = _seek_reads(f)
 
         return {"index_bytes": os.path.getsize(index), **_timed(read, [[r] for r in _sample(images, reads)], tar)}
 

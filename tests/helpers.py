@@ -11,8 +11,12 @@ import io
 import json
 import os
 import subprocess
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "streamprep" / "data"
@@ -56,6 +60,30 @@ def run_python(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
                           timeout=timeout)
+
+
+def killed_at(command: list[str], condition: Callable[[list[str]], bool], proxy: Any) -> str:
+    """Run `command` with each of `proxy`'s requests delayed 0.15 s (slow enough to be killed between two shards),
+    SIGKILL it once `condition(the lines it printed so far)` holds; what it printed. Fails if it ends first or the
+    point does not come within 120 s."""
+    proxy.delay = 0.15
+    lines: list[str] = []
+    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # its progress lines
+    deadline = time.monotonic() + 120
+    try:
+        while not condition(lines):
+            assert proc.poll() is None, f"the run ended before the kill point: {''.join(lines)[-2000:]}"
+            assert time.monotonic() < deadline, "the kill point never came"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proxy.delay = 0.0
+    assert proc.returncode == -signal.SIGKILL
+    return "".join(lines)
 
 
 def convert_args(paths: dict[str, object], out: object, *extra: object) -> list[object]:

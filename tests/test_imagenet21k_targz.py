@@ -9,19 +9,14 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import os
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fixtures.builders import jpeg, tar_bytes
-from helpers import ROOT, SMALL_LAYOUT, convert_args, result_files, run_cli, run_python
+from helpers import SMALL_LAYOUT, convert_args, killed_at, result_files, run_cli, run_python
 from i21k_archive import CORRUPT, RECIPE, SYNSETS, classes
 from servers import FaultProxy, nginx_server, require_nginx
 from test_imagenet21k import expected_by_the_script, read_webdataset
@@ -153,24 +148,7 @@ def _listed(out: Path) -> int:
 def _killed_while_writing(command: list[str], out: Path, proxy: FaultProxy) -> str:
     """Run `command` with each request delayed, SIGKILL it once two training shards are listed and a third is being
     written; what it printed."""
-    proxy.delay = 0.15  # each request: the writing is slow enough to be killed between two shards
-    lines: list[str] = []
-    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()
-    deadline = time.monotonic() + 120
-    try:
-        while not (_listed(out) >= 2 and any(out.glob(".train-*.tmp"))):
-            assert proc.poll() is None, f"the run ended before the kill point: {''.join(lines)[-2000:]}"
-            assert time.monotonic() < deadline, "the kill point never came"
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-        proxy.delay = 0.0
-    assert proc.returncode == -signal.SIGKILL
-    return "".join(lines)
+    return killed_at(command, lambda lines: _listed(out) >= 2 and any(out.glob(".train-*.tmp")), proxy)
 
 
 def test_a_run_over_http_killed_while_writing_resumes_from_its_checkpoints_byte_for_byte(built, slow_http, tmp_path):

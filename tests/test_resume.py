@@ -11,16 +11,12 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, SMALL_LAYOUT, SYNSETS, run_cli
+from helpers import SMALL_LAYOUT, SYNSETS, killed_at, run_cli
 from fixtures import builders
 from servers import FaultProxy, nginx_server, require_nginx
 
@@ -312,23 +308,7 @@ def kill_and_rerun(urls, labels: Path, out: Path, proxy, point: str, extra: tupl
     files that survived the kill (name -> inode) and the rerun's stderr."""
     condition, kept_expected = KILL_POINTS[point]
     command = [sys.executable, "-m", "streamprep", *args(urls, labels, out, "--workers", "1", *extra)]
-    proxy.delay = 0.15
-    lines: list[str] = []
-    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # its progress lines
-    deadline = time.monotonic() + 120
-    try:
-        while not condition(lines, out):
-            assert proc.poll() is None, f"the run ended before the kill point: {''.join(lines)[-2000:]}"
-            assert time.monotonic() < deadline, "the kill point never came"
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-        proxy.delay = 0.0
-    assert proc.returncode == -signal.SIGKILL
+    killed_at(command, lambda lines: condition(lines, out), proxy)
     listed = [n for s in manifest(out)["shards"] for n in (s["name"], *([s["index"]["name"]] if "index" in s else []))] \
         if (out / "manifest.json").exists() else []
     survivors = {n: (out / n).stat().st_ino for n in listed if (out / n).exists()}
