@@ -12,8 +12,9 @@ tries each, the tries taking turns round by round so that noise on this shared m
   floor-one, floor-all
                   no conversion: what writing one format's output, and the five's, costs at least here. The images'
                   bytes (once, or five times) written 125 KB at a time into as many shard files by two forked
-                  processes, every byte hashed with sha256 as the manifest hashes it (and one copy of the five also
-                  with sha1 and xxh64, as MDS's index.json lists them); nothing read, framed or encoded.
+                  processes, every byte hashed with the manifest's default checksum (xxh3-128) as the writers hash it
+                  (and one copy of the five also with sha1 and xxh64, as MDS's index.json lists them); nothing read,
+                  framed or encoded.
 
 Each side is a subprocess whose whole process tree is sampled every 50 ms for resident memory (bench/procs.py: RSS,
 a forked worker's pages shared with its parent counted in each) and here for anonymous memory (RssAnon from
@@ -43,6 +44,7 @@ from typing import Any
 from bench import data, pagecache, procs, report, tries
 from bench.layout import ARCHIVES, CACHE, VAL_LABELS
 from bench.timing import ratio
+from streamprep.outputs.checksum import DEFAULT as DEFAULT_CHECKSUM
 
 SECTION = "## Every trainer's format from one read (benchmarks/formats_speed.py)"
 SIDES = {"tfrecord": [], "parquet": ["--format", "parquet"], "mds": ["--format", "mds"],
@@ -100,7 +102,8 @@ def rss_anon(pid: int) -> int:
 
 def write_floor(out: Path, nbytes: int, copies: int, shards: int, workers: int = 2) -> None:
     """`copies` outputs of `nbytes` each, `shards` files a copy, written `PIECE` bytes at a time by `workers` forked
-    processes (as convert's writers), every byte hashed with sha256; of five copies, one also with sha1 and xxh64."""
+    processes (as convert's writers), every byte hashed with the manifest's default checksum; of five copies, one also
+    with sha1 and xxh64."""
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(copy, k) for copy in range(copies) for k in range(shards)]
     pids = []
@@ -122,9 +125,12 @@ def floor_worker(out: Path, jobs: list[tuple[int, int]], size: int, copies: int)
     """One floor writer's files ((copy, shard) pairs), `size` bytes each, from one random piece written over again."""
     import xxhash
 
+    from streamprep.outputs import checksum
+
     piece = memoryview(os.urandom(PIECE))
     for copy, k in jobs:
-        digests = [hashlib.sha256()] + ([hashlib.sha1(), xxhash.xxh64()] if copies == 5 and copy == 2 else [])
+        digests = [checksum.hasher(checksum.DEFAULT)] + ([hashlib.sha1(), xxhash.xxh64()]
+                                                         if copies == 5 and copy == 2 else [])
         with open(out / f"{copy}-{k:05d}", "wb") as f:
             for at in range(0, size, PIECE):
                 chunk = piece[:min(PIECE, size - at)]
@@ -184,7 +190,8 @@ def tables(result: dict[str, Any]) -> list[str]:
                         "CPU s", "CPU over TFRecord", "peak RSS MB", "RSS over TFRecord", "peak RssAnon MB",
                         "RssAnon over TFRecord", "outputs MB")]
     what = {**{name: extra[1] if extra else "tfrecord (default)" for name, extra in SIDES.items()},
-            **{name: f"none: the images' bytes {n}x, sha256'd and written" for name, n in FLOORS.items()}}
+            **{name: f"none: the images' bytes {n}x, hashed ({DEFAULT_CHECKSUM}) and written"
+               for name, n in FLOORS.items()}}
     for name in [*SIDES, *FLOORS]:
         x = runs[name]
         rows.append(f"| {name} | {what[name]} | {x['wall_s']} | {x['mb_per_s']} | "

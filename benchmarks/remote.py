@@ -4,10 +4,11 @@ Builds (once, cached) a synthetic ImageNet-shaped download set of real ~100 KB J
 the classic's fix-up files are in it when their classes are), serves its folder with a small threaded
 HTTP/1.1 server on 127.0.0.1 that sleeps LATENCY before answering each request (HEAD and single
 `Range: bytes=a-b` GETs, 206 + Content-Range), then runs the same `streamprep convert` twice, on local
-paths and on http:// URLs, checks that both outputs (shards and bboxes.csv) are byte-identical and
-reports wall time, images/s, MB/s of image data, the remote/local throughput ratio and the HTTP
-requests and bytes the remote run cost. It then replays those requests with fsspec alone in a fresh
-process (the transfer floor: no fsspec client making them is faster here).
+paths and on http:// URLs, checks that both outputs are the same (every file but manifest.json and the
+hidden .streamprep/ state byte for byte, manifest.json less the fields naming the sources and the output
+folder; the differing files named) and reports wall time, images/s, MB/s of image data, the remote/local
+throughput ratio and the HTTP requests and bytes the remote run cost. It then replays those requests
+with fsspec alone in a fresh process (the transfer floor: no fsspec client making them is faster here).
 
     python benchmarks/remote.py [--classes 40] [--images-per-class 50] [--val-images 500]
                                 [--latency-ms 20] [--workers N] [--phases] [--write-docs PATH]
@@ -53,6 +54,34 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
+def phases_run(server: Any, cmd: list[str], outs: dict[str, Path], timeout: float
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The untimed run without --quiet: its HTTP requests by streamprep phase, and whether it wrote the local run's
+    output."""
+    server.stats.reset()
+    info, lines = procs.run_lines(cmd, outs["phases"], timeout)
+    with server.stats.lock:
+        log = list(server.stats.log)
+    check = {"wall_s": round(info["wall_s"], 2), "returncode": info["returncode"]}
+    if info["returncode"] != 0:
+        return attribute(log, lines), {**check, "stderr_tail": info["stderr_tail"]}
+    same = compare(outs["local"], outs["phases"])
+    return attribute(log, lines), {**check, "identical": same["identical"],
+                                   **({"differing": same["differing"]} if same["differing"] else {})}
+
+
+def show(result: dict[str, Any]) -> None:
+    """The JSON summary, the runs table, whether the outputs are the same, the requests by phase."""
+    print(json.dumps(result, indent=1))
+    print()
+    print(remote_report.table(result))
+    print()
+    print(remote_report.identity_line(result))
+    if result.get("phases"):
+        print()
+        print(remote_report.phases_table(result["phases"]))
+
+
 def main() -> None:
     args = parse_args()
     folder, meta = data.from_args(args.cache, args)
@@ -77,18 +106,12 @@ def main() -> None:
         floor["http"] = server.stats.summary()
         phases, phases_check = None, None
         if args.phases and remote["returncode"] == 0:
-            server.stats.reset()
-            info, lines = procs.run_lines(procs.convert_cmd(*urls, outs["phases"], labels, *options),
-                                          outs["phases"], args.timeout)
-            with server.stats.lock:
-                log = list(server.stats.log)
-            phases = attribute(log, lines)
-            phases_check = {"wall_s": round(info["wall_s"], 2), "returncode": info["returncode"],
-                            **({"identical": compare(outs["local"], outs["phases"])["identical"]}
-                               if info["returncode"] == 0 else {"stderr_tail": info["stderr_tail"]})}
+            phases, phases_check = phases_run(server, procs.convert_cmd(*urls, outs["phases"], labels, *options),
+                                              outs, args.timeout)
 
     ok = local["returncode"] == 0 and remote["returncode"] == 0 and floor["returncode"] == 0
-    same = compare(outs["local"], outs["remote"]) if ok else {"identical": False, "files": 0, "differing": []}
+    same = (compare(outs["local"], outs["remote"]) if ok
+            else {"identical": False, "files": 0, "manifest_compared": False, "differing": []})
     remote_over_local = ratio(local["wall_s"], remote["wall_s"], 3)  # (images / remote wall) / (images / local wall)
     for r in (local, remote, floor):
         rates(r, meta["images"], meta["image_bytes"])
@@ -100,19 +123,14 @@ def main() -> None:
         "latency_ms": args.latency_ms, "workers": args.workers, "server_check": check,
         "local": local, "remote": remote, "floor": floor,
         "ratio": remote_over_local, "floor_ratio": floor_over_local,
-        "identical": same["identical"], "files_compared": same["files"],
+        "identical": same["identical"], "files_compared": same["files"], "manifest_compared": same["manifest_compared"],
         **({"differing": same["differing"]} if same["differing"] else {}),
         **({"phases": phases, "phases_run": phases_check} if phases is not None else {}),
         "command": report.command("remote.py"),
         "local_command": shlex.join(local_cmd), "remote_command": shlex.join(remote_cmd),
         "date": report.date(), "machine": report.machine(),
     }
-    print(json.dumps(result, indent=1))
-    print()
-    print(remote_report.table(result))
-    if phases:
-        print()
-        print(remote_report.phases_table(phases))
+    show(result)
     if args.write_docs and ok:
         remote_report.render(result, args.write_docs)
     if not args.keep_outputs:

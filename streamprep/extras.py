@@ -77,6 +77,8 @@ def for_convert(options: Any) -> list[Need]:
     needs += [Need(*need) for need in options.format_needs()]  # array-record for TFDS's ArrayRecord files
     needs += [Need("rapidgzip", "rapidgzip", "gzip", f"--{key} {url}") for key, url in  # a gzipped tar read in place
               (("train", options.train), ("val", options.val)) if url and url.lower().endswith(GZIPPED_TARS)]
+    if getattr(options, "resize", None):  # records.resize: OpenCV decodes, resamples and encodes
+        needs.append(Need("cv2", "opencv-python-headless", "resize", f"--resize {options.resize}"))
     if str(options.engine) == "beam":
         needs.append(Need("apache_beam", "apache-beam", "beam", "--engine beam"))
     return needs

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import datasets
 from .errors import ConfigError
 from .archives.storage import TIMEOUTS
+from .outputs import checksum as checksums
 from .outputs import registry as formats
 from .plan import Sharding
+from .records.resize import Recipe, parse as resize_recipe
 
 # The default dataset's official file names and plan (its entry, `datasets/ilsvrc2012.py`, lists them).
 _DEFAULT = datasets.get(datasets.DEFAULT)
@@ -126,6 +128,17 @@ class CoreOptions:
         False, group=OUTPUT,
         help="also write NVIDIA DALI's index beside each shard (SHARD_FILE.idx), as its tfrecord2idx and wds2idx "
         "would, while the shard is written")
+    resize: str | None = option(
+        group=OUTPUT, metavar="RECIPE", default_text="off: the images as the classic stores them",
+        help="store each image resized, a variant of its own (docs/resize.md): 21k-p-224 or 21k-p-short-256 (the "
+        "bytes Alibaba-MIIL's ImageNet-21K-P scripts write, through OpenCV), or short-edge=N, max-side=N, "
+        "squish=WxH (never enlarged, metadata removed)")
+    encode: str | None = option(
+        group=OUTPUT, metavar="HOW", default_text="jpeg:90",
+        help="how a general --resize recipe encodes its images: jpeg:QUALITY, webp:QUALITY or png")
+    min_side: int = option(
+        0, group=OUTPUT, metavar="N", default_text="0: none",
+        help="with --resize: leave out (and list) every image whose shorter side is under N pixels")
     train_shards: int | None = option(help="training shards", group=SHARDS, metavar="N",
                                       default_text=_by_dataset("train_shards"))
     validation_shards: int | None = option(help="validation shards", group=SHARDS, metavar="N",
@@ -173,6 +186,10 @@ class CoreOptions:
         "always run",
         help="also decode every image fully (Pillow) before writing it; one that does not decode is bad input, "
         "stopped on or skipped as --on-bad-image says")
+    checksum: str = option(  # manifest.json names it in its own "checksum"; the files written do not depend on it
+        checksums.DEFAULT, group=CHECKS, metavar="NAME", manifest=False,
+        help="the digest manifest.json lists for every file, which verify and a rerun check: "
+        + "; ".join(f"{a.name}: {a.use}" for a in checksums.ALGORITHMS.values()))
     workers: int = option(factory=default_workers, group=EXECUTION, metavar="N", manifest=False,
                           help="shards written at once; the output does not depend on it")
     engine: Engine = option(
@@ -226,10 +243,17 @@ class CoreOptions:
             if why:
                 raise ConfigError(f"--format {fmt.name} {why}; choose another --format")
         formats.check(self)  # each format's options (`--file-format`, `--dali-index`, ...)
+        if not checksums.known(self.checksum):
+            raise ConfigError(f"checksum (--checksum) must be one of {', '.join(checksums.names())}, got "
+                              f"{self.checksum!r}")
         _check_storage_options(self.storage_options)
         object.__setattr__(self, "storage_options", with_timeouts(self.storage_options, self.timeout,
                                                                   self.connect_timeout))
         self.sharding.check()
+        for name in ("resize", "encode"):  # an empty string (a config file's "") is the option not given
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, None)
+        self.recipe  # noqa: B018 - --resize, --encode and --min-side checked (ConfigError)
 
     def _fill_downloads(self, entry: datasets.Dataset) -> None:
         """Each of the dataset's downloads not given: DOWNLOADS/<its official name>, or DOWNLOADS itself for a
@@ -285,9 +309,14 @@ class CoreOptions:
         return tuple(self.format.split(","))
 
     def format_needs(self) -> list[tuple[str, str, str | None, str]]:
-        """The optional packages the output formats need (`extras.for_convert` checks them): each as its module,
-        pip name, extra and what asks for it (`outputs.format.Format.needs`)."""
-        return formats.needs(self)
+        """The optional packages the output formats and its checksum need (`extras.for_convert` checks them): each as
+        its module, pip name, extra and what asks for it (`outputs.format.Format.needs`, `outputs.checksum.needs`)."""
+        return formats.needs(self) + checksums.needs(self.checksum)
+
+    @property
+    def recipe(self) -> Recipe | None:
+        """The `--resize` recipe with its `--encode` and `--min-side` (`records.resize`), or None."""
+        return resize_recipe(self.resize, self.encode, self.min_side)
 
     @property
     def skip_bad_images(self) -> bool:

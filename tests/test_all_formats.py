@@ -9,12 +9,12 @@ file. The refusal is the registry's one rule (`registry.refuse_collisions`), hel
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from helpers import SMALL_LAYOUT, SMALL_OPTIONS, convert_args, run_cli
 from streamprep.outputs import registry
@@ -77,12 +77,13 @@ def test_one_run_of_every_format_gives_each_formats_files_byte_for_byte_as_its_r
     assert len([n for n in ours if n.endswith(".idx")]) == 2 * SHARDS  # DALI's, for TFRecord and WebDataset alone
 
 
-def test_the_manifest_lists_every_file_of_the_run_with_its_sha256(every_format):
+def test_the_manifest_lists_every_file_of_the_run_with_its_digest(every_format):
     manifest = json.loads((every_format / "manifest.json").read_text())
-    listed = {e["name"]: e["sha256"] for e in manifest["shards"]}
-    listed |= {e["index"]["name"]: e["index"]["sha256"] for e in manifest["shards"] if e.get("index")}
-    listed |= {e["name"]: e["sha256"] for e in [*manifest["files"], manifest["bboxes_csv"]]}
-    assert listed == {name: hashlib.sha256(data).hexdigest() for name, data in every_file(every_format).items()}
+    assert manifest["checksum"] == "xxh3-128"  # the default (tests/test_manifest_checksum.py: the others)
+    listed = {e["name"]: e["xxh3-128"] for e in manifest["shards"]}
+    listed |= {e["index"]["name"]: e["index"]["xxh3-128"] for e in manifest["shards"] if e.get("index")}
+    listed |= {e["name"]: e["xxh3-128"] for e in [*manifest["files"], manifest["bboxes_csv"]]}
+    assert listed == {name: xxhash.xxh3_128(data).hexdigest() for name, data in every_file(every_format).items()}
     assert len(manifest["shards"]) == 5 * SHARDS and manifest["complete"]
 
 

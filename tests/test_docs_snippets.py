@@ -110,6 +110,7 @@ class Snippet:
 
 
 SNIPPETS = [
+    Snippet("docs/verify.md", "xxhash.xxh3_128()", {"imagenet": "both"}, "manifest-digests"),
     Snippet("docs/datasets.md", "tfds.builder_from_directory(\"i21k-p/", {"i21k-p": "tfds_i21k_converted"}, "i21k-tfds"),
     Snippet("docs/equal-shards.md", "nodesplitter=wds.split_by_node", {"imagenet": "both"}, "epoch"),
     Snippet("docs/formats.md", "wids.ShardListDataset(", {"imagenet": "wids_converted"}, "epoch"),
@@ -267,6 +268,10 @@ def check_output(snippet: Snippet, stdout: str, folder: Path) -> None:
         first = kept()[0]
         assert last == (f"{len(labels)} images, {len(set(labels))} classes, labels {min(labels)}..{max(labels)}; "
                         f"label 0 is {first} ({NAMES[first]})")
+    elif snippet.prints == "manifest-digests":  # every file `both`'s manifest lists: shards, indexes, side files
+        manifest = json.loads((folder / "imagenet" / "manifest.json").read_text())
+        listed = len(manifest["shards"]) + sum("index" in e for e in manifest["shards"]) + 1 + len(manifest["files"])
+        assert last == f"{listed} files match manifest.json" and listed > len(manifest["shards"])
     elif snippet.prints == "readme-library":
         # print(summary.manifest.totals.splits["train"].images, summary.seconds); then verify("processed/").ok
         images, seconds = last.split()

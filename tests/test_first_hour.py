@@ -333,7 +333,7 @@ def test_a_rerun_that_writes_nothing_says_it_kept_every_shard_and_wrote_none(tmp
     assert run_cli("convert", "--config", SAMPLE_CONFIG, "--out", out, "--quiet") == (0, "")
     code, err = run_cli("convert", "--config", SAMPLE_CONFIG, "--out", out)
     assert code == 0, err
-    assert f"streamprep: kept {out}: 12 of 12 shards were already complete (sha256 checked against the " \
+    assert f"streamprep: kept {out}: 12 of 12 shards were already complete (xxh3-128 checked against the " \
            "manifest); wrote no shard" in err
     assert "streamprep: wrote" not in err and "written by this run" not in err and "images/s" not in err
     assert re.search(r"^  wall time \d+\.\d s$", err, re.M), err

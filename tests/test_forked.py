@@ -49,7 +49,7 @@ def run(setup, read, stop=None):
     with Phase(None, "write train") as phase:
         return finished, forked.write_shards(plan.splits["train"].shards, 2, finished.append, phase, stop,
                                              formats=job.formats, plan=plan, output=journal.output, read=read,
-                                             keep={}, skip=False, check=None)
+                                             keep={}, skip=False, check=None, checksum=job.checksum)
 
 
 def test_a_worker_killed_mid_shard_is_a_one_line_error_and_finished_shards_stay_listed(setup):

@@ -1,12 +1,15 @@
 """`--format parquet` judged by its real readers: Hugging Face `datasets` (given nothing but the folder), `datasets`'
 own Parquet writer, pyarrow and polars; the TFRecord shards of the same sample and layout are the reference.
 
-The sample's conversions are conftest's `parquet_converted` (Parquet alone) and `both` (TFRecord and WebDataset).
+The sample's conversions are conftest's `parquet_converted` (Parquet alone, streamprep's framing: the default
+writer), `both` (TFRecord and WebDataset) and this module's `datasets_converted` (`--parquet-writer datasets`).
+The framing's own cases (pages, edge cases, images uncopied): tests/test_parquet_frame.py.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,7 +24,8 @@ import tensorflow as tf
 from helpers import METADATA, SMALL_LAYOUT, SYNSETS, convert_args, run_cli, run_cli_out, run_python
 from streamprep.errors import LabelDataError
 from streamprep.index.labels import LabelData
-from streamprep.outputs.parquet import write
+from streamprep.outputs.parquet import datasets_writer, frame, write
+from streamprep.outputs.parquet.framed import Encoder
 from streamprep.records.image import Image as Prepared
 from streamprep.records.spec import RecordSpec
 
@@ -51,6 +55,16 @@ def hub_names() -> list[str]:
     texts = dict(line.split("\t", 1) for line in METADATA.read_text(encoding="utf-8").splitlines())
     return ["crane2" if synset == "n03126707" else texts[synset]
             for synset in SYNSETS.read_text(encoding="utf-8").split()]
+
+
+@pytest.fixture(scope="module")
+def datasets_converted(sample, tmp_path_factory) -> Path:
+    """The sample converted with `--format parquet --parquet-writer datasets` (`SMALL_LAYOUT`); read it only."""
+    out = tmp_path_factory.mktemp("parquet-datasets") / "out"
+    code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--format", "parquet", "--parquet-writer",
+                                      "datasets", "--quiet"))
+    assert code == 0, err
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +115,10 @@ def test_rows_hold_the_tfrecord_shards_images_file_names_and_labels_less_one_in_
     assert decoded.size[0] > 0 and decoded.size[1] > 0
 
 
-def test_each_file_is_byte_identical_to_what_datasets_own_parquet_writer_writes_for_its_rows(parquet_converted,
-                                                                                            tmp_path):
+def test_with_the_datasets_writer_each_file_is_byte_identical_to_what_datasets_own_parquet_writer_writes(
+        datasets_converted, tmp_path):
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=hub_names())})
-    for path in parquet_files(parquet_converted):
+    for path in parquet_files(datasets_converted):
         table = pq.read_table(path)
         rows = datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
         theirs = tmp_path / path.name
@@ -130,10 +144,11 @@ def small_rows(monkeypatch) -> tuple[list[RecordSpec], list[bytes], datasets.Dat
     return specs, images, rows
 
 
-def test_row_groups_are_as_many_rows_as_push_to_hub_puts_in_one_and_written_as_datasets_writes_them(
+def test_row_groups_are_as_many_rows_as_push_to_hub_puts_in_one_and_the_datasets_writer_writes_them_as_datasets(
         monkeypatch, tmp_path):
-    """A split of these images gets the rows a group `push_to_hub` gets, and the encoder's pieces, a row group at a
-    time, are what `Dataset.to_parquet(batch_size=...)` writes."""
+    """A split of these images gets the rows a group `push_to_hub` gets, and the `datasets` writer's pieces, a row
+    group at a time, are what `Dataset.to_parquet(batch_size=...)` writes; the framed writer puts as many rows in a
+    row group."""
     from datasets.arrow_writer import get_writer_batch_size_from_data_size
 
     specs, images, rows = small_rows(monkeypatch)
@@ -141,17 +156,28 @@ def test_row_groups_are_as_many_rows_as_push_to_hub_puts_in_one_and_written_as_d
     assert per_group == get_writer_batch_size_from_data_size(len(rows), rows._estimate_nbytes())
     assert 1 < per_group < 11
 
-    encoder = write.Encoder(["a", "b", "c"], per_group)
+    encoder = datasets_writer.Encoder(["a", "b", "c"], per_group)
     pieces = []
     for spec, image in zip(specs, images):
         pieces += encoder.record(spec, Prepared(image, 1, 1))
     pieces += encoder.finish()
     rows.to_parquet(str(tmp_path / "theirs.parquet"), batch_size=per_group)
     assert b"".join(pieces) == (tmp_path / "theirs.parquet").read_bytes()
-    assert pq.ParquetFile(tmp_path / "theirs.parquet").num_row_groups == -(-11 // per_group)
+    theirs = pq.ParquetFile(tmp_path / "theirs.parquet").metadata
+    assert theirs.num_row_groups == -(-11 // per_group)
+
+    framed = Encoder(write.features_json(["a", "b", "c"]), per_group, "mine.parquet")
+    pieces = list(framed.start(specs, lambda batch: []))
+    for spec, image in zip(specs, images):
+        pieces += framed.record(spec, Prepared(image, 1, 1))
+    (tmp_path / "mine.parquet").write_bytes(b"".join([*pieces, *framed.finish()]))
+    mine = pq.ParquetFile(tmp_path / "mine.parquet").metadata
+    assert [mine.row_group(k).num_rows for k in range(mine.num_row_groups)] == [
+        theirs.row_group(k).num_rows for k in range(theirs.num_row_groups)]
+    assert pq.read_table(tmp_path / "mine.parquet").equals(pq.read_table(tmp_path / "theirs.parquet"))
 
 
-def test_attached_to_its_file_the_encoder_holds_no_page_and_a_shard_abandoned_before_its_footer_puts_nothing_more(
+def test_attached_to_its_file_the_datasets_writer_holds_no_page_and_a_shard_abandoned_before_its_footer_puts_no_more(
         monkeypatch, tmp_path, capfd):
     """As the shared writer attaches it: each row group's pages go into the file while pyarrow writes them, during the
     record that completes the group (the encoder returns nothing it held), the file being datasets'; an encoder closed
@@ -161,9 +187,9 @@ def test_attached_to_its_file_the_encoder_holds_no_page_and_a_shard_abandoned_be
     specs, images, rows = small_rows(monkeypatch)
     per_group = write.row_group_rows(np.asarray([len(b) for b in images]))
     put: list[bytes] = []
-    encoder = write.Encoder(["a", "b", "c"], per_group)
+    encoder = datasets_writer.Encoder(["a", "b", "c"], per_group)
     encoder.attach(lambda pieces: put.extend(pieces))
-    assert put == [write.MAGIC] and not encoder.start(specs, lambda batch: [])
+    assert put == [frame.MAGIC] and not encoder.start(specs, lambda batch: [])
     for k, (spec, image) in enumerate(zip(specs, images), 1):
         before = len(put)
         assert not encoder.record(spec, Prepared(image, 1, 1))
@@ -173,7 +199,7 @@ def test_attached_to_its_file_the_encoder_holds_no_page_and_a_shard_abandoned_be
     assert b"".join(put) == (tmp_path / "theirs.parquet").read_bytes()
 
     put.clear()
-    abandoned = write.Encoder(["a", "b", "c"], per_group)
+    abandoned = datasets_writer.Encoder(["a", "b", "c"], per_group)
     abandoned.attach(lambda pieces: put.extend(pieces))
     for spec, image in list(zip(specs, images))[:per_group + 1]:
         abandoned.record(spec, Prepared(image, 1, 1))
@@ -208,16 +234,17 @@ def test_the_hub_names_a_second_crane_crane2_and_names_that_stay_repeated_are_re
         write.class_names(labels({"n1": "crane", "n2": "crane2", "n3": "crane"}))
 
 
-def test_an_image_whose_name_is_not_utf8_is_refused_naming_the_member():
+def test_an_image_whose_name_is_not_utf8_is_refused_naming_the_member_by_either_writer():
     """Parquet's `path` is UTF-8 text: a name the archive holds in other bytes (kept by Python as lone surrogates)
-    cannot be written faithfully."""
+    cannot be written faithfully. The framed writer finds it laying the file out, before any record."""
     from streamprep.errors import ImageError
 
-    encoder = write.Encoder(["a"], 10)
     spec = RecordSpec("x\udcff.JPEG", 1, "n01440764", "tench", "t.tar!n01440764.tar!x\udcff.JPEG", 0, 3,
                       np.zeros((0, 4), np.float32), None)
     with pytest.raises(ImageError, match=r"n01440764\.tar!x.*\.JPEG: its name is not UTF-8"):
-        encoder.record(spec, Prepared(b"\xff\xd8\xff", 1, 1))
+        datasets_writer.Encoder(["a"], 10).record(spec, Prepared(b"\xff\xd8\xff", 1, 1))
+    with pytest.raises(ImageError, match=r"n01440764\.tar!x.*\.JPEG: its name is not UTF-8"):
+        Encoder(write.features_json(["a"]), 10, "x.parquet").start([spec], lambda batch: [])
 
 
 # --------------------------------------------------------------------------------------------- deterministic bytes
@@ -244,6 +271,10 @@ def test_a_split_with_fewer_images_than_shards_gets_empty_files_that_streaming_d
     files = sorted((out / "data").glob("validation-*-of-00020.parquet"))
     rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
     assert len(files) == 20 and 0 in rows and sum(rows) == IMAGES["validation"]
+    empty = files[rows.index(0)]
+    assert pq.ParquetFile(empty).num_row_groups == 0 and pq.read_schema(empty).equals(
+        write.arrow_schema(hub_names()), check_metadata=True)
+    assert pq.read_table(empty).num_rows == 0 and pl.read_parquet(empty).shape == (0, 2)
     streamed = datasets.load_dataset(str(out), split="validation", streaming=True)
     assert sum(1 for _ in streamed) == IMAGES["validation"]
     assert run_cli("verify", out)[0] == 0
@@ -299,32 +330,106 @@ def test_inspect_shows_a_parquet_files_rows_with_the_tfrecords_file_names_and_la
     assert counts["rows"] == pq.ParquetFile(parquet_converted / "data" / "train-00000-of-00004.parquet").metadata.num_rows
 
 
-def test_plans_bounds_hold_each_splits_files(sample, parquet_converted, tmp_path):
+@pytest.mark.parametrize("writer", ["streamprep", "datasets"])
+def test_plans_bounds_hold_each_splits_files_and_framed_are_exact_where_no_fix_up_file_is(
+        sample, parquet_converted, datasets_converted, tmp_path, writer):
+    """Framed, a file's size is known from the plan (`plan` shows low = high), but around a fix-up file, whose
+    re-encoded size the plan does not know: the sample's validation split has none, its training split three."""
     code, report, err = run_cli_out("plan", *convert_args(sample, tmp_path / "new", *SMALL_LAYOUT, "--format",
-                                                          "parquet", "--json", "--quiet")[1:])
+                                                          "parquet", "--parquet-writer", writer, "--json",
+                                                          "--quiet")[1:])
     assert code == 0, err
+    out = parquet_converted if writer == "streamprep" else datasets_converted
     for split, found in json.loads(report)["splits"].items():
-        size = sum(p.stat().st_size for p in (parquet_converted / "data").glob(f"{split}-*.parquet"))
+        size = sum(p.stat().st_size for p in (out / "data").glob(f"{split}-*.parquet"))
         assert found["bytes_low"] <= size <= found["bytes_high"], (split, size, found)
+        if writer == "streamprep" and split == "validation":
+            assert found["bytes_low"] == size == found["bytes_high"]
 
 
 # --------------------------------------------------------------------------------------------- pyarrow is optional
 
 def test_a_pyarrow_older_than_21_is_refused_naming_the_release_needed(monkeypatch):
-    """datasets writes with content-defined chunking, which pyarrow has from release 21 on."""
+    """The datasets writer writes with content-defined chunking, which pyarrow has from release 21 on."""
     import importlib.metadata
 
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "20.0.1")
-    assert "needs pyarrow 21.0 or later; pyarrow 20.0.1 is installed" in write.pyarrow_problem()
+    assert "needs pyarrow 21.0 or later; pyarrow 20.0.1 is installed" in datasets_writer.pyarrow_problem()
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "21.0.0")
-    assert write.pyarrow_problem() is None
+    assert datasets_writer.pyarrow_problem() is None
 
 
-def test_without_pyarrow_convert_stops_before_reading_and_names_the_parquet_extra(sample, tmp_path):
-    args = [str(a) for a in convert_args(sample, tmp_path / "out", *SMALL_LAYOUT, "--format", "parquet")]
-    done = run_python(f"import sys; sys.modules['pyarrow'] = None\n"
-                      f"from streamprep.cli import main; sys.exit(main({args!r}))")
-    assert done.returncode == 2, done.stderr
-    assert "--format parquet needs pyarrow" in done.stderr and "install streamprep[parquet]" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+def test_without_pyarrow_the_framed_files_are_written_and_the_rest_stops_in_one_line_naming_the_parquet_extra(
+        sample, parquet_converted, tmp_path):
+    """pyarrow hidden from the process: the default writer needs none (its files the same bytes); `--parquet-writer
+    datasets` stops before anything is read, and verify and inspect, which read the files back with pyarrow, stop;
+    each in one line naming the extra."""
+    out = tmp_path / "framed"
+    commands = {"framed": convert_args(sample, out, *SMALL_LAYOUT, "--format", "parquet", "--quiet"),
+                "datasets": convert_args(sample, tmp_path / "datasets", *SMALL_LAYOUT, "--format", "parquet",
+                                         "--parquet-writer", "datasets", "--quiet"),
+                "verify": ["verify", out, "--quiet"],
+                "inspect": ["inspect", out / "data" / "train-00000-of-00004.parquet"]}
+    calls = ", ".join(f"{name!r}: main({[str(a) for a in argv]!r}, stderr=err[{name!r}])"
+                      for name, argv in commands.items())
+    done = run_python("import io, json, sys\nsys.modules['pyarrow'] = None\nfrom streamprep.cli import main\n"
+                      f"err = {{name: io.StringIO() for name in {list(commands)!r}}}\ncodes = {{{calls}}}\n"
+                      "print(json.dumps({name: [code, err[name].getvalue()] for name, code in codes.items()}))")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["framed"] == [0, ""]
+    assert [p.read_bytes() for p in parquet_files(out)] == [p.read_bytes() for p in parquet_files(parquet_converted)]
+    assert not (tmp_path / "datasets").exists()
+    for name, needs in (("datasets", "--format parquet --parquet-writer datasets needs pyarrow"),
+                        ("verify", "verify of a Parquet file needs pyarrow"),
+                        ("inspect", "inspect of a Parquet file needs pyarrow")):
+        code, err = found[name]
+        lines = [line for line in err.splitlines() if line.startswith("streamprep: error:")]
+        assert code == 2 and len(lines) == 1 and needs in lines[0] and "streamprep[parquet]" in lines[0], (name, err)
+
+
+# --------------------------------------------------------------------------------------------- the writer option
+
+def test_both_writers_files_read_back_as_equal_tables_under_one_schema_with_its_features(parquet_converted,
+                                                                                        datasets_converted):
+    mine, theirs = parquet_files(parquet_converted), parquet_files(datasets_converted)
+    assert [p.name for p in mine] == [p.name for p in theirs] and len(mine) == 6
+    schema = write.arrow_schema(hub_names())
+    for framed, pyarrows in zip(mine, theirs):
+        assert pq.read_schema(framed).equals(schema, check_metadata=True)
+        assert pq.read_schema(pyarrows).equals(schema, check_metadata=True)
+        assert pq.read_table(framed).equals(pq.read_table(pyarrows)), framed.name
+        assert pq.ParquetFile(framed).metadata.num_row_groups == pq.ParquetFile(pyarrows).metadata.num_row_groups
+        assert pq.ParquetFile(framed).metadata.created_by.startswith("streamprep version ")
+        assert pq.ParquetFile(pyarrows).metadata.created_by.startswith("parquet-cpp-arrow version ")
+        assert framed.read_bytes() != pyarrows.read_bytes()
+
+
+def test_a_run_with_the_other_writer_is_refused_on_the_output_and_with_overwrite_rewrites_every_file(
+        sample, parquet_converted, datasets_converted, tmp_path):
+    """The writer is an option of the conversion (in manifest.json): a run with the other one never resumes into the
+    files of the first, nor mixes the two; with --overwrite it writes every file anew."""
+    out = tmp_path / "out"
+    shutil.copytree(parquet_converted, out)
+    args = convert_args(sample, out, *SMALL_LAYOUT, "--format", "parquet", "--parquet-writer", "datasets", "--quiet")
+    before = {p.name: p.read_bytes() for p in parquet_files(out)}
+    code, err = run_cli(*args)
+    assert code == 2 and "holds the output of another conversion" in err, err
+    assert {p.name: p.read_bytes() for p in parquet_files(out)} == before
+    assert json.loads((out / "manifest.json").read_text())["options"]["parquet_writer"] == "streamprep"
+
+    code, err = run_cli(*args, "--overwrite")
+    assert code == 0, err
+    assert [p.read_bytes() for p in parquet_files(out)] == [p.read_bytes() for p in parquet_files(datasets_converted)]
+    assert json.loads((out / "manifest.json").read_text())["options"]["parquet_writer"] == "datasets"
+    assert run_cli("verify", out)[0] == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "parquet", "--parquet-writer", "pyarrow"], r"must be streamprep or datasets, got 'pyarrow'"),
+    (["--parquet-writer", "datasets"], r"is an option of --format parquet; add --format parquet"),
+])
+def test_a_writer_no_run_takes_is_refused_before_anything_is_written(sample, tmp_path, argv, message):
+    code, err = run_cli(*convert_args(sample, tmp_path / "out", *SMALL_LAYOUT, *argv, "--quiet"))
+    assert code == 2 and re.search(message, err), err
     assert not (tmp_path / "out").exists()

@@ -7,7 +7,6 @@ that the run is slow enough to be killed at a chosen point, whatever the machine
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from helpers import SMALL_LAYOUT, SYNSETS, killed_at, run_cli
 from fixtures import builders
@@ -76,20 +76,20 @@ def reference(downloads, tmp_path_factory) -> tuple[dict[str, bytes], dict]:
 
 # --------------------------------------------------------------------------------------------- the manifest
 
-def test_manifest_lists_every_shard_with_its_count_size_and_sha256(downloads, reference, tmp_path):
+def test_manifest_lists_every_shard_with_its_count_size_and_digest(downloads, reference, tmp_path):
     files, m = reference
-    assert m["format"] == "streamprep-manifest/1" and m["complete"] is True
+    assert m["format"] == "streamprep-manifest/1" and m["complete"] is True and m["checksum"] == "xxh3-128"
     listed = {s["name"]: s for s in m["shards"]}
     assert set(listed) == {n for n in files if n != "bboxes.csv"}
     assert len(listed) == 16
     for name, entry in listed.items():
         assert entry["bytes"] == len(files[name])
-        assert entry["sha256"] == hashlib.sha256(files[name]).hexdigest()
+        assert entry["xxh3-128"] == xxhash.xxh3_128(files[name]).hexdigest()
     assert m["splits"]["train"]["images"] == sum(s["records"] for s in m["shards"] if s["split"] == "train") == 72
     assert m["splits"]["validation"]["images"] == 24
     assert m["splits"]["train"]["class_counts"] == {str(i): 12 for i in range(1, 7)}
     assert m["splits"]["train"]["boxes"] == 12
-    assert m["bboxes_csv"]["sha256"] == hashlib.sha256(files["bboxes.csv"]).hexdigest()
+    assert m["bboxes_csv"]["xxh3-128"] == xxhash.xxh3_128(files["bboxes.csv"]).hexdigest()
     assert m["run"]["inputs"]["train"]["size"] == downloads["train"].stat().st_size
     assert m["run"]["inputs"]["train"]["mtime"] is not None
 

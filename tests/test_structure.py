@@ -5,7 +5,6 @@ The format seam and its registry: tests/test_format_registry.py.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import io
 import json
@@ -53,7 +52,8 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
               "on-bad-image": "skip", "on-bad-xml": "skip", "check-decode": True, "workers": 3, "engine": "local",
               "overwrite": True, "timeout": 5, "connect-timeout": 2.5, "no-space-check": True,
               "materialize": "tree", "format": "webdataset,tfrecord", "dali-index": True, "equal-shards": True,
-              "dataset": "ilsvrc2012"}
+              "dataset": "ilsvrc2012", "checksum": "sha256", "resize": "short-edge=256", "encode": "webp:80",
+              "min-side": 32}
     # each format's own options (`Format.options`), at their defaults but for one of a chosen format
     values |= {Option.key(name): spec.default for name, spec in registry.own_options().items()} | {"wids-index": True}
     values |= {Option.key(name): spec.default for name, (_, spec) in datasets.own_options().items()}  # the datasets'
@@ -70,7 +70,8 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     assert options.materialize == str(tmp_path / "tree") and options.storage_options["s3"] == {"anon": True}
     assert options.storage_options["timeouts"] == {"connect": 2.5, "read": 5.0}
     assert options.formats == ("tfrecord", "webdataset") and options.dali_index  # one order, whatever was given
-    assert options.wids_index and options.sharding.equal
+    assert options.wids_index and options.sharding.equal and options.checksum == "sha256"
+    assert (options.recipe.spec(), options.recipe.encode, options.recipe.min_side) == ("short-edge=256", "webp:80", 32)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -259,10 +260,10 @@ def test_the_manifest_round_trips_through_its_model(converted_sample):
 
 @pytest.mark.parametrize("change", [
     lambda m: m["shards"][0].update(records="three"),
-    lambda m: m["shards"][0].update(sha256=None),
+    lambda m: m["shards"][0].update({m["checksum"]: None}),
     lambda m: m.update(shards={"not": "a list"}),
     lambda m: m.update(run=["x"]),
-], ids=["records", "sha256", "shards", "run"])
+], ids=["records", "digest", "shards", "run"])
 def test_a_manifest_with_wrong_value_types_is_named_unusable_and_nothing_is_touched(sample, tmp_path, change):
     out = tmp_path / "out"
     code, err = run_cli(*convert_args(sample, out, *SMALL_LAYOUT, "--quiet"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import shutil
@@ -13,6 +12,7 @@ from typing import Callable
 import fsspec
 import pytest
 import tensorflow as tf
+import xxhash
 
 from helpers import convert_args, run_cli
 from streamprep.cli import main
@@ -85,7 +85,7 @@ def data_crc(out: Path) -> list[str]:
     encoded = tf.train.Example.FromString(data).features.feature["image/encoded"].bytes_list.value[0]
     flip(out / SHARD, offset + 12 + data.index(encoded) + len(encoded) // 2)
     return [f"{SHARD}: record 1 at byte {offset} ({filename_of(data)}): data CRC mismatch",
-            f"{SHARD}: sha256"]
+            f"{SHARD}: xxh3-128"]
 
 
 def length_field(out: Path) -> list[str]:
@@ -117,7 +117,7 @@ def swapped_shards(out: Path) -> list[str]:
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b)
     b.write_bytes(data_a)
-    return ["train-00000-of-00008: sha256", "train-00002-of-00008: sha256",
+    return ["train-00000-of-00008: xxh3-128", "train-00002-of-00008: xxh3-128",
             "train-00000-of-00008: holds 4 records, manifest.json lists 3",
             "train-00002-of-00008: holds 3 records, manifest.json lists 4"]
 
@@ -184,7 +184,7 @@ def wrong_size(out: Path) -> list[str]:
 def bboxes_modified(out: Path) -> list[str]:
     with open(out / "bboxes.csv", "a") as f:
         f.write("n01440764_1.JPEG,0.1000,0.1000,0.2000,0.2000\n")
-    return ["bboxes.csv: holds", "bboxes.csv: sha256"]
+    return ["bboxes.csv: holds", "bboxes.csv: xxh3-128"]
 
 
 def incomplete(out: Path) -> list[str]:
@@ -207,7 +207,7 @@ def test_streamprep_output_with_its_manifest_passes(converted):
     assert code == 0, out + err
     assert out.startswith("streamprep verify: OK:")
     assert "44 records in 12 shards" in out and "44 images decoded" in out
-    assert "counts and sha256 against manifest.json" in out
+    assert "counts and xxh3-128 against manifest.json" in out
     assert "verify: started" in err and "verify: done, 44 records" in err
 
 
@@ -216,7 +216,7 @@ def test_classic_output_without_a_manifest_passes_and_says_what_was_not_checked(
     assert not (reference / "manifest.json").exists()
     code, out, _ = verify_cli(reference, "--decode", "--quiet")
     assert code == 0, out
-    assert "note: no manifest.json" in out and "sha256 were not checked" in out
+    assert "note: no manifest.json" in out and "digests were not checked" in out
     assert "streamprep verify: OK:" in out and "44 records in 12 shards" in out and "44 images decoded" in out
 
 
@@ -237,7 +237,7 @@ def test_a_bad_image_is_found_only_with_decode(copy):
     for entry in manifest["shards"]:
         if entry["name"] == SHARD:
             entry["bytes"] = (copy / SHARD).stat().st_size
-            entry["sha256"] = hashlib.sha256((copy / SHARD).read_bytes()).hexdigest()
+            entry["xxh3-128"] = xxhash.xxh3_128((copy / SHARD).read_bytes()).hexdigest()
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert verify_cli(copy, "--quiet")[0] == 0
     assert verify_cli(copy, "--quiet", "--decode")[0] == 1

@@ -3,6 +3,7 @@ in several, two TFDS datasets record for record, and what the final outputs weig
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import os
@@ -13,10 +14,18 @@ from typing import Any, Callable, Iterator
 from .layout import tests_importable
 
 
+MANIFEST = "manifest.json"
+# manifest.json's fields that say where a run read and wrote, not what it wrote: each download's URL and the
+# modification time and ETag its storage reports (a file's st_mtime locally, Last-Modified over HTTP), and the paths
+# or URLs given as --train, --val, --bbox and --out
+RUN_INPUT_FIELDS = ("url", "mtime", "etag")
+RUN_OPTIONS = ("train", "val", "bbox", "out")
+
+
 def is_result(name: str) -> bool:
     """Shards and bboxes.csv: what must be byte-identical whatever the sources (as tests/conftest.py has it);
     not manifest.json, which names the sources, nor the hidden .streamprep/ state, named after them."""
-    return not name.startswith(".") and name != "manifest.json"
+    return not name.startswith(".") and name != MANIFEST
 
 
 def digests(folder: Path, keep: Callable[[str], bool] = is_result) -> dict[str, str]:
@@ -29,11 +38,45 @@ def digests(folder: Path, keep: Callable[[str], bool] = is_result) -> dict[str, 
     return out
 
 
+def without_run_fields(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A parsed manifest.json less the fields that name the run's sources and output (`RUN_INPUT_FIELDS` of each
+    download, `RUN_OPTIONS`): what two conversions of the same bytes read from different places must share."""
+    out = json.loads(json.dumps(manifest))
+    for source in (out.get("run", {}).get("inputs") or {}).values():
+        for key in RUN_INPUT_FIELDS:
+            source.pop(key, None)
+    for key in RUN_OPTIONS:
+        (out.get("options") or {}).pop(key, None)
+    return out
+
+
+def differing_fields(a: Any, b: Any, at: str = "") -> list[str]:
+    """The dotted paths where two parsed JSON values differ (a list's items by position)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        found = []
+        for key in sorted(set(a) | set(b), key=str):
+            where = f"{at}.{key}" if at else str(key)
+            found += differing_fields(a[key], b[key], where) if key in a and key in b else [where]
+        return found
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [p for i, (x, y) in enumerate(zip(a, b)) for p in differing_fields(x, y, f"{at}[{i}]")]
+    return [] if a == b else [at or "(the whole file)"]
+
+
 def compare(a: Path, b: Path) -> dict[str, Any]:
-    """The result files of two output folders, byte for byte."""
-    da, db = digests(a), digests(b)
-    differ = sorted(k for k in set(da) | set(db) if da.get(k) != db.get(k))
-    return {"identical": not differ and bool(da), "files": len(da), "differing": differ[:10]}
+    """Two output folders of the same conversion: every file but manifest.json and the hidden `.streamprep/` state,
+    byte for byte (files of the same name; a file in one folder only differs), and manifest.json less its
+    run-specific fields (`without_run_fields`), as parsed JSON. `differing` names each file that differs (the
+    manifest's differing fields after it), at most 10."""
+    names = {p.name for folder in (a, b) for p in folder.iterdir() if p.is_file() and is_result(p.name)}
+    differ = [name for name in sorted(names) if not ((a / name).is_file() and (b / name).is_file()
+                                                     and filecmp.cmp(a / name, b / name, shallow=False))]
+    manifests = [json.loads((f / MANIFEST).read_text()) if (f / MANIFEST).is_file() else None for f in (a, b)]
+    fields = differing_fields(*(None if m is None else without_run_fields(m) for m in manifests))
+    if fields:
+        differ.append(f"{MANIFEST} ({', '.join(fields[:5])}{', ...' if len(fields) > 5 else ''})")
+    return {"identical": not differ and bool(names), "files": len(names), "manifest_compared": None not in manifests,
+            "differing": differ[:10]}
 
 
 def shard_names(folder: Path) -> list[str]:

@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 from .layout import ROOT
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
 RSS_EVERY, DISK_EVERY = 0.05, 0.1
 
 
@@ -35,19 +34,23 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
-def tree_rss(root: int) -> tuple[int, int]:
-    """Resident bytes summed over `root` and all its descendants, and how many processes that is."""
-    kids, todo, total, count = _children(), [root], 0, 0
+def tree_memory(root: int) -> tuple[int, int, int]:
+    """Resident bytes (VmRSS) and resident anonymous bytes (RssAnon: no file-backed pages, such as libraries or a
+    mapped file's page cache) summed over `root` and all its descendants, and how many processes that is. A forked
+    worker's pages shared copy-on-write with its parent count in each."""
+    kids, todo, rss, anon, count = _children(), [root], 0, 0, 0
     while todo:
         pid = todo.pop()
         try:
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * PAGE
+            with open(f"/proc/{pid}/status", "rb") as f:
+                fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+            rss += int(fields.get(b"VmRSS", b"0 kB").split()[0]) * 1024
+            anon += int(fields.get(b"RssAnon", b"0 kB").split()[0]) * 1024
             count += 1
         except (OSError, IndexError, ValueError):
             pass
         todo.extend(kids.get(pid, ()))
-    return total, count
+    return rss, anon, count
 
 
 def children_max_rss_mib() -> int:
@@ -84,12 +87,13 @@ def fs_used(path: Path) -> int:
 
 
 class Sampler:
-    """Peak tree RSS (every 50 ms) and peak disk use of some folders (every 100 ms, or less often if a walk
-    is slow: at most ~5% of one core), plus the file system's used bytes (statvfs, every 100 ms)."""
+    """Peak tree RSS and RssAnon (every 50 ms, `tree_memory`) and peak disk use of some folders (every 100 ms, or
+    less often if a walk is slow: at most ~5% of one core), plus the file system's used bytes (statvfs, every
+    100 ms)."""
 
     def __init__(self, pid: int, folders: list[Path]) -> None:
         self.pid, self.folders = pid, folders
-        self.peak_rss = self.max_procs = self.peak_disk = self.disk_samples = self.rss_samples = 0
+        self.peak_rss = self.peak_anon = self.max_procs = self.peak_disk = self.disk_samples = self.rss_samples = 0
         self.fs_base = fs_used(ROOT)
         self.fs_peak = self.fs_base
         self.walk_s: list[float] = []
@@ -102,8 +106,9 @@ class Sampler:
 
     def _rss(self) -> None:
         while not self.stop.is_set():
-            rss, procs = tree_rss(self.pid)
+            rss, anon, procs = tree_memory(self.pid)
             self.peak_rss, self.max_procs = max(self.peak_rss, rss), max(self.max_procs, procs)
+            self.peak_anon = max(self.peak_anon, anon)
             self.rss_samples += 1
             self.stop.wait(RSS_EVERY)
 
@@ -127,7 +132,8 @@ class Sampler:
             t.join()
         final, files = disk_use(self.folders)  # one last exact walk, after the run ended
         self.peak_disk = max(self.peak_disk, final)
-        return {"peak_rss_mb": round(self.peak_rss / 1e6, 1), "max_processes": self.max_procs,
+        return {"peak_rss_mb": round(self.peak_rss / 1e6, 1), "peak_rss_anon_mb": round(self.peak_anon / 1e6, 1),
+                "max_processes": self.max_procs,
                 "rss_samples": self.rss_samples, "peak_disk_bytes": self.peak_disk, "final_disk_bytes": final,
                 "final_files": files, "disk_samples": self.disk_samples,
                 "slowest_disk_walk_s": round(max(self.walk_s, default=0), 3),
@@ -135,12 +141,14 @@ class Sampler:
 
 
 def timed(cmd: list[str], folders: list[Path], timeout: float, log: Path, stdout: Path | None = None,
-          before: Callable[[], Any] | None = None) -> dict[str, Any]:
-    """Run `cmd` with its stderr to `log`, sampling its tree; wall time, exit status, peaks.
+          before: Callable[[], Any] | None = None, sync_after: bool = False) -> dict[str, Any]:
+    """Run `cmd` with its stderr to `log`, sampling its tree; wall time, exit status, peaks, CPU seconds.
 
     The `folders` are removed and everything written back (`sync`) first, untimed, so that the previous
     run's dirty pages are not this run's writeback; then `before()` runs, untimed (the page cache warmed or
-    dropped). The command's stdout goes to the file `stdout` if given (created with its folder), else to `log`."""
+    dropped). The command's stdout goes to the file `stdout` if given (created with its folder), else to `log`.
+    With `sync_after`, the timed part is `cmd; sync`: the wall time ends once everything is written back (`sync_s`
+    the sync's share, `process_s` the command's own)."""
     for f in folders:
         shutil.rmtree(f, ignore_errors=True)
     os.sync()
@@ -155,12 +163,16 @@ def timed(cmd: list[str], folders: list[Path], timeout: float, log: Path, stdout
         timer = threading.Timer(timeout, p.kill)
         timer.start()
         _, status, usage = os.wait4(p.pid, 0)
-        wall = time.monotonic() - t0
+        exited = time.monotonic() - t0
         timer.cancel()
         p.returncode = os.waitstatus_to_exitcode(status)
+        if sync_after:
+            os.sync()
+        wall = time.monotonic() - t0
     # (wait4's ru_maxrss is not used: the forked child starts with this process's high-water mark)
     out = {"wall_s": wall, "returncode": p.returncode, **sampler.finish(),
-           "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+           "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+           **({"process_s": round(exited, 3), "sync_s": round(wall - exited, 3)} if sync_after else {})}
     if p.returncode != 0:
         out["log_tail"] = log.read_text(errors="replace")[-3000:]
         sys.stderr.write(out["log_tail"])

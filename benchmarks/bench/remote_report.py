@@ -36,13 +36,22 @@ def phases_table(phases: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def identity_line(r: dict[str, Any]) -> str:
+    """Whether the local and the remote run wrote the same output, and which files differ if not."""
+    what = (f"{r['files_compared']} files byte for byte"
+            + (", and manifest.json less the fields naming the sources and the output folder"
+               if r.get("manifest_compared") else ""))
+    if r["identical"]:
+        return f"Local and remote outputs identical: {what}."
+    return f"Local and remote outputs NOT identical ({what}): {', '.join(r.get('differing', [])) or 'a run failed'}."
+
+
 def section(r: dict[str, Any]) -> str:
     s, m = r["scale"], r["machine"]
     text = [SECTION, "",
             f"streamprep reading the three downloads over HTTP from a local threaded server that waits "
             f"{r['latency_ms']:g} ms before answering each request, against reading them from local disk: same "
-            f"conversion (16 train / 8 validation shards), byte-identical output "
-            f"({'checked' if r['identical'] else 'NOT identical'}, {r['files_compared']} files).",
+            f"conversion (16 train / 8 validation shards). " + identity_line(r),
             f"Scale: {s['classes']} classes x {s['images_per_class']} images + {s['val_images']} validation images "
             f"({s['images']:,} JPEGs, {s['image_bytes'] / 1e6:,.0f} MB, {s['jpeg_kb']['mean']:.0f} KB on average); "
             f"streamprep workers: {r['workers'] or 'default'}." + fixups_note(s),

@@ -41,8 +41,14 @@ def rates(run: dict[str, Any], images: int, nbytes: int, mb_digits: int = 2) -> 
 
 
 def best_of(tries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest of several timed tries (dicts with `wall_s` and `peak_rss_mb`): its figures, which try it was,
-    every try's wall time, the highest peak RSS of any try, and every try's figures."""
+    """The fastest of several timed tries (dicts with `wall_s` and `peak_rss_mb`, maybe `cpu_s` and
+    `peak_rss_anon_mb`): its figures, which try it was, every try's wall time, the highest peak RSS (and RssAnon) of
+    any try, the least CPU seconds of any try, and every try's figures."""
     best = min(range(len(tries)), key=lambda i: tries[i]["wall_s"])
-    return {**tries[best], "best_try": best + 1, "wall_s_tries": [t["wall_s"] for t in tries],
-            "peak_rss_mb_max": max(t["peak_rss_mb"] for t in tries), "tries": tries}
+    out = {**tries[best], "best_try": best + 1, "wall_s_tries": [t["wall_s"] for t in tries],
+           "peak_rss_mb_max": max(t["peak_rss_mb"] for t in tries), "tries": tries}
+    if all("cpu_s" in t for t in tries):
+        out["cpu_s_least"] = min(t["cpu_s"] for t in tries)
+    if all("peak_rss_anon_mb" in t for t in tries):
+        out["peak_rss_anon_mb_max"] = max(t["peak_rss_anon_mb"] for t in tries)
+    return out

@@ -34,16 +34,17 @@ class Failed(Exception):
 
 
 def run(sides: list[Side], mode: str, prepare: Callable[[], Any], images: int, input_bytes: int, timeout: float,
-        logs: Path) -> dict[str, dict[str, Any]]:
-    """Each side's tries, `prepare()` (the page cache warmed or dropped) untimed before each; per side, the best
-    try's figures with every try's (`timing.best_of`). Raises Failed on the first try that fails."""
+        logs: Path, sync_after: bool = False) -> dict[str, dict[str, Any]]:
+    """Each side's tries, `prepare()` (the page cache warmed or dropped) untimed before each, and with `sync_after` a
+    `sync` timed at the end of each (`procs.timed`); per side, the best try's figures with every try's
+    (`timing.best_of`). Raises Failed on the first try that fails."""
     tries: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sides}
     for round_ in range(max(s.repeats for s in sides)):
         for s in sides:
             if round_ >= s.repeats:
                 continue
             print(f"{mode}: {s.name}, try {round_ + 1} of {s.repeats} ...", file=sys.stderr)
-            x = procs.timed(s.cmd, [s.folder], timeout, logs / f"{s.name}.log", s.stdout, prepare)
+            x = procs.timed(s.cmd, [s.folder], timeout, logs / f"{s.name}.log", s.stdout, prepare, sync_after)
             if x["returncode"] != 0:
                 raise Failed(s.name, mode, x)
             procs.finish_run(x, images, input_bytes, s.outputs())

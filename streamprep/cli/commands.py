@@ -173,10 +173,10 @@ def parser() -> argparse.ArgumentParser:
                    "settings from it, so it labels as that convert run would; flags override it")
     add_arguments(i, only={f.name for f in fields() if f.metadata["option"].inspect})
 
-    v = sub.add_parser("verify", help="check a finished output: framing, schema, labels, counts and sha256",
+    v = sub.add_parser("verify", help="check a finished output: framing, schema, labels, counts and digests",
                        description="Check every record of an output folder: length and data CRCs, the classic "
                        "feature schema, labels in range, and (with manifest.json, as convert writes it) every "
-                       "shard's size, sha256 and record count and each split's label counts; optionally decode "
+                       "shard's size, digest (the algorithm its manifest names) and record count and each split's label counts; optionally decode "
                        "every image. Works on the classic procedure's shards too (no manifest). The report goes "
                        "to stdout: one line per problem, then a summary. Exit status: 0 all is well, 1 problems "
                        "found, 2 OUT cannot be verified.")

@@ -203,6 +203,14 @@ def _listed(title: str, items: list[dict[str, str]]) -> list[str]:
     return lines
 
 
+def _checked(s: Summary) -> str:
+    """How the kept shards were checked: "xxh3-128 checked against the manifest", and with another --checksum than
+    the earlier manifest's, what they are listed under now."""
+    now = s.manifest.checksum if s.manifest else None
+    checked = s.checked or now
+    return f"{checked} checked against the manifest" + (f", {now} recorded" if now and now != checked else "")
+
+
 def _shards(s: Summary) -> list[str]:
     totals = s.manifest.totals if s.manifest else None
     if totals is None:
@@ -210,8 +218,8 @@ def _shards(s: Summary) -> list[str]:
     engine = " (Apache Beam)" if s.engine == "beam" else ""
     total = _shard_count(s)
     if _wrote_no_shard(s):  # a rerun of a finished conversion: say what it did
-        lines = [f"streamprep: kept {s.out}{engine}: {total:,} of {total:,} shards were already complete (sha256 "
-                 "checked against the manifest); wrote no shard"]
+        lines = [f"streamprep: kept {s.out}{engine}: {total:,} of {total:,} shards were already complete "
+                 f"({_checked(s)}); wrote no shard"]
     else:
         lines = [f"streamprep: wrote {s.out}{engine}"]
     for name, split in totals.splits.items():
@@ -223,7 +231,7 @@ def _shards(s: Summary) -> list[str]:
     lines += _fixups(totals.fixups)
     if s.shards_kept and not _wrote_no_shard(s):
         lines.append(f"  resumed    {s.shards_kept:>9,} of {total:,} shards were already complete "
-                     "(sha256 checked against the manifest) and were kept")
+                     f"({_checked(s)}) and were kept")
     if s.index_reused:
         lines.append("  index      reused the one saved by an earlier run (the downloads are unchanged)")
     if totals.skipped:

@@ -399,7 +399,7 @@ class WriteShards(beam.DoFn):
             prepare_split(plan, shard.split)
         result = write_or_keep(job.formats, plan, shard, self.output, archive_reader(source), job.keep,
                                prefetch=source.remote, skip_bad_images=job.options.skip_bad_images,
-                               check_image=job.check_image())
+                               check_image=job.check_image(), checksum=job.checksum)
         if not result.kept:
             self.images.inc(result.records)
             self.nbytes.inc(result.bytes)
@@ -566,4 +566,5 @@ def _run_pipeline(bj: BeamJob, beam_args: Sequence[str], pipeline_options: Pipel
         summary.bytes_written = counters.get("bytes_written", 0)
     if summary.manifest is not None:
         summary.shards_kept = len(summary.manifest.shards) - counters.get("shards_written", len(summary.manifest.shards))
+        summary.checked = bj.job.checked if summary.shards_kept else None
     return summary

@@ -82,7 +82,7 @@ def _write(number: int) -> ShardResult:
     work = _inherited
     return write_or_keep(work["formats"], work["plan"], work["shards"][number], work["output"], work["read"],
                          work["keep"], None, False, work["skip"], _Watch(work["halt"], work["parent"]),
-                         work["check"])
+                         work["check"], work["checksum"])
 
 
 def write_shards(shards: Sequence[ShardSpec], workers: int, finished: Callable[[ShardResult], None],
@@ -90,7 +90,7 @@ def write_shards(shards: Sequence[ShardSpec], workers: int, finished: Callable[[
     """Write or keep `shards` in `workers` forked processes; `finished` is called (in this process) for each
     shard as it completes. After the first error, or once `stop` is set, no new shard starts, running ones
     stop at their next batch, and the error (or `Stopped`) is raised. `work` holds `write_or_keep`'s
-    arguments: formats, plan, output, read, keep, skip, check."""
+    arguments: formats, plan, output, read, keep, skip, check, checksum."""
     context = multiprocessing.get_context("fork")
     halt = context.Event()
     parent = os.getpid()

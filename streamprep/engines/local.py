@@ -42,7 +42,7 @@ def convert(options: Options, progress: Callback | None = None, stop: threading.
     classic folder layout under `options.materialize`; returns a summary.
 
     Rerunning the same command after an interruption keeps the shards the manifest lists as
-    finished (once their sha256 is checked), writes the rest, and reuses the saved index when the
+    finished (once their digests are checked), writes the rest, and reuses the saved index when the
     downloads have not changed. Setting `stop` cancels the run (`progress.Stopped` is raised).
     """
     return Conversion(options, progress, stop).run(LocalEngine())
@@ -73,7 +73,7 @@ def write_split(job: Job, plan: Plan, split: str, read: Reader, prefetch: bool, 
         if not prefetch and protocol_of(options.out) == "file" and forked.usable(workers):
             return forked.write_shards(split_plan.shards, workers, lambda r: journal.finished(*r.entries), phase, stop,
                                        formats=fmts, plan=plan, output=journal.output, read=read, keep=job.keep,
-                                       skip=options.skip_bad_images, check=job.check_image())
+                                       skip=options.skip_bad_images, check=job.check_image(), checksum=job.checksum)
         return _threads(job, plan, split_plan.shards, read, prefetch, journal, phase, stop)
 
 
@@ -88,7 +88,7 @@ def _threads(job: Job, plan: Plan, shards: Sequence[ShardSpec], read: Reader, pr
             return None
         try:
             result = write_or_keep(fmts, plan, shard, journal.output, read, job.keep, phase, prefetch,
-                                   options.skip_bad_images, stop, job.check_image())
+                                   options.skip_bad_images, stop, job.check_image(), job.checksum)
             journal.finished(*result.entries)
             return result
         except BaseException:

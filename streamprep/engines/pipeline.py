@@ -8,7 +8,6 @@ every engine gives the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -29,11 +28,12 @@ from ..index.build import build_index
 from ..index.images import DatasetIndex
 from ..index.labels import LabelData, load_label_data
 from ..options import BBOX_TARGZ, TRAIN_TAR, VAL_TAR, Options, join
+from ..outputs import checksum as checksums
 from ..outputs import manifest as mf
 from ..outputs.bboxes_csv import BBOXES_CSV, SPLIT_CSV, write_bboxes, write_split_bboxes
 from ..archives.output import Output
 from ..outputs import registry as output_formats
-from ..outputs.format import Check, Format, ShardResult
+from ..outputs.format import Check, Format, ShardResult, planned_bytes
 from ..records import fixups
 from ..records.decode import full_decode
 from ..outputs.materialize import FolderTreeSummary
@@ -175,7 +175,8 @@ def run_record(options: Options, inputs: Inputs) -> dict[str, Any]:
             "dali_index": options.dali_index, **options.format_options(), "on_bad_image": str(options.on_bad_image),
             "on_bad_xml": str(options.on_bad_xml), "check_decode": options.check_decode, "streamprep": __version__,
             **({"dataset": options.dataset, **options.dataset_options()}  # older runs: the default dataset
-               if options.dataset != datasets.DEFAULT else {})}
+               if options.dataset != datasets.DEFAULT else {}),
+            **({"resize": options.recipe.describe()} if options.recipe else {})}  # a variant: never a mix
 
 
 
@@ -213,15 +214,30 @@ class Job:
         """The opt-in full decode of every image (`check_decode`), or None."""
         return full_decode if self.options.check_decode else None
 
+    @property
+    def checksum(self) -> str:
+        """The algorithm of the manifest's digests (`--checksum`): every file this run writes or keeps is listed
+        under it."""
+        return self.manifest.checksum
+
+    @property
+    def checked(self) -> str | None:
+        """The algorithm the shards kept from an earlier run are checked with (its manifest's), or None."""
+        return next((e.checksum for e in self.keep.values()), None)
+
 
 def make_job(options: Options, inputs: Inputs, previous: mf.Manifest | None,
              md5: dict[str, str] | None = None) -> Job:
     """The run's job (writes nothing): its manifest's head, the shards to keep, where its index is saved."""
     run = run_record(options, inputs)
     keep = previous.reusable(run) if previous else {}
+    if keep:  # they are checked with their manifest's algorithm (and hashed with this run's if it is another)
+        extras.check(extras.Need(*need) for need in checksums.needs(previous.checksum))
+    # The head lists the kept shards when their digests are of this run's algorithm; otherwise each is listed once
+    # checked and hashed again (a manifest never mixes algorithms).
     head = mf.Manifest(run, options.public(),
                        {k: {"identity": inputs.identities[k], "md5": v} for k, v in (md5 or {}).items()},
-                       dict(keep))
+                       {k: e for k, e in keep.items() if e.checksum == options.checksum}, checksum=options.checksum)
     for fmt in output_formats.make(options):
         fmt.refuse(inputs.labels)  # before anything is read or written
     key = None
@@ -253,7 +269,7 @@ def check_space(job: Job, plan: Plan) -> None:
     if job.options.no_space_check or protocol_of(job.options.out) != "file":
         return
     todo = job.pending(plan.shards)
-    need = sum(f.most_bytes(plan, todo) for f in job.formats)
+    need = sum(planned_bytes(f, plan, todo) for f in job.formats)  # a --resize recipe's estimate
     free = free_bytes(output.root)
     if free is not None and need > free:
         raise OutputError(f"{job.options.out}: the {len(todo):,} shards still to write may take up to {need:,} bytes "
@@ -267,13 +283,14 @@ def finish(job: Job, journal: mf.Journal, plan: Plan, index: DatasetIndex, resul
     entries = [e for r in results for e in r.entries]
     with journal:  # an error below (a stray file) leaves every shard this run finished listed, then is raised
         journal.finished(*entries)  # the local engine listed each as it finished; Beam's workers do not
-        csv = write_bboxes(plan, output)
-        files = write_split_bboxes(plan, output)  # bboxes_validation.csv with --bbox-val
+        csv = write_bboxes(plan, output, job.checksum)
+        files = write_split_bboxes(plan, output, job.checksum)  # bboxes_validation.csv with --bbox-val
         for fmt in job.formats:
             for name, data in fmt.side_files(plan, entries).items():
                 with output.atomic(name) as f:
                     f.write(data)
-                files.append(mf.FileEntry(name, len(data), hashlib.sha256(data).hexdigest()))
+                files.append(mf.FileEntry(name, len(data), checksums.digest(job.checksum, data),
+                                          checksum=job.checksum))
         written = {*SIDE_FILES, *(n for e in entries for n in e.files()), *(f.name for f in files)}
         strays = [n for n in mf.output_files(output) if n not in written]
         if strays:  # never a complete manifest beside another run's files
@@ -386,6 +403,7 @@ class Summary:
     seconds: float
     manifest: mf.Manifest | None = None  # the complete manifest (None when only the folder tree was written)
     shards_kept: int = 0  # finished by an earlier run, checked and kept
+    checked: str | None = None  # the checksum the kept shards were checked with (their earlier manifest's)
     shards_written: int | None = None  # by this run (None when the engine does not count them)
     images_written: int | None = None  # by this run (None when the engine does not count them)
     bytes_read: int | None = None  # image bytes read from the downloads by this run
@@ -397,6 +415,7 @@ class Summary:
         """The shards kept and written, and the images, shard bytes and image bytes this run wrote and read."""
         written = [r for r in results if not r.kept]
         self.shards_kept, self.shards_written = len(results) - len(written), len(written)
+        self.checked = next((r.checked for r in results if r.kept), None)
         self.images_written = sum(r.records for r in written)
         self.bytes_written = sum(r.bytes for r in written)
         self.bytes_read = sum(int(plan.splits[r.shard.split].index.sizes[

@@ -17,6 +17,7 @@ from .. import datasets
 from ..options import Options
 from ..outputs import manifest as mf
 from ..outputs import registry as output_formats
+from ..outputs.format import planned_bounds, planned_bytes
 from ..progress import Callback
 from ..records.fixups import by_kind
 from . import pipeline
@@ -117,7 +118,7 @@ def preview(options: Options, progress: Callback | None = None, stop: threading.
     splits = _splits(plan, job, options)
     fmts = output_formats.make(options)
     todo = job.pending(plan.shards) if job else list(plan.shards)
-    space = sum(f.most_bytes(plan, todo) for f in fmts)
+    space = sum(planned_bytes(f, plan, todo) for f in fmts)
     fixed = by_kind([name for name, _ in plan.fixup_sizes()])
     ignored = {reason: {"count": count, "examples": index.ignored.examples[reason]}
                for reason, count in sorted(index.ignored.counts.items())}
@@ -138,7 +139,7 @@ def _splits(plan: Any, job: pipeline.Job | None, options: Options) -> dict[str, 
         kept = [s for s in split_plan.shards
                 if output is not None and all(f.file_name(s) in keep and _size_matches(output, keep[f.file_name(s)])
                                               for f in fmts)]
-        bounds = [f.size_bounds(plan, s) for f in fmts for s in split_plan.shards if s not in kept]
+        bounds = [planned_bounds(f, plan, s) for f in fmts for s in split_plan.shards if s not in kept]
         splits[name] = SplitPreview(len(split_plan.index), len(split_plan.index.present_labels()),
                                     len(split_plan.shards), len(kept), sum(b[0] for b in bounds),
                                     sum(b[1] for b in bounds))

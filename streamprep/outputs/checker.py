@@ -7,7 +7,6 @@ its `ShardCheck` (at most `PROBLEMS_KEPT` problems a shard) and the labels, boxe
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import sys
@@ -20,6 +19,7 @@ from typing import Any, BinaryIO, Iterator
 
 from ..errors import MissingDependencyError, OutputUnreadableError
 from ..progress import Phase
+from . import checksum as checksums
 from . import registry
 
 PROBLEMS_KEPT = 100  # per shard: a shard with more keeps the first ones and counts the rest
@@ -27,10 +27,11 @@ READ_BLOCK = 8 << 20  # read-ahead for remote shards
 
 
 class HashingReader:
-    """A shard read in order, hashed as it is read (sha256, as the manifest lists it), with the position reached."""
+    """A shard read in order, hashed as it is read (with `digest`, a hasher of the manifest's checksum:
+    `ShardChecker.hasher`), with the position reached."""
 
-    def __init__(self, f: BinaryIO) -> None:
-        self.f, self.digest, self.position = f, hashlib.sha256(), 0
+    def __init__(self, f: BinaryIO, digest: checksums.Hasher) -> None:
+        self.f, self.digest, self.position = f, digest, 0
 
     def read(self, n: int) -> bytes:
         data = self.f.read(n)
@@ -77,7 +78,7 @@ class ShardCheck:
     boxes: int = 0
     decoded: int = 0
     labels: Counter = field(default_factory=Counter)
-    sha256: str | None = None  # of the whole file; None unless read to its end
+    digest: str | None = None  # of the whole file, under the checker's checksum; None unless read to its end
     complete: bool = False  # framing read to the end of the file
     trusted: bool = True  # every record intact and parsed with a label: its label counts are exact
     problems: list[Problem] = field(default_factory=list)
@@ -154,11 +155,16 @@ class ShardChecker(ABC):
     """Reads shards of one format and checks their records; one instance shared by the worker threads."""
 
     def __init__(self, fs: Any, root: str, url: str, decode: bool, num_classes: int, phase: Phase,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, checksum: str = checksums.DEFAULT) -> None:
         self.fs, self.root, self.url = fs, root, url
         self.decode, self.num_classes, self.phase, self.stop = decode, num_classes, phase, stop
+        self.checksum = checksum  # the manifest's algorithm (`outputs.checksum`): each shard's `digest` under it
         self.tf = tensorflow() if decode else None
         self.remote = bool(getattr(fs, "async_impl", False))
+
+    def hasher(self) -> checksums.Hasher:
+        """A new hash object of the manifest's checksum, for one shard's `ShardCheck.digest`."""
+        return checksums.hasher(self.checksum)
 
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
@@ -189,5 +195,6 @@ class ShardChecker(ABC):
     @abstractmethod
     def _read(self, f: BinaryIO, check: ShardCheck) -> None:
         """Read one shard from `f` to its end (or to where it cannot be read on), filling in `check`: records,
-        labels (counted as the classic's, 1..N), boxes, problems; its sha256 and `complete` once read to the end,
+        labels (counted as the classic's, 1..N), boxes, problems; its digest (`hasher`) and `complete` once read to
+        the end,
         `trusted` cleared when a record could not be read or counted; progress advanced as records are read."""

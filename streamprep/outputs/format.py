@@ -15,13 +15,12 @@ classic TFRecord (`outputs.tfrecord.TFRecordFormat`) is the first entry, WebData
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import re
 import threading
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
 
 from ..archives import retry
@@ -34,13 +33,16 @@ from ..records.spec import RecordSpec, record_specs
 from ..progress import Phase, check_stop
 from ..records import fixups
 from ..records.image import Image, prepared
-from .manifest import FileRef, ShardEntry, file_matches
+from ..records.resize import Recipe
+from . import checksum as checksums
+from .manifest import FileRef, ShardEntry, recheck
 
 if TYPE_CHECKING:
     from ..inspection import Reader
     from .checker import ShardChecker
 
 BATCH = 64  # images fetched together (one concurrent range request batch on remote storage)
+RESIZE_THREADS = 2  # threads resizing a batch's images in each process that writes shards (`--resize`)
 # Bytes a record may take beyond its image: the classic's Example (17 features, its text, file name and boxes)
 # and TFRecord framing take 300-600 bytes; an image with many boxes a few more.
 RECORD_ALLOWANCE = 2048
@@ -71,7 +73,7 @@ class ShardEncoder(ABC):
         return ()
 
     def facts(self) -> dict[str, Any]:
-        """What the manifest keeps of the file besides its size and sha256, once `finish` was called: its entry's
+        """What the manifest keeps of the file besides its size and digest, once `finish` was called: its entry's
         `facts`, handed back to `Format.side_files` (MDS's sha1 and xxh64 for its index.json); none by default."""
         return {}
 
@@ -135,6 +137,7 @@ class Format(ABC):
     allowance: ClassVar[int] = RECORD_ALLOWANCE  # at most how many bytes a record takes beyond its image
     stores_boxes: ClassVar[bool] = True  # whether a record holds the image's bounding boxes (counted in the manifest)
     stored_label: ClassVar[tuple[str, int]] = ("image/class/label", 0)  # its label, and how far below the classic's
+    resize: Recipe | None = None  # the run's `--resize` recipe (set by `registry.make`): what `prepare` does to images
 
     def __init__(self, dali_index: bool = False) -> None:
         self.dali_index = dali_index
@@ -241,7 +244,7 @@ class Format(ABC):
         """The image this format's records hold, made once per image: by default the classic's
         (`records.image.prepared`: its fix-ups and its decoder's checks). Formats written together prepare alike; a
         format with a rule of its own (TFDS's) is written alone."""
-        return prepared(spec, data)
+        return prepared(spec, data, self.resize)
 
     def refuse(self, labels: Any) -> None:
         """Raise (`LabelDataError`, `ConfigError`) before anything is read or written if the format cannot hold what
@@ -255,6 +258,34 @@ class Format(ABC):
             return (f"writes {DEFAULT_DATASET}'s own build ({cls.own_order} members and order), not --dataset "
                     f"{dataset}")
         return None
+
+
+def planned_bounds(fmt: Format, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
+    """`fmt.size_bounds` as `plan` shows them: with a `--resize` recipe, each image's download bytes replaced by
+    (none, the recipe's estimate, `Recipe.most_bytes`), with 8 bytes a record for the lengths that change with it."""
+    low, high = fmt.size_bounds(plan, shard)
+    if fmt.resize is None:
+        return low, high
+    sizes = _shard_sizes(plan, shard)
+    estimate = fmt.resize.most_bytes(sizes)
+    return max(0, low - int(sizes.sum()) - 8 * len(sizes)), high - int(sizes.sum()) + estimate + 8 * len(sizes)
+
+
+def planned_bytes(fmt: Format, plan: Plan, shards: Sequence[ShardSpec]) -> int:
+    """`fmt.most_bytes` as the space check takes it: with a `--resize` recipe, each image's download bytes replaced
+    by the recipe's estimate (`Recipe.most_bytes`)."""
+    total = fmt.most_bytes(plan, shards)
+    if fmt.resize is None:
+        return total
+    for shard in shards:
+        sizes = _shard_sizes(plan, shard)
+        total += fmt.resize.most_bytes(sizes) - int(sizes.sum()) + 8 * len(sizes)
+    return total
+
+
+def _shard_sizes(plan: Plan, shard: ShardSpec) -> Any:
+    split = plan.splits[shard.split]
+    return split.index.sizes[split.order[shard.start:shard.stop]]
 
 
 def _named(fmt: type[Format], where: str) -> Any:
@@ -278,6 +309,7 @@ class ShardResult:
     shard: ShardSpec
     entries: list[ShardEntry]  # one per format, in the order of the formats
     kept: bool = False
+    checked: str | None = None  # kept: the checksum its files were checked with (the earlier manifest's)
 
     @property
     def records(self) -> int:
@@ -318,7 +350,7 @@ class _File:
     encoder: ShardEncoder
     entry: ShardEntry
     out: BinaryIO
-    digest: Any = field(default_factory=hashlib.sha256)
+    digest: checksums.Hasher  # under the entry's checksum
 
     def put(self, pieces: Sequence[bytes]) -> int:
         n = 0
@@ -332,9 +364,11 @@ class _File:
 
 def write_shard(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Output, read: Reader,
                 phase: Phase | None = None, prefetch: bool = False, skip_bad_images: bool = False,
-                stop: threading.Event | None = None, check_image: Check | None = None) -> list[ShardEntry]:
+                stop: threading.Event | None = None, check_image: Check | None = None,
+                checksum: str = checksums.DEFAULT) -> list[ShardEntry]:
     """Write one shard in every format, each file complete under its final name (and its index, if the format
-    writes one); their manifest entries. Needs only the plan and a reader: each image is read once.
+    writes one); their manifest entries, each file's digest under `checksum`. Needs only the plan and a reader:
+    each image is read once.
 
     An image that cannot be used (`records.image.prepared` or `check_image` raises `ImageError`) stops
     the run, or with `skip_bad_images` is left out of every format and listed. A file that opens with what its
@@ -345,7 +379,7 @@ def write_shard(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
     while True:
         try:
             return _write_pass(fmts, plan, shard, output, read, phase, prefetch, skip_bad_images, stop, check_image,
-                               left_out)
+                               left_out, checksum)
         except _LeftOut:
             continue  # `left_out` grew: each pass leaves out more images, so this ends
 
@@ -377,11 +411,24 @@ class _Early:
         """Each record's image, or the `ImageError` that makes it unusable (raised again at the record's turn)."""
         todo = [s for s in specs if id(s) not in self.kept]
         for spec, data in zip(todo, self.read(todo) if todo else []):
-            try:
-                self.kept[id(spec)] = _usable(self.fmt, spec, data, self.check_image)
-            except ImageError as e:
-                self.kept[id(spec)] = e
+            self.kept[id(spec)] = self._prepare(spec, data)
         return [self.kept[id(s)] for s in specs]
+
+    def batch(self, specs: list[RecordSpec], datas: list[bytes]) -> None:
+        """With a `--resize` recipe, a batch's images prepared at once by `RESIZE_THREADS` threads (decoding,
+        resampling and encoding release the interpreter lock), each kept for its record's turn; nothing otherwise."""
+        todo = [(s, d) for s, d in zip(specs, datas) if id(s) not in self.kept]
+        if self.fmt.resize is None or len(todo) < 2:
+            return
+        with ThreadPoolExecutor(RESIZE_THREADS, thread_name_prefix="resize") as pool:
+            for (spec, _), image in zip(todo, pool.map(lambda job: self._prepare(*job), todo)):
+                self.kept[id(spec)] = image
+
+    def _prepare(self, spec: RecordSpec, data: bytes) -> Image | ImageError:
+        try:
+            return _usable(self.fmt, spec, data, self.check_image)
+        except ImageError as e:
+            return e
 
     def usable(self, spec: RecordSpec, data: bytes) -> Image:
         """The record's image at its turn: as prepared ahead, else now; `ImageError` if it may not be written."""
@@ -395,7 +442,7 @@ class _Early:
 
 def _skip(files: list[_File], spec: RecordSpec, error: ImageError, skip_bad_images: bool) -> dict[str, str]:
     """An unusable image, listed as left out in every file (unless `skip_bad_images`: then `error` is raised)."""
-    if not skip_bad_images:
+    if not skip_bad_images and not getattr(error, "always_skipped", False):  # --min-side's drops: always listed
         raise error
     skipped = {"member": spec.member, "reason": reason(spec.member, error)}
     for file in files:
@@ -416,24 +463,26 @@ def _put_record(files: list[_File], spec: RecordSpec, image: Image) -> int:
 
 
 def _open_file(fmt: Format, plan: Plan, shard: ShardSpec, output: Output, stack: contextlib.ExitStack,
-               skipped: list[dict[str, str]]) -> _File:
-    """One format's file of the shard, open under its temporary name until `stack` closes."""
+               skipped: list[dict[str, str]], checksum: str) -> _File:
+    """One format's file of the shard, open under its temporary name until `stack` closes, hashed with `checksum`."""
     encoder = fmt.encoder_for(plan, shard)
     stack.callback(encoder.close)
-    entry = ShardEntry(fmt.file_name(shard), shard.split, 0, 0, "", skipped=[dict(s) for s in skipped])
-    file = _File(fmt, encoder, entry, stack.enter_context(output.atomic(fmt.file_name(shard))))
+    entry = ShardEntry(fmt.file_name(shard), shard.split, 0, 0, "", skipped=[dict(s) for s in skipped],
+                       checksum=checksum)
+    file = _File(fmt, encoder, entry, stack.enter_context(output.atomic(fmt.file_name(shard))),
+                 checksums.hasher(checksum))
     encoder.attach(file.put)
     return file
 
 
 def _write_pass(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Output, read: Reader,
                 phase: Phase | None, prefetch: bool, skip_bad_images: bool, stop: threading.Event | None,
-                check_image: Check | None, left_out: dict[str, dict[str, str]]) -> list[ShardEntry]:
+                check_image: Check | None, left_out: dict[str, dict[str, str]], checksum: str) -> list[ShardEntry]:
     """`write_shard` without the images in `left_out`; `_LeftOut` (and `left_out` grown) if it finds unusable
     images that a file's opening counted, then no file is put in place."""
     specs = [s for s in record_specs(plan, shard) if s.member not in left_out]
     with contextlib.ExitStack() as stack:
-        files = [_open_file(fmt, plan, shard, output, stack, list(left_out.values())) for fmt in fmts]
+        files = [_open_file(fmt, plan, shard, output, stack, list(left_out.values()), checksum) for fmt in fmts]
         early = _Early(read, fmts[0], check_image)
         for file in files:
             file.put(file.encoder.start(specs, early))
@@ -442,6 +491,7 @@ def _write_pass(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
         for batch, datas in _batches(specs, read, prefetch):
             check_stop(stop)
             nbytes = 0
+            early.batch(batch, datas)
             for spec, data in zip(batch, datas):
                 try:
                     image = early.usable(spec, data)
@@ -458,7 +508,7 @@ def _write_pass(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
             raise _LeftOut  # inside the stack: no file of this pass is put in place
         for file in files:
             file.put(file.encoder.finish())
-            file.entry.sha256 = file.digest.hexdigest()
+            file.entry.digest = file.digest.hexdigest()
             file.entry.facts = file.encoder.facts()
     for file in files:  # each index after its shard is in place: an index never describes a file not yet there
         name = file.fmt.index_name(shard)
@@ -466,25 +516,38 @@ def _write_pass(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Ou
             data = file.encoder.index()
             with output.atomic(name) as f:
                 f.write(data)
-            file.entry.index = FileRef(name, len(data), hashlib.sha256(data).hexdigest())
+            file.entry.index = FileRef(name, len(data), checksums.digest(checksum, data), checksum)
     return [file.entry for file in files]
 
 
 def write_or_keep(fmts: Sequence[Format], plan: Plan, shard: ShardSpec, output: Output, read: Reader,
                   keep: dict[str, ShardEntry], phase: Phase | None = None, prefetch: bool = False,
                   skip_bad_images: bool = False, stop: threading.Event | None = None,
-                  check_image: Check | None = None) -> ShardResult:
+                  check_image: Check | None = None, checksum: str = checksums.DEFAULT) -> ShardResult:
     """One shard, by either engine: kept if an earlier run finished its file in every format (each with the size
-    and sha256 of its manifest entry, its index too), else written in every format; a write that storage fails
-    in a way a retry may cure starts the shard again."""
-    entries = [keep.get(fmt.file_name(shard)) for fmt in fmts]
-    if all(e is not None and file_matches(output, e) for e in entries):
+    and digest of its manifest entry, its index too), else written in every format; a write that storage fails
+    in a way a retry may cure starts the shard again. Every entry returned holds digests under `checksum`: a kept
+    file checked against an earlier manifest of another algorithm is hashed with both in one read."""
+    kept = _kept(output, [keep.get(fmt.file_name(shard)) for fmt in fmts], checksum)
+    if kept is not None:
         if phase:
-            phase.advance(entries[0].records + len(entries[0].skipped), sum(e.bytes for e in entries), kept=True)
-        return ShardResult(shard, entries, kept=True)  # type: ignore[arg-type]
+            phase.advance(kept[0].records + len(kept[0].skipped), sum(e.bytes for e in kept), kept=True)
+        return ShardResult(shard, kept, kept=True, checked=keep[kept[0].name].checksum)
     check_stop(stop)
     written = retry.call(lambda: f"{output.path(fmts[0].file_name(shard))}: cannot write",
                          lambda: write_shard(fmts, plan, shard, output, read, phase, prefetch, skip_bad_images, stop,
-                                             check_image),
+                                             check_image, checksum),
                          error=OutputError)
     return ShardResult(shard, written)
+
+
+def _kept(output: Output, entries: list[ShardEntry | None], checksum: str) -> list[ShardEntry] | None:
+    """The entries of a shard's files an earlier run finished, each checked and its digests under `checksum`; None
+    as soon as one is not there as recorded (then the shard is written)."""
+    found = []
+    for entry in entries:
+        again = None if entry is None else recheck(output, entry, checksum)
+        if again is None:
+            return None
+        found.append(again)
+    return found

@@ -1,15 +1,16 @@
-"""The output's manifest.json as one typed model: what was converted from what, and every shard's count, size and sha256.
+"""The output's manifest.json as one typed model: what was converted from what, and every file's count, size and digest.
 
 Written here (`Journal`, rewritten as shards finish) and read here (`load`, `Manifest.parse`), by
 convert, resume and verify alike. The JSON keys and their order are the file format
-(`streamprep-manifest/1`).
+(`streamprep-manifest/1`). Every digest is of one algorithm (`outputs.checksum`), which the
+manifest names (`"checksum"`) and each entry's key repeats (`"xxh3-128": ...`); a manifest without
+the key, written before the choice, holds sha256.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
 import re
@@ -22,6 +23,7 @@ from .. import __version__
 from ..archives.output import Output
 from ..archives.storage import Source
 from ..errors import OutputError
+from . import checksum as checksums
 from . import registry
 
 log = logging.getLogger("streamprep")
@@ -53,24 +55,38 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _digest_of(data: dict[str, Any], checksum: str, what: str) -> Any:
+    """An entry's digest, under the key named for the manifest's algorithm; a digest of another algorithm refused (a
+    manifest holds one)."""
+    other = next((k for k in checksums.ALGORITHMS if k != checksum and k in data), None)
+    _require(other is None, f"{what}: a {other!r} digest in a manifest of {checksum!r} digests (a manifest holds "
+             "one checksum)")
+    return data.get(checksum)
+
+
 @dataclass
 class FileRef:
-    """A file beside a shard (its DALI index): name, size, sha256."""
+    """A file beside a shard (its DALI index): name, size, digest (under `checksum`, the manifest's algorithm)."""
 
     name: str
     bytes: int
-    sha256: str
+    digest: str
+    checksum: str = checksums.DEFAULT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "bytes": self.bytes, self.checksum: self.digest}
 
     @classmethod
-    def parse(cls, data: Any, shard: str) -> "FileRef":
+    def parse(cls, data: Any, shard: str, checksum: str = checksums.SHA256) -> "FileRef":
         _require(isinstance(data, dict) and isinstance(data.get("name"), str), f"shard {shard}: an index without a "
                  "'name'")
         name = data["name"]
         _require(bool(SHARD_FILE_NAME.match(name)), f"shard {shard}: an index named {name!r}, which is no file name "
                  "of a shard")
-        _require(_is_int(data.get("bytes")) and isinstance(data.get("sha256"), str),
-                 f"shard {shard}: its index's 'bytes' or 'sha256' is not of the right type")
-        return cls(name, data["bytes"], data["sha256"])
+        digest = _digest_of(data, checksum, f"shard {shard}'s index")
+        _require(_is_int(data.get("bytes")) and isinstance(digest, str),
+                 f"shard {shard}: its index's 'bytes' or '{checksum}' is not of the right type")
+        return cls(name, data["bytes"], digest, checksum)
 
 
 @dataclass
@@ -81,58 +97,75 @@ class ShardEntry:
     split: str
     records: int
     bytes: int
-    sha256: str
+    digest: str  # of the file, under `checksum`
     boxes: int = 0
     fixups: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"member", "reason"} under on_bad_image = skip
     index: FileRef | None = None  # the shard's DALI index file (--dali-index)
     facts: dict[str, Any] = field(default_factory=dict)  # what its format keeps besides (`ShardEncoder.facts`)
+    checksum: str = checksums.DEFAULT  # the algorithm of `digest` (and the index's): the manifest's
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        if self.index is None:
-            del data["index"]
-        if not self.facts:  # the formats that keep none list exactly what they always did
-            del data["facts"]
+        data: dict[str, Any] = {"name": self.name, "split": self.split, "records": self.records, "bytes": self.bytes,
+                                self.checksum: self.digest, "boxes": self.boxes, "fixups": list(self.fixups),
+                                "skipped": [dict(s) for s in self.skipped]}
+        if self.index is not None:
+            data["index"] = self.index.to_json()
+        if self.facts:  # the formats that keep none list exactly what they always did
+            data["facts"] = self.facts
         return data
+
+    def algorithms(self) -> set[str]:
+        """The algorithms of its digests (one, unless a caller mixed them)."""
+        return {self.checksum} | ({self.index.checksum} if self.index else set())
 
     def files(self) -> list[str]:
         """The shard's file and its index file, if any."""
         return [self.name] + ([self.index.name] if self.index else [])
 
     @classmethod
-    def parse(cls, data: Any) -> "ShardEntry":
+    def parse(cls, data: Any, checksum: str = checksums.SHA256) -> "ShardEntry":
         _require(isinstance(data, dict) and isinstance(data.get("name"), str), "a shard entry without a 'name'")
         name = data["name"]
         _require(bool(SHARD_FILE_NAME.match(name)), f"a shard entry named {name!r}, which is no shard file name")
         for key in ("records", "bytes", "boxes"):
             _require(_is_int(data.get(key, 0)), f"shard {name}: '{key}' is not an integer")
-        _require(isinstance(data.get("sha256"), str), f"shard {name}: 'sha256' is not a string")
+        digest = _digest_of(data, checksum, f"shard {name}")
+        _require(isinstance(digest, str), f"shard {name}: '{checksum}' is not a string")
         _require(isinstance(data.get("fixups", []), list), f"shard {name}: 'fixups' is not a list")
         _require(isinstance(data.get("skipped", []), list), f"shard {name}: 'skipped' is not a list")
         _require(isinstance(data.get("facts", {}), dict), f"shard {name}: 'facts' is not an object")
         index = data.get("index")
-        return cls(name, str(data.get("split", "")), data.get("records", 0), data.get("bytes", 0), data["sha256"],
+        return cls(name, str(data.get("split", "")), data.get("records", 0), data.get("bytes", 0), digest,
                    data.get("boxes", 0), list(data.get("fixups", [])), list(data.get("skipped", [])),
-                   None if index is None else FileRef.parse(index, name), dict(data.get("facts", {})))
+                   None if index is None else FileRef.parse(index, name, checksum), dict(data.get("facts", {})),
+                   checksum)
 
 
 @dataclass
 class FileEntry:
-    """A file written beside the shards (bboxes.csv, timm's _info.json): its size, sha256 and what it holds."""
+    """A file written beside the shards (bboxes.csv, timm's _info.json): its size, digest (under `checksum`) and
+    what it holds."""
 
     name: str
     bytes: int
-    sha256: str
+    digest: str
     boxes: int = 0
     files: int = 0
+    checksum: str = checksums.DEFAULT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "bytes": self.bytes, self.checksum: self.digest, "boxes": self.boxes,
+                "files": self.files}
 
     @classmethod
-    def parse(cls, data: Any, names: Any = re.compile(r"^bboxes\.csv$")) -> "FileEntry":
+    def parse(cls, data: Any, names: Any = re.compile(r"^bboxes\.csv$"),
+              checksum: str = checksums.SHA256) -> "FileEntry":
         _require(isinstance(data, dict) and isinstance(data.get("name"), str) and bool(names.match(data["name"])),
                  f"a file entry named {data.get('name') if isinstance(data, dict) else data!r}, which is not a file "
                  "convert writes there")
-        return cls(data["name"], data.get("bytes"), data.get("sha256"), data.get("boxes", 0), data.get("files", 0))
+        digest = _digest_of(data, checksum, f"file {data['name']}")
+        return cls(data["name"], data.get("bytes"), digest, data.get("boxes", 0), data.get("files", 0), checksum)
 
 
 @dataclass
@@ -171,7 +204,7 @@ class Totals:
 @dataclass
 class Manifest:
     """manifest.json: the run it records (`run`: what the output depends on), the options shown, checked MD5s,
-    every finished shard, and once `complete` the totals."""
+    the algorithm of its digests (`checksum`), every finished shard, and once `complete` the totals."""
 
     run: dict[str, Any]
     options: dict[str, Any]
@@ -180,22 +213,34 @@ class Manifest:
     complete: bool = False
     totals: Totals | None = None
     streamprep: str = __version__
+    checksum: str = checksums.DEFAULT  # the algorithm of every digest it lists (`outputs.checksum`)
 
     def to_bytes(self) -> bytes:
+        """The JSON, every digest under `checksum` (`ValueError` for an entry of another: never a manifest that
+        mixes them)."""
+        used = {c for e in self.shards.values() for c in e.algorithms()} | {f.checksum for f in self._files()}
+        mixed = sorted(used - {self.checksum})
+        if mixed:
+            raise ValueError(f"an entry's digest is {mixed[0]!r}, the manifest's checksum {self.checksum!r}")
         # No timestamp: the same conversion gives the same manifest, byte for byte.
-        body: dict[str, Any] = {"format": FORMAT, "streamprep": self.streamprep, "complete": self.complete,
-                                "run": self.run, "options": self.options, "md5": self.md5}
+        body: dict[str, Any] = {"format": FORMAT, "checksum": self.checksum, "streamprep": self.streamprep,
+                                "complete": self.complete, "run": self.run, "options": self.options, "md5": self.md5}
         if self.totals is not None:
             t = self.totals
             body.update({"splits": {k: dataclasses.asdict(v) for k, v in t.splits.items()},
-                         "bboxes_csv": dataclasses.asdict(t.bboxes_csv) if t.bboxes_csv else None,
+                         "bboxes_csv": t.bboxes_csv.to_json() if t.bboxes_csv else None,
                          "fixups": t.fixups, "skipped": t.skipped, "ignored": t.ignored})
             if t.num_classes is not None:
                 body["num_classes"] = t.num_classes
             if t.files:
-                body["files"] = [dataclasses.asdict(f) for f in t.files]
+                body["files"] = [f.to_json() for f in t.files]
         body["shards"] = [self.shards[k].to_json() for k in sorted(self.shards)]
         return json.dumps(body, indent=1, sort_keys=False).encode() + b"\n"
+
+    def _files(self) -> list[FileEntry]:
+        """bboxes.csv's entry and the side files' (none before the totals)."""
+        t = self.totals
+        return ([t.bboxes_csv] if t.bboxes_csv else []) + list(t.files) if t is not None else []
 
     @classmethod
     def parse(cls, data: Any) -> "Manifest":
@@ -203,11 +248,14 @@ class Manifest:
         _require(isinstance(data, dict), "not a JSON object")
         _require(data.get("format") == FORMAT, f"format is {data.get('format')!r}, this streamprep reads {FORMAT!r}; "
                  "use the streamprep version that wrote it")
+        checksum = data.get("checksum", checksums.SHA256)  # none: written before the choice, all sha256
+        _require(checksums.known(checksum), f"'checksum' is {checksum!r}, which this streamprep does not know (it "
+                 f"knows {', '.join(checksums.names())}); use the streamprep version that wrote it")
         shards = data.get("shards")
         _require(isinstance(shards, list), "'shards' is not a list of entries with a 'name'")
         entries: dict[str, ShardEntry] = {}
         for item in shards:
-            entry = ShardEntry.parse(item)
+            entry = ShardEntry.parse(item, checksum)
             _require(entry.name not in entries, f"shard {entry.name} is listed twice")
             entries[entry.name] = entry
         for key in ("run", "options", "md5"):
@@ -229,12 +277,14 @@ class Manifest:
         _require(num_classes is None or (type(num_classes) is int and num_classes >= 1),
                  f"'num_classes' is {num_classes!r}, not a number of classes (1 or more)")
         totals = Totals({k: SplitEntry.parse(v) for k, v in splits.items()},
-                        None if csv is None else FileEntry.parse(csv), {k: list(v) for k, v in fixups.items()},
+                        None if csv is None else FileEntry.parse(csv, checksum=checksum),
+                        {k: list(v) for k, v in fixups.items()},
                         skipped if isinstance(skipped, list) else [], data.get("ignored", {}) or {},
-                        [FileEntry.parse(f, SIDE_FILE_NAME) for f in files], num_classes)
+                        [FileEntry.parse(f, SIDE_FILE_NAME, checksum) for f in files], num_classes)
         has_totals = any(k in data for k in ("splits", "bboxes_csv"))
         return cls(data.get("run", {}), data.get("options", {}), data.get("md5", {}), entries,
-                   data.get("complete") is True, totals if has_totals else None, str(data.get("streamprep", "")))
+                   data.get("complete") is True, totals if has_totals else None, str(data.get("streamprep", "")),
+                   checksum)
 
     def files(self) -> list[str]:
         """Every file of the output this manifest lists but itself: shard files and their indexes, bboxes.csv, the
@@ -317,29 +367,36 @@ def output_files(output: Output) -> list[str]:
     return sorted({name for p in entries if OUTPUT_FILE_NAME.match(name := fs._strip_protocol(p).rstrip("/")[root:])})
 
 
-def file_matches(output: Output, entry: ShardEntry) -> bool:
-    """Whether the finished file named by a manifest entry (and its index, if it has one) is there with its
-    recorded size and sha256."""
-    refs = [FileRef(entry.name, entry.bytes, entry.sha256)] + ([entry.index] if entry.index else [])
-    return all(_matches(output, ref) for ref in refs)
+def recheck(output: Output, entry: ShardEntry, checksum: str) -> ShardEntry | None:
+    """The entry of a finished file that is there (its index too, if it has one) with its recorded size and digest,
+    its digests given under `checksum` (made in the same read when the entry's algorithm is another); None when the
+    file is not the one the entry records."""
+    shard = _matches(output, FileRef(entry.name, entry.bytes, entry.digest, entry.checksum), checksum)
+    index = _matches(output, entry.index, checksum) if entry.index and shard is not None else None
+    if shard is None or (entry.index and index is None):
+        return None
+    return dataclasses.replace(entry, digest=shard, checksum=checksum,
+                               index=entry.index and dataclasses.replace(entry.index, digest=index, checksum=checksum))
 
 
-def _matches(output: Output, ref: FileRef) -> bool:
+def _matches(output: Output, ref: FileRef, checksum: str) -> str | None:
+    """The file's digest under `checksum` if it has the size and digest `ref` records, else None."""
     path = output.path(ref.name)
     if output.is_link(ref.name):
-        return False  # a link at a finished file's name: written again, the link replaced, never followed
+        return None  # a link at a finished file's name: written again, the link replaced, never followed
+    hashers = {ref.checksum: checksums.hasher(ref.checksum), checksum: checksums.hasher(checksum)}
     try:
         if output.fs.size(path) != ref.bytes:
-            return False
-        digest = hashlib.sha256()
+            return None
         with output.fs.open(path, "rb") as f:
             while chunk := f.read(8 << 20):
-                digest.update(chunk)
+                for h in hashers.values():
+                    h.update(chunk)
     except FileNotFoundError:
-        return False
+        return None
     except OSError as e:
         raise OutputError(f"{path}: cannot read it back to check it ({e}); check --out") from e
-    return digest.hexdigest() == ref.sha256
+    return hashers[checksum].hexdigest() if hashers[ref.checksum].hexdigest() == ref.digest else None
 
 
 class Journal:
@@ -374,9 +431,11 @@ class Journal:
 
     def finished(self, *entries: ShardEntry) -> None:
         """A shard finished: its file in every format, listed together (a kill never leaves one format listed
-        without the others)."""
+        without the others), each entry's digests under the manifest's checksum."""
         with self.lock:
             for entry in entries:
+                _require(entry.algorithms() == {self.manifest.checksum}, f"{entry.name}: its digest is "
+                         f"{entry.checksum!r}, the manifest's checksum {self.manifest.checksum!r}")
                 self.manifest.shards[entry.name] = entry
             self.dirty = True
             due = self.clock() - self.last >= FLUSH_INTERVAL

@@ -225,8 +225,12 @@ def refuse_collisions(fmts: list[Format], sharding: Any) -> None:
 
 
 def make(options: Any) -> list[Format]:
-    """The formats of a run (`options.Options`), in the order their files are written."""
-    return [get(name).from_options(options) for name in options.formats]
+    """The formats of a run (`options.Options`), in the order their files are written, each preparing images with
+    the run's `--resize` recipe (`Format.resize`)."""
+    fmts = [get(name).from_options(options) for name in options.formats]
+    for fmt in fmts:
+        fmt.resize = options.recipe
+    return fmts
 
 
 def needs(options: Any) -> list[tuple[str, str, str | None, str]]:

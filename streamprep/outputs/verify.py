@@ -13,11 +13,12 @@ for a TFRecord shard, streamprep's or the classic procedure's; `webdataset/check
   `image/height` x `image/width`;
 - the shard names of each split are complete (indices 0..N-1 of `-of-N`).
 With a manifest (streamprep's output) also: the conversion is complete, every listed shard is there
-with its size, sha256, record and box counts, no unlisted shard (or other file named as convert names
+with its size, digest (under the algorithm the manifest names: `outputs.checksum`), record and box
+counts, no unlisted shard (or other file named as convert names
 its files: a DALI index, _info.json) is there, the shards and the labels
 of each split add up to the manifest's (whose `class_counts` number classes as the classic does,
 1..N, for every format; a difference is reported in the shards' own numbering), and bboxes.csv has
-its size and sha256.
+its size and digest.
 
 The library never prints: it returns a `VerifyReport` (whose `lines()` are the CLI's report) and
 reports progress through the optional callback.
@@ -25,7 +26,6 @@ reports progress through the optional callback.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -38,6 +38,7 @@ from typing import Any, Collection, Iterator
 from ..archives.storage import rejected_options, resolve
 from ..errors import ConfigError, OutputUnreadableError
 from ..progress import Callback, Phase, check_stop
+from . import checksum as checksums
 from . import registry
 from .checker import PROBLEMS_KEPT, READ_BLOCK, Problem, ShardCheck, ShardChecker, tensorflow
 from .format import Format
@@ -68,6 +69,7 @@ class VerifyReport:
     omitted: int  # problems found but not kept
     notes: list[str]
     seconds: float
+    checksum: str | None = None  # the algorithm of the manifest's digests, checked (None without a manifest)
 
     @property
     def ok(self) -> bool:
@@ -91,7 +93,7 @@ class VerifyReport:
         ranges = "; ".join(label_range(k, self.num_classes) for k in kinds)
         checked = f"framing, schema, labels{f' ({ranges})' if ranges else ''}" + (", decoding" if self.decode else "")
         if self.manifest:
-            checked += f", counts and sha256 against {MANIFEST}"
+            checked += f", counts and {self.checksum or checksums.SHA256} against {MANIFEST}"
         what = (f"{self.records:,} records in {len(self.shards):,} shards ({self.nbytes / 1e6:,.1f} MB)"
                 + (f", {sum(s.decoded for s in self.shards):,} images decoded" if self.decode else ""))
         if self.ok:
@@ -168,8 +170,8 @@ def _read_small(fs: Any, path: str, url: str) -> bytes:
         raise OutputUnreadableError(f"{path}: cannot read ({e}); check the connection and permissions of {url}") from e
 
 
-def _digest(fs: Any, path: str, url: str) -> str:
-    digest = hashlib.sha256()
+def _digest(fs: Any, path: str, url: str, checksum: str) -> str:
+    digest = checksums.hasher(checksum)
     try:
         with fs.open(path, "rb") as f:
             while chunk := f.read(READ_BLOCK):
@@ -275,7 +277,10 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
         todo, notes = _without_manifest(url, files, problems)
     if decode:
         tensorflow()  # imported before the progress phase starts: it takes a few seconds
-    checks = _check_shards(AnyShardChecker, fs, root, url, decode, num_classes, todo, files, workers, progress, stop)
+    checksum = manifest.checksum if manifest is not None else checksums.DEFAULT  # without one, nothing compares it
+    checksums.hasher(checksum)  # its package imported now: a missing one is an error before any shard is read
+    checks = _check_shards(AnyShardChecker, fs, root, url, decode, num_classes, todo, files, workers, progress, stop,
+                           checksum)
     for check in checks:
         problems += check.problems
         if manifest is not None and check.name in manifest.shards:
@@ -285,7 +290,8 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
         problems += _against_splits(manifest, checks)
         problems += _against_side_files(fs, root, url, manifest, files)
     return VerifyReport(url, manifest is not None, decode, num_classes, checks, problems,
-                        sum(c.omitted for c in checks), notes, time.monotonic() - t0)
+                        sum(c.omitted for c in checks), notes, time.monotonic() - t0,
+                        manifest.checksum if manifest is not None else None)
 
 
 def _manifest(fs: Any, root: str, url: str, files: dict[str, dict[str, Any]],
@@ -355,17 +361,18 @@ def _without_manifest(url: str, files: dict[str, dict[str, Any]],
                                     "the folder a conversion wrote")
     problems += _shard_sets(shard_files, "in the folder")
     return shard_files, [f"no {MANIFEST} (an output of the classic procedure?): record counts, label counts and "
-                         "sha256 were not checked"]
+                         "digests were not checked"]
 
 
 def _check_shards(checker_type: type, fs: Any, root: str, url: str, decode: bool, num_classes: int, todo: list[str],
                   files: dict[str, dict[str, Any]], workers: int, progress: Callback | None,
-                  stop: threading.Event | None) -> list[ShardCheck]:
-    """Every shard in `todo` read and checked, `workers` at a time; the first error stops the others."""
+                  stop: threading.Event | None, checksum: str = checksums.DEFAULT) -> list[ShardCheck]:
+    """Every shard in `todo` read and checked (each hashed with `checksum`), `workers` at a time; the first error
+    stops the others."""
     halt = threading.Event()
     sizes = {n: files[n].get("size") for n in todo}
     with Phase(progress, "verify", total_bytes=sum(s or 0 for s in sizes.values()), unit="records") as phase:
-        checker = checker_type(fs, root, url, decode, num_classes, phase, halt)
+        checker = checker_type(fs, root, url, decode, num_classes, phase, halt, checksum)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
             futures = [pool.submit(checker.shard, n, sizes[n]) for n in todo]
             try:
@@ -386,16 +393,16 @@ def _check_shards(checker_type: type, fs: Any, root: str, url: str, decode: bool
 
 
 def _against_entry(check: ShardCheck, entry: ShardEntry) -> list[Problem]:
-    """A shard's size, sha256, record and box counts against its manifest entry."""
+    """A shard's size, digest, record and box counts against its manifest entry."""
     problems = []
     listed = entry.bytes
     if check.size is not None and listed != check.size:
         problems.append(Problem(check.name, f"holds {check.size:,} bytes, {MANIFEST} lists {_listed(listed)}"))
     if not check.complete:
         return problems  # counts and digest of a shard that could not be read to its end mean nothing more
-    if entry.sha256 != check.sha256:
-        problems.append(Problem(check.name, f"sha256 {check.sha256} differs from {MANIFEST}'s "
-                                            f"{entry.sha256!r}: the file is not the one convert wrote"))
+    if entry.digest != check.digest:
+        problems.append(Problem(check.name, f"{entry.checksum} {check.digest} differs from {MANIFEST}'s "
+                                            f"{entry.digest!r}: the file is not the one convert wrote"))
     if entry.records != check.records:
         problems.append(Problem(check.name, f"holds {check.records:,} records, "
                                             f"{MANIFEST} lists {_listed(entry.records)}"))
@@ -441,7 +448,7 @@ def _against_split(manifest: Manifest, checks: list[ShardCheck], kind: type[Form
 
 def _against_index(fs: Any, root: str, url: str, check: ShardCheck, entry: ShardEntry,
                    files: dict[str, dict[str, Any]]) -> list[Problem]:
-    """A shard's DALI index: there, of its recorded size and sha256, and exactly the index of the shard as read."""
+    """A shard's DALI index: there, of its recorded size and digest, and exactly the index of the shard as read."""
     ref = entry.index
     if ref is None:
         return []
@@ -449,8 +456,9 @@ def _against_index(fs: Any, root: str, url: str, check: ShardCheck, entry: Shard
         return [Problem(ref.name, f"missing: the DALI index of {entry.name}, listed in {MANIFEST}")]
     data = _read_small(fs, f"{root.rstrip('/')}/{ref.name}", url)
     problems = []
-    if len(data) != ref.bytes or hashlib.sha256(data).hexdigest() != ref.sha256:
-        problems.append(Problem(ref.name, f"differs from {MANIFEST}'s size and sha256: not the index convert wrote"))
+    if len(data) != ref.bytes or checksums.digest(ref.checksum, data) != ref.digest:
+        problems.append(Problem(ref.name, f"differs from {MANIFEST}'s size and {ref.checksum}: not the index convert "
+                                          "wrote"))
     if check.index is not None and data != check.index:
         at = next((i for i, (a, b) in enumerate(zip(data.splitlines(), check.index.splitlines())) if a != b),
                   min(len(data.splitlines()), len(check.index.splitlines())))
@@ -461,7 +469,7 @@ def _against_index(fs: Any, root: str, url: str, check: ShardCheck, entry: Shard
 
 def _against_side_files(fs: Any, root: str, url: str, manifest: Manifest,
                         files: dict[str, dict[str, Any]]) -> list[Problem]:
-    """bboxes.csv and the formats' files beside the shards (timm's _info.json): there, with their size and sha256."""
+    """bboxes.csv and the formats' files beside the shards (timm's _info.json): there, with their size and digest."""
     totals = manifest.totals
     entries = ([totals.bboxes_csv] if totals and totals.bboxes_csv else []) + (list(totals.files) if totals else [])
     problems = []
@@ -473,9 +481,9 @@ def _against_side_files(fs: Any, root: str, url: str, manifest: Manifest,
         size = files[name].get("size")
         if size is not None and size != entry.bytes:
             problems.append(Problem(name, f"holds {size:,} bytes, {MANIFEST} lists {_listed(entry.bytes)}"))
-        digest = _digest(fs, f"{root.rstrip('/')}/{name}", url)
-        if digest != entry.sha256:
-            problems.append(Problem(name, f"sha256 {digest} differs from {MANIFEST}'s {entry.sha256!r}"))
+        digest = _digest(fs, f"{root.rstrip('/')}/{name}", url, entry.checksum)
+        if digest != entry.digest:
+            problems.append(Problem(name, f"{entry.checksum} {digest} differs from {MANIFEST}'s {entry.digest!r}"))
     return problems
 
 

@@ -1,10 +1,12 @@
-"""An image as every output format stores it: the classic's bytes (fixed up where it re-encodes) and their size."""
+"""An image as every output format stores it: the classic's bytes (fixed up where it re-encodes, resized where a
+`--resize` recipe says) and their size."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from . import fixups
+from .resize import Recipe
 from ..errors import ImageError
 from .spec import RecordSpec
 from .imagesize import SizeUnreadable, Undecodable, checked_jpeg_size
@@ -33,9 +35,16 @@ def image_size(data: bytes, member: str) -> tuple[int, int]:
                          "Replace it with the original download, or leave it out with --on-bad-image skip") from e
 
 
-def prepared(spec: RecordSpec, data: bytes) -> Image:
-    """The image of one record, once, whatever formats then frame it; `ImageError` if it cannot be used."""
+def prepared(spec: RecordSpec, data: bytes, recipe: Recipe | None = None) -> Image:
+    """The image of one record, once, whatever formats then frame it; `ImageError` if it cannot be used.
+
+    With a `recipe` (`--resize`): a named recipe takes the member's own bytes, as its script reads the extracted
+    file; a general one the classic's image, its fix-ups made and its decoder's checks passed."""
+    if recipe is not None and recipe.exact:
+        return Image(*recipe.apply(data, spec.member, spec.filename))
     if spec.fixup:
         data = fixups.apply(spec.fixup, data, spec.member)
     height, width = image_size(data, spec.member)
+    if recipe is not None:
+        return Image(*recipe.resized(data, height, width, spec.member))
     return Image(data, height, width)

@@ -64,7 +64,7 @@ class LitDataFormat(Format):
 
     def encoder_for(self, plan: Plan, shard: ShardSpec) -> ShardEncoder:
         """With the plan (what `write_shard` asks): the header first, from the planned sizes, where they are known."""
-        return encoder(plan, shard, self.file_name(shard), self.spool)
+        return encoder(plan, shard, self.file_name(shard), self.spool or self.resize is not None)  # resized: unknown
 
     def size_bounds(self, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
         """The chunk's exact size, a fix-up file counted as its re-encoded size where the plan knows it, else as the

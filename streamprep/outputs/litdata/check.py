@@ -21,12 +21,12 @@ class ChunkChecker(ShardChecker):
     """
 
     def _read(self, raw: BinaryIO, check: ShardCheck) -> None:
-        f = HashingReader(raw)
+        f = HashingReader(raw, self.hasher())
         offsets = self._header(f, check)
         if offsets is not None:
             self._items(f, check, offsets)
         if check.complete:
-            check.sha256 = f.digest.hexdigest()
+            check.digest = f.digest.hexdigest()
         else:
             check.trusted = False
 

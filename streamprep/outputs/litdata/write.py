@@ -176,8 +176,9 @@ def encoder(plan: Plan, shard: ShardSpec, name: str, spool: bool) -> Encoder:
 def index_json(plan: Plan, entries: Sequence[ShardEntry], split: str) -> bytes:
     """A split's `index.json`, as `BinaryWriter` and its merge write it (`json.dump(..., sort_keys=True)`): its
     chunks in shard order, each with its bytes, item count and file name; chunks without items left out (LitData
-    never writes one). `updated_at`, where LitData writes the time, is a digest of the chunks' sha256: the same
-    output gives the same file, and LitData's cache (kept per `updated_at`) is renewed when the chunks change."""
+    never writes one). `updated_at`, where LitData writes the time, is a sha256 of the chunks' digests in the
+    manifest (of its checksum): the same output gives the same file, and LitData's cache (kept per `updated_at`) is
+    renewed when the chunks change."""
     mine = {e.name: e for e in entries}
     chunks, digest = [], hashlib.sha256()
     for shard in plan.splits[split].shards:
@@ -186,7 +187,7 @@ def index_json(plan: Plan, entries: Sequence[ShardEntry], split: str) -> bytes:
             continue
         filename = entry.name.rpartition("/")[2]
         chunks.append({"chunk_bytes": entry.bytes, "chunk_size": entry.records, "dim": None, "filename": filename})
-        digest.update(f"{filename} {entry.sha256}\n".encode())
+        digest.update(f"{filename} {entry.digest}\n".encode())
     config = {**CONFIG, "chunk_size": max((c["chunk_size"] for c in chunks), default=1)}
     return json.dumps({"chunks": chunks, "config": config, "updated_at": digest.hexdigest()}, sort_keys=True).encode()
 

@@ -55,7 +55,7 @@ class MDSFormat(Format):
         raise NotImplementedError("an MDS file's offsets table comes from the plan: encoder_for(plan, shard)")
 
     def encoder_for(self, plan: Plan, shard: ShardSpec) -> ShardEncoder:
-        return Encoder(plan, shard, shard_file(shard))
+        return Encoder(plan, shard, shard_file(shard), self.resize)
 
     def size_bounds(self, plan: Plan, shard: ShardSpec) -> tuple[int, int]:
         """The file's exact size, a fix-up file counted at its size in the download (`plan` shows those apart)."""

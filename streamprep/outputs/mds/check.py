@@ -25,7 +25,7 @@ class MDSChecker(ShardChecker):
     """
 
     def _read(self, raw: BinaryIO, check: ShardCheck) -> None:
-        f = HashingReader(raw)
+        f = HashingReader(raw, self.hasher())
         offsets = self._opening(f, check)
         read = offsets is not None and self._samples(f, check, offsets)
         extra = f.rest()
@@ -35,7 +35,7 @@ class MDSChecker(ShardChecker):
             check.trusted = False
         if read and not self.stop.is_set():  # every sample found where its offsets table says
             check.complete = True
-            check.sha256 = f.digest.hexdigest()
+            check.digest = f.digest.hexdigest()
 
     def _opening(self, f: HashingReader, check: ShardCheck) -> np.ndarray | None:
         """The offsets table, once the count, the table and the config are read and found right; else None."""

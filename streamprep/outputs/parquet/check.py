@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, BinaryIO
 
 from ..checker import READ_BLOCK, ShardCheck, ShardChecker, decode_problems
+from ..checksum import digest
+from .write import pyarrow_for
 
 SCHEMA = "image: struct<bytes: binary, path: string>, label: int64"  # as `str(field.type)` gives them
 JPEG = b"\xff\xd8\xff"
@@ -48,8 +49,8 @@ class ParquetChecker(ShardChecker):
     hashed as it is read (Parquet's footer, at the end, says where everything is)."""
 
     def _read(self, raw: BinaryIO, check: ShardCheck) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        pa = pyarrow_for("verify of a Parquet file")  # MissingDependencyError naming the extra if it is not installed
+        pq = pa.parquet
 
         data = self._whole(raw)
         if data is None:
@@ -69,7 +70,7 @@ class ParquetChecker(ShardChecker):
             return
         if self._row_groups(parquet, check):
             check.complete = True
-            check.sha256 = hashlib.sha256(data).hexdigest()
+            check.digest = digest(self.checksum, data)
 
     def _whole(self, raw: BinaryIO) -> bytes | None:
         """The file's bytes, or None once the run is stopped."""

@@ -9,7 +9,8 @@ from typing import Any
 from ...archives.storage import Source
 from ...index.labels import LabelData
 from ...inspection import Inspection, NotRecognised, Reader, read_failed
-from .write import MAGIC
+from .frame import MAGIC
+from .write import pyarrow_for
 
 PARQUET_LABELS = ("label as stored: Hugging Face's ClassLabel 0..N-1, 0..999 for ILSVRC2012 (the index in the run's "
                   "synset list; the classic's image/class/label is this + 1)")
@@ -39,9 +40,8 @@ def _entry(row: dict[str, Any], names: list[str] | None, labels: LabelData) -> d
 
 def parquet_file(source: Source, labels: LabelData, limit: int) -> Inspection:
     """A Parquet file of `image` and `label` rows, read with pyarrow."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    pa = pyarrow_for("inspect of a Parquet file")
+    pq = pa.parquet
     found = Inspection(source.url, "Parquet file (Hugging Face imagenet-1k)", source.size,
                        label_numbering=PARQUET_LABELS)
     with source.fs.open(source.path, "rb") as f:

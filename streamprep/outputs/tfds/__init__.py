@@ -122,8 +122,9 @@ class TFDSFormat(Format):
         """imagenet2012's image as TFDS's: the member's bytes as they are, whatever they hold (its Image feature stores
         a file's bytes unread: a README or a PNG is a record too), a file TFDS fixes up (`plan.fixup_kind`)
         re-encoded; its records hold no height or width. imagenet21k's, which no `tfds build` decides, as every other
-        format's: the image as stored, the decoder's checks made (`--on-bad-image` takes what fails them)."""
-        if self.dataset is not IMAGENET2012:
+        format's: the image as stored, the decoder's checks made (`--on-bad-image` takes what fails them); so is a
+        resized one (`--resize`: an image is decoded to be resized)."""
+        if self.dataset is not IMAGENET2012 or self.resize is not None:
             return super().prepare(spec, data)
         return Image(fixups.apply(spec.fixup, data, spec.member) if spec.fixup else data, 0, 0)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from ...errors import MissingDependencyError
@@ -28,14 +27,14 @@ class TFDSShardChecker(TFRecordChecker):
 
     def _array_record(self, name: str, size: int | None, split: str) -> ShardCheck:
         check = ShardCheck(name, split, size)
-        digest = hashlib.sha256()
+        digest = self.hasher()
         with self.fs.open(self.path(name), "rb") as f:
             while chunk := f.read(8 << 20):
                 digest.update(chunk)
-        check.sha256 = digest.hexdigest()
+        check.digest = digest.hexdigest()
         check.complete = True
         if getattr(self.fs, "protocol", None) not in ("file", ("file", "local")):
-            check.trusted = False  # ArrayRecord's reader takes local paths only: size and sha256 are checked
+            check.trusted = False  # ArrayRecord's reader takes local paths only: size and digest are checked
             return check
         try:
             from array_record.python import array_record_module

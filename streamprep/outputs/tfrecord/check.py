@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import struct
 from typing import Any, BinaryIO
@@ -43,7 +42,7 @@ class TFRecordChecker(ShardChecker):
         self.Example = example_type()
 
     def _read(self, f: BinaryIO, check: ShardCheck) -> None:
-        digest = hashlib.sha256()
+        digest = self.hasher()
         offset = record = pending = pending_bytes = 0
         lines: list[bytes] = []
         try:
@@ -87,7 +86,7 @@ class TFRecordChecker(ShardChecker):
             self.phase.advance(pending, pending_bytes)
             check.records = record
         if check.complete:
-            check.sha256 = digest.hexdigest()
+            check.digest = digest.hexdigest()
             check.index = b"".join(lines)
         else:
             check.trusted = False

@@ -77,7 +77,8 @@ class WebDatasetFormat(Format):
     def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
         """timm's `_info.json` (per split its name, sample count, shard file names and their sample counts) and, with
         `--wids-index`, each split's `wids` shard list (`train.wids.json`)."""
-        return {INFO_JSON: timm_info(plan, entries), **(wids_indexes(plan, entries) if self.wids_index else {})}
+        resize = self.resize.describe() if self.resize else None
+        return {INFO_JSON: timm_info(plan, entries, resize), **(wids_indexes(plan, entries) if self.wids_index else {})}
 
     def side_file_names(self) -> list[str]:
         return [INFO_JSON, *(wids_name(split) for split in SPLITS if self.wids_index)]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 from typing import BinaryIO
 
 from ..checker import ADVANCE_EVERY, READ_BLOCK, ShardCheck, ShardChecker, decode_problems
+from ..checksum import Hasher
 from .write import skipped_by_readers
 
 MEMBERS = ("jpg", "cls", "json")  # what every sample holds, once each
@@ -17,8 +17,8 @@ MAX_SMALL_MEMBER = 1 << 20  # a .cls or .json larger than this is not one stream
 class _Hashing:
     """A read-only file that hashes what is read from it (tarfile reads a stream sequentially)."""
 
-    def __init__(self, f: BinaryIO) -> None:
-        self.f, self.digest, self.position = f, hashlib.sha256(), 0
+    def __init__(self, f: BinaryIO, digest: Hasher) -> None:
+        self.f, self.digest, self.position = f, digest, 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.f.read(n)
@@ -58,7 +58,7 @@ class TarShardChecker(ShardChecker):
     """
 
     def _read(self, raw: BinaryIO, check: ShardCheck) -> None:
-        f = _Hashing(raw)
+        f = _Hashing(raw, self.hasher())
         lines: list[bytes] = []
         sample: dict[str, tuple[int, bytes]] = {}  # ext -> (data offset, data) of the sample being read
         key: str | None = None
@@ -118,7 +118,7 @@ class TarShardChecker(ShardChecker):
         finally:
             self.phase.advance(pending, pending_bytes)
         if check.complete:
-            check.sha256 = f.digest.hexdigest()
+            check.digest = f.digest.hexdigest()
             check.index = b"v1.2 %d\n" % len(lines) + b"".join(lines)
         else:
             check.trusted = False

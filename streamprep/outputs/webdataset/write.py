@@ -168,15 +168,16 @@ class Encoder(ShardEncoder):
         return b"v1.2 %d\n" % len(self.samples) + b"".join(line + b"\n" for line in self.samples)
 
 
-def timm_info(plan: Plan, entries: Sequence[ShardEntry]) -> bytes:
-    """timm's `_info.json`: per split its name, sample count, shard file names and their sample counts."""
+def timm_info(plan: Plan, entries: Sequence[ShardEntry], resize: dict[str, Any] | None = None) -> bytes:
+    """timm's `_info.json`: per split its name, sample count, shard file names and their sample counts; the
+    `--resize` recipe (`Recipe.describe`) of a resized output as `resize`."""
     splits = {}
     for name, split_plan in plan.splits.items():
         mine = {e.name: e for e in entries if e.split == name}
         files = [s.name + SUFFIX for s in split_plan.shards]
         lengths = [mine[f].records if f in mine else 0 for f in files]
         splits[name] = {"name": name, "num_samples": sum(lengths), "filenames": files, "shard_lengths": lengths}
-    info = {"name": datasets.get(plan.dataset).output_name, "splits": splits}
+    info = {"name": datasets.get(plan.dataset).output_name, "splits": splits, **({"resize": resize} if resize else {})}
     return (json.dumps(info, indent=1) + "\n").encode()
 
 
