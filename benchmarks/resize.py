@@ -118,7 +118,8 @@ def resized(path):
 
 if __name__ == "__main__":
     files = [l for l in open(sys.argv[1]).read().split("\n") if l]
-    optimize(fn=resized, inputs=files, output_dir=sys.argv[2], num_workers=2, chunk_bytes="64MB", verbose=False)
+    optimize(fn=resized, inputs=files, output_dir=sys.argv[2], num_workers=2, chunk_bytes="64MB", verbose=False,
+             mode="overwrite")
 """
 
 STREAMPREP_RECIPES = {"streamprep_short_edge_256": ("short-edge=256",), "streamprep_21k_p_224": ("21k-p-224",),

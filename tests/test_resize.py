@@ -401,10 +401,18 @@ def test_mds_writes_resized_images_its_offsets_table_counted(tf_records, torch_r
     assert sorted(torch_read["mds"]) == sorted([r["width"], r["height"]] for r in train)
 
 
+@pytest.mark.parametrize("how", ["webp:90", "png"])
+def test_convert_refuses_webp_and_png_output_until_the_records_and_verify_name_them(downloads, tmp_path, how):
+    out = tmp_path / "out"
+    code, err = _convert(downloads, out, "--resize", "short-edge=64", "--encode", how)
+    assert code == 2 and f"--encode {how}" in err and "jpeg:QUALITY" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_a_resized_output_is_its_own_conversion_never_resumed_into(downloads, resized, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(resized, out)
-    for other in (("--resize", "short-edge=48"), ("--resize", "short-edge=64", "--encode", "png"), ()):
+    for other in (("--resize", "short-edge=48"), ("--resize", "short-edge=64", "--encode", "jpeg:80"), ()):
         code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", *other)
         assert code == 2 and "--overwrite" in err, (other, err)
     code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=48",

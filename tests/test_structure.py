@@ -52,7 +52,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
               "on-bad-image": "skip", "on-bad-xml": "skip", "check-decode": True, "workers": 3, "engine": "local",
               "overwrite": True, "timeout": 5, "connect-timeout": 2.5, "no-space-check": True,
               "materialize": "tree", "format": "webdataset,tfrecord", "dali-index": True, "equal-shards": True,
-              "dataset": "ilsvrc2012", "checksum": "sha256", "resize": "short-edge=256", "encode": "webp:80",
+              "dataset": "ilsvrc2012", "checksum": "sha256", "resize": "short-edge=256", "encode": "jpeg:80",
               "min-side": 32}
     # each format's own options (`Format.options`), at their defaults but for one of a chosen format
     values |= {Option.key(name): spec.default for name, spec in registry.own_options().items()} | {"wids-index": True}
@@ -71,7 +71,7 @@ def test_a_config_file_accepts_every_option_by_its_long_flag_name(tmp_path):
     assert options.storage_options["timeouts"] == {"connect": 2.5, "read": 5.0}
     assert options.formats == ("tfrecord", "webdataset") and options.dali_index  # one order, whatever was given
     assert options.wids_index and options.sharding.equal and options.checksum == "sha256"
-    assert (options.recipe.spec(), options.recipe.encode, options.recipe.min_side) == ("short-edge=256", "webp:80", 32)
+    assert (options.recipe.spec(), options.recipe.encode, options.recipe.min_side) == ("short-edge=256", "jpeg:80", 32)
 
 
 @pytest.mark.parametrize("kwargs, message", [
