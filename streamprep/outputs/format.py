@@ -440,6 +440,39 @@ class _Early:
         return found
 
 
+def written_sizes(specs: Sequence[RecordSpec], read: Any, known: dict[str, int] | None = None,
+                  recipe: Recipe | None = None) -> list[int]:
+    """Each record's image size as it will be written, for a format whose file opens with its records' sizes (MDS's
+    offsets, Parquet's page headers): the download's; a fix-up file's once re-encoded, as the plan knows it
+    (`known`, `Plan.fixed_sizes`, by member) or else prepared ahead; with a `--resize` recipe, every image's, prepared
+    ahead. Prepared by the shard's reader where it can (`read.prepared`, `_Early`: each kept for its record's turn,
+    so made once), else read and prepared here. An image that cannot be prepared keeps its download's size: it is
+    found again at its turn, and the run stops or the shard is written again without it."""
+    known = known or {}
+    fixed: dict[int, int] = {} if recipe is not None else {id(s): known[s.member] for s in specs
+                                                            if s.fixup and s.member in known}
+    ahead = [s for s in specs if (s.fixup or recipe is not None) and id(s) not in fixed]
+    for spec, image in zip(ahead, _prepared_ahead(ahead, read, recipe) if ahead else []):
+        if isinstance(image, Image):
+            fixed[id(spec)] = len(image.data)
+    return [fixed.get(id(s), s.size) for s in specs]
+
+
+def _prepared_ahead(specs: list[RecordSpec], read: Any, recipe: Recipe | None) -> list[Image | ImageError]:
+    """These records' images as prepared for writing (or why each cannot be): by the shard's reader where it prepares
+    them (`read.prepared`), else read and prepared here."""
+    early = getattr(read, "prepared", None)
+    if early is not None:
+        return early(specs)
+    images: list[Image | ImageError] = []
+    for spec, data in zip(specs, read(specs)):
+        try:
+            images.append(prepared(spec, data, recipe))
+        except ImageError as e:
+            images.append(e)
+    return images
+
+
 def _skip(files: list[_File], spec: RecordSpec, error: ImageError, skip_bad_images: bool) -> dict[str, str]:
     """An unusable image, listed as left out in every file (unless `skip_bad_images`: then `error` is raised)."""
     if not skip_bad_images and not getattr(error, "always_skipped", False):  # --min-side's drops: always listed

@@ -35,12 +35,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import ImageError, OutputError
+from ...errors import OutputError
 from ...plan import Plan, ShardSpec
-from ...records.image import Image, prepared
+from ...records.image import Image
 from ...records.resize import Recipe
 from ...records.spec import RecordSpec
-from ..format import Reader, ShardEncoder
+from ..format import Reader, ShardEncoder, written_sizes
 from ..manifest import ShardEntry
 
 SUFFIX = ".mds"
@@ -98,38 +98,6 @@ def plan_rows(plan: Plan, shard: ShardSpec, specs: Sequence[RecordSpec]) -> list
     return rows
 
 
-def image_sizes(specs: Sequence[RecordSpec], read: Reader, known: dict[str, int] | None = None,
-                recipe: Recipe | None = None) -> list[int]:
-    """Each record's image size as it will be written: the download's, a fix-up file's once re-encoded: as the plan
-    knows it (`known`, `Plan.fixed_sizes`, by member, where a format's plan learnt them), else prepared here, by the
-    shard's reader where it can (`read.prepared`: kept for the record's turn, so re-encoded once), else read and
-    re-encoded."""
-    known = known or {}
-    fixed: dict[int, int] = {id(s): known[s.member] for s in specs if s.fixup and s.member in known}
-    if recipe is not None:  # --resize: every image's size is known once it is resized (prepared ahead, kept)
-        fixed = {}
-    ahead = [s for s in specs if (s.fixup or recipe is not None) and id(s) not in fixed]
-    for spec, image in zip(ahead, _prepared(ahead, read, recipe) if ahead else []):
-        if isinstance(image, Image):  # an ImageError is found again while the shard is written: the run stops, or
-            fixed[id(spec)] = len(image.data)  # the image is left out and the shard written again
-    return [fixed.get(id(s), s.size) for s in specs]
-
-
-def _prepared(specs: list[RecordSpec], read: Reader, recipe: Recipe | None = None) -> list[Image | ImageError]:
-    """These records' images as prepared for writing (or why each cannot be): by the shard's reader where it prepares
-    them (`read.prepared`), else read and prepared here."""
-    early = getattr(read, "prepared", None)
-    if early is not None:
-        return early(specs)
-    images: list[Image | ImageError] = []
-    for spec, data in zip(specs, read(specs)):
-        try:
-            images.append(prepared(spec, data, recipe))
-        except ImageError as e:
-            images.append(e)
-    return images
-
-
 class Encoder(ShardEncoder):
     """One shard's MDS file: the opening from the plan (`start`), then each sample as it comes; its sha1 and xxh64."""
 
@@ -150,7 +118,7 @@ class Encoder(ShardEncoder):
         return pieces
 
     def start(self, specs: Sequence[RecordSpec], read: Reader) -> Sequence[bytes]:
-        sizes = image_sizes(specs, read, self.plan.fixed_sizes, self.recipe)
+        sizes = written_sizes(specs, read, self.plan.fixed_sizes, self.recipe)
         self.expected = list(zip(specs, plan_rows(self.plan, self.shard, specs), sizes))
         return self._hashed([header(sizes, self.name)])
 

@@ -18,37 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ... import __version__
-from ...errors import ImageError, OutputError
-from ...records.image import Image, prepared
+from ...errors import OutputError
+from ...records.image import Image
 from ...records.spec import RecordSpec
-from ..format import Reader, ShardEncoder
+from ..format import Reader, ShardEncoder, written_sizes
 from .frame import MAGIC, PAGE_BYTES, Frame, frame_shard
 from .write import utf8_name
 
 CREATED_BY = f"streamprep version {__version__}"  # the footer's created_by: "<application> version <version>"
-
-
-def image_sizes(specs: Sequence[RecordSpec], read: Reader, known: dict[str, int], recipe: Any = None) -> list[int]:
-    """Each record's image size as it will be written: the download's; a fix-up file's once re-encoded, as the plan
-    knows it (`known`, by member) or else prepared ahead; with a `--resize` recipe (`Format.resize`), every image's,
-    prepared ahead. Prepared ahead by the shard's reader where it can (`read.prepared`: each kept for its record's
-    turn, so made once), else read and prepared here. An image that cannot be prepared keeps the plan's size: it is
-    found again at its turn, and the run stops or the shard is written again without it."""
-    ahead = [s for s in specs if recipe is not None or (s.fixup and s.member not in known)]
-    early = getattr(read, "prepared", None)
-    if early is not None:
-        images = early(ahead) if ahead else []
-    else:
-        images = [_prepared(spec, data, recipe) for spec, data in zip(ahead, read(ahead) if ahead else [])]
-    fixed = {id(s): len(image.data) for s, image in zip(ahead, images) if isinstance(image, Image)}
-    return [fixed.get(id(s), known.get(s.member, s.size) if s.fixup else s.size) for s in specs]
-
-
-def _prepared(spec: RecordSpec, data: bytes, recipe: Any) -> Image | ImageError:
-    try:
-        return prepared(spec, data) if recipe is None else prepared(spec, data, recipe)
-    except ImageError as e:
-        return e
 
 
 class Encoder(ShardEncoder):
@@ -69,7 +46,7 @@ class Encoder(ShardEncoder):
 
     def start(self, specs: Sequence[RecordSpec], read: Reader) -> Sequence[bytes]:
         self.specs = list(specs)
-        self.sizes = image_sizes(self.specs, read, self.known, self.recipe)
+        self.sizes = written_sizes(self.specs, read, self.known, self.recipe)
         names = [utf8_name(spec).encode("utf-8") for spec in self.specs]
         labels = [spec.label - 1 for spec in self.specs]  # ClassLabel: 0..N-1
         self.frame = frame_shard(self.sizes, names, labels, self.rows, self.metadata, CREATED_BY)
