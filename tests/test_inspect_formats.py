@@ -250,6 +250,7 @@ def test_the_manifest_is_shown_with_its_formats_splits_and_listed_files(both):
     assert found["counts"]["files listed"] == len(manifest["shards"]) == len(found["entries"])
     assert found["counts"]["train images"] == 31 and found["counts"]["validation images"] == 13
     assert "1..1000" in found["label_numbering"]  # class_counts are the classic's labels, whatever the format
+    assert found["facts"]["checksum"].startswith(f"{manifest['checksum']} ")  # the algorithm its digests are under
 
 
 def test_a_dali_index_is_shown_line_for_line_and_names_its_shard(both):

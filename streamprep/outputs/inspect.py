@@ -243,6 +243,7 @@ def manifest(source: Source, data: dict[str, Any], limit: int) -> Inspection:
         formats += ", with DALI indexes"
     found = Inspection(source.url, MANIFEST, source.size, label_numbering=MANIFEST_LABELS,
                        facts={"written by": f"streamprep {m.streamprep}", "formats": str(formats),
+                              "checksum": f"{m.checksum} of every listed file (verify checks it)",
                               "complete": "yes" if m.complete else
                               "no: rerun the same convert command to finish the conversion"})
     found.counts = {"files listed": len(m.shards)}
