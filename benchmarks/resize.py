@@ -59,50 +59,9 @@ if __name__ == "__main__":
         pool.map(one, jobs, chunksize=16)
 """
 
-# Alibaba-MIIL/ImageNet21K dataset_preprocessing/resize.py and resize_short_edge.py, their logic as it is (the
-# output folders made beforehand), ThreadPool(8) as in their main().
-MIIL = r"""
-import sys
-from functools import partial
-from multiprocessing.dummy import Pool as ThreadPool
-from shutil import copyfile
-import cv2
-import numpy as np
+# Alibaba-MIIL/ImageNet21K's two scripts, their logic as it is (tests/fixtures/miil_scripts.py, the tests' judge too).
+MIIL_SCRIPTS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "miil_scripts.py"
 
-def resize_image(inputFileName, out_path, output_size=224):
-    try:
-        im = cv2.imread(inputFileName)
-        shape = im.shape
-        max_dim = max(shape[0], shape[1])
-        if max_dim < output_size:
-            copyfile(inputFileName, out_path)
-        else:
-            im_resize = cv2.resize(im, (output_size, output_size))
-            cv2.imwrite(out_path, im_resize)
-    except:
-        print("general failure ", inputFileName)
-
-def resize_image_short_edge(inputFileName, out_path, output_size=256):
-    try:
-        im = cv2.imread(inputFileName)
-        shape = im.shape
-        max_dim = max(shape[0], shape[1])
-        if max_dim < output_size:
-            copyfile(inputFileName, out_path)
-        else:
-            im_shape = im.shape
-            im_size_min = np.min(im_shape[0:2])
-            im_scale = float(output_size) / float(im_size_min)
-            im_resize = cv2.resize(im, None, None, fx=im_scale, fy=im_scale, interpolation=cv2.INTER_LINEAR)
-            cv2.imwrite(out_path, im_resize)
-    except:
-        print("general failure ", inputFileName)
-
-files, src, out, which = open(sys.argv[1]).read().split(), sys.argv[2], sys.argv[3], sys.argv[4]
-fun = resize_image if which == "224" else resize_image_short_edge
-pool = ThreadPool(8)
-pool.starmap(fun, [(f, f.replace(src, out)) for f in files])
-"""
 
 LITDATA = r"""
 import sys
@@ -150,11 +109,10 @@ def sides(data: Path, files: list[Path], work: Path) -> dict[str, list[str]]:
     listing.write_text("\n".join(str(f) for f in files))
     tree, py = data / "extracted", sys.executable
     (work / "pillow.py").write_text(PILLOW_LOOP)
-    (work / "miil.py").write_text(MIIL)
     (work / "litdata_side.py").write_text(LITDATA)
     found = {"pillow_loop": [py, str(work / "pillow.py"), str(listing), str(work / "out-pillow_loop")],
-             "miil_224": [py, str(work / "miil.py"), str(listing), str(tree), str(work / "out-miil_224"), "224"],
-             "miil_short_256": [py, str(work / "miil.py"), str(listing), str(tree), str(work / "out-miil_short_256"),
+             "miil_224": [py, str(MIIL_SCRIPTS), str(listing), str(tree), str(work / "out-miil_224"), "224"],
+             "miil_short_256": [py, str(MIIL_SCRIPTS), str(listing), str(tree), str(work / "out-miil_short_256"),
                                 "256"],
              "litdata_optimize": [py, str(work / "litdata_side.py"), str(listing), str(work / "out-litdata")]}
     for name, recipe in STREAMPREP_RECIPES.items():

@@ -200,10 +200,19 @@ def run_lines(cmd: list[str], out: Path, timeout: float) -> tuple[dict[str, Any]
     lines: list[tuple[float, str]] = []
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    code, _ = _wait_keeping_lines(p, lines, time.monotonic, timeout)
+    return {"wall_s": time.monotonic() - t0, "returncode": code,
+            "stderr_tail": "\n".join(l for _, l in lines)[-2000:] if code != 0 else ""}, lines
+
+
+def _wait_keeping_lines(p: subprocess.Popen, lines: list[tuple[float, str]], stamp: Callable[[], float],
+                        timeout: float) -> tuple[Any, float]:
+    """Wait for `p` (killed after `timeout` seconds: then "timeout"), each stderr line kept in `lines` with `stamp()`
+    as it arrives; its exit status, and when it ended (`time.monotonic()`, before the last lines are collected)."""
 
     def pump() -> None:
         for line in p.stderr:  # type: ignore[union-attr]
-            lines.append((time.monotonic(), line.rstrip("\n")))
+            lines.append((stamp(), line.rstrip("\n")))
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
@@ -212,9 +221,9 @@ def run_lines(cmd: list[str], out: Path, timeout: float) -> tuple[dict[str, Any]
     except subprocess.TimeoutExpired:
         p.kill()
         code = "timeout"
+    ended = time.monotonic()
     reader.join(5)
-    return {"wall_s": time.monotonic() - t0, "returncode": code,
-            "stderr_tail": "\n".join(l for _, l in lines)[-2000:] if code != 0 else ""}, lines
+    return code, ended
 
 
 def finish_run(x: dict[str, Any], images: int, input_bytes: int, allocated: int) -> None:
@@ -360,20 +369,8 @@ def run_sampled(cmd: list[str], out: Path, timeout: float, open_files: int | Non
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=limits)
     sampler = AnonSampler(p.pid, t0)
-
-    def pump() -> None:
-        for line in p.stderr:  # type: ignore[union-attr]
-            lines.append((round(time.monotonic() - t0, 2), line.rstrip("\n")))
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        code: Any = p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        code = "timeout"
-    wall = time.monotonic() - t0
-    reader.join(5)
+    code, ended = _wait_keeping_lines(p, lines, lambda: round(time.monotonic() - t0, 2), timeout)
+    wall = ended - t0
     memory = sampler.finish()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
