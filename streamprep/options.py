@@ -135,8 +135,8 @@ class CoreOptions:
         "squish=WxH (never enlarged, metadata removed)")
     encode: str | None = option(
         group=OUTPUT, metavar="HOW", default_text="jpeg:90",
-        help="how a general --resize recipe encodes its images: jpeg:QUALITY (webp:QUALITY and png are refused "
-        "until the formats' records and verify name them: docs/resize.md)")
+        help="how a general --resize recipe encodes its images: jpeg:QUALITY, webp:QUALITY or png (--format tfds: "
+        "not webp; each record names its image's encoding: docs/resize.md)")
     min_side: int = option(
         0, group=OUTPUT, metavar="N", default_text="0: none",
         help="with --resize: leave out (and list) every image whose shorter side is under N pixels")
@@ -254,11 +254,9 @@ class CoreOptions:
         for name in ("resize", "encode"):  # an empty string (a config file's "") is the option not given
             if getattr(self, name) == "":
                 object.__setattr__(self, name, None)
-        recipe = self.recipe  # --resize, --encode and --min-side checked (ConfigError)
-        if recipe is not None and not recipe.exact and not recipe.encode.startswith("jpeg:"):
-            raise ConfigError(f"--encode {recipe.encode}: WebP and PNG images are not written yet, since every "
-                              "format's records and verify still name the image a JPEG (TFRecord's image/format, "
-                              "WebDataset's .jpg); use --encode jpeg:QUALITY")
+        # --resize, --encode and --min-side checked (ConfigError); a format refuses an encoding it cannot hold in its
+        # `check_options` (TFDS's WebP)
+        resize_recipe(self.resize, self.encode, self.min_side)
 
     def _fill_downloads(self, entry: datasets.Dataset) -> None:
         """Each of the dataset's downloads not given: DOWNLOADS/<its official name>, or DOWNLOADS itself for a

@@ -265,3 +265,53 @@ def test_a_progressive_file_called_sequential_is_caught_by_the_full_decode_check
     spec = RecordSpec("x.JPEG", 1, "n01440764", "tench", "a.tar!x.JPEG", 0, len(data), np.zeros((0, 4)), None)
     with pytest.raises(ImageError, match="does not decode"):
         full_decode(spec, data)
+
+
+def _answer(data: bytes) -> object:
+    """checked_jpeg_size's answer: the size, or the error's class and text."""
+    from streamprep.records.imagesize import checked_jpeg_size
+
+    try:
+        return checked_jpeg_size(data)
+    except ValueError as e:
+        return type(e).__name__, str(e)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_header_read_after_one_like_it_gets_the_answer_a_fresh_walk_gives(data):
+    """A file whose header bytes match a remembered one's but for the frame size is answered from memory (no walk
+    over its markers); any file, with 1 to 3 header bytes changed, size bytes included, gets the same size or the
+    same error as a reader that has seen nothing before."""
+    from streamprep.records import imagesize
+
+    base = data.draw(st.sampled_from(MUTATED_BASES))
+    sos = base.find(b"\xff\xda")
+    header_end = sos + 2 + int.from_bytes(base[sos + 2:sos + 4], "big")
+    mutated = bytearray(base)
+    for _ in range(data.draw(st.integers(1, 3))):
+        mutated[data.draw(st.integers(0, header_end + 8))] = data.draw(st.integers(0, 255))
+    for remembered in MUTATED_BASES:  # every base's layout remembered
+        _answer(remembered)
+    warm = _answer(bytes(mutated))
+    imagesize._layouts, saved = (), imagesize._layouts
+    imagesize._valid.clear()
+    try:
+        assert _answer(bytes(mutated)) == warm
+    finally:
+        imagesize._layouts = saved
+
+
+def test_a_header_like_a_remembered_one_but_for_its_size_is_read_from_memory_with_its_own_size():
+    from streamprep.records import imagesize
+
+    first, second = jpeg(64, 48), jpeg(48, 64)
+    assert imagesize.checked_jpeg_size(first) == (48, 64)
+    walks = []
+    original = imagesize._segments
+    imagesize._segments = lambda data: walks.append(1) or original(data)
+    try:
+        assert imagesize.checked_jpeg_size(second) == (64, 48)
+    finally:
+        imagesize._segments = original
+    assert not walks  # answered from the layout of `first`

@@ -367,14 +367,6 @@ def test_mds_writes_resized_images_its_offsets_table_counted(tf_records, torch_r
     assert sorted(torch_read["mds"]) == sorted([r["width"], r["height"]] for r in train)
 
 
-@pytest.mark.parametrize("how", ["webp:90", "png"])
-def test_convert_refuses_webp_and_png_output_until_the_records_and_verify_name_them(downloads, tmp_path, how):
-    out = tmp_path / "out"
-    code, err = _convert(downloads, out, "--resize", "short-edge=64", "--encode", how)
-    assert code == 2 and f"--encode {how}" in err and "jpeg:QUALITY" in err, err
-    assert len(err.strip().splitlines()) == 1 and not out.exists()
-
-
 def test_a_resized_output_is_its_own_conversion_never_resumed_into(downloads, resized, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(resized, out)
@@ -454,6 +446,22 @@ def test_the_beam_engine_writes_the_same_resized_bytes_as_the_local_engine(downl
     assert files(out) == expected
     assert json.loads((out / "manifest.json").read_text())["skipped"] == \
         json.loads((resized / "manifest.json").read_text())["skipped"]
+
+
+def test_one_writer_thread_writes_the_same_resized_bytes_as_forked_writer_processes(downloads, resized, tmp_path):
+    """`--workers 1` writes in a thread of this process (with its own resize threads), the fixture in forked processes."""
+    out = tmp_path / "one"
+    code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=64",
+                         "--min-side", "32", "--workers", "1")
+    assert code == 0, err
+
+    def files(folder: Path) -> dict[str, bytes]:  # every file below it, but manifest.json and .streamprep/
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+                and p.name != "manifest.json" and not p.relative_to(folder).as_posix().startswith(".")}
+
+    expected = files(resized)
+    assert any(name.endswith(".mds") for name in expected)
+    assert files(out) == expected
 
 
 def test_verify_decode_finds_every_resized_image_decodes_to_its_stated_size(resized):

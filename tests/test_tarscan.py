@@ -8,6 +8,8 @@ import struct
 import tarfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixtures.builders import tar_bytes
 from streamprep.archives.storage import Source
@@ -333,3 +335,66 @@ def test_extended_headers_under_the_bound_still_apply():
     data = (_extended(b"x", _record("comment", "c" * 1000)) + _extended(b"x", _record("path", "renamed.JPEG"))
             + tar_bytes({"a.JPEG": b"\xff\xd8"}))
     assert [m.name for m in iter_members(reader(data), "t.tar", len(data))] == ["renamed.JPEG"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(block=st.binary(min_size=512, max_size=512), stored=st.sampled_from(["unsigned", "signed", "off-by-one"]))
+def test_a_header_checksum_is_accepted_exactly_when_tarfile_accepts_it(block, stored):
+    """Any 512 bytes, their checksum field set to the unsigned sum, the signed one (old tar programs) or neither:
+    accepted exactly where tarfile's rule accepts them."""
+    from streamprep.archives.tarscan import _checksum_ok
+
+    data = bytearray(block)
+    unsigned = 256 + sum(struct.unpack_from("148B8x356B", data))
+    signed = 256 + sum(struct.unpack_from("148b8x356b", data))
+    value = {"unsigned": unsigned, "signed": signed, "off-by-one": unsigned + 1}[stored]
+    data[148:156] = b"%06o\0 " % (value & 0o777777)
+    assert _checksum_ok(bytes(data)) == (tarfile.nti(bytes(data[148:156])) in tarfile.calc_chksums(bytes(data)))
+
+
+def _counted_source(tmp_path, files: dict[str, bytes]) -> tuple[Source, list[tuple[int, int]]]:
+    """A local Source of a tar of `files` whose reads are recorded as (offset, length)."""
+    source = _source(tmp_path, tar_bytes(files), "t.tar")
+    reads: list[tuple[int, int]] = []
+    plain = source.read_at
+
+    def read_at(offset: int, length: int) -> bytes:
+        reads.append((offset, length))
+        return plain(offset, length)
+
+    source.read_at = read_at  # type: ignore[method-assign]
+    return source, reads
+
+
+def test_a_walk_over_tiny_members_reads_many_headers_with_one_read(tmp_path):
+    files = {f"n1_{i}.JPEG": bytes([i % 251]) * (300 + i) for i in range(400)}
+    source, reads = _counted_source(tmp_path, files)
+    got = [(m.name, source.read_at(m.offset, m.size)) for m in members(source)]
+    assert got == list(files.items())
+    header_reads = len(reads) - len(files)
+    assert header_reads < len(files) / 10  # 400 headers: each read of 64 KiB holds about 70 of them
+
+
+def test_a_walk_over_large_members_reads_their_headers_only(tmp_path):
+    files = {f"n1_{i}.JPEG": bytes([i]) * (100_000 + i) for i in range(12)}
+    source, reads = _counted_source(tmp_path, files)
+    walked_members = list(members(source))
+    assert [(m.name, m.size) for m in walked_members] == [(n, len(d)) for n, d in files.items()]
+    assert sum(length for _, length in reads) <= 2 * 512 * (len(files) + 1)  # no image byte read
+
+
+def test_a_nested_tar_walk_never_reads_past_the_inner_tar(tmp_path):
+    inner = tar_bytes({f"n1_{i}.JPEG": b"x" * 100 for i in range(50)})
+    source, reads = _counted_source(tmp_path, {"a.tar": inner, "after.bin": b"\xff" * 200_000})
+    outer = next(m for m in members(source) if m.name == "a.tar")
+    reads.clear()
+    assert [m.name for m in inner_members(source, outer)] == [f"n1_{i}.JPEG" for i in range(50)]
+    assert all(offset + length <= outer.offset + outer.size for offset, length in reads)
+
+
+def test_gzip_members_across_the_reader_chunks_are_whole(tmp_path):
+    """Members larger than, and straddling, the 1 MiB pieces the gzip stream is read in come out whole."""
+    files = {f"d/f{i}.bin": bytes(range(256)) * (1500 + 997 * i) for i in range(6)}
+    source = _source(tmp_path, gzip.compress(tar_bytes(files), 1), "big.tar.gz")
+    got = {normalize(m.name): data for m, data, _ in gzip_members(source) if not m.is_dir}
+    assert got == files

@@ -310,12 +310,49 @@ class Source:
 
 @contextmanager
 def sequential_reader(source: Source, end: int | None = None) -> Iterator[ReadAt]:
-    """`read_at` for reads that move forward through the archive up to `end`: read ahead on remote storage."""
+    """`read_at` for reads that move forward through the archive up to `end`, never past it: read ahead on remote
+    storage; locally, headers close together are read many at once (`DenseReads`)."""
     if not source.remote:
-        yield source.read_at
+        yield DenseReads(source.read_at, source.size if end is None else end)
         return
     with source.forward(end) as read_at:
-        yield read_at
+        if end is None:
+            yield read_at
+            return
+
+        def bounded(offset: int, length: int) -> bytes:  # a source's own `forward` may read on past `end`
+            return read_at(offset, max(0, min(length, end - offset)))
+
+        yield bounded
+
+
+DENSE_READ = 64 << 10  # bytes read at once where a walk's headers are close together (small members)
+DENSE_GAP = 8 << 10  # "close together": the walk's last read was at most this far back
+
+
+class DenseReads:
+    """`read_at` for a forward walk over a local file: where its small reads (tar headers) come close together, as
+    in a tar of small files, one read of `DENSE_READ` bytes serves the next ones from memory; where they are far
+    apart (a tar of ImageNet's 110 KB images), every read is the one asked for, and no image byte is copied.
+    A tar of tiny members costs one system call per header otherwise: a third of walking 1.28 M of them."""
+
+    __slots__ = ("read", "end", "data", "start", "last")
+
+    def __init__(self, read: ReadAt, end: int) -> None:
+        self.read, self.end = read, end
+        self.data, self.start, self.last = b"", 0, -DENSE_GAP - 1
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.end - offset))  # never past `end`
+        start, data = self.start, self.data
+        dense = 0 <= offset - self.last <= DENSE_GAP
+        self.last = offset
+        if start <= offset and offset + length <= start + len(data):
+            return data[offset - start:offset - start + length]
+        if not dense or length >= DENSE_READ:
+            return self.read(offset, length)
+        self.data, self.start = self.read(offset, max(length, min(DENSE_READ, self.end - offset))), offset
+        return self.data[:length]
 
 
 @contextmanager

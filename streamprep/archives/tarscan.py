@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterator
+import zlib
+from typing import Callable, Iterator, NamedTuple
 
 from ..errors import ArchiveError
 
@@ -21,9 +21,9 @@ MAX_EXTENDED = 1 << 20
 ReadAt = Callable[[int, int], bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class TarMember:
-    """One archive entry: its name, where its data starts and how long it is."""
+class TarMember(NamedTuple):
+    """One archive entry: its name, where its data starts and how long it is. A named tuple: made once per header
+    (1.28 M in the training tar), it is made in half the time a frozen dataclass takes."""
 
     name: str
     offset: int
@@ -65,12 +65,19 @@ def _text(field: bytes) -> str:
     return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
+def _byte_sum(data: bytes) -> int:
+    """The sum of up to 256 bytes' values: Adler-32's first half (1 + the sum, modulo 65521, which 256 x 255
+    stays under), in C where Python's `sum` walks the bytes one object at a time (a tenth of the time)."""
+    return (zlib.adler32(data) & 0xFFFF) - 1
+
+
 def _checksum_ok(block: bytes) -> bool:
     try:
         stored = _number(block[148:156])
     except ValueError:
         return False
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32  # the checksum field itself counts as spaces
+    # every byte but the checksum field, which counts as 8 spaces
+    unsigned = _byte_sum(block[:148]) + _byte_sum(block[156:356]) + _byte_sum(block[356:]) + 8 * 32
     if stored == unsigned:
         return True
     # Some old tar programs summed signed bytes.

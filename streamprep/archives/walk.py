@@ -26,9 +26,9 @@ def inner_members(source: Source, outer: TarMember, read_at: ReadAt | None = Non
     Locally each header is one small read; remotely see `Readahead`.
     """
     end = outer.offset + outer.size
-    if read_at is None:
-        with sequential_reader(source, end) as read_at:
-            yield from inner_members(source, outer, read_at)
+    if read_at is None:  # a reader that never reads past `end` itself
+        with sequential_reader(source, end) as own:
+            yield from iter_members(own, f"{source.url}!{outer.name}", outer.size, base=outer.offset)
         return
 
     def bounded(offset: int, length: int) -> bytes:  # never past the inner tar's end
@@ -38,38 +38,51 @@ def inner_members(source: Source, outer: TarMember, read_at: ReadAt | None = Non
 
 
 class _Sequential:
-    """`read_at` over a forward-only stream (a gzip member), skipping by reading."""
+    """`read_at` over a forward-only stream (a gzip member), skipping by reading. The stream is read a MiB at a
+    time and each header and member is a slice of that: one `read` of a GzipFile (Python code) per header costs
+    more than parsing the header."""
+
+    CHUNK = 1 << 20
 
     def __init__(self, stream: BinaryIO, url: str) -> None:
         self.stream, self.url, self.pos = stream, url, 0
+        self.buf, self.cut = b"", 0  # what was read and not yet used: buf[cut:] holds the stream from pos on
 
     def drain(self) -> None:
-        while self.read_at(self.pos, 1 << 20):
+        while self.read_at(self.pos, self.CHUNK):
             pass
 
     def read_at(self, offset: int, length: int) -> bytes:
         if offset < self.pos:
             raise ArchiveError(f"{self.url}: tar data out of order at byte {offset}; the archive is corrupt")
+        parts = []
         try:
             while self.pos < offset:
-                skipped = self.stream.read(min(offset - self.pos, 1 << 20))
-                if not skipped:
+                step = min(len(self.buf) - self.cut, offset - self.pos)
+                if not step and not self._fill():
                     return b""
-                self.pos += len(skipped)
-            parts = []
+                self.cut += step
+                self.pos += step
             while length > 0:  # in bounded reads: a header may claim far more than the stream holds
-                part = self.stream.read(min(length, 1 << 20))
-                if not part:
-                    break
-                parts.append(part)
-                length -= len(part)
+                step = min(len(self.buf) - self.cut, length)
+                if not step:
+                    if not self._fill():
+                        break
+                    continue
+                parts.append(self.buf[self.cut:self.cut + step])
+                self.cut += step
+                self.pos += step
+                length -= step
         except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # other OSErrors are storage trouble: retried
             raise ArchiveError(
                 f"{self.url}: cannot decompress ({e}); the file is not a valid .tar.gz or is truncated, "
                 "fetch it again") from e
-        data = b"".join(parts)
-        self.pos += len(data)
-        return data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _fill(self) -> bool:
+        """The next chunk of the stream into the buffer (the last one used up); False at its end."""
+        self.buf, self.cut = self.stream.read(self.CHUNK), 0
+        return bool(self.buf)
 
 
 class _Counted:

@@ -14,6 +14,7 @@ from ..errors import AnnotationError
 from .nametable import NameLookup, NameTable, encode
 
 Box = tuple[float, float, float, float]
+BOX_BYTES = 32  # a box packed in `XmlBoxes`: four float64
 
 _PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                        remove_comments=True, remove_pis=True)
@@ -58,37 +59,38 @@ def parse_boxes(data: bytes, where: str) -> list[Box]:
     found: dict[str, list[object]] = {"xmin": [], "ymin": [], "xmax": [], "ymax": [], "width": [], "height": []}
     for element in root.iter(*found):  # one walk, each tag's elements in document order
         found[element.tag].append(element.text)
+    return _scaled(found, where)
 
-    def texts(name: str) -> list[object]:
-        return found[name]
 
-    xmins = texts("xmin")
-    count = 0
-    while count < len(xmins) and _int(xmins[count], "xmin", where) != -1:
-        count += 1
-    if not count:
+def _scaled(found: dict[str, list[object]], where: str) -> list[Box]:
+    """The classic's boxes from each tag's texts in document order: `xmin`s up to the first -1 count the boxes, each
+    divided by the first `width` and `height`, ordered, clamped to [0, 1], the empty ones dropped."""
+    xmins: list[int] = []
+    for text in found["xmin"]:
+        value = _int(text, "xmin", where)
+        if value == -1:
+            break
+        xmins.append(value)
+    if not xmins:
         return []
-    ymins, xmaxs, ymaxs = texts("ymin"), texts("xmax"), texts("ymax")
-    width = float(_int((texts("width") or [-1])[0], "width", where))
-    height = float(_int((texts("height") or [-1])[0], "height", where))
+    width = float(_int((found["width"] or [-1])[0], "width", where))
+    height = float(_int((found["height"] or [-1])[0], "height", where))
     if width == 0 or height == 0:
         raise AnnotationError(f"{where}: image width or height is 0; fix or remove this XML file")
+    ymins, xmaxs, ymaxs = found["ymin"], found["xmax"], found["ymax"]
     boxes = []
-    for i in range(count):
-        def coord(values: list[object], what: str) -> float:
-            return float(_int(values[i] if i < len(values) else -1, what, where))
-
-        xmin = coord(xmins, "xmin") / width
-        ymin = coord(ymins, "ymin") / height
-        xmax = coord(xmaxs, "xmax") / width
-        ymax = coord(ymaxs, "ymax") / height
-        min_x, max_x = min(xmin, xmax), max(xmin, xmax)
-        min_y, max_y = min(ymin, ymax), max(ymin, ymax)
-        box = (min(max(min_x, 0.0), 1.0), min(max(min_y, 0.0), 1.0),
-               min(max(max_x, 0.0), 1.0), min(max(max_y, 0.0), 1.0))
-        if box[0] >= box[2] or box[1] >= box[3]:
-            continue
-        boxes.append(box)
+    for i, x0 in enumerate(xmins):
+        xmin = x0 / width
+        ymin = _int(ymins[i] if i < len(ymins) else -1, "ymin", where) / height
+        xmax = _int(xmaxs[i] if i < len(xmaxs) else -1, "xmax", where) / width
+        ymax = _int(ymaxs[i] if i < len(ymaxs) else -1, "ymax", where) / height
+        if xmax < xmin:
+            xmin, xmax = xmax, xmin
+        if ymax < ymin:
+            ymin, ymax = ymax, ymin
+        box = (min(max(xmin, 0.0), 1.0), min(max(ymin, 0.0), 1.0), min(max(xmax, 0.0), 1.0), min(max(ymax, 0.0), 1.0))
+        if box[0] < box[2] and box[1] < box[3]:
+            boxes.append(box)
     return boxes
 
 
@@ -150,7 +152,7 @@ class BoxTable:
         names, name_starts, image_files = bytearray(), array("q", [0]), array("q")
         csv = bytearray()
         previous = None
-        count = len(files)
+        count, last = len(files), 0
         for number in range(count):
             xml = files[number]
             if consume:
@@ -158,17 +160,19 @@ class BoxTable:
             if (xml.folder, xml.file_name) == previous:
                 raise DuplicateXml(f"{xml.folder}/{xml.file_name}")
             previous = (xml.folder, xml.file_name)
-            boxes = xml.boxes
-            starts.append(starts[-1] + len(boxes))
-            if not boxes:
+            last += len(xml.packed) // BOX_BYTES
+            starts.append(last)
+            if not xml.packed:
                 continue
-            # The classic reads its own bboxes.csv back: the %.4f text is what the records hold.
-            values.extend(float("%.4f" % v) for box in boxes for v in box)
-            stem = xml.file_name[:-len(".xml")]
-            names += encode(stem + ".JPEG")
+            # The classic reads its own bboxes.csv back: the %.4f text (`csv_lines`) is what the records hold.
+            texts = ["%.4f" % v for v in array("d", xml.packed)]
+            values.extend(map(float, texts))
+            image = f"{xml.file_name[:-len('.xml')]}.JPEG"
+            names += encode(image)
             name_starts.append(len(names))
             image_files.append(number)
-            csv += csv_lines(stem, boxes).encode("utf-8", "surrogateescape")
+            csv += "".join(f"{image},{texts[i]},{texts[i + 1]},{texts[i + 2]},{texts[i + 3]}\n"
+                           for i in range(0, len(texts), 4)).encode("utf-8", "surrogateescape")
         rows = np.frombuffer(values, dtype=np.float32).astype("<f4").reshape(-1, 4)
         images = NameTable(bytes(names), np.frombuffer(name_starts, dtype=np.int64))
         return cls(csv, rows, np.frombuffer(starts, dtype=np.int64), images,
@@ -185,9 +189,13 @@ class BoxTable:
     def boxes_of_many(self, filenames: list[bytes]) -> list[np.ndarray]:
         """`boxes_of` for many encoded names at once (one search for all of them)."""
         out = []
+        none, rows, xml_rows, image_files = self.rows[:0], self.rows, self.xml_rows, self.image_files
         for entries in self.lookup.find(self.images, filenames):
-            parts = [self.rows[self.xml_rows[f]:self.xml_rows[f + 1]] for f in self.image_files[entries].tolist()]
-            out.append(self.rows[:0] if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts))
+            if not entries:  # most images have no boxes
+                out.append(none)
+                continue
+            parts = [rows[xml_rows[f]:xml_rows[f + 1]] for f in image_files[entries].tolist()]
+            out.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
         return out
 
     def entries(self) -> Iterator[tuple[str, np.ndarray]]:

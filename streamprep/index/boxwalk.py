@@ -30,6 +30,7 @@ MAX_BOXES = 4_000_000
 TRAIN_BOXES = ("ILSVRC2012_bbox_train_v2.tar.gz", "bounding boxes")  # (official name, progress phase) of an archive
 PROCESS_MIN_BYTES = 2 << 20  # a bounding-box archive this large is read by a process of its own (see BoxWalk)
 RELAY_INTERVAL = 0.2  # seconds between progress events sent from that process
+ADVANCE_EVERY = 256  # members between two progress events of the walk (and checks of the stop event)
 
 
 def index_boxes(source: Source, ignored: Ignored, progress: Callback | None = None,
@@ -59,15 +60,20 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
     files: list[XmlBoxes] = []
     left_out: list[tuple[str, str]] = []  # (folder, file name) of the XML files skipped as unusable
     with Phase(progress, phase_name, total_bytes=source.size, unit="files") as phase:
+        files_seen = 0  # progress is told every ADVANCE_EVERY members (a callback per member cost 5% of the walk)
         for m, data, compressed in gzip_members(source, MAX_XML_BYTES, keep=_annotation):
-            check_stop(stop)
             members += 1
-            phase.advance(int(m.is_file), compressed - read)
-            read = compressed
-            name = normalize(m.name)
-            if m.is_dir or not _wanted(m, name, source.url, ignored):
+            files_seen += m.is_file
+            if not members % ADVANCE_EVERY:
+                check_stop(stop)
+                phase.advance(files_seen, compressed - read)
+                read, files_seen = compressed, 0
+            if m.is_dir:
                 continue
-            assert data is not None  # `_annotation` kept it
+            if data is None or not m.is_file:  # a file `_annotation` did not keep, or not a file: why, listed
+                _wanted(m, normalize(m.name), source.url, ignored)
+                continue
+            name = normalize(m.name)  # a file `_annotation` kept: a folder/file.xml name
             if wanted >= MAX_XML_FILES:
                 raise ArchiveError(f"{source.url}: holds more than {MAX_XML_FILES:,} XML files (the real archive "
                                    f"544,546); it is not {official}, or it is damaged: fetch it again")
@@ -88,6 +94,8 @@ def _index_boxes(source: Source, ignored: Ignored, skipped: Skipped, progress: C
             if boxes > MAX_BOXES:
                 raise ArchiveError(f"{source.url}: holds more than {MAX_BOXES:,} boxes (the real archive about "
                                    f"615,000); it is not {official}, or it is damaged: fetch it again")
+        check_stop(stop)
+        phase.advance(files_seen, compressed - read if members else 0)
     if not members:
         raise ArchiveError(f"{source.url}: the archive is empty; the download is incomplete, "
                            f"fetch {official} again")

@@ -100,10 +100,11 @@ class SplitIndex:
     def __len__(self) -> int:
         return len(self.names)
 
-    def member(self, i: int) -> str:
-        container = self.containers.get(int(self.labels[i]))
+    def member(self, i: int, name: str | None = None, label: int | None = None) -> str:
+        """`archive!container!name` of image `i` (its name and label, where the caller has them, not looked up)."""
+        container = self.containers.get(int(self.labels[i]) if label is None else label)
         inner = f"!{container}" if container else ""
-        return f"{self.archive}{inner}!{self.names[i]}"
+        return f"{self.archive}{inner}!{self.names[i] if name is None else name}"
 
     def present_labels(self) -> list[int]:
         return [int(x) for x in np.unique(self.labels)]

@@ -129,6 +129,13 @@ class NameTable:
         k = bisect.bisect_right(affixes.bounds, i) - 1
         return affixes.prefixes[k] + own + affixes.suffixes[k]
 
+    def raw_many(self, rows: np.ndarray) -> list[bytes]:
+        """Names `rows`, encoded: `raw` of each, the offsets looked up at once."""
+        if self.affixes is not None:
+            return [self.raw(i) for i in rows.tolist()]
+        blob, rows = self.blob, rows.astype(np.int64)
+        return [blob[a:b] for a, b in zip(self.starts[rows].tolist(), self.starts[rows + 1].tolist())]
+
     def raws(self) -> Iterator[bytes]:
         """Every name, encoded, in order."""
         blob, starts = self.blob, self.starts.tolist()

@@ -15,15 +15,17 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Collection, Iterator
 
 from ..errors import MissingDependencyError, OutputUnreadableError
+from ..records.image import encoding_of
 from ..progress import Phase
 from . import checksum as checksums
 from . import registry
 
 PROBLEMS_KEPT = 100  # per shard: a shard with more keeps the first ones and counts the rest
 READ_BLOCK = 8 << 20  # read-ahead for remote shards
+JPEG_ONLY = ("JPEG",)  # what a byte-exact output's images are (`records.image.EXTENSIONS` names)
 
 
 class HashingReader:
@@ -132,31 +134,64 @@ def tensorflow():
         return tf
 
 
-def decode_problems(tf: Any, encoded: bytes | None, height: Any, width: Any, what: str, size_from: str) -> list[str]:
-    """What TensorFlow's own decoder finds wrong with a stored image: not a JPEG, not decodable, or of another
-    size than the record says."""
+def decode_problems(tf: Any, encoded: bytes | None, height: Any, width: Any, what: str, size_from: str,
+                    encodings: Collection[str] = JPEG_ONLY, named: str | None = None) -> list[str]:
+    """What is wrong with a stored image: not of an encoding the output holds (`encodings`: a byte-exact output's
+    JPEG; a resized one's as its recipe says, `Recipe.encodings`), or not the one its record names (`named`:
+    TFRecord's `image/format`, a WebDataset member's extension); with `tf`, not decodable by TensorFlow's own
+    decoder of that encoding, or of another size than the record says."""
     if encoded is None:
         return []  # no image feature: the schema check reports it
     if not encoded:
         return [f"{what} is empty: nothing to decode"]
-    if not encoded.startswith(b"\xff\xd8"):  # decode_jpeg would also take a PNG or GIF
-        return [f"{what} is not a JPEG (it starts with {encoded[:4].hex(' ')}), but the record says JPEG"]
+    found = encoding_of(encoded)
+    if named is not None and found != named:
+        return [f"{what} is not a {named} {_is(encoded, found)}, though the record says {named}"]
+    if found not in encodings:
+        allowed = " or ".join(sorted(encodings))
+        return [f"{what} is not a {allowed} {_is(encoded, found)}; this output holds {allowed} images only"]
+    if tf is None:
+        return []
     try:
-        shape = tf.io.decode_jpeg(encoded, channels=3).shape
+        shape = _decoder(tf, found)(encoded).shape
     except (tf.errors.OpError, ValueError) as e:
         message = str(e).split("}}")[-1].split("[Op:")[0].strip() or type(e).__name__
-        return [f"{what} does not decode as a JPEG ({message})"]
+        return [f"{what} does not decode as a {found} ({message})"]
     if height is not None and width is not None and (shape[0], shape[1]) != (height, width):
         return [f"the image decodes to {shape[1]}x{shape[0]} (width x height), but {size_from} say {width}x{height}"]
     return []
+
+
+def _is(encoded: bytes, found: str | None) -> str:
+    """What an image of the wrong encoding is: its first bytes, and the encoding they are, if any."""
+    return f"(it starts with {encoded[:4].hex(' ')})" + (f" but a {found}" if found else "")
+
+
+def _decoder(tf: Any, encoding: str) -> Callable[[bytes], Any]:
+    """TensorFlow's own decoder of an encoding, to height x width x 3. WebP: `tf.io.decode_image(...,
+    expand_animations=False)`, in a TensorFlow that decodes WebP (one with `tf.io.decode_webp`, which, like
+    `decode_jpeg` and `decode_image` without that flag, gives frames x height x width x channels)."""
+    if encoding == "PNG":
+        return lambda data: tf.io.decode_png(data, channels=3)
+    if encoding == "WEBP":
+        if not hasattr(tf.io, "decode_webp"):
+            raise MissingDependencyError("verify --decode of WebP images needs a TensorFlow that decodes WebP (one with "
+                                         "tf.io.decode_webp); upgrade TensorFlow, or verify without --decode")
+        return lambda data: tf.io.decode_image(data, channels=3, expand_animations=False)
+    return lambda data: tf.io.decode_jpeg(data, channels=3)
 
 
 class ShardChecker(ABC):
     """Reads shards of one format and checks their records; one instance shared by the worker threads."""
 
     def __init__(self, fs: Any, root: str, url: str, decode: bool, num_classes: int, phase: Phase,
-                 stop: threading.Event, checksum: str = checksums.DEFAULT) -> None:
+                 stop: threading.Event, checksum: str = checksums.DEFAULT,
+                 encodings: Collection[str] | None = None) -> None:
         self.fs, self.root, self.url = fs, root, url
+        # What the output's images may be: a resized output's, as its recipe says (`Recipe.encodings`); None, a
+        # byte-exact output's JPEG.
+        self.resized = encodings is not None
+        self.encodings = tuple(encodings) if encodings is not None else JPEG_ONLY
         self.decode, self.num_classes, self.phase, self.stop = decode, num_classes, phase, stop
         self.checksum = checksum  # the manifest's algorithm (`outputs.checksum`): each shard's `digest` under it
         self.tf = tensorflow() if decode else None
@@ -165,6 +200,11 @@ class ShardChecker(ABC):
     def hasher(self) -> checksums.Hasher:
         """A new hash object of the manifest's checksum, for one shard's `ShardCheck.digest`."""
         return checksums.hasher(self.checksum)
+
+    def image_problems(self, encoded: bytes | None, what: str, named: str | None = None, height: Any = None,
+                       width: Any = None, size_from: str = "") -> list[str]:
+        """`decode_problems` of one stored image, as this output holds them, decoded with `--decode`."""
+        return decode_problems(self.tf, encoded, height, width, what, size_from, self.encodings, named)
 
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"

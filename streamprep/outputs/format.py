@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ClassVar, Iterator, Sequence
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from .checker import ShardChecker
 
 BATCH = 64  # images fetched together (one concurrent range request batch on remote storage)
-RESIZE_THREADS = 2  # threads resizing a batch's images in each process that writes shards (`--resize`)
+RESIZE_THREADS = 2  # threads preparing resized images (`--resize`) for each process or thread that writes shards
 # Bytes a record may take beyond its image: the classic's Example (17 features, its text, file name and boxes)
 # and TFRecord framing take 300-600 bytes; an image with many boxes a few more.
 RECORD_ALLOWANCE = 2048
@@ -398,11 +399,16 @@ def _usable(fmt: Format, spec: RecordSpec, data: bytes, check_image: Check | Non
 class _Early:
     """The shard's reader as `ShardEncoder.start` gets it: called, it reads; `prepared(specs)` also prepares those
     records' images as the pass does (`_usable`, with its first format), each kept for its record's turn, so an image
-    an encoder needs ahead (a fix-up file, re-encoded for its size) is prepared once in the pass, not twice."""
+    an encoder needs ahead (a fix-up file, re-encoded for its size) is prepared once in the pass, not twice.
+
+    With a `--resize` recipe the images are prepared by the writer's resize threads (`_resize_pool`: decoding,
+    resampling and encoding release the interpreter lock) while the pass frames and writes the records before them:
+    `batch` hands a batch's images to the threads and returns, `usable` waits for each at its record's turn."""
 
     def __init__(self, read: Reader, fmt: Format, check_image: Check | None) -> None:
         self.read, self.fmt, self.check_image = read, fmt, check_image
-        self.kept: dict[int, Image | ImageError] = {}  # by id(spec): the pass's specs live until it ends
+        # by id(spec): the pass's specs live until it ends; a Future while the resize threads prepare it
+        self.kept: dict[int, Image | ImageError | Future] = {}
 
     def __call__(self, specs: list[RecordSpec]) -> list[bytes]:
         return self.read(specs)
@@ -410,19 +416,22 @@ class _Early:
     def prepared(self, specs: list[RecordSpec]) -> list[Image | ImageError]:
         """Each record's image, or the `ImageError` that makes it unusable (raised again at the record's turn)."""
         todo = [s for s in specs if id(s) not in self.kept]
-        for spec, data in zip(todo, self.read(todo) if todo else []):
-            self.kept[id(spec)] = self._prepare(spec, data)
-        return [self.kept[id(s)] for s in specs]
+        datas = self.read(todo) if todo else []
+        self.batch(todo, datas)  # with a recipe, on the resize threads
+        for spec, data in zip(todo, datas):
+            if id(spec) not in self.kept:
+                self.kept[id(spec)] = self._prepare(spec, data)
+        return [self._settled(id(s)) for s in specs]
 
     def batch(self, specs: list[RecordSpec], datas: list[bytes]) -> None:
-        """With a `--resize` recipe, a batch's images prepared at once by `RESIZE_THREADS` threads (decoding,
-        resampling and encoding release the interpreter lock), each kept for its record's turn; nothing otherwise."""
-        todo = [(s, d) for s, d in zip(specs, datas) if id(s) not in self.kept]
-        if self.fmt.resize is None or len(todo) < 2:
+        """With a `--resize` recipe, a batch's images handed to the resize threads, each kept for its record's turn;
+        nothing otherwise (each is prepared at its turn)."""
+        if self.fmt.resize is None:
             return
-        with ThreadPoolExecutor(RESIZE_THREADS, thread_name_prefix="resize") as pool:
-            for (spec, _), image in zip(todo, pool.map(lambda job: self._prepare(*job), todo)):
-                self.kept[id(spec)] = image
+        pool = _resize_pool()
+        for spec, data in zip(specs, datas):
+            if id(spec) not in self.kept:
+                self.kept[id(spec)] = pool.submit(self._prepare, spec, data)
 
     def _prepare(self, spec: RecordSpec, data: bytes) -> Image | ImageError:
         try:
@@ -430,14 +439,34 @@ class _Early:
         except ImageError as e:
             return e
 
+    def _settled(self, key: int) -> Image | ImageError:
+        found = self.kept[key]
+        if isinstance(found, Future):
+            found = self.kept[key] = found.result()
+        return found
+
     def usable(self, spec: RecordSpec, data: bytes) -> Image:
         """The record's image at its turn: as prepared ahead, else now; `ImageError` if it may not be written."""
-        found = self.kept.pop(id(spec), None)
-        if found is None:
+        if id(spec) not in self.kept:
             return _usable(self.fmt, spec, data, self.check_image)
+        found = self._settled(id(spec))
+        del self.kept[id(spec)]
         if isinstance(found, ImageError):
             raise found
         return found
+
+
+_local = threading.local()
+
+
+def _resize_pool() -> ThreadPoolExecutor:
+    """The `RESIZE_THREADS` threads that prepare resized images for the calling writer (a forked process, or a thread
+    of the threads engine), made on first use and kept for all its shards: threads do not survive a fork, so a
+    process makes its own."""
+    pool = getattr(_local, "pool", None)
+    if pool is None or _local.pid != os.getpid():
+        _local.pool, _local.pid = ThreadPoolExecutor(RESIZE_THREADS, thread_name_prefix="resize"), os.getpid()
+    return _local.pool
 
 
 def written_sizes(specs: Sequence[RecordSpec], read: Any, known: dict[str, int] | None = None,

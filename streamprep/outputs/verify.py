@@ -4,13 +4,16 @@ Each shard is read by its format's checker (the registry entry's `checker()`: `o
 for a TFRecord shard, streamprep's or the classic procedure's; `webdataset/check.py`, `tfds/check.py`):
 - framing: each record's length CRC and data CRC, and that the file ends where the last record ends;
 - schema: each record is a `tf.train.Example` with exactly the classic's 17 features, each of the
-  classic's type and arity, the constant ones (`RGB`, 3 channels, `JPEG`) with their value, boxes
-  consistent (equal list lengths, coordinates in [0, 1], min <= max, box labels = the label);
+  classic's type and arity, the constant ones (`RGB`, 3 channels) with their value, `image/format` `JPEG` (a
+  resized output's: an encoding its recipe writes), boxes consistent (equal list lengths, coordinates in [0, 1],
+  min <= max, box labels = the label);
+- images: each of the encoding its record names (TFRecord's `image/format`, a WebDataset member's extension) and
+  the output holds: JPEG, or a resized output's as the recipe in its manifest says (`_encodings`);
 - labels, each in the numbering its format stores: the classic TFRecord's `image/class/label` in
   1..num_classes (0 is the classic's background, never written), a WebDataset `.cls` and a TFDS
   `label` in 0..num_classes-1;
-- with `decode=True`: `image/encoded` is a JPEG that `tf.io.decode_jpeg(channels=3)` decodes to
-  `image/height` x `image/width`;
+- with `decode=True`: each image decodes with TensorFlow's own decoder of its encoding (`decode_jpeg`,
+  `decode_png`, `decode_image` for WebP) to `image/height` x `image/width`;
 - the shard names of each split are complete (indices 0..N-1 of `-of-N`).
 With a manifest (streamprep's output) also: the conversion is complete, every listed shard is there
 with its size, digest (under the algorithm the manifest names: `outputs.checksum`), record and box
@@ -38,6 +41,8 @@ from typing import Any, Collection, Iterator
 from ..archives.storage import rejected_options, resolve
 from ..errors import ConfigError, OutputUnreadableError
 from ..progress import Callback, Phase, check_stop
+from ..records import resize
+from ..records.image import EXTENSIONS
 from . import checksum as checksums
 from . import registry
 from .checker import PROBLEMS_KEPT, READ_BLOCK, Problem, ShardCheck, ShardChecker, tensorflow
@@ -280,7 +285,7 @@ def verify(url: str, storage_options: dict[str, Any] | None = None, decode: bool
     checksum = manifest.checksum if manifest is not None else checksums.DEFAULT  # without one, nothing compares it
     checksums.hasher(checksum)  # its package imported now: a missing one is an error before any shard is read
     checks = _check_shards(AnyShardChecker, fs, root, url, decode, num_classes, todo, files, workers, progress, stop,
-                           checksum)
+                           checksum, _encodings(manifest, problems))
     for check in checks:
         problems += check.problems
         if manifest is not None and check.name in manifest.shards:
@@ -304,6 +309,21 @@ def _manifest(fs: Any, root: str, url: str, files: dict[str, dict[str, Any]],
     except (ValueError, RecursionError) as e:
         problems.append(Problem(MANIFEST, f"unusable ({str(e)[:300]}); checking the shards as a classic output"))
         return None
+
+
+def _encodings(manifest: Manifest | None, problems: list[Problem]) -> tuple[str, ...] | None:
+    """What a resized output's images may be, by the recipe its manifest records (`options.resize` and `encode`:
+    `Recipe.encodings`); None for a byte-exact output (JPEG only, and TFDS's imagenet2012 the members as read)."""
+    options = manifest.options if manifest is not None and isinstance(manifest.options, dict) else {}
+    if not options.get("resize"):
+        return None
+    try:
+        recipe = resize.parse(str(options["resize"]), options.get("encode") or None)
+    except ConfigError as e:
+        problems.append(Problem(MANIFEST, f"options.resize and encode name no recipe ({e}); its images are checked "
+                                          "as any recipe may write them"))
+        return tuple(EXTENSIONS)
+    return recipe.encodings() if recipe is not None else None
 
 
 def _with_manifest(manifest: Manifest, files: dict[str, dict[str, Any]],
@@ -366,13 +386,14 @@ def _without_manifest(url: str, files: dict[str, dict[str, Any]],
 
 def _check_shards(checker_type: type, fs: Any, root: str, url: str, decode: bool, num_classes: int, todo: list[str],
                   files: dict[str, dict[str, Any]], workers: int, progress: Callback | None,
-                  stop: threading.Event | None, checksum: str = checksums.DEFAULT) -> list[ShardCheck]:
-    """Every shard in `todo` read and checked (each hashed with `checksum`), `workers` at a time; the first error
-    stops the others."""
+                  stop: threading.Event | None, checksum: str = checksums.DEFAULT,
+                  encodings: tuple[str, ...] | None = None) -> list[ShardCheck]:
+    """Every shard in `todo` read and checked (each hashed with `checksum`, its images as `encodings` allows:
+    `_encodings`), `workers` at a time; the first error stops the others."""
     halt = threading.Event()
     sizes = {n: files[n].get("size") for n in todo}
     with Phase(progress, "verify", total_bytes=sum(s or 0 for s in sizes.values()), unit="records") as phase:
-        checker = checker_type(fs, root, url, decode, num_classes, phase, halt, checksum)
+        checker = checker_type(fs, root, url, decode, num_classes, phase, halt, checksum, encodings)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
             futures = [pool.submit(checker.shard, n, sizes[n]) for n in todo]
             try:

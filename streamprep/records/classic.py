@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import example as ex
 from .spec import RecordSpec
-from .image import Image
+from .image import EXTENSIONS, Image
 
 _CONSTANT = {
     "image/colorspace": ex.bytes_feature(b"RGB"),
@@ -32,6 +32,10 @@ _BOX_KEYS = ("image/object/bbox/label", "image/object/bbox/xmax", "image/object/
 assert _AFTER[3:] == [*_BOX_KEYS, "image/width"]
 _CHANNELS, _COLORSPACE, _FORMAT = (ex.entry(k, _CONSTANT[k]) for k in ("image/channels", "image/colorspace",
                                                                        "image/format"))
+# `image/format` names the image's encoding (`Image.encoding`): the classic's b"JPEG", or a resized output's b"PNG" or
+# b"WEBP", upper case as the classic's (TF-slim's `tfexample_decoder.Image` decodes "png" or "PNG" as PNG, anything
+# else as JPEG; `tf.io.decode_image` reads the bytes' signature alone; docs/resize.md).
+_FORMATS = {name: ex.entry("image/format", ex.bytes_feature(name.encode())) for name in EXTENSIONS}
 _NO_BOXES = b"".join([ex.entry(_BOX_KEYS[0], ex.int64_feature()),
                       *(ex.entry(k, ex.float_feature(b"")) for k in _BOX_KEYS[1:])])
 _classes: dict[tuple[int, str, str], bytes] = {}  # the label, synset and text entries of each class
@@ -61,11 +65,11 @@ def _box_entries(spec: RecordSpec) -> bytes:
 
 def encode_parts(spec: RecordSpec, image: Image) -> tuple[bytes, bytes, bytes]:
     """The record as (head, image bytes, tail): `encode` without copying the image into the record."""
-    data, height, width = image.data, image.height, image.width
+    data, height, width, kind = image.data, image.height, image.width, _FORMATS[image.encoding]
     before = _CHANNELS + _class_entries(spec) + _COLORSPACE
     image = ex.bytes_entry_head(_ENCODED, len(data))
     after = b"".join([ex.entry("image/filename", ex.bytes_feature(spec.filename.encode("utf-8", "surrogateescape"))),
-                      _FORMAT, ex.int64_entry("image/height", height), _box_entries(spec),
+                      kind, ex.int64_entry("image/height", height), _box_entries(spec),
                       ex.int64_entry("image/width", width)])
     head = ex.example_head(len(before) + len(image) + len(data) + len(after)) + before + image
     return head, data, after

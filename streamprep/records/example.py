@@ -44,16 +44,27 @@ def entry(key: str, feature: bytes) -> bytes:
     return _SMALL[10] + _varint(body_length + len(feature_length)) + key_field + _SMALL[18] + feature_length + feature
 
 
+_INT64_ENTRIES: dict[tuple[str, int], bytes] = {}  # an image's height and width: a few hundred values repeat
+_MOST_INT64_ENTRIES = 1 << 16
+
+
 def int64_entry(key: str, value: int) -> bytes:
-    """entry(key, int64_feature(value)) for one value, the common case, with fewer steps."""
-    v = _varint(value)
-    return entry(key, _SMALL[26] + _SMALL[len(v) + 2] + _SMALL[10] + _SMALL[len(v)] + v)
+    """entry(key, int64_feature(value)) for one value, the common case, with fewer steps (remembered)."""
+    found = _INT64_ENTRIES.get((key, value))
+    if found is None:
+        v = _varint(value)
+        found = entry(key, _SMALL[26] + _SMALL[len(v) + 2] + _SMALL[10] + _SMALL[len(v)] + v)
+        if len(_INT64_ENTRIES) < _MOST_INT64_ENTRIES:
+            _INT64_ENTRIES[(key, value)] = found
+    return found
 
 
 def bytes_entry_head(key: str, length: int) -> bytes:
     """The map entry of a single-value bytes feature up to its value, which (`length` bytes) follows apart:
     entry(key, bytes_feature(value)) == bytes_entry_head(key, len(value)) + value."""
-    key_field = _field(1, key.encode())
+    key_field = _KEY_FIELDS.get(key)
+    if key_field is None:
+        key_field = _KEY_FIELDS[key] = _field(1, key.encode())
     value = _prefix(1, length)  # BytesList.value
     feature = _prefix(1, len(value) + length)  # Feature.bytes_list
     entry_value = _prefix(2, len(feature) + len(value) + length)  # MapEntry.value

@@ -1,5 +1,5 @@
 """An image as every output format stores it: the classic's bytes (fixed up where it re-encodes, resized where a
-`--resize` recipe says) and their size."""
+`--resize` recipe says), their size and their encoding."""
 
 from __future__ import annotations
 
@@ -20,6 +20,35 @@ class Image:
     data: bytes
     height: int
     width: int
+    encoding: str = "JPEG"  # what the bytes are, by their signature (`encoding_of`): "JPEG", "PNG" or "WEBP"
+
+
+# Each encoding a record may hold, by name (Pillow's format names; the classic's `image/format` is "JPEG"), with the
+# file extension a WebDataset member of it takes. A byte-exact output holds JPEG only; a resized one what its recipe
+# writes (`--encode`), or for a named recipe also a copied member's own PNG or WebP.
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+def encoding_of(data: bytes) -> str | None:
+    """The encoding an image's bytes hold, by their signature ("JPEG", "PNG", "WEBP"), or None for anything else."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def encoded(data: bytes, height: int, width: int, member: str) -> Image:
+    """A resized (or a named recipe's copied) image, its encoding read from its bytes; `ImageError` if they are none
+    of JPEG, PNG and WebP, which no format can name."""
+    encoding = encoding_of(data)
+    if encoding is None:
+        raise ImageError(f"{member}: its bytes are neither a JPEG, a PNG nor a WebP (they start with "
+                         f"{data[:4].hex(' ')}), so no format can name their encoding; replace it with a JPEG, or "
+                         "leave it out with --on-bad-image skip")
+    return Image(data, height, width, encoding)
 
 
 def image_size(data: bytes, member: str) -> tuple[int, int]:
@@ -41,10 +70,10 @@ def prepared(spec: RecordSpec, data: bytes, recipe: Recipe | None = None) -> Ima
     With a `recipe` (`--resize`): a named recipe takes the member's own bytes, as its script reads the extracted
     file; a general one the classic's image, its fix-ups made and its decoder's checks passed."""
     if recipe is not None and recipe.exact:
-        return Image(*recipe.apply(data, spec.member, spec.filename))
+        return encoded(*recipe.apply(data, spec.member, spec.filename), spec.member)
     if spec.fixup:
         data = fixups.apply(spec.fixup, data, spec.member)
     height, width = image_size(data, spec.member)
     if recipe is not None:
-        return Image(*recipe.resized(data, height, width, spec.member))
+        return encoded(*recipe.resized(data, height, width, spec.member), spec.member)
     return Image(data, height, width)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 # Start-of-frame markers: baseline, extended, progressive, lossless, arithmetic variants.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -95,6 +95,23 @@ _CACHE_LIMIT = 4096  # header structures remembered: the images of one camera or
 _valid: set[tuple[tuple[int, bytes], ...]] = set()
 
 
+class _Layout(NamedTuple):
+    """The bytes of a JPEG that passed `_headers`, up to the end of its first scan's header, but for the frame's
+    size: another file holding the same bytes around its own size has the same markers, the same structure and the
+    same answer, found by two comparisons instead of a walk over its markers."""
+
+    prefix: bytes  # the bytes before the frame's height
+    suffix: bytes  # the bytes after its width, to the end of the first scan's header
+    size_at: int  # where the height is
+    scan_end: int
+    components: int
+
+
+_LAYOUTS = 8  # layouts remembered, the latest first (the images of one encoder at one quality share one)
+_LAYOUT_BYTES = 8192  # a header longer than this (a large ICC profile or EXIF thumbnail) is too rare to keep
+_layouts: tuple[_Layout, ...] = ()
+
+
 def _headers(data: bytes) -> tuple[int, int, int, int]:
     """(height, width, where the first scan's header ends), once the markers before the first scan pass the
     checks libjpeg makes there, which end `tf.io.decode_jpeg` with an error: the frame's process,
@@ -102,25 +119,43 @@ def _headers(data: bytes) -> tuple[int, int, int, int]:
     and (progressive) parameters; the DQT, DHT, DRI and DAC segments' own fields.
 
     A structure that passed once (its segments, the frame size left out) passes again without the
-    checks: the many images of one encoder cost a walk over their markers and one lookup.
+    checks: the many images of one encoder cost a walk over their markers and one lookup; and a file whose
+    header bytes are a remembered one's but for the size (`_Layout`), not even the walk.
     """
+    for layout in _layouts:
+        at = layout.size_at
+        if data.startswith(layout.prefix) and data.startswith(layout.suffix, at + 4):
+            height, width = (data[at] << 8) | data[at + 1], (data[at + 2] << 8) | data[at + 3]
+            if height and width:  # else the walk says why not
+                return height, width, layout.scan_end, layout.components
+            break
     if not is_jpeg(data):
         raise SizeUnreadable(f"not a JPEG: {describe(data)}")
-    segments, size, scan_end = _segments(data)
+    segments, size, scan_end, size_at = _segments(data)
     key = tuple(segments)
     if scan_end < 0 or key not in _valid:
         _check_segments(segments)
         if len(_valid) >= _CACHE_LIMIT:
             _valid.clear()
         _valid.add(key)
-    return size[0], size[1], scan_end, next(body[1] for marker, body in segments if marker in _SOF)
+    components = next(body[1] for marker, body in segments if marker in _SOF)
+    if size_at > 0 and 0 <= scan_end <= _LAYOUT_BYTES:
+        _remember(_Layout(data[:size_at], data[size_at + 4:scan_end], size_at, scan_end, components))
+    return size[0], size[1], scan_end, components
 
 
-def _segments(data: bytes) -> tuple[list[tuple[int, bytes]], tuple[int, int], int]:
+def _remember(layout: _Layout) -> None:
+    """Keep a layout first, the oldest dropped (a new tuple: threads reading the old one are not disturbed)."""
+    global _layouts
+    _layouts = (layout, *_layouts[:_LAYOUTS - 1])
+
+
+def _segments(data: bytes) -> tuple[list[tuple[int, bytes]], tuple[int, int], int, int]:
     """The segments libjpeg interprets before the first scan, in order (a frame header's without its size),
-    the frame's size, and where the first scan's header ends (-1 if the data ends before it)."""
+    the frame's size, where the first scan's header ends (-1 if the data ends before it) and where the frame's
+    size is (its height's first byte)."""
     segments: list[tuple[int, bytes]] = []
-    size = (0, 0)
+    size, size_at = (0, 0), -1
     for marker, pos, length in _markers(data):
         if pos + length > len(data):
             break  # cut short inside a segment
@@ -130,12 +165,12 @@ def _segments(data: bytes) -> tuple[list[tuple[int, bytes]], tuple[int, int], in
             continue
         body = data[pos + 2:pos + length]
         if marker in _SOF and size == (0, 0):
-            size = _frame_size(body)
+            size, size_at = _frame_size(body), pos + 3
             body = body[:1] + body[5:]  # the structure, without the size (its component count stays)
         segments.append((marker, body))
         if marker == 0xDA:
-            return segments, size, pos + length
-    return segments, size, -1
+            return segments, size, pos + length, size_at
+    return segments, size, -1, size_at
 
 
 def _frame_size(body: bytes) -> tuple[int, int]:

@@ -80,6 +80,11 @@ class Recipe:
         """Whether it reproduces a published recipe byte for byte (the named ones)."""
         return self.name in NAMED
 
+    def encodings(self) -> tuple[str, ...]:
+        """What its images may be ("JPEG", "PNG", "WEBP": `records.image.EXTENSIONS`): a general recipe's `--encode`;
+        a named one's as cv2.imwrite writes them by the member's name (JPEG), or a copied member's own bytes."""
+        return ("JPEG", "PNG", "WEBP") if self.exact else (self.encode.partition(":")[0].upper(),)
+
     def spec(self) -> str:
         """The recipe as `--resize` names it."""
         if self.exact:
@@ -161,7 +166,7 @@ class Recipe:
         """A general recipe's (data, height, width) for the classic's image (a JPEG of this size, its checks passed)."""
         self._check_min_side(height, width, member)
         th, tw = self.target(height, width)
-        pixels = _decoded(data, th, tw, member)
+        pixels = _decoded(data, (height, width), th, tw, member)
         if pixels.shape[:2] != (th, tw):
             cv2 = _cv2()
             gentle = pixels.shape[0] <= 2 * th and pixels.shape[1] <= 2 * tw  # bilinear: 2x2 taps cover it
@@ -180,12 +185,12 @@ def _copied_shape(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _decoded(data: bytes, height: int, width: int, member: str) -> np.ndarray:
-    """RGB pixels of the JPEG, scaled in the DCT domain by 1/2, 1/4 or 1/8 as far as the result stays at least twice
-    height x width (Pillow's `reducing_gap=2.0`): scaled closer to the target, 4:2:0 chroma comes out blocky (30 dB
-    against the float reference at 1/8 where 1/4 gives 53, docs/resize.md); libjpeg-turbo's other scalings (7/8,
-    3/4, ...) are never asked for."""
-    full_height, full_width = checked_jpeg_size(data)
+def _decoded(data: bytes, full: tuple[int, int], height: int, width: int, member: str) -> np.ndarray:
+    """RGB pixels of the JPEG (`full`: its (height, width), read from its header once, by the caller), scaled in the
+    DCT domain by 1/2, 1/4 or 1/8 as far as the result stays at least twice height x width (Pillow's
+    `reducing_gap=2.0`): scaled closer to the target, 4:2:0 chroma comes out blocky (30 dB against the float reference
+    at 1/8 where 1/4 gives 53, docs/resize.md); libjpeg-turbo's other scalings (7/8, 3/4, ...) are never asked for."""
+    full_height, full_width = full
     factor = 1
     while factor < 8 and full_height // (2 * factor) >= 2 * height and full_width // (2 * factor) >= 2 * width:
         factor *= 2

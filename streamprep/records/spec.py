@@ -29,12 +29,16 @@ def record_specs(plan: Plan, shard: ShardSpec) -> list[RecordSpec]:
     re-encodes (`Plan.fixup_kind`: the classic's fix-ups, or TFDS's)."""
     split = plan.splits[shard.split]
     index = split.index
-    rows = split.order[shard.start:shard.stop].tolist()
-    raw = [index.names.raw(i) for i in rows]
+    order = split.order[shard.start:shard.stop]
+    rows = order.tolist()
+    raw = index.names.raw_many(order)
+    labels, offsets, sizes = index.labels[order].tolist(), index.offsets[order].tolist(), index.sizes[order].tolist()
+    synsets, text = plan.labels.synsets, plan.labels.text
     out = []
-    for i, encoded, boxes in zip(rows, raw, plan.boxes_of(shard.split).boxes_of_many(raw)):
-        name, label = encoded.decode("utf-8", "surrogateescape"), int(index.labels[i])
-        synset = plan.labels.synsets[label - 1]
-        out.append(RecordSpec(name, label, synset, plan.labels.text(synset), index.member(i),
-                              int(index.offsets[i]), int(index.sizes[i]), boxes, plan.fixup_kind(shard.split, name)))
+    for i, encoded, label, offset, size, boxes in zip(rows, raw, labels, offsets, sizes,
+                                                      plan.boxes_of(shard.split).boxes_of_many(raw)):
+        name = encoded.decode("utf-8", "surrogateescape")
+        synset = synsets[label - 1]
+        out.append(RecordSpec(name, label, synset, text(synset), index.member(i, name, label), offset, size, boxes,
+                              plan.fixup_kind(shard.split, name)))
     return out

@@ -74,8 +74,9 @@ class LitDataFormat(Format):
         return size, size
 
     def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
-        """Each split's index.json (`write.index_json`)."""
-        return {f"{split_folder(split)}/{INDEX_JSON}": index_json(plan, entries, split) for split in SPLITS
+        """Each split's index.json (`write.index_json`; a resized output's with its recipe)."""
+        resize = self.resize.describe() if self.resize else None
+        return {f"{split_folder(split)}/{INDEX_JSON}": index_json(plan, entries, split, resize) for split in SPLITS
                 if split in plan.splits}
 
     def side_file_names(self) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO
 
-from ..checker import ADVANCE_EVERY, HashingReader, ShardCheck, ShardChecker, decode_problems
+from ..checker import ADVANCE_EVERY, HashingReader, ShardCheck, ShardChecker
 from .write import ITEM_OVERHEAD, LABEL, OFFSET, SIZES
 
 MOST_ITEMS = 1 << 26  # a chunk whose size is not known is not believed to hold more (its offsets alone: 256 MB)
@@ -88,12 +88,9 @@ class ChunkChecker(ShardChecker):
         else:
             check.problem(f"class {cls} is out of range 0..{self.num_classes - 1}", k, offset)
             check.trusted = False
-        if not image.startswith(b"\xff\xd8\xff"):
-            check.problem(f"the image is not a JPEG (it starts with {image[:4].hex(' ')})", k, offset)
-        elif self.decode:
-            for what in decode_problems(self.tf, image, None, None, "the image", ""):
-                check.problem(what, k, offset)
-            check.decoded += 1
+        for what in self.image_problems(image, "the image"):  # the output's encoding; decoded with decode
+            check.problem(what, k, offset)
+        check.decoded += 1 if self.decode else 0
 
 
 def _offsets_hold(offsets: list[int], check: ShardCheck) -> bool:

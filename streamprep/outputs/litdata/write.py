@@ -173,12 +173,13 @@ def encoder(plan: Plan, shard: ShardSpec, name: str, spool: bool) -> Encoder:
     return Encoder(name, None if spool else planned_sizes(plan, record_specs(plan, shard)))
 
 
-def index_json(plan: Plan, entries: Sequence[ShardEntry], split: str) -> bytes:
+def index_json(plan: Plan, entries: Sequence[ShardEntry], split: str, resize: dict[str, Any] | None = None) -> bytes:
     """A split's `index.json`, as `BinaryWriter` and its merge write it (`json.dump(..., sort_keys=True)`): its
     chunks in shard order, each with its bytes, item count and file name; chunks without items left out (LitData
     never writes one). `updated_at`, where LitData writes the time, is a sha256 of the chunks' digests in the
     manifest (of its checksum): the same output gives the same file, and LitData's cache (kept per `updated_at`) is
-    renewed when the chunks change."""
+    renewed when the chunks change. A resized output's `--resize` recipe (`Recipe.describe`) is a top-level `resize`,
+    which LitData's reader leaves alone."""
     mine = {e.name: e for e in entries}
     chunks, digest = [], hashlib.sha256()
     for shard in plan.splits[split].shards:
@@ -189,5 +190,6 @@ def index_json(plan: Plan, entries: Sequence[ShardEntry], split: str) -> bytes:
         chunks.append({"chunk_bytes": entry.bytes, "chunk_size": entry.records, "dim": None, "filename": filename})
         digest.update(f"{filename} {entry.digest}\n".encode())
     config = {**CONFIG, "chunk_size": max((c["chunk_size"] for c in chunks), default=1)}
-    return json.dumps({"chunks": chunks, "config": config, "updated_at": digest.hexdigest()}, sort_keys=True).encode()
+    return json.dumps({"chunks": chunks, "config": config, "updated_at": digest.hexdigest(),
+                       **({"resize": resize} if resize else {})}, sort_keys=True).encode()
 

@@ -69,8 +69,11 @@ class MDSFormat(Format):
         return sum(self.size_bounds(plan, s)[1] for s in shards) + sum(3 * size for _, size in plan.fixup_sizes())
 
     def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
-        """Each split's index.json, as MDSWriter writes it once its last shard is flushed."""
-        return {f"{split_folder(split)}/{INDEX_JSON}": index_json(plan, entries, split) for split in plan.splits}
+        """Each split's index.json, as MDSWriter writes it once its last shard is flushed (a resized output's with its
+        recipe)."""
+        resize = self.resize.describe() if self.resize else None
+        return {f"{split_folder(split)}/{INDEX_JSON}": index_json(plan, entries, split, resize)
+                for split in plan.splits}
 
     def side_file_names(self) -> list[str]:
         return [f"{split_folder(split)}/{INDEX_JSON}" for split in FOLDERS]

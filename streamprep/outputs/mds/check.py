@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..checker import ADVANCE_EVERY, HashingReader, ShardCheck, ShardChecker, decode_problems
+from ..checker import ADVANCE_EVERY, HashingReader, ShardCheck, ShardChecker
 from .write import CONFIG, SAMPLE_OVERHEAD
 
 MAX_CONFIG = 1 << 20  # an MDS config is a few hundred bytes; a larger one is a damaged offsets table
@@ -102,12 +102,9 @@ class MDSChecker(ShardChecker):
         if i < 0:
             check.problem(f"i is {i}, expected an image's place in its split's file list (0 or more)", k, start)
         x = data[12:12 + x_size]
-        if not x.startswith(b"\xff\xd8\xff"):
-            check.problem(f"x is not a JPEG (it starts with {x[:4].hex(' ')})", k, start)
-        elif self.decode:
-            for what in decode_problems(self.tf, x, None, None, "x", ""):
-                check.problem(what, k, start)
-            check.decoded += 1
+        for what in self.image_problems(x, "x"):  # the output's encoding (JPEG, or its recipe's); decoded with decode
+            check.problem(what, k, start)
+        check.decoded += 1 if self.decode else 0
 
 
 def _config_problem(data: bytes) -> str | None:

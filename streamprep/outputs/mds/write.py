@@ -164,9 +164,11 @@ def index_entry(entry: ShardEntry) -> dict[str, Any]:
                          "hashes": {algo: entry.facts[algo] for algo in HASHES}}}
 
 
-def index_json(plan: Plan, entries: Sequence[ShardEntry], split: str) -> bytes:
+def index_json(plan: Plan, entries: Sequence[ShardEntry], split: str, resize: dict[str, Any] | None = None) -> bytes:
     """A split's index.json as `MDSWriter._write_index` writes it (`json.dump(obj, out, sort_keys=True)`): its
-    shards in order, those with no samples left out (MDSWriter never writes an empty shard)."""
+    shards in order, those with no samples left out (MDSWriter never writes an empty shard); a resized output's
+    `--resize` recipe (`Recipe.describe`) as a top-level `resize`, which streaming's reader leaves alone."""
     mine = {e.name: e for e in entries}
     listed = [index_entry(e) for s in plan.splits[split].shards if (e := mine.get(shard_file(s))) and e.records]
-    return json.dumps({"version": 2, "shards": listed}, sort_keys=True).encode("utf-8")
+    return json.dumps({"version": 2, "shards": listed, **({"resize": resize} if resize else {})},
+                      sort_keys=True).encode("utf-8")

@@ -20,6 +20,7 @@ boxes.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -33,6 +34,7 @@ from .write import FOLDER, SHARD_PATTERN, WRITERS, arrow_schema, class_names, fe
 
 DATASETS = WRITERS[1]  # the writer that is pyarrow's, as `datasets` sets it up
 DATA_BYTES = 8  # --parquet-writer datasets: a row's bytes beyond its image and name: the two PLAIN lengths
+RECIPE_KEY = "streamprep"  # a resized output's footer metadata: {"resize": the recipe} (`ParquetFormat._recipe`)
 FOOTER_BYTES = 64 << 10  # a file's footer beyond its features and pages: its columns' and row groups' metadata
 # A page's header and page index entries take at most PAGE_BYTES; a page holds 256 KiB or more (content-defined
 # chunking's smallest chunk) but the last of a column chunk: besides those, a page per CHUNK_BYTES of images at most.
@@ -119,12 +121,19 @@ class ParquetFormat(Format):
         if self.writer != DATASETS:
             from .framed import Encoder
 
-            return Encoder(features, rows, self.file_name(shard), plan.fixed_sizes, getattr(self, "resize", None))
+            return Encoder(features, rows, self.file_name(shard), plan.fixed_sizes, self.resize, self._recipe())
         from .datasets_writer import Encoder as DatasetsEncoder, Images
 
         if not hasattr(self._held, "images"):
             self._held.images = Images()
-        return DatasetsEncoder(names, rows, arrow_schema(names), self._held.images)
+        schema = arrow_schema(names)
+        return DatasetsEncoder(names, rows, schema.with_metadata({**schema.metadata, **self._recipe()}),
+                               self._held.images)
+
+    def _recipe(self) -> dict[str, str]:
+        """A resized output's footer key-value metadata beside `huggingface`: `streamprep`, `{"resize": RECIPE}`
+        (`Recipe.describe`, as JSON); none for a byte-exact output."""
+        return {RECIPE_KEY: json.dumps({"resize": self.resize.describe()}, sort_keys=True)} if self.resize else {}
 
     def _made(self, plan: Plan, split: str) -> tuple[list[str], str, int]:
         """The class names, the features and a split's rows a row group, made once per plan and split (every shard

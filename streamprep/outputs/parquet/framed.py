@@ -36,8 +36,8 @@ class Encoder(ShardEncoder):
     opens_with_records = True
 
     def __init__(self, features: str, rows: int, name: str, known: dict[str, int] | None = None,
-                 recipe: Any = None) -> None:
-        self.metadata = {"huggingface": features}
+                 recipe: Any = None, metadata: dict[str, str] | None = None) -> None:
+        self.metadata = {"huggingface": features, **(metadata or {})}  # the footer's key-value metadata
         self.rows, self.name, self.known, self.recipe = rows, name, known or {}, recipe
         self.specs: list[RecordSpec] = []
         self.sizes: list[int] = []

@@ -85,6 +85,11 @@ class TFDSFormat(Format):
                               f"{options.file_format!r}")
         if chosen and options.tfds_shards < 0:  # not chosen, it is refused as given without --format tfds
             raise ConfigError(f"tfds_shards (--tfds-shards) must be 0 (TFDS's rule) or more, got {options.tfds_shards}")
+        recipe = options.recipe if chosen else None
+        if recipe is not None and "WEBP" in recipe.encodings() and not recipe.exact:
+            raise ConfigError(f"--format tfds holds JPEG or PNG images, not --encode {recipe.encode}: TFDS's Image "
+                              "feature decodes a WebP to frames x height x width, which as_dataset refuses; use "
+                              "--encode jpeg:QUALITY or png")
         if chosen and options.tfds_shards and options.equal_shards:  # equal shards take --train/--validation-shards
             raise ConfigError(f"tfds_shards (--tfds-shards {options.tfds_shards}) and --equal-shards both set the shard "
                               "counts; with --equal-shards pass --train-shards and --validation-shards instead")
@@ -107,10 +112,11 @@ class TFDSFormat(Format):
         from .plan import make_synsets_plan, make_tfds_plan, refuse_empty
 
         if self.dataset is not IMAGENET2012:
-            return make_synsets_plan(index, inputs.labels, options.tfds_shards, options.sharding)
+            return make_synsets_plan(index, inputs.labels, options.tfds_shards, options.sharding, self.resize)
         check_release()
         refuse_empty(index)
-        return make_tfds_plan(index, inputs.labels, _fixed_sizes(inputs, index), options.tfds_shards, options.sharding)
+        return make_tfds_plan(index, inputs.labels, _fixed_sizes(inputs, index), options.tfds_shards, options.sharding,
+                              self.resize)
 
     def file_name(self, shard: ShardSpec) -> str:
         return shard_file(shard.split, self.file_format, shard.number, shard.of, self.dataset)
@@ -130,8 +136,10 @@ class TFDSFormat(Format):
 
     def side_files(self, plan: Plan, entries: Sequence[ShardEntry]) -> dict[str, bytes]:
         """dataset_info.json, features.json and label.labels.txt, as `tfds build` writes them (and imagenet21k's
-        metadata.json, as `tfds.folder_dataset.write_metadata` writes them)."""
-        return metadata_files(plan, entries, self.file_format, self.file_name, self.dataset, self.recipe)
+        metadata.json, as `tfds.folder_dataset.write_metadata` writes them); a resized output's recipe in
+        dataset_info.json's description."""
+        return metadata_files(plan, entries, self.file_format, self.file_name, self.dataset, self.recipe,
+                              self.resize.describe() if self.resize else None)
 
     def side_file_names(self) -> list[str]:
         return [f"{self.dataset.folder}/{n}" for n in self.dataset.side_files]

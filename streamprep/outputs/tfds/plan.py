@@ -31,6 +31,7 @@ from ...index.images import DatasetIndex, SplitIndex
 from ...index.labels import LabelData
 from ...plan import CMYK_NAMES, PNG_NAME, Plan, ShardSpec, Sharding, SplitPlan, fixup_rows as classic_fixup_rows
 from ...records import example as ex
+from ...records.resize import Recipe
 
 MIN_SHARD_SIZE = 64 << 20  # shard_utils.DEFAULT_MIN_SHARD_SIZE
 MAX_SHARD_SIZE = 1024 << 20  # shard_utils.DEFAULT_MAX_SHARD_SIZE
@@ -194,13 +195,23 @@ def record_sizes(labels: np.ndarray, name_lengths: np.ndarray, image_sizes: np.n
     return 1 + varint_lengths(entries) + entries  # Example.features' tag and length
 
 
-def records_size(split_index: SplitIndex, fixed_sizes: Mapping[str, int]) -> int:
+def resized_sizes(sizes: np.ndarray, recipe: Recipe | None) -> np.ndarray:
+    """Each image's bytes as the shard rule counts them: as stored, or with a `--resize` recipe its estimate of one
+    image (`Recipe.most_bytes`; a named recipe's at least the download's, since it copies small images)."""
+    if recipe is None:
+        return sizes
+    most = recipe.most_bytes(np.zeros(1, np.int64))
+    return np.maximum(sizes, most) if recipe.exact else np.full_like(sizes, most)
+
+
+def records_size(split_index: SplitIndex, fixed_sizes: Mapping[str, int], recipe: Recipe | None = None) -> int:
     """The serialised size of a split's records (what TFDS's shard rule counts): each image's as its record holds it
-    (`image_size`), with its label and file name; `record_sizes` a block of records at a time (its arrays of a block
-    are all it holds)."""
+    (`image_size`; resized, `resized_sizes`), with its label and file name; `record_sizes` a block of records at a
+    time (its arrays of a block are all it holds)."""
     sizes = split_index.sizes.astype(np.int64)
     for i in fixup_rows(split_index) if fixed_sizes else ():
         sizes[i] = image_size(fixed_sizes, split_index, i)
+    sizes = resized_sizes(sizes, recipe)
     names, total = iter(split_index.names.raws()), 0
     for start in range(0, len(split_index), SIZE_BLOCK):
         stop = min(len(split_index), start + SIZE_BLOCK)
@@ -211,15 +222,15 @@ def records_size(split_index: SplitIndex, fixed_sizes: Mapping[str, int]) -> int
 
 
 def cut(split_index: SplitIndex, fixed_sizes: Mapping[str, int], num_shards: int,
-        equal: Sharding | None) -> list[tuple[int, int]]:
-    """Start and stop of each shard of a split: TFDS's count and cut, or `equal`'s count and balanced cut; refused
-    when a shard would be empty (TFDS writes none)."""
+        equal: Sharding | None, recipe: Recipe | None = None) -> list[tuple[int, int]]:
+    """Start and stop of each shard of a split: TFDS's count (of the images' sizes, or a `--resize` recipe's estimate
+    of them) and cut, or `equal`'s count and balanced cut; refused when a shard would be empty (TFDS writes none)."""
     split, n = split_index.split, len(split_index)
     if equal is not None:
         count, flag = equal.shards(split), f"{split}_shards (--{split}-shards)"
         bounds = equal.bounds(split, n)
     else:
-        count = num_shards or number_of_shards(records_size(split_index, fixed_sizes), n)
+        count = num_shards or number_of_shards(records_size(split_index, fixed_sizes, recipe), n)
         flag = "tfds_shards (--tfds-shards)"
         cuts = [0, *boundaries(n, count)]
         bounds = [(cuts[k], cuts[k + 1]) for k in range(count)]
@@ -229,18 +240,18 @@ def cut(split_index: SplitIndex, fixed_sizes: Mapping[str, int], num_shards: int
 
 
 def make_tfds_plan(index: DatasetIndex, labels: LabelData, fixed_sizes: Mapping[str, int],
-                   num_shards: int = 0, sharding: Sharding | None = None) -> TFDSPlan:
+                   num_shards: int = 0, sharding: Sharding | None = None, recipe: Recipe | None = None) -> TFDSPlan:
     """TFDS's plan of both splits, from an index walked by TFDS's rules. `fixed_sizes` are the re-encoded sizes of
     the training images TFDS fixes up (by file name), which count in a split's size; `num_shards` (0: TFDS's own
     rule) is `DownloadConfig(num_shards=...)`. A `sharding` with `equal` (`--equal-shards`) cuts TFDS's order into
     its counts instead (`--train-shards`, `--validation-shards`), shards that differ by at most one
-    (`plan.equal_bounds`)."""
+    (`plan.equal_bounds`). With a `--resize` recipe, TFDS's count is of the recipe's estimate (`resized_sizes`)."""
     equal = sharding if sharding is not None and sharding.equal else None
     splits = {}
     for split_index in index.splits:
         names = [split_index.names[i] for i in range(len(split_index))]
         refuse_keys(split_index, names)
-        bounds = cut(split_index, fixed_sizes, num_shards, equal)
+        bounds = cut(split_index, fixed_sizes, num_shards, equal, recipe)
         shards = tuple(ShardSpec(split_index.split, k, len(bounds), a, b) for k, (a, b) in enumerate(bounds))
         splits[split_index.split] = SplitPlan(split_index, order(split_index.split, names), shards)
     return TFDSPlan(splits, labels, index.boxes, equal or Sharding(), dict(fixed_sizes))
@@ -253,7 +264,7 @@ def synset_key(synset: str, name: bytes) -> bytes:
 
 
 def make_synsets_plan(index: DatasetIndex, labels: LabelData, num_shards: int = 0,
-                      sharding: Sharding | None = None) -> Plan:
+                      sharding: Sharding | None = None, recipe: Recipe | None = None) -> Plan:
     """The plan of a dataset whose walk chose the classes (ImageNet-21k's recipe), written as a TFDS dataset no TFDS
     builder makes: labels numbered by the classes kept (`index.synsets`), each split in TFDS's order (md5 of the
     split and `synset_key`) cut by TFDS's shard rule (`num_shards`, or `sharding`'s equal cut), the images as stored
@@ -266,15 +277,17 @@ def make_synsets_plan(index: DatasetIndex, labels: LabelData, num_shards: int = 
         archive = index.splits[0].archive if index.splits else "the download"
         raise ConfigError(f"{archive}: no image is left to write (the split recipe kept no class), and a TFDS dataset "
                           "needs at least one split of images: lower --keep-classes-over, or check the download")
-    splits = {split_index.split: _synsets_split(split_index, labels, num_shards, equal) for split_index in index.splits}
+    splits = {split_index.split: _synsets_split(split_index, labels, num_shards, equal, recipe)
+              for split_index in index.splits}
     return Plan(splits, labels, index.boxes, equal or Sharding(), split_boxes=dict(index.split_boxes),
                 fixups=datasets.get(index.dataset).fixups, dataset=index.dataset)
 
 
-def _synsets_split(split_index: SplitIndex, labels: LabelData, num_shards: int, equal: Sharding | None) -> SplitPlan:
+def _synsets_split(split_index: SplitIndex, labels: LabelData, num_shards: int, equal: Sharding | None,
+                   recipe: Recipe | None = None) -> SplitPlan:
     """One split of `make_synsets_plan`: its order, its shards (none without images); a missing text fails here."""
     synsets = labels.synsets
-    bounds = cut(split_index, {}, num_shards, equal) if len(split_index) else []
+    bounds = cut(split_index, {}, num_shards, equal, recipe) if len(split_index) else []
     shards = tuple(ShardSpec(split_index.split, k, len(bounds), a, b) for k, (a, b) in enumerate(bounds))
     for label in split_index.present_labels():
         labels.text(synsets[label - 1])  # fail before writing if a text is missing

@@ -175,9 +175,32 @@ def _splits(plan: Plan, entries: Sequence[ShardEntry],
 
 
 def metadata_files(plan: Plan, entries: Sequence[ShardEntry], file_format: str, file_name: Callable[[Any], str],
-                   dataset: TFDSDataset = IMAGENET2012, recipe: dict[str, Any] | None = None) -> dict[str, bytes]:
+                   dataset: TFDSDataset = IMAGENET2012, recipe: dict[str, Any] | None = None,
+                   resize: dict[str, Any] | None = None) -> dict[str, bytes]:
     """The dataset's metadata files under its folder: imagenet2012's as `tfds build` writes them, imagenet21k's as
-    `tfds.folder_dataset.write_metadata` does (`imagenet21k.py`; `recipe`: its split recipe's options)."""
+    `tfds.folder_dataset.write_metadata` does (`imagenet21k.py`; `recipe`: its split recipe's options); a resized
+    output's `--resize` recipe (`resize`: `Recipe.describe`) in dataset_info.json's description (`described`)."""
+    files = _metadata_files(plan, entries, file_format, file_name, dataset, recipe)
+    if resize:
+        name = f"{dataset.folder}/dataset_info.json"
+        files[name] = described(files[name], resize)
+    return files
+
+
+RESIZED = "Resized by streamprep (convert --resize): "  # what opens the recipe's paragraph in the description
+
+
+def described(dataset_info: bytes, resize: dict[str, Any]) -> bytes:
+    """dataset_info.json with the recipe (`Recipe.describe`, as JSON) in a last paragraph of its `description`, which
+    TFDS keeps (`builder.info.description`)."""
+    info = json.loads(dataset_info)
+    info["description"] = (info.get("description", "").rstrip() + "\n\n" + RESIZED
+                           + json.dumps(resize, sort_keys=True)).lstrip()
+    return json.dumps(info, indent=2, sort_keys=True).encode()
+
+
+def _metadata_files(plan: Plan, entries: Sequence[ShardEntry], file_format: str, file_name: Callable[[Any], str],
+                    dataset: TFDSDataset, recipe: dict[str, Any] | None) -> dict[str, bytes]:
     splits = _splits(plan, entries, file_name)
     if dataset is IMAGENET21K:
         synsets = plan.labels.synsets

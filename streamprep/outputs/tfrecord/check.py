@@ -6,7 +6,7 @@ import math
 import struct
 from typing import Any, BinaryIO
 
-from ..checker import ADVANCE_EVERY, ShardCheck, ShardChecker, decode_problems
+from ..checker import ADVANCE_EVERY, ShardCheck, ShardChecker
 from .example_proto import example_type
 from .write import masked_crc
 
@@ -17,7 +17,8 @@ SCALARS = {"image/height": INT64, "image/width": INT64, "image/channels": INT64,
 BOX_KEYS = tuple(f"image/object/bbox/{k}" for k in ("xmin", "ymin", "xmax", "ymax"))
 LISTS = {**{k: FLOAT for k in BOX_KEYS}, "image/object/bbox/label": INT64}
 FEATURES = {**SCALARS, **LISTS}  # exactly the classic's keys (shared/spec/classic-pipeline.md, "One record")
-CONSTANTS = {"image/colorspace": b"RGB", "image/channels": 3, "image/format": b"JPEG"}
+CONSTANTS = {"image/colorspace": b"RGB", "image/channels": 3}
+# `image/format`: the classic's b"JPEG"; a resized output's what its recipe writes (`ShardChecker.encodings`)
 
 
 def key_problems(feature: Any, expected: dict[str, str], rule: str) -> list[str]:
@@ -115,9 +116,9 @@ class TFRecordChecker(ShardChecker):
         else:
             check.labels[label] += 1
         check.boxes += len(values.get("image/object/bbox/xmin", ()))
-        if self.decode and ("image/encoded" in values or "image" in values):  # an empty image is a problem too
+        if "image/encoded" in values or "image" in values:  # an empty image is a problem too
             problems += self._decode(values)
-            check.decoded += 1
+            check.decoded += 1 if self.decode else 0
         for what in problems:
             check.problem(what, record, offset, filename)
 
@@ -147,6 +148,7 @@ class TFRecordChecker(ShardChecker):
         for key, expected in CONSTANTS.items():
             if key in values and values[key] != expected:
                 problems.append(f"{key} is {values[key]!r}, expected {expected!r}")
+        problems += self._format(values)
         label = values.get("image/class/label")
         if label is not None and not 1 <= label <= self.num_classes:
             problems.append(f"image/class/label {label} is out of range 1..{self.num_classes}")
@@ -157,6 +159,14 @@ class TFRecordChecker(ShardChecker):
             problems.append("image/encoded is empty")
         problems += self._boxes(values)
         return problems, values
+
+    def _format(self, values: dict[str, Any]) -> list[str]:
+        """`image/format` not one of the output's encodings (`ShardChecker.encodings`): then taken as not given."""
+        named = values.get("image/format")
+        if named is None or _text(named) in self.encodings:
+            return []
+        values.pop("image/format")
+        return [f"image/format is {named!r}, expected " + " or ".join(repr(e.encode()) for e in self.encodings)]
 
     @staticmethod
     def _boxes(values: dict[str, Any]) -> list[str]:
@@ -181,6 +191,10 @@ class TFRecordChecker(ShardChecker):
         return problems
 
     def _decode(self, values: dict[str, Any]) -> list[str]:
-        return decode_problems(self.tf, values.get("image/encoded"), values.get("image/height"),
-                               values.get("image/width"), "image/encoded", "image/width x image/height")
+        """The image's problems: not the encoding `image/format` names, or (`--decode`) not decodable to the record's
+        size by TensorFlow's own decoder of it."""
+        named = values.get("image/format")
+        return self.image_problems(values.get("image/encoded"), "image/encoded",
+                                   _text(named) if named is not None else None, values.get("image/height"),
+                                   values.get("image/width"), "image/width x image/height")
 

@@ -6,11 +6,14 @@ import json
 import tarfile
 from typing import BinaryIO
 
-from ..checker import ADVANCE_EVERY, READ_BLOCK, ShardCheck, ShardChecker, decode_problems
+from ..checker import ADVANCE_EVERY, READ_BLOCK, ShardCheck, ShardChecker
 from ..checksum import Hasher
+from ...records.image import EXTENSIONS
 from .write import skipped_by_readers
 
-MEMBERS = ("jpg", "cls", "json")  # what every sample holds, once each
+IMAGES = {ext: name for name, ext in EXTENSIONS.items()}  # an image member's extension -> its encoding: jpg JPEG, ...
+MEMBERS = (*IMAGES, "cls", "json")  # what a sample may hold: one image (.jpg, or a resized output's .png, .webp), .cls
+# and .json, each once
 MAX_SMALL_MEMBER = 1 << 20  # a .cls or .json larger than this is not one streamprep wrote
 
 
@@ -33,7 +36,7 @@ class _Hashing:
 
 def _refused(member: tarfile.TarInfo) -> str | None:
     """Why a member is no sample's member (not a regular file, skipped by the webdataset library, not named
-    `KEY.jpg`, `KEY.cls` or `KEY.json`), or None."""
+    `KEY.jpg` (`.png`, `.webp`), `KEY.cls` or `KEY.json`), or None."""
     name = member.name
     if not member.isfile():
         return f"member {name!r} is not a regular file"
@@ -42,17 +45,18 @@ def _refused(member: tarfile.TarInfo) -> str | None:
                 "training job would miss its sample")
     stem, _, ext = name.rpartition(".")
     if ext not in MEMBERS or "." in stem.rsplit("/", 1)[-1] or not stem:
-        return f"member {name!r} is not KEY.jpg, KEY.cls or KEY.json"
+        return f"member {name!r} is not KEY.jpg (.png, .webp), KEY.cls or KEY.json"
     return None
 
 
 class TarShardChecker(ShardChecker):
     """Reads WebDataset shards (`NAME.tar`) and checks their samples; one instance shared by the worker threads.
 
-    Checked: the file is a tar to its end; every member is a regular file named `KEY.jpg`, `KEY.cls` or
-    `KEY.json` (and not one the webdataset library skips as metadata), in a plain ustar header (no pax record), a
-    sample's members together and each once; `.cls` a class number in 0..N-1; `.json` an object whose `cls` and
-    `label` agree with `.cls`; `.jpg` a JPEG (with `decode`, one TensorFlow's decoder decodes to the `.json`'s
+    Checked: the file is a tar to its end; every member is a regular file named `KEY.jpg` (a resized output's
+    `KEY.png` or `KEY.webp`), `KEY.cls` or `KEY.json` (and not one the webdataset library skips as metadata), in a
+    plain ustar header (no pax record), a sample's members together and each once, one image a sample; `.cls` a
+    class number in 0..N-1; `.json` an object whose `cls` and `label` agree with `.cls`; the image of the encoding
+    its extension names and the output holds (with `decode`, one TensorFlow's decoder decodes to the `.json`'s
     height and width). The labels counted are the classic's (`cls` + 1), to compare with the manifest's class
     counts; `index` is the DALI index of the file as read.
     """
@@ -94,7 +98,7 @@ class TarShardChecker(ShardChecker):
                         check.problem(f"sample {stem!r} holds two .{ext} members", check.records)
                         check.trusted = False
                         continue
-                    if ext != "jpg" and member.size > MAX_SMALL_MEMBER:
+                    if ext not in IMAGES and member.size > MAX_SMALL_MEMBER:
                         check.problem(f"{name}: {member.size:,} bytes, more than a .{ext} streamprep writes",
                                       check.records)
                         check.trusted = False
@@ -129,14 +133,18 @@ class TarShardChecker(ShardChecker):
         record = check.records
         check.records += 1
         lines.append(b" ".join(offsets) + b"\n")
-        missing = [ext for ext in MEMBERS if ext not in sample]
+        images = [ext for ext in IMAGES if ext in sample]
+        missing = ([] if images else ["jpg"]) + [ext for ext in ("cls", "json") if ext not in sample]
         if missing:
             check.problem(f"sample {key!r} lacks " + ", ".join(f".{ext}" for ext in missing), record)
             check.trusted = False
+        if len(images) > 1:
+            check.problem(f"sample {key!r} holds {len(images)} images (" + ", ".join(f".{e}" for e in images)
+                          + "), expected one", record)
         cls = self._cls(check, key, sample, record) if "cls" in sample else None
         meta = self._json(check, key, sample["json"][1], cls, record) if "json" in sample else None
-        if "jpg" in sample:
-            self._jpg(check, key, sample["jpg"][1], meta, record)
+        for ext in images:
+            self._image(check, key, ext, sample[ext][1], meta, record)
         return sum(len(data) for _, data in sample.values())
 
     def _cls(self, check: ShardCheck, key: str, sample: dict[str, tuple[int, bytes]], record: int) -> int | None:
@@ -168,12 +176,10 @@ class TarShardChecker(ShardChecker):
             check.boxes += len(boxes) if isinstance(boxes, list) else 0
         return meta
 
-    def _jpg(self, check: ShardCheck, key: str, image: bytes, meta: dict | None, record: int) -> None:
-        """The sample's `.jpg`: a JPEG, and with `decode` one TensorFlow decodes to the `.json`'s size."""
-        if not image.startswith(b"\xff\xd8\xff"):
-            check.problem(f"sample {key!r}: .jpg is not a JPEG (it starts with {image[:4].hex(' ')})", record)
-        elif self.decode:
-            for what in decode_problems(self.tf, image, (meta or {}).get("height"), (meta or {}).get("width"),
-                                        f"sample {key!r}: .jpg", ".json's width x height"):
-                check.problem(what, record)
-            check.decoded += 1
+    def _image(self, check: ShardCheck, key: str, ext: str, image: bytes, meta: dict | None, record: int) -> None:
+        """The sample's image (`.jpg`, `.png`, `.webp`): of the encoding its extension names and the output holds, and
+        with `decode` one TensorFlow's decoder of it decodes to the `.json`'s size."""
+        for what in self.image_problems(image, f"sample {key!r}: .{ext}", IMAGES[ext], (meta or {}).get("height"),
+                                        (meta or {}).get("width"), ".json's width x height"):
+            check.problem(what, record)
+        check.decoded += 1 if self.decode else 0

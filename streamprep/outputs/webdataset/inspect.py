@@ -12,7 +12,7 @@ from typing import Any, Callable
 from ...archives.storage import Source
 from ...index.labels import LabelData
 from ...inspection import Inspection, Lines, NotRecognised, Reader, read_failed, rounded, shard_beside
-from .check import MAX_SMALL_MEMBER, MEMBERS
+from .check import IMAGES, MAX_SMALL_MEMBER, MEMBERS
 from .write import WIDS_KIND
 
 WEBDATASET_LABELS = (".cls as stored: 0..N-1, 0..999 for ILSVRC2012 (the synset's index in the run's synset "
@@ -59,9 +59,10 @@ def webdataset_shard(source: Source, labels: LabelData, limit: int) -> Inspectio
 
 
 def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, ext: str, current: dict[str, Any]) -> None:
-    """One member of the sample being read: the .jpg's size, the .cls's class, the .json's object."""
-    if ext == "jpg":
-        current["jpg"] = member.size
+    """One member of the sample being read: the image's size (`.jpg`, a resized output's `.png` or `.webp`), the
+    .cls's class, the .json's object."""
+    if ext in IMAGES:
+        current["image"] = member.size
     elif ext in ("cls", "json") and member.isfile() and member.size <= MAX_SMALL_MEMBER:
         reader = tar.extractfile(member)
         data = reader.read() if reader else b""
@@ -83,7 +84,7 @@ def _entry(key: str | None, current: dict[str, Any], labels: LabelData) -> dict[
         labels.synsets[cls] if cls is not None and cls < len(labels.synsets) else None)
     text = meta.get("text") if isinstance(meta.get("text"), str) else labels.texts.get(synset or "")
     return {"key": key, "filename": meta.get("filename", key), "label": cls, "synset": synset, "text": text,
-            "height": meta.get("height"), "width": meta.get("width"), "bytes": current.get("jpg"),
+            "height": meta.get("height"), "width": meta.get("width"), "bytes": current.get("image"),
             "boxes": _boxes(meta.get("boxes"))}
 
 
@@ -148,8 +149,8 @@ def wids_index(source: Source, data: dict[str, Any], limit: int) -> Inspection:
 
 
 class WebDatasetReader(Reader):
-    """WebDataset shards (a tar of `KEY.jpg`, `KEY.cls`, `KEY.json`; an empty tar), DALI's index of them, timm's
-    `_info.json`, the wids shard list (`train.wids.json`)."""
+    """WebDataset shards (a tar of `KEY.jpg` (`.png`, `.webp`), `KEY.cls`, `KEY.json`; an empty tar), DALI's index of
+    them, timm's `_info.json`, the wids shard list (`train.wids.json`)."""
 
     def tar(self, source: Source, member: str | None, labels: LabelData, limit: int) -> Inspection | None:
         if member is None or member.rpartition("/")[2].partition(".")[2] in MEMBERS:

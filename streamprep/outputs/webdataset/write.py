@@ -17,7 +17,7 @@ import numpy as np
 from ... import datasets
 from ...errors import LabelDataError
 from ...plan import Plan
-from ...records.image import Image
+from ...records.image import EXTENSIONS, Image
 from ...records.spec import RecordSpec
 from ..format import ShardEncoder
 from ..manifest import ShardEntry
@@ -142,9 +142,10 @@ class Encoder(ShardEncoder):
 
     def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
         key = sample_key(spec, self.split)
-        head = member_header(f"{key}.jpg", len(image.data))
+        ext = EXTENSIONS[image.encoding].encode()  # KEY.jpg, or a resized output's KEY.png / KEY.webp
+        head = member_header(f"{key}.{ext.decode()}", len(image.data))
         tail = bytearray(_padding(len(image.data)))
-        line = [b"jpg %d %d %s.jpg" % (self.offset + len(head), len(image.data), key.encode())]
+        line = [b"%s %d %d %s.%s" % (ext, self.offset + len(head), len(image.data), key.encode(), ext)]
         at = self.offset + len(head) + len(image.data) + len(tail)
         for ext, data in (("cls", str(spec.label - 1).encode()), ("json", metadata(spec, image))):
             header = member_header(f"{key}.{ext}", len(data))
