@@ -92,6 +92,14 @@ def convert_args(paths: dict[str, object], out: object, *extra: object) -> list[
             "--validation-labels-file", paths["val_labels"], "--out", out, *extra]
 
 
+SMALL = ("--train-shards", "2", "--validation-shards", "1", "--classic-threads", "1")  # a tiny data set's layout
+
+
+def convert_small(paths: dict[str, object], out: object, *extra: object) -> tuple[int, str]:
+    """`convert_args` of tiny downloads in the `SMALL` layout, quiet, run in-process: (exit status, stderr text)."""
+    return run_cli(*convert_args(paths, out, *SMALL, "--quiet", *extra))
+
+
 def is_result(name: str) -> bool:
     """Shards and bboxes.csv: the files that must be byte-identical between runs (not manifest.json, whose
     paths and time differ, nor the hidden .streamprep/ state)."""

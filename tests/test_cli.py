@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, convert_args, run_cli, run_cli_out
+from helpers import ROOT, SMALL, convert_args, run_cli, run_cli_out
 from tiny import write_tiny
 
-SMALL = ("--train-shards", "2", "--validation-shards", "1", "--classic-threads", "1")
 
 
 def shards(out: Path) -> list[str]:

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, convert_args, run_cli, run_cli_out, run_python
+from helpers import ROOT, SMALL, convert_args, run_cli, run_cli_out, run_python
 from tiny import A, B, write_tiny
 
 SAMPLE = ROOT / "tests" / "fixtures" / "sample"
 SAMPLE_CONFIG = ROOT / "configs" / "sample.toml"
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
-SMALL = ("--train-shards", "2", "--validation-shards", "1", "--classic-threads", "1")
 
 
 def without(modules: list[str], argv: list[str]) -> subprocess.CompletedProcess:

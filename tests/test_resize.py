@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from fixtures import builders, miil_scripts
-from helpers import TYPE_CHECKED, convert_args, run_cli
+from helpers import TYPE_CHECKED, convert_small, run_cli
 from tiny import A, B, write_tiny
 
 from streamprep.errors import ConfigError, ImageError
@@ -254,16 +254,12 @@ def downloads(tmp_path_factory) -> dict[str, Path]:
     return _downloads(tmp_path_factory.mktemp("resize-downloads"))
 
 
-def _convert(downloads, out: Path, *extra: str) -> tuple[int, str]:
-    return run_cli(*convert_args(downloads, out, "--train-shards", "2", "--validation-shards", "1",
-                                 "--classic-threads", "1", "--quiet", *extra))
-
 
 @pytest.fixture(scope="module")
 def resized(downloads, tmp_path_factory) -> Path:
     """The tiny downloads resized short-edge=64 to TFRecord, WebDataset and MDS, images under 32 px left out."""
     out = tmp_path_factory.mktemp("resized") / "out"
-    code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=64",
+    code, err = convert_small(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=64",
                          "--min-side", "32")
     assert code == 0, err
     return out
@@ -273,7 +269,7 @@ def resized(downloads, tmp_path_factory) -> Path:
 def exact(downloads, tmp_path_factory) -> Path:
     """The tiny downloads as classic TFRecord shards: the boxes the resized ones must keep."""
     out = tmp_path_factory.mktemp("exact") / "out"
-    code, err = _convert(downloads, out)
+    code, err = convert_small(downloads, out)
     assert code == 0, err
     return out
 
@@ -371,9 +367,9 @@ def test_a_resized_output_is_its_own_conversion_never_resumed_into(downloads, re
     out = tmp_path / "out"
     shutil.copytree(resized, out)
     for other in (("--resize", "short-edge=48"), ("--resize", "short-edge=64", "--encode", "jpeg:80"), ()):
-        code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", *other)
+        code, err = convert_small(downloads, out, "--format", "tfrecord,webdataset,mds", *other)
         assert code == 2 and "--overwrite" in err, (other, err)
-    code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=48",
+    code, err = convert_small(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=48",
                          "--overwrite")
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
@@ -382,7 +378,7 @@ def test_a_resized_output_is_its_own_conversion_never_resumed_into(downloads, re
         with tarfile.open(shard) as tar:
             sizes = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith(".json")]
         assert all(min(s["height"], s["width"]) <= 48 for s in sizes)
-    code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=48")
+    code, err = convert_small(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=48")
     assert code == 0, err  # the same conversion again: resumed (every shard kept)
 
 
@@ -390,14 +386,14 @@ def test_a_resize_into_a_byte_exact_output_is_refused_without_overwrite(download
     out = tmp_path / "out"
     shutil.copytree(exact, out)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    code, err = _convert(downloads, out, "--resize", "short-edge=64")
+    code, err = convert_small(downloads, out, "--resize", "short-edge=64")
     assert code == 2 and "--overwrite" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
 
 
 def test_a_named_recipe_conversion_holds_the_scripts_bytes_for_every_member(downloads, tmp_path):
     out = tmp_path / "out"
-    code, err = _convert(downloads, out, "--format", "webdataset", "--resize", "21k-p-short-256")
+    code, err = convert_small(downloads, out, "--format", "webdataset", "--resize", "21k-p-short-256")
     assert code == 0, err
     members = {}
     for shard in sorted(out.glob("*.tar")):
@@ -433,7 +429,7 @@ def test_plan_estimates_a_resized_outputs_size_at_least_what_is_written(download
 def test_the_beam_engine_writes_the_same_resized_bytes_as_the_local_engine(downloads, resized, tmp_path):
     pytest.importorskip("apache_beam", reason="pip install 'streamprep[beam]' to run the Beam tests")
     out = tmp_path / "beam"
-    code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=64",
+    code, err = convert_small(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=64",
                          "--min-side", "32", "--engine", "beam", "--", *TYPE_CHECKED)
     assert code == 0, err
 
@@ -451,7 +447,7 @@ def test_the_beam_engine_writes_the_same_resized_bytes_as_the_local_engine(downl
 def test_one_writer_thread_writes_the_same_resized_bytes_as_forked_writer_processes(downloads, resized, tmp_path):
     """`--workers 1` writes in a thread of this process (with its own resize threads), the fixture in forked processes."""
     out = tmp_path / "one"
-    code, err = _convert(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=64",
+    code, err = convert_small(downloads, out, "--format", "tfrecord,webdataset,mds", "--resize", "short-edge=64",
                          "--min-side", "32", "--workers", "1")
     assert code == 0, err
 
@@ -473,6 +469,6 @@ def test_verify_decode_finds_every_resized_image_decodes_to_its_stated_size(resi
 
 def test_resize_without_opencv_names_the_extra_before_anything_is_written(downloads, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # as if opencv-python-headless were not installed
-    code, err = _convert(downloads, tmp_path / "out", "--resize", "21k-p-224")
+    code, err = convert_small(downloads, tmp_path / "out", "--resize", "21k-p-224")
     assert code == 2 and "--resize 21k-p-224 needs opencv-python-headless" in err and "streamprep[resize]" in err, err
     assert not (tmp_path / "out").exists()

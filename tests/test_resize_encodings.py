@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from fixtures import builders
-from helpers import ROOT, convert_args, run_cli, run_cli_out
+from helpers import ROOT, convert_small, run_cli, run_cli_out
 from test_docs_snippets import fenced_blocks
 from tiny import A, B, write_tiny
 
@@ -90,14 +90,10 @@ def downloads(tmp_path_factory) -> dict[str, Path]:
     return _write_downloads(tmp_path_factory.mktemp("encode-downloads"))
 
 
-def _convert(downloads, out: Path, *extra: str) -> tuple[int, str]:
-    return run_cli(*convert_args(downloads, out, "--train-shards", "2", "--validation-shards", "1",
-                                 "--classic-threads", "1", "--quiet", *extra))
-
 
 def _resized(downloads, tmp_path_factory, how: str, formats: str = FORMATS, *extra: str) -> Path:
     out = tmp_path_factory.mktemp(f"encode-{how.replace(':', '')}") / "imagenet"
-    code, err = _convert(downloads, out, "--format", formats, "--resize", f"short-edge={SIDE}", "--encode", how,
+    code, err = convert_small(downloads, out, "--format", formats, "--resize", f"short-edge={SIDE}", "--encode", how,
                          *extra)
     assert code == 0, err
     return out
@@ -377,7 +373,8 @@ def test_verify_fails_on_an_image_of_an_encoding_the_recipe_does_not_write(webp,
 def named(tmp_path_factory) -> Path:
     downloads = _write_downloads(tmp_path_factory.mktemp("encode-png-downloads"), png=True)
     out = tmp_path_factory.mktemp("encode-named") / "out"
-    code, err = _convert(downloads, out, "--format", "tfrecord,webdataset", "--dali-index", "--resize", "21k-p-224")
+    code, err = convert_small(downloads, out, "--format", "tfrecord,webdataset", "--dali-index",
+                              "--resize", "21k-p-224")
     assert code == 0, err
     return out
 
@@ -399,7 +396,8 @@ def test_a_named_recipes_copied_png_is_named_png_in_tfrecord_and_webdataset_and_
 
 def test_tfds_refuses_webp_before_anything_is_written(downloads, tmp_path):
     out = tmp_path / "out"
-    code, err = _convert(downloads, out, "--format", "tfds", "--resize", f"short-edge={SIDE}", "--encode", "webp:80")
+    code, err = convert_small(downloads, out, "--format", "tfds", "--resize", f"short-edge={SIDE}",
+                              "--encode", "webp:80")
     assert code == 2 and "--format tfds holds JPEG or PNG images, not --encode webp:80" in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
@@ -409,7 +407,7 @@ def test_tfds_reads_a_resized_output_with_builder_from_directory_at_the_resized_
     import tensorflow_datasets as tfds
 
     out = tmp_path / "out"
-    code, err = _convert(downloads, out, "--format", "tfds", "--resize", f"short-edge={SIDE}", "--encode", how)
+    code, err = convert_small(downloads, out, "--format", "tfds", "--resize", f"short-edge={SIDE}", "--encode", how)
     assert code == 0, err
     builder = tfds.builder_from_directory(str(next((out / "imagenet2012").iterdir())))
     recipe = json.loads((out / "manifest.json").read_text())["run"]["resize"]
@@ -458,7 +456,7 @@ def test_parquets_footer_holds_the_recipe_beside_the_features_and_datasets_still
     import pyarrow.parquet as pq
 
     out = tmp_path / "out"
-    code, err = _convert(downloads, out, "--format", "parquet", "--parquet-writer", writer, "--resize",
+    code, err = convert_small(downloads, out, "--format", "parquet", "--parquet-writer", writer, "--resize",
                          f"short-edge={SIDE}", "--encode", "png")
     assert code == 0, err
     files = sorted((out / "data").glob("*.parquet"))

@@ -96,7 +96,18 @@ def _scaled(found: dict[str, list[object]], where: str) -> list[Box]:
 
 def csv_lines(stem: str, boxes: Iterable[Box]) -> str:
     """The classic's bboxes.csv lines of one XML file (`stem.JPEG,xmin,ymin,xmax,ymax`, 4 decimals)."""
-    return "".join("%s.JPEG,%.4f,%.4f,%.4f,%.4f\n" % (stem, *box) for box in boxes)
+    return _lines(f"{stem}.JPEG", _texts([v for box in boxes for v in box]))
+
+
+def _texts(values: Iterable[float]) -> list[str]:
+    """Box coordinates as bboxes.csv writes them: 4 decimals."""
+    return ["%.4f" % v for v in values]
+
+
+def _lines(image: str, texts: list[str]) -> str:
+    """bboxes.csv's lines of one image's boxes, from their coordinates' texts (`_texts`), four a box."""
+    return "".join(f"{image},{texts[i]},{texts[i + 1]},{texts[i + 2]},{texts[i + 3]}\n"
+                   for i in range(0, len(texts), 4))
 
 
 class DuplicateXml(ValueError):
@@ -164,15 +175,14 @@ class BoxTable:
             starts.append(last)
             if not xml.packed:
                 continue
-            # The classic reads its own bboxes.csv back: the %.4f text (`csv_lines`) is what the records hold.
-            texts = ["%.4f" % v for v in array("d", xml.packed)]
+            # The classic reads its own bboxes.csv back: the %.4f text (`_texts`) is what the records hold.
+            texts = _texts(array("d", xml.packed))
             values.extend(map(float, texts))
             image = f"{xml.file_name[:-len('.xml')]}.JPEG"
             names += encode(image)
             name_starts.append(len(names))
             image_files.append(number)
-            csv += "".join(f"{image},{texts[i]},{texts[i + 1]},{texts[i + 2]},{texts[i + 3]}\n"
-                           for i in range(0, len(texts), 4)).encode("utf-8", "surrogateescape")
+            csv += _lines(image, texts).encode("utf-8", "surrogateescape")
         rows = np.frombuffer(values, dtype=np.float32).astype("<f4").reshape(-1, 4)
         images = NameTable(bytes(names), np.frombuffer(name_starts, dtype=np.int64))
         return cls(csv, rows, np.frombuffer(starts, dtype=np.int64), images,

@@ -142,10 +142,10 @@ class Encoder(ShardEncoder):
 
     def record(self, spec: RecordSpec, image: Image) -> Sequence[bytes]:
         key = sample_key(spec, self.split)
-        ext = EXTENSIONS[image.encoding].encode()  # KEY.jpg, or a resized output's KEY.png / KEY.webp
-        head = member_header(f"{key}.{ext.decode()}", len(image.data))
+        ext = EXTENSIONS[image.encoding]  # KEY.jpg, or a resized output's KEY.png / KEY.webp
+        head = member_header(f"{key}.{ext}", len(image.data))
         tail = bytearray(_padding(len(image.data)))
-        line = [b"%s %d %d %s.%s" % (ext, self.offset + len(head), len(image.data), key.encode(), ext)]
+        line = [f"{ext} {self.offset + len(head)} {len(image.data)} {key}.{ext}".encode()]
         at = self.offset + len(head) + len(image.data) + len(tail)
         for ext, data in (("cls", str(spec.label - 1).encode()), ("json", metadata(spec, image))):
             header = member_header(f"{key}.{ext}", len(data))
